@@ -1,0 +1,1 @@
+"""Analysis: what a network costs, layer by layer."""

@@ -1,0 +1,224 @@
+"""The experiment config: a typed schema, YAML loading, `key=value` overrides, clear errors.
+
+Every section refuses unknown keys, so a typo (`optim.lrr`) stops the run before it starts with the
+file, the key and the allowed keys named.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cnnlab.errors import CnnlabError
+
+ACTIVATIONS = ("relu", "elu", "silu", "gelu", "tanh", "sigmoid", "leaky_relu")
+DATASETS = ("cifar10", "fashion_mnist", "mnist", "idx", "imagefolder")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AugmentConfig(Section):
+    crop_padding: int = Field(0, ge=0, le=16, description="random crop after zero padding by this many pixels (0: off)")
+    flip: bool = Field(False, description="random horizontal flip")
+
+
+class DataConfig(Section):
+    dataset: Literal[DATASETS] = "fashion_mnist"
+    path: Optional[str] = Field(None, description="folder or archive for idx/imagefolder (relative to the data root)")
+    image_size: Optional[int] = Field(None, ge=4, description="resize image-folder images to this square size")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0, description="seed of the subset and train/validation split (the run's seed does not move it)")
+    train_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced training images (validation is held out of these)")
+    test_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced test images")
+    normalize: bool = True
+    augment: AugmentConfig = AugmentConfig()
+    affine_a: float = Field(1.0, description="input transform y = a*x + b, applied after normalisation")
+    affine_b: float = 0.0
+
+
+class ModelConfig(Section):
+    name: Optional[str] = Field(None, description="a zoo model (see `cnnlab zoo`)")
+    spec: Optional[str] = Field(None, description="a layer spec, e.g. 'conv 32 k5 p2 -> act -> maxpool 2 -> flatten -> dense classes'")
+    args: dict[str, int] = Field(default_factory=dict, description="named hyper-parameters of the spec, e.g. NF: 32")
+    bn: Optional[bool] = Field(None, description="batch norm on/off (default: the model's own)")
+    bn_position: Literal["before", "after"] = Field("before", description="batch norm before or after the activation")
+    activation: Optional[Literal[ACTIVATIONS]] = None
+    dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)
+    init: Literal["default", "xavier", "kaiming"] = "default"
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.name is None) == (self.spec is None):
+            raise ValueError("give exactly one of model.name (a zoo model) or model.spec (a layer spec)")
+        return self
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.01, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (decoupled for adamw)")
+    l1: float = Field(0.0, ge=0.0, description="L1 penalty on weights, added to the loss")
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self):
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("optim.nesterov needs optim.name: sgd with optim.momentum > 0")
+        return self
+
+
+class ScheduleConfig(Section):
+    name: Literal["constant", "step", "cosine", "onecycle"] = "constant"
+    step_epochs: int = Field(10, ge=1, description="step: multiply the rate by gamma every step_epochs")
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    warmup_fraction: Optional[float] = Field(None, ge=0.0, lt=1.0, description="share of steps spent rising linearly (default: cosine 0, onecycle 0.25)")
+    min_lr_fraction: float = Field(0.0, ge=0.0, le=1.0, description="cosine/onecycle: final rate as a fraction of lr")
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1000, ge=1)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast on CPU and GPU")
+    channels_last: bool = True
+    compile: bool = False
+
+
+class Config(Section):
+    name: str = "experiment"
+    seed: int = Field(0, ge=0)
+    deterministic: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig = DataConfig()
+    model: ModelConfig
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _known_model(self):
+        from cnnlab.models.zoo import ZOO
+
+        if self.model.name is not None and self.model.name not in ZOO:
+            raise ValueError(f"model.name '{self.model.name}' is not in the zoo; choose one of: {', '.join(sorted(ZOO))}")
+        return self
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys allowed at `loc` (the section that holds the bad key)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return sorted(model.model_fields)
+
+
+def _describe(err: dict) -> str:
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(Config, loc)
+        return f"unknown key '{key}'; allowed here: {', '.join(allowed)}"
+    if err["type"] == "missing":
+        return f"missing key '{key}'"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    return f"key '{key}': {msg}{shown}" if loc else msg
+
+
+def validate(raw: dict, source: str) -> Config:
+    """Validate a raw dict; on failure raise one CnnlabError naming the source, every bad key and what is allowed."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        lines = [_describe(err) for err in e.errors()]
+        raise CnnlabError(f"config error in {source}:\n  " + "\n  ".join(lines)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`optim.lr=0.01` -> (['optim', 'lr'], 0.01); the value is read as YAML (numbers, booleans, lists)."""
+    if "=" not in text:
+        raise CnnlabError(f"override '{text}' is not key=value (e.g. train.epochs=2)")
+    key, value = text.split("=", 1)
+    if not key or any(not p for p in key.split(".")):
+        raise CnnlabError(f"override '{text}': the key must be dotted names like optim.lr")
+    try:
+        parsed = yaml.safe_load(value) if value != "" else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.split("."), parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise CnnlabError(f"override '{text}': '{part}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CnnlabError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise CnnlabError(f"config file {path} is not valid YAML: {e}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise CnnlabError(f"config file {path} must hold a mapping of keys (data:, model:, ...), not {type(raw).__name__}")
+    return raw
+
+
+def experiments_dir() -> Path:
+    """The project's `experiments/` folder (beside the package in a source checkout)."""
+    return Path(__file__).resolve().parent.parent / "experiments"
+
+
+def find_experiment(name_or_path: str) -> Path:
+    """An experiment is a YAML path, or the name of a file in ./experiments or the project's experiments/."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        if candidate.is_file():
+            return candidate
+        raise CnnlabError(f"experiment file {candidate} does not exist")
+    folders = [Path.cwd() / "experiments", experiments_dir()]
+    for folder in folders:
+        for suffix in (".yaml", ".yml"):
+            if (folder / f"{name_or_path}{suffix}").is_file():
+                return folder / f"{name_or_path}{suffix}"
+    known = sorted({p.stem for f in folders if f.is_dir() for p in f.glob("*.y*ml")})
+    raise CnnlabError(
+        f"no experiment named '{name_or_path}' in {', '.join(str(f) for f in folders)}; "
+        f"known experiments: {', '.join(known) or 'none'} (or give a path to a .yaml file)"
+    )
+
+
+def load_experiment(name_or_path: str, overrides: list[str] = ()) -> Config:
+    path = find_experiment(name_or_path)
+    raw = read_yaml(path)
+    raw.setdefault("name", path.stem)
+    source = str(path) + (f" with overrides {' '.join(overrides)}" if overrides else "")
+    return validate(apply_overrides(raw, list(overrides)), source)
+
+
+def dump(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

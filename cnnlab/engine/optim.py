@@ -1,0 +1,47 @@
+"""Optimizers and learning-rate schedules; the rate is a plain function of the step (nothing to checkpoint)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cnnlab.errors import CnnlabError
+
+
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise CnnlabError("the model has no trainable parameters; unfreeze at least one layer")
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def lr_at(step: int, total_steps: int, steps_per_epoch: int, lr: float, cfg) -> float:
+    """The learning rate for optimizer step `step` (0-based) of `total_steps`.
+
+    constant; step (times gamma every step_epochs epochs); cosine (optional linear warm-up, then
+    cosine down to min_lr_fraction*lr); onecycle (linear rise from 0 over warmup_fraction, default
+    0.25, then linear fall to min_lr_fraction*lr).
+    """
+    floor = lr * cfg.min_lr_fraction
+    if cfg.name == "constant":
+        return lr
+    if cfg.name == "step":
+        return lr * cfg.gamma ** (step // (cfg.step_epochs * steps_per_epoch))
+    warm = cfg.warmup_fraction if cfg.warmup_fraction is not None else (0.25 if cfg.name == "onecycle" else 0.0)
+    rise = int(warm * total_steps)
+    if step < rise:
+        return lr * (step + 1) / rise
+    progress = (step - rise) / max(1, total_steps - rise)
+    if cfg.name == "cosine":
+        return floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return lr + (floor - lr) * progress
+
+
+def l1_penalty(model: torch.nn.Module) -> torch.Tensor:
+    """Sum of |w| over conv and dense weights (not biases, not batch-norm scales)."""
+    weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    return sum(w.abs().sum() for w in weights if w.requires_grad)

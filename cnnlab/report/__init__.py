@@ -1,0 +1,1 @@
+"""Reports: self-contained HTML (images embedded) and Markdown, made from run folders only."""

@@ -1,0 +1,4 @@
+"""Figures: training curves, filters, activations, predictions (matplotlib, Agg backend)."""
+import matplotlib
+
+matplotlib.use("Agg")
