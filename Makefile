@@ -1,0 +1,20 @@
+# Two entry points for a newcomer: `make demo` (set up, then a real training run ending in a report)
+# and `make test` (set up, then the tests). Both create .venv on first use.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/install-system-packages.sh
+	bash scripts/install-system-packages.sh
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/cnnlab run quickstart
+
+test: setup
+	$(PY) -m pytest -q
