@@ -134,8 +134,12 @@ def data_list(data_dir: Optional[str] = DATA_DIR):
         if name in ("idx", "imagefolder"):
             table.add_row(name, "data.path (any folder or archive)", "", "-")
             continue
+        used = False
         for i, c in enumerate(candidates(name, root)):
-            table.add_row(name if i == 0 else "", str(c.path), c.kind, "yes" if c.exists() else "no")
+            found = "no"
+            if c.exists():
+                found, used = ("yes" if used else "yes, used"), True
+            table.add_row(name if i == 0 else "", str(c.path), c.kind, found)
     Console(width=160).print(table)
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.spec import ACTIVATION_KINDS, Layer, evaluate
+from cnnlab.models.spec import ACTIVATION_KINDS, TEXT_OPTIONS, Layer, evaluate
 
 ACTIVATION_MODULES = {
     "relu": nn.ReLU,
@@ -157,7 +157,7 @@ def _spatial(shape, where: str, kind: str):
 def _layer(layer: Layer, shape: tuple, values: dict, saved: dict) -> tuple[Optional[nn.Module], tuple, str]:
     """Build one layer: (module, output shape, arithmetic)."""
     where = layer.where()
-    opt = {k: evaluate(v, values, where) for k, v in layer.options.items()}
+    opt = {k: v if k in TEXT_OPTIONS else evaluate(v, values, where) for k, v in layer.options.items()}
     kind = layer.kind
     if kind in ("conv", "maxpool", "avgpool"):
         c, h, w = _spatial(shape, where, kind)

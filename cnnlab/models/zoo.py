@@ -61,3 +61,27 @@ register(
     bn=False,
     activation="elu",
 )
+
+register(
+    "fast_a",
+    """conv 32 k3 p1 -> bn -> act -> maxpool 2
+       conv 64 k3 p1 -> bn -> act -> maxpool 2
+       conv 128 k3 p1 -> bn -> act -> maxpool 2
+       conv 256 k3 p1 -> bn -> act -> gap -> dense classes""",
+    "A plain fast CIFAR-10 network for CPUs: four conv3x3-BN-ReLU stages (32-64-128-256), pooling after "
+    "each of the first three, global average pooling: about 15M multiply-accumulates per image.",
+    input=(3, 32, 32),
+)
+
+register(
+    "fast_b",
+    """conv 32 k3 p1 -> bn -> act -> maxpool 2
+       conv 64 k3 p1 -> bn -> act -> save r1
+       conv 64 k3 p1 -> bn -> act -> conv 64 k3 p1 -> bn -> act -> add r1 -> maxpool 2
+       conv 128 k3 p1 -> bn -> act -> save r2
+       conv 128 k3 p1 -> bn -> act -> conv 128 k3 p1 -> bn -> act -> add r2 -> maxpool 2
+       conv 256 k3 p1 -> bn -> act -> gap -> dense classes""",
+    "A residual fast CIFAR-10 network: stem, two stages of conv + residual pair (64, 128) with pooling, "
+    "conv 256, global average pooling.",
+    input=(3, 32, 32),
+)

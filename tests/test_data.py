@@ -1,0 +1,121 @@
+"""Real data through the real pipeline: sources, tensor cache, splits, batched augmentation, errors."""
+import gzip
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.config import validate
+from cnnlab.data import load_images, prepare, split_indices
+from cnnlab.data.augment import random_crop, random_flip
+from cnnlab.data.loader import DeviceBatches
+from cnnlab.data.sources import CIFAR10_CLASSES, FASHION_CLASSES, locate
+from cnnlab.errors import CnnlabError
+
+
+def data_cfg(**data):
+    return validate({"model": {"name": "simplenn"}, "data": data}, "test").data
+
+
+def test_fashion_mnist_from_idx_files(data_root):
+    train, test, source = load_images(data_cfg(dataset="fashion_mnist"), data_root)
+    assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
+    assert train.images.dtype == torch.uint8 and train.classes == FASHION_CLASSES
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
+
+
+def test_cifar10_from_archive(data_root):
+    train, test, source = load_images(data_cfg(dataset="cifar10"), data_root)
+    assert source.name.endswith(".tar.gz")
+    assert train.images.shape == (50000, 3, 32, 32) and test.images.shape == (10000, 3, 32, 32)
+    assert train.classes == CIFAR10_CLASSES
+    assert torch.bincount(train.labels).tolist() == [5000] * 10
+    assert 100 < train.images.float().mean() < 150  # real photographs, not zeros
+
+
+def test_subsets_and_splits_are_balanced_seeded_and_disjoint(data_root):
+    cfg = data_cfg(dataset="cifar10", train_subset=1000, test_subset=200, val_fraction=0.2, split_seed=3)
+    train, test, _ = load_images(cfg, data_root)
+    tr, va, te = split_indices(cfg, train, test)
+    assert len(tr) == 800 and len(va) == 200 and len(te) == 200
+    assert torch.bincount(train.labels[va]).tolist() == [20] * 10
+    assert torch.bincount(test.labels[te]).tolist() == [20] * 10
+    assert not set(tr.tolist()) & set(va.tolist())
+    again = split_indices(cfg, train, test)
+    assert all(torch.equal(a, b) for a, b in zip((tr, va, te), again))
+    other = split_indices(data_cfg(dataset="cifar10", train_subset=1000, val_fraction=0.2, split_seed=4), train, test)
+    assert not torch.equal(va, other[1])
+
+
+def test_augmentation_keeps_labels_and_shapes_on_real_images(data_root):
+    train, _, _ = load_images(data_cfg(dataset="cifar10"), data_root)
+    images, labels = train.images[:64], train.labels[:64]
+    batches = DeviceBatches(images, labels, 16, torch.device("cpu"), torch.ones(3), torch.zeros(3),
+                            crop_padding=4, flip=True, shuffle=True)
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4)).float()
+    seen = 0
+    for x, y in batches.batches(torch.Generator().manual_seed(0)):
+        assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32
+        for img, label in zip(x, y):
+            # the augmented image must be some window (and maybe mirror) of exactly one original: its label
+            match = [i for dy in range(9) for dx in range(9) for i in range(64)
+                     if torch.equal(padded[i, :, dy:dy + 32, dx:dx + 32], img) or torch.equal(padded[i, :, dy:dy + 32, dx:dx + 32].flip(2), img)]
+            assert match and all(labels[i] == label for i in match)
+            seen += 1
+    assert seen == 64
+
+
+def test_crop_and_flip_are_seeded_and_do_what_they_say():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
+    a = random_crop(x, 1, torch.Generator().manual_seed(5))
+    b = random_crop(x, 1, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and a.shape == x.shape
+    flipped = random_flip(x, torch.Generator().manual_seed(1))
+    for orig, out in zip(x, flipped):
+        assert torch.equal(out, orig) or torch.equal(out, orig.flip(2))
+
+
+def test_prepare_normalises_with_training_statistics(data_root):
+    cfg = validate({"model": {"name": "simplenn"}, "data": {"dataset": "fashion_mnist", "train_subset": 2000}}, "test")
+    splits = prepare(cfg, data_root, torch.device("cpu"))
+    x = torch.cat([b for b, _ in splits.train.batches(torch.Generator().manual_seed(0))])
+    assert abs(x.mean().item()) < 0.02 and abs(x.std().item() - 1) < 0.02
+    assert splits.shape == (1, 28, 28) and splits.info["train"] == 1800 and splits.info["val"] == 200
+
+
+def test_missing_data_names_where_it_looked(tmp_path):
+    with pytest.raises(CnnlabError) as e:
+        locate("cifar10", tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path / "cifar-10-batches-py") in msg and str(tmp_path / "cifar10-jpeg.tar.gz") in msg
+    assert "--download" in msg and "CNNLAB_DATA" in msg
+
+
+def test_image_folder_by_path_and_corrupt_image_named(data_root, tmp_path):
+    train, _, _ = load_images(data_cfg(dataset="cifar10"), data_root)
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            (tmp_path / "pets" / split / cls).mkdir(parents=True)
+            for i in range(3):
+                idx = int((train.labels == CIFAR10_CLASSES.index(cls)).nonzero()[i])
+                Image.fromarray(train.images[idx].permute(1, 2, 0).numpy()).save(tmp_path / "pets" / split / cls / f"{i}.png")
+    cfg = data_cfg(dataset="imagefolder", path=str(tmp_path / "pets"))
+    tr, te, _ = load_images(cfg, tmp_path)
+    assert tr.classes == ["cat", "dog"] and tr.images.shape == (6, 3, 32, 32)
+    assert torch.equal(tr.images[0], train.images[int((train.labels == 3).nonzero()[0])])  # PNG is lossless
+    bad = tmp_path / "pets" / "train" / "dog" / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    with pytest.raises(CnnlabError, match="broken.png"):
+        load_images(data_cfg(dataset="imagefolder", path=str(tmp_path / "pets"), image_size=32), tmp_path)
+
+
+def test_truncated_idx_file_is_named(tmp_path):
+    from cnnlab.data.sources import DEBIAN_FASHION, IDX_FILES
+
+    for name in IDX_FILES:
+        shutil.copy(DEBIAN_FASHION / f"{name}.gz", tmp_path / f"{name}.gz")
+    data = gzip.decompress((tmp_path / "t10k-images-idx3-ubyte.gz").read_bytes())
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(data[:5000]))
+    with pytest.raises(CnnlabError, match="t10k-images-idx3-ubyte.gz is truncated"):
+        load_images(data_cfg(dataset="idx", path=str(tmp_path)), tmp_path)

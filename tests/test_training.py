@@ -1,0 +1,162 @@
+"""Real training runs on slices of Fashion-MNIST: the run folder, resume after kill -9, failures."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.engine import checkpoint
+from cnnlab.engine.trainer import Progress
+from cnnlab.errors import CnnlabError
+from cnnlab.runfolder import RunFolder
+from cnnlab.runner import resume_run, start_run
+from tests.conftest import quick_config
+
+TIMING_KEYS = {"seconds", "train_seconds", "images_per_s", "peak_mem_mb"}
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def without_timing(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def test_run_folder_contents(data_root, tmp_path):
+    cfg = quick_config(train={"epochs": 2}, schedule={"name": "cosine"})
+    run = start_run(cfg, tmp_path, data_root)
+    assert run.path.parent == tmp_path / "test"
+    rows = run.metrics()
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                "seconds", "images_per_s", "peak_mem_mb", "lr"):
+        assert key in rows[0]
+    summary = run.summary()
+    assert summary["status"] == "completed" and summary["seed"] == 0 and summary["device"] == "cpu"
+    assert summary["final"] == rows[-1]
+    assert summary["params"] == sum(r["params"] for r in run.architecture())
+    best = max(rows, key=lambda r: r["val_acc"])
+    assert summary["best_epoch"] == best["epoch"] and summary["test_acc_at_best"] == best["test_acc"]
+    assert summary["wall_seconds"] > 0
+    # the loss before training is that of an untrained model: about ln(10)
+    assert summary["expected_initial_loss"] == pytest.approx(math.log(10))
+    assert abs(summary["initial_loss"] - math.log(10)) < 0.15 and summary["initial_loss_ok"]
+    assert rows[-1]["val_acc"] > 0.5  # 540 images, 2 epochs: well above chance (0.1)
+    # checkpoints load as weights only, and best.pt holds the best epoch's weights
+    last = checkpoint.load(run.last_path)
+    assert last["state"]["epoch"] == 2 and len(last["state"]["history"]) == 2
+    assert checkpoint.load(run.best_path)["epoch"] == best["epoch"]
+    # the resolved config repeats the run
+    assert run.config() == cfg
+    html = (run.path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "test accuracy at best validation" in html
+    assert (run.path / "report.md").exists() and (run.figures / "loss.png").exists()
+
+
+def test_label_smoothing_l1_and_schedules_train(data_root, tmp_path):
+    for schedule in ("step", "onecycle"):
+        cfg = quick_config(schedule={"name": schedule, "step_epochs": 1},
+                           optim={"name": "sgd", "lr": 0.05, "nesterov": True, "l1": 1e-5, "weight_decay": 5e-4},
+                           train={"label_smoothing": 0.1, "epochs": 2}, model={"name": "simplenn", "dropout": 0.2})
+        run = start_run(cfg, tmp_path, data_root)
+        rows = run.metrics()
+        assert run.summary()["status"] == "completed" and all(math.isfinite(r["train_loss"]) for r in rows)
+        if schedule == "step":
+            assert rows[1]["lr"] == pytest.approx(0.05 * 0.1)
+
+
+def test_nan_loss_fails_the_run_and_keeps_last_good_checkpoint(data_root, tmp_path):
+    cfg = quick_config(train={"epochs": 3})
+
+    def poison(row):  # after epoch 1 is saved, break the weights: epoch 2's loss is NaN
+        if row["epoch"] == 1:
+            model = trainer_models[-1]
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+
+    trainer_models = []
+    from cnnlab.engine import trainer as trainer_mod
+
+    original_init = trainer_mod.Trainer.__init__
+
+    def spy_init(self, *a, **k):
+        original_init(self, *a, **k)
+        trainer_models.append(self.model)
+
+    trainer_mod.Trainer.__init__ = spy_init
+    try:
+        with pytest.raises(CnnlabError, match="NaN or infinite in epoch 2"):
+            start_run(cfg, tmp_path, data_root, Progress(epoch_end=poison))
+    finally:
+        trainer_mod.Trainer.__init__ = original_init
+    run = RunFolder(next((tmp_path / "test").iterdir()))
+    summary = run.summary()
+    assert summary["status"] == "failed" and "epoch 2" in summary["error"] and summary["epochs_done"] == 1
+    last = checkpoint.load(run.last_path)
+    assert last["state"]["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
+    assert (run.path / "report.html").exists()
+
+
+def test_resume_after_kill_9_equals_uninterrupted_run(data_root, tmp_path):
+    overrides = ["deterministic=true", "train.epochs=3", "data.train_subset=2000", "model.dropout=0.3",
+                 "data.augment.flip=true", "data.augment.crop_padding=2", "schedule.name=onecycle",
+                 "data.test_subset=200", "data.val_fraction=0.2", "train.batch_size=64"]
+    cmd = [sys.executable, "-m", "cnnlab.cli", "run", "quickstart", *overrides, "--runs-dir", str(tmp_path / "killed")]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_dir = None
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill -9 during epoch 2, once epoch 1 is on disk
+        found = list((tmp_path / "killed").glob("quickstart/*/metrics.jsonl"))
+        if found and found[0].read_text().count("\n") >= 1:
+            run_dir = found[0].parent
+            time.sleep(0.3)
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run_dir is not None, proc.stdout.read()
+    assert RunFolder(run_dir).summary()["status"] == "running"
+    assert len(RunFolder(run_dir).metrics()) < 3
+    resumed = subprocess.run([sys.executable, "-m", "cnnlab.cli", "resume", str(run_dir)], env=ENV,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1] == str(run_dir)
+    straight = subprocess.run([sys.executable, "-m", "cnnlab.cli", "run", "quickstart", *overrides,
+                               "--runs-dir", str(tmp_path / "straight")], env=ENV, capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    a, b = RunFolder(run_dir), RunFolder(Path(straight.stdout.strip().splitlines()[-1]))
+    assert a.summary()["status"] == "completed"
+    assert without_timing(a.metrics()) == without_timing(b.metrics())
+    wa, wb = checkpoint.load(a.last_path)["model"], checkpoint.load(b.last_path)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_cli_config_error_is_one_message_and_makes_no_folder(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cnnlab.cli", "run", "quickstart", "optim.lrr=0.1",
+                             "--runs-dir", str(tmp_path)], env=ENV, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "unknown key 'optim.lrr'" in result.stderr and "quickstart.yaml" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_missing_data_makes_no_folder(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cnnlab.cli", "run", "table1-cifar10", "--data-dir", str(tmp_path / "empty"),
+                             "--runs-dir", str(tmp_path / "runs")], env=ENV, capture_output=True, text=True)
+    assert result.returncode == 2 and "cifar10 was not found" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.yaml"))
+
+
+def test_cli_data_list(data_root):
+    result = subprocess.run([sys.executable, "-m", "cnnlab.cli", "data", "list", "--data-dir", str(data_root)],
+                            env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert any("cifar10-jpeg.tar.gz" in l and "yes, used" in l for l in lines)
+    assert any("cifar-10-batches-py" in l and " no " in l for l in lines)
+    assert any("fashion-mnist" in l and "yes, used" in l for l in lines)
