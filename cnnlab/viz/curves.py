@@ -11,7 +11,7 @@ LABELS = {"loss": "loss (cross-entropy)", "acc": "accuracy"}
 
 def plot_metric(history: list[dict], metric: str, path: Path, title: str = "", log_x: bool = False) -> Path:
     """Plot `<split>_<metric>` for each split present, x = epoch (1-based, as recorded)."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
     epochs = [row["epoch"] for row in history]
     for split, label in SPLITS:
         key = f"{split}_{metric}"

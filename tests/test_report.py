@@ -1,0 +1,55 @@
+"""The run report opened in a real browser (Debian's chromium): self-contained, figures decode, tables present."""
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from cnnlab.runner import start_run
+from tests.conftest import quick_config
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("chromium is not installed; run scripts/install-system-packages.sh (Debian package chromium)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(data_root, tmp_path_factory):
+    return start_run(quick_config(train={"epochs": 2}), tmp_path_factory.mktemp("runs"), data_root)
+
+
+def test_report_is_self_contained(run):
+    html = (run.path / "report.html").read_text()
+    assert not re.search(r'(src|href)="(https?:)?//', html), "the report must need no network"
+    assert "<pre>" in html and "name: test" in html  # the configuration
+    for heading in ("Final metrics", "Curves", "Architecture", "Per epoch"):
+        assert f"<h2>{heading}</h2>" in html
+    for layer in ("conv1", "bn1", "dense3"):
+        assert f">{layer}<" in html
+
+
+def test_report_renders_in_chromium(run, tmp_path):
+    # a copy of the report that writes into its title whether every figure decoded
+    probe = tmp_path / "probe.html"
+    check = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+             " document.title = (imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 300))"
+             " ? 'FIGURES-OK' : 'FIGURES-BAD ' + imgs.map(i => i.naturalWidth).join(','); });</script>")
+    probe.write_text((run.path / "report.html").read_text().replace("</body>", check + "</body>"))
+    profile = tmp_path / "profile"
+    dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "<title>FIGURES-OK</title>" in dom.stdout, dom.stdout[:300] + dom.stderr[-2000:]
+    assert "test accuracy at best validation" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
+                    "--window-size=1100,1400", (run.path / "report.html").as_uri()], capture_output=True, timeout=120)
+    from PIL import Image
+
+    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 50  # text, tables and plot lines, not a blank page
