@@ -26,9 +26,10 @@ DATA_DIR = typer.Option(None, "--data-dir", help="data root (default: $CNNLAB_DA
 
 
 def epoch_line(row: dict, epochs: int) -> str:
+    iou = {s: f" iou {row[f'{s}_iou']:.4f}" if f"{s}_iou" in row else "" for s in ("val", "test")}
     return (f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} | test acc {row['test_acc']:.4f} | "
-            f"{row['seconds']:.1f} s, {row['images_per_s']:,.0f} img/s")
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}{iou['val']} | "
+            f"test acc {row['test_acc']:.4f}{iou['test']} | {row['seconds']:.1f} s, {row['images_per_s']:,.0f} img/s")
 
 
 class ConsoleProgress:

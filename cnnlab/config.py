@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cnnlab.errors import CnnlabError
 
 ACTIVATIONS = ("relu", "elu", "silu", "gelu", "tanh", "sigmoid", "leaky_relu")
-DATASETS = ("cifar10", "fashion_mnist", "mnist", "idx", "imagefolder")
+DATASETS = ("cifar10", "fashion_mnist", "mnist", "idx", "imagefolder", "pennfudan")
 
 
 class Section(BaseModel):
@@ -30,6 +30,9 @@ class DataConfig(Section):
     dataset: Literal[DATASETS] = "fashion_mnist"
     path: Optional[str] = Field(None, description="folder or archive for idx/imagefolder (relative to the data root)")
     image_size: Optional[int] = Field(None, ge=4, description="resize image-folder images to this square size")
+    colour_class: str = Field("horse", description="colourize: the class whose images are used, or 'all'")
+    palette_size: int = Field(24, ge=2, le=254, description="colourize: NC, the number of k-means palette colours")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share held out for testing when a dataset has no test split (Penn-Fudan)")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     split_seed: int = Field(0, ge=0, description="seed of the subset and train/validation split (the run's seed does not move it)")
     train_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced training images (validation is held out of these)")
@@ -49,6 +52,7 @@ class ModelConfig(Section):
     activation: Optional[Literal[ACTIVATIONS]] = None
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)
     init: Literal["default", "xavier", "kaiming"] = "default"
+    upsample: Literal["nearest", "bilinear", "transposed"] = Field("nearest", description="what the spec's 'upsample' layers do")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -91,8 +95,14 @@ class TrainConfig(Section):
     compile: bool = False
 
 
+class FiguresConfig(Section):
+    count: int = Field(6, ge=1, le=32, description="validation and test images shown in prediction figures")
+    temperature: Optional[float] = Field(None, gt=0.0, le=1.0, description="colourize: annealed-mean temperature (none: most likely colour)")
+
+
 class Config(Section):
     name: str = "experiment"
+    task: Literal["classify", "colourize", "segment"] = "classify"
     seed: int = Field(0, ge=0)
     deterministic: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -101,6 +111,14 @@ class Config(Section):
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
+    figures: FiguresConfig = FiguresConfig()
+
+    @model_validator(mode="after")
+    def _task_fits_dataset(self):
+        if (self.task == "segment") != (self.data.dataset == "pennfudan"):
+            raise ValueError(f"task '{self.task}' does not fit data.dataset '{self.data.dataset}': "
+                             "segment needs a dataset with masks (pennfudan); pennfudan is for task: segment")
+        return self
 
     @model_validator(mode="after")
     def _known_model(self):

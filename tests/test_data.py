@@ -68,10 +68,10 @@ def test_augmentation_keeps_labels_and_shapes_on_real_images(data_root):
 
 def test_crop_and_flip_are_seeded_and_do_what_they_say():
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
-    a = random_crop(x, 1, torch.Generator().manual_seed(5))
-    b = random_crop(x, 1, torch.Generator().manual_seed(5))
+    a, _ = random_crop(x, 1, torch.Generator().manual_seed(5))
+    b, _ = random_crop(x, 1, torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and a.shape == x.shape
-    flipped = random_flip(x, torch.Generator().manual_seed(1))
+    flipped, _ = random_flip(x, torch.Generator().manual_seed(1))
     for orig, out in zip(x, flipped):
         assert torch.equal(out, orig) or torch.equal(out, orig.flip(2))
 

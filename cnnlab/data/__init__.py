@@ -1,15 +1,21 @@
-"""Data: find a dataset, decode it once into uint8 tensors, split it, and serve device-resident batches."""
+"""Data: find a dataset, decode it once into uint8 tensors, split it, and serve device-resident batches.
+
+Three tasks read the same sources: classification (images, class labels), colourization
+(greyscale images, per-pixel palette indices) and segmentation (photos, per-pixel classes).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from cnnlab.data.cache import load_cached
+from cnnlab.data.colour import fit_palette, quantise, to_grey
 from cnnlab.data.loader import DeviceBatches
 from cnnlab.data.sources import ImageSet, locate
-from cnnlab.data.splits import class_balanced_subset, stratified_split
+from cnnlab.data.splits import class_balanced_subset, random_split, random_subset, stratified_split
 from cnnlab.errors import CnnlabError
 
 
@@ -23,30 +29,52 @@ class Splits:
     classes: list[str]
     shape: tuple[int, int, int]  # (C, H, W) of one input
     info: dict  # source, sizes and normalisation, recorded in the run
+    originals: dict = field(default_factory=dict)  # colourize: the RGB images of val and test, for figures
+    palette: Optional[torch.Tensor] = None  # colourize: (NC, 3) RGB centres, 0..255
 
 
 def load_images(data_cfg, root: Path) -> tuple[ImageSet, ImageSet, Path]:
     """(train, test, where they came from) for the configured dataset, via the tensor cache."""
     found = locate(data_cfg.dataset, root, data_cfg.path, data_cfg.image_size)
-    variant = f"size{data_cfg.image_size}" if data_cfg.image_size else ""
+    size = data_cfg.image_size or (128 if data_cfg.dataset == "pennfudan" else None)
+    variant = f"size{size}" if size else ""
     train, test = load_cached(data_cfg.dataset, found, variant)
     return train, test, found.path
+
+
+def subset(images: ImageSet, idx: torch.Tensor) -> ImageSet:
+    return ImageSet(images.images[idx], images.labels[idx], images.classes)
+
+
+def hold_out_test(data_cfg, train: ImageSet, test: ImageSet) -> tuple[ImageSet, ImageSet]:
+    """Datasets without a test split (Penn-Fudan) lose a seeded data.test_fraction of their images to one."""
+    if len(test) > 0:
+        return train, test
+    gen = torch.Generator().manual_seed(data_cfg.split_seed + 7919)  # a stream apart from the validation split
+    rest, held = random_split(len(train), data_cfg.test_fraction, gen)
+    return subset(train, rest), subset(train, held)
 
 
 def split_indices(data_cfg, train: ImageSet, test: ImageSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Seeded (train, validation, test) indices: optional class-balanced subsets, then a stratified hold-out."""
     gen = torch.Generator().manual_seed(data_cfg.split_seed)
+    per_pixel = train.labels.dim() == 3
     pool = torch.arange(len(train))
     if data_cfg.train_subset is not None:
         if data_cfg.train_subset > len(train):
             raise CnnlabError(f"data.train_subset={data_cfg.train_subset} but the training set has only {len(train)} images")
-        pool = class_balanced_subset(train.labels, data_cfg.train_subset, gen)
-    tr, va = stratified_split(train.labels[pool], data_cfg.val_fraction, gen)
+        pool = random_subset(len(train), data_cfg.train_subset, gen) if per_pixel \
+            else class_balanced_subset(train.labels, data_cfg.train_subset, gen)
+    if per_pixel:
+        tr, va = random_split(len(pool), data_cfg.val_fraction, gen)
+    else:
+        tr, va = stratified_split(train.labels[pool], data_cfg.val_fraction, gen)
     test_idx = torch.arange(len(test))
     if data_cfg.test_subset is not None:
         if data_cfg.test_subset > len(test):
             raise CnnlabError(f"data.test_subset={data_cfg.test_subset} but the test set has only {len(test)} images")
-        test_idx = class_balanced_subset(test.labels, data_cfg.test_subset, gen)
+        test_idx = random_subset(len(test), data_cfg.test_subset, gen) if per_pixel \
+            else class_balanced_subset(test.labels, data_cfg.test_subset, gen)
     if len(va) == 0:
         raise CnnlabError("the validation split is empty; raise data.val_fraction or data.train_subset")
     return pool[tr], pool[va], test_idx
@@ -65,20 +93,55 @@ def normalisation(data_cfg, images: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return scale, shift, mean.tolist(), std.tolist()
 
 
+def only_class(images: ImageSet, name: str) -> ImageSet:
+    if name == "all":
+        return images
+    if name not in images.classes:
+        raise CnnlabError(f"data.colour_class '{name}' is not a class of this dataset; choose one of: "
+                          f"{', '.join(images.classes)}, or all")
+    return subset(images, torch.nonzero(images.labels == images.classes.index(name)).flatten())
+
+
+def colourize(train: ImageSet, test: ImageSet, tr, va, te, data_cfg) -> tuple[dict, torch.Tensor, dict]:
+    """Greyscale inputs and nearest-palette-colour targets; the palette is fitted on training pixels only."""
+    if train.images.shape[1] != 3:
+        raise CnnlabError(f"task colourize needs colour images; {data_cfg.dataset} has {train.images.shape[1]} channel(s)")
+    palette = fit_palette(train.images[tr], data_cfg.palette_size, seed=data_cfg.split_seed)
+    parts = {}
+    for split, source, idx in (("train", train, tr), ("val", train, va), ("test", test, te)):
+        rgb = source.images[idx]
+        parts[split] = (to_grey(rgb), quantise(rgb, palette))
+    originals = {"val": train.images[va], "test": test.images[te]}
+    return parts, palette, originals
+
+
 def prepare(cfg, root: Path, device: torch.device) -> Splits:
     """Everything the engine needs from the data section of a config."""
-    train, test, source = load_images(cfg.data, root)
-    tr, va, te = split_indices(cfg.data, train, test)
-    scale, shift, mean, std = normalisation(cfg.data, train.images[tr])
-    aug = cfg.data.augment
+    data_cfg = cfg.data
+    train, test, source = load_images(data_cfg, root)
+    if cfg.task == "colourize":
+        train, test = only_class(train, data_cfg.colour_class), only_class(test, data_cfg.colour_class)
+    train, test = hold_out_test(data_cfg, train, test)
+    tr, va, te = split_indices(data_cfg, train, test)
+    palette, originals = None, {}
+    if cfg.task == "colourize":
+        parts, palette, originals = colourize(train, test, tr, va, te, data_cfg)
+        classes = [f"colour {i}" for i in range(len(palette))]
+    else:
+        parts = {"train": (train.images[tr], train.labels[tr]), "val": (train.images[va], train.labels[va]),
+                 "test": (test.images[te], test.labels[te])}
+        classes = train.classes
+    scale, shift, mean, std = normalisation(data_cfg, parts["train"][0])
+    aug = data_cfg.augment
     common = dict(device=device, scale=scale, shift=shift, channels_last=cfg.train.channels_last)
-    splits = Splits(
-        train=DeviceBatches(train.images[tr], train.labels[tr], cfg.train.batch_size, shuffle=True,
-                            crop_padding=aug.crop_padding, flip=aug.flip, **common),
-        val=DeviceBatches(train.images[va], train.labels[va], cfg.train.eval_batch_size, **common),
-        test=DeviceBatches(test.images[te], test.labels[te], cfg.train.eval_batch_size, **common),
-        classes=train.classes,
-        shape=tuple(train.images.shape[1:]),
-        info={"source": str(source), "train": len(tr), "val": len(va), "test": len(te), "mean": mean, "std": std},
-    )
-    return splits
+    batches = {
+        "train": DeviceBatches(*parts["train"], cfg.train.batch_size, shuffle=True,
+                               crop_padding=aug.crop_padding, flip=aug.flip, **common),
+        "val": DeviceBatches(*parts["val"], cfg.train.eval_batch_size, **common),
+        "test": DeviceBatches(*parts["test"], cfg.train.eval_batch_size, **common),
+    }
+    info = {"source": str(source), "train": len(tr), "val": len(va), "test": len(te), "mean": mean, "std": std}
+    if palette is not None:
+        info["colour_class"] = data_cfg.colour_class
+    return Splits(**batches, classes=classes, shape=tuple(parts["train"][0].shape[1:]), info=info,
+                  originals=originals, palette=palette)

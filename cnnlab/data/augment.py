@@ -1,28 +1,46 @@
-"""Batched, seeded augmentation on uint8 image tensors, done on the device a whole batch at a time."""
+"""Batched, seeded augmentation on uint8 tensors, done on the device a whole batch at a time.
+
+Per-pixel targets (masks, colour indices) move with their images; the border a crop brings in is
+marked IGNORE so the loss skips it.
+"""
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 
+IGNORE = 255  # target value for pixels that carry no label (padding); uint8 targets allow up to 255 classes
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad each image by `padding` and cut a random window of the original size.
 
-    One gather for the whole batch (no per-image Python); the result is in channels_last layout.
-    """
+def _windows(t: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Cut an h x w window at (dy, dx) from each padded (B, C, H', W') tensor; one gather for the batch."""
+    rows = dy[:, None] + torch.arange(h, device=t.device)[None, :]
+    cols = dx[:, None] + torch.arange(w, device=t.device)[None, :]
+    batch = torch.arange(t.shape[0], device=t.device)[:, None, None]
+    # advanced indices on dims 0, 2, 3 with a slice on dim 1 give (B, H, W, C): channels_last order
+    return t[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator,
+                masks: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Zero-pad each image by `padding` and cut a random window of the original size (masks alike)."""
     if padding == 0:
-        return images
-    b, c, h, w = images.shape
-    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+        return images, masks
+    b, _, h, w = images.shape
     dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(images.device)
     dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(images.device)
-    rows = dy[:, None] + torch.arange(h, device=images.device)[None, :]
-    cols = dx[:, None] + torch.arange(w, device=images.device)[None, :]
-    batch = torch.arange(b, device=images.device)[:, None, None]
-    # advanced indices on dims 0, 2, 3 with a slice on dim 1 give (B, H, W, C)
-    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    pad = (padding, padding, padding, padding)
+    images = _windows(torch.nn.functional.pad(images, pad), dy, dx, h, w)
+    if masks is not None:
+        masks = _windows(torch.nn.functional.pad(masks.unsqueeze(1), pad, value=IGNORE), dy, dx, h, w).squeeze(1)
+    return images, masks
 
 
-def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of the batch left-right."""
+def random_flip(images: torch.Tensor, generator: torch.Generator,
+                masks: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Mirror a random half of the batch left-right (masks alike)."""
     flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
-    return torch.where(flip[:, None, None, None], images.flip(3), images)
+    images = torch.where(flip[:, None, None, None], images.flip(3), images)
+    if masks is not None:
+        masks = torch.where(flip[:, None, None], masks.flip(2), masks)
+    return images, masks

@@ -9,7 +9,9 @@ from cnnlab.data.augment import random_crop, random_flip
 
 
 class DeviceBatches:
-    """One split held whole as uint8 on the device; yields normalised float batches.
+    """One split held whole as uint8 on the device; yields normalised float batches and their targets.
+
+    Targets are class indices (N,) or per-pixel classes (N, H, W), uint8 or int64.
 
     Normalisation and the affine input transform y = a*x + b are folded into one per-channel
     scale and shift: x = img * scale + shift.
@@ -34,6 +36,14 @@ class DeviceBatches:
     def num_images(self) -> int:
         return len(self.labels)
 
+    def first(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first n examples, normalised and unaugmented: the fixed images that figures show."""
+        return self._normalise(self.images[:n]), self.labels[:n]
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        memory = torch.channels_last if self.channels_last else torch.contiguous_format
+        return x.to(memory_format=memory).float() * self.scale + self.shift
+
     def batches(self, generator: Optional[torch.Generator] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every image once, in a seeded random order when shuffling, augmented when configured."""
         n = len(self.labels)
@@ -44,10 +54,10 @@ class DeviceBatches:
             else:
                 idx = order[start:start + self.batch_size]
                 x, y = self.images[idx], self.labels[idx]
+            masks = y if y.dim() == 3 else None  # per-pixel targets move with their images
             if self.crop_padding:
-                x = random_crop(x, self.crop_padding, generator)
+                x, masks = random_crop(x, self.crop_padding, generator, masks)
             if self.flip:
-                x = random_flip(x, generator)
-            memory = torch.channels_last if self.channels_last else torch.contiguous_format
-            x = x.to(memory_format=memory).float() * self.scale + self.shift
-            yield x, y
+                x, masks = random_flip(x, generator, masks)
+            y = y if masks is None else masks
+            yield self._normalise(x), y

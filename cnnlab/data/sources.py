@@ -29,7 +29,7 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 
 @dataclass
 class ImageSet:
-    """Images as uint8 (N, C, H, W), labels as int64 (N,), and the class names."""
+    """Images as uint8 (N, C, H, W); labels as int64 (N,) or per-pixel uint8 (N, H, W); the class names."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -130,14 +130,18 @@ def read_cifar_batches(folder: Path) -> tuple[ImageSet, ImageSet]:
 
 
 def decode_image(path: Path, size: Optional[int] = None, mode: str = "RGB") -> torch.Tensor:
-    """One image file as uint8 (C, H, W); a corrupt file is named in the error."""
+    """One image file as uint8 (C, H, W); a corrupt file is named in the error.
+
+    mode "RGB" or "L" converts (and resizes bilinearly); mode None keeps the stored values (a mask
+    of instance numbers) and resizes with nearest neighbours, so no new values are invented.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            img = img.convert(mode)
+            img = img.convert(mode) if mode else img
             if size is not None and img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR)
+                img = img.resize((size, size), Image.BILINEAR if mode else Image.NEAREST)
             arr = np.asarray(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise CnnlabError(f"cannot decode image {path}: {e}; remove or replace the file") from None
@@ -245,6 +249,37 @@ def read_image_folder_anything(path: Path, size: Optional[int]) -> tuple[ImageSe
     return read_image_folder(found, size)
 
 
+def _is_pennfudan(f: Path) -> bool:
+    return (f / "PNGImages").is_dir() and (f / "PedMasks").is_dir()
+
+
+def read_pennfudan(path: Path, size: int) -> tuple[ImageSet, ImageSet]:
+    """Penn-Fudan pedestrians: photos and masks resized to size x size, person (any instance > 0) vs background.
+
+    The dataset has no official test split: everything is returned as `train` (test is empty) and
+    the seeded split holds out validation and test images.
+    """
+    folder = extract_once(path) if path.is_file() else path
+    found = find_inside(folder, _is_pennfudan)
+    if found is None:
+        raise CnnlabError(f"{path} holds no PennFudanPed/PNGImages and PedMasks folders")
+    images, masks = [], []
+    for photo in sorted((found / "PNGImages").glob("*.png")):
+        mask_path = found / "PedMasks" / f"{photo.stem}_mask.png"
+        if not mask_path.is_file():
+            raise CnnlabError(f"{photo} has no mask {mask_path}; the dataset is incomplete, get it again")
+        images.append(decode_image(photo, size))
+        mask = decode_image(mask_path, size, mode=None)
+        if mask.shape[0] != 1:
+            raise CnnlabError(f"{mask_path} is not a single-channel mask of instance numbers")
+        masks.append((mask[0] > 0).to(torch.uint8))
+    if not images:
+        raise CnnlabError(f"{found / 'PNGImages'} holds no .png photos")
+    classes = ["background", "person"]
+    empty = ImageSet(torch.empty(0, 3, size, size, dtype=torch.uint8), torch.empty(0, size, size, dtype=torch.uint8), classes)
+    return ImageSet(torch.stack(images), torch.stack(masks), classes), empty
+
+
 # ---- the datasets -------------------------------------------------------------------------------
 
 
@@ -263,6 +298,10 @@ def candidates(dataset: str, root: Path, path: Optional[str] = None, image_size:
         else:
             folders = [root / "mnist", root / "MNIST" / "raw"]
         return [Candidate(f, "IDX files", read) for f in folders]
+    if dataset == "pennfudan":
+        read = lambda p: read_pennfudan(p, image_size or 128)  # noqa: E731
+        names = [("PennFudanPed", "folder"), ("pennfudanped.tar.gz", "archive"), ("PennFudanPed.zip", "archive")]
+        return [Candidate(root / n, k, read) for n, k in names]
     if dataset in ("idx", "imagefolder"):
         if path is None:
             raise CnnlabError(f"data.dataset: {dataset} needs data.path, the folder or archive that holds it")
@@ -278,6 +317,7 @@ HOW_TO_GET = {
     "cifar10": "put cifar10-jpeg.tar.gz (or the official cifar-10-python.tar.gz) in the data root, or run with --download",
     "fashion_mnist": "apt-get install dataset-fashion-mnist (Debian), put the four IDX files in <data root>/fashion-mnist/, or run with --download",
     "mnist": "put the four MNIST IDX files in <data root>/mnist/, or run with --download",
+    "pennfudan": "put pennfudanped.tar.gz (or PennFudanPed.zip, or the PennFudanPed folder) in the data root",
     "idx": "point data.path at a folder (or archive) with the four IDX files",
     "imagefolder": "point data.path at a folder root/{train,test}/<class>/*.png|jpg (or an archive of one)",
 }

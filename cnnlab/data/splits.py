@@ -25,3 +25,15 @@ def stratified_split(labels: torch.Tensor, fraction: float, generator: torch.Gen
         val.append(members[:k])
         train.append(members[k:])
     return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(val)).values
+
+
+def random_subset(total: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of `n` of `total` examples, seeded (for per-pixel datasets, where classes share images)."""
+    return torch.sort(torch.randperm(total, generator=generator)[:n]).values
+
+
+def random_split(total: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, held out) indices with `fraction` of `total` held out, seeded."""
+    order = torch.randperm(total, generator=generator)
+    k = int(round(total * fraction))
+    return torch.sort(order[k:]).values, torch.sort(order[:k]).values

@@ -10,11 +10,14 @@ import math
 import torch
 from torch.nn import functional as F
 
+from cnnlab.data.augment import IGNORE
+
 
 class ClassificationTask:
     """Cross-entropy over classes; accuracy is the share of top-1 predictions that are right."""
 
     name = "classify"
+    monitor = "acc"  # the validation metric that picks best.pt
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0):
         self.num_classes = num_classes
@@ -40,3 +43,62 @@ class ClassificationTask:
     def result(self, tally: dict) -> dict[str, float]:
         count = max(tally["count"].item(), 1)
         return {"loss": tally["loss_sum"].item() / count, "acc": tally["correct"].item() / count}
+
+
+class PixelTask:
+    """Per-pixel classification (colourization, segmentation): cross-entropy at every labelled pixel.
+
+    `acc` is pixel accuracy. With `iou`, a confusion matrix is tallied too: `iou` is the IoU of the
+    foreground (class 1 when there are two classes, else the mean over classes 1..K-1) and `miou`
+    the mean IoU over all classes. Pixels marked IGNORE (crop padding) count nowhere.
+    """
+
+    def __init__(self, name: str, num_classes: int, iou: bool, label_smoothing: float = 0.0):
+        self.name = name
+        self.num_classes = num_classes
+        self.iou = iou
+        self.label_smoothing = label_smoothing
+        self.monitor = "iou" if iou else "acc"
+
+    @property
+    def expected_initial_loss(self) -> float:
+        return math.log(self.num_classes)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs.float(), targets.long(), ignore_index=IGNORE, label_smoothing=self.label_smoothing)
+
+    def new_tally(self, device) -> dict[str, torch.Tensor]:
+        tally = {k: torch.zeros((), device=device, dtype=torch.float64) for k in ("loss_sum", "correct", "count")}
+        if self.iou:
+            tally["confusion"] = torch.zeros(self.num_classes * self.num_classes, device=device, dtype=torch.int64)
+        return tally
+
+    def update(self, tally: dict, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
+        targets = targets.long()
+        valid = targets != IGNORE
+        n = valid.sum()
+        pred = outputs.argmax(1)
+        tally["loss_sum"] += loss.detach().double() * n
+        tally["correct"] += ((pred == targets) & valid).sum()
+        tally["count"] += n
+        if self.iou:
+            k = self.num_classes
+            tally["confusion"] += torch.bincount(targets[valid] * k + pred[valid], minlength=k * k)
+
+    def result(self, tally: dict) -> dict[str, float]:
+        count = max(tally["count"].item(), 1)
+        out = {"loss": tally["loss_sum"].item() / count, "acc": tally["correct"].item() / count}
+        if self.iou:
+            cm = tally["confusion"].view(self.num_classes, self.num_classes).double()
+            inter = cm.diag()
+            union = cm.sum(0) + cm.sum(1) - inter
+            per_class = torch.where(union > 0, inter / union.clamp_min(1), torch.nan)
+            out["iou"] = per_class[1].item() if self.num_classes == 2 else per_class[1:].nanmean().item()
+            out["miou"] = per_class.nanmean().item()
+        return out
+
+
+def make_task(cfg, num_classes: int):
+    if cfg.task == "classify":
+        return ClassificationTask(num_classes, cfg.train.label_smoothing)
+    return PixelTask(cfg.task, num_classes, iou=cfg.task == "segment", label_smoothing=cfg.train.label_smoothing)

@@ -16,13 +16,16 @@ from typing import Callable, Optional
 import torch
 
 from cnnlab import data as data_mod
+from cnnlab.atomic import write_json
+from cnnlab.data.colour import decode, decode_targets
 from cnnlab.analysis.layers import layer_table
 from cnnlab.engine import checkpoint
 from cnnlab.engine.optim import l1_penalty, lr_at, make_optimizer
-from cnnlab.engine.tasks import ClassificationTask
+from cnnlab.engine.tasks import make_task
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.runfolder import RunFolder
+from cnnlab.viz.predictions import colour_rows, segmentation_rows
 
 NAN_CHECK_EVERY = 20  # steps between finiteness checks (each one is a device sync)
 
@@ -44,7 +47,7 @@ class RunState:
     epoch: int = 0
     history: list = field(default_factory=list)
     best_epoch: int = 0
-    best_val_acc: float = -1.0
+    best_value: float = -1.0  # of the task's monitored validation metric (val_acc, or val_iou)
     wall_seconds: float = 0.0
     initial_loss: Optional[float] = None
 
@@ -99,7 +102,7 @@ class Trainer:
         self.model = self.model.to(self.device, memory_format=memory)
         self.forward = torch.compile(self.model) if cfg.train.compile else self.model
         self.optimizer = make_optimizer(self.model.parameters(), cfg.optim)
-        self.task = ClassificationTask(len(self.data.classes), cfg.train.label_smoothing)
+        self.task = make_task(cfg, len(self.data.classes))
         self.steps_per_epoch = len(self.data.train)
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
 
@@ -124,8 +127,9 @@ class Trainer:
 
     def summary(self, state: RunState, status: str, error: Optional[str] = None) -> dict:
         final = state.history[-1] if state.history else None
-        at_best = next((r for r in state.history if r["epoch"] == state.best_epoch), None)
+        at_best = next((r for r in state.history if r["epoch"] == state.best_epoch), {})
         params = sum(p.numel() for p in self.model.parameters())
+        test_at_best = {f"{k}_at_best": v for k, v in at_best.items() if k.startswith("test_") and k != "test_loss"}
         return {
             "name": self.cfg.name,
             "status": status,
@@ -135,9 +139,12 @@ class Trainer:
             "initial_loss": state.initial_loss,
             "expected_initial_loss": self.task.expected_initial_loss,
             "initial_loss_ok": None if state.initial_loss is None else abs(state.initial_loss - self.task.expected_initial_loss) < 0.25 * self.task.expected_initial_loss,
+            "monitor": f"val_{self.task.monitor}",
             "best_epoch": state.best_epoch or None,
-            "best_val_acc": state.best_val_acc if state.best_epoch else None,
-            "test_acc_at_best": at_best["test_acc"] if at_best else None,
+            "best_value": state.best_value if state.best_epoch else None,
+            "best_val_acc": at_best.get("val_acc"),
+            "test_acc_at_best": at_best.get("test_acc"),
+            **test_at_best,
             "final": final,
             "params": params,
             "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
@@ -189,6 +196,9 @@ class Trainer:
     def fit(self, state: RunState) -> RunState:
         cfg = self.cfg
         self.run.write_architecture(self.architecture)
+        if self.data.palette is not None:
+            write_json(self.run.path / "palette.json", {"colour_class": cfg.data.colour_class,
+                                                        "rgb": self.data.palette.round(decimals=2).tolist()})
         if state.initial_loss is None:
             torch.manual_seed(cfg.seed)
             state.initial_loss = evaluate(self.model, self.data.val, self.task, self.device, self.autocast)["loss"]
@@ -219,17 +229,46 @@ class Trainer:
             state.epoch = epoch
             state.history.append(row)
             state.wall_seconds += seconds
-            if row["val_acc"] > state.best_val_acc:
-                state.best_val_acc, state.best_epoch = row["val_acc"], epoch
-                checkpoint.save(self.run.best_path, model=self.model.state_dict(), epoch=epoch, val_acc=row["val_acc"],
+            monitored = row[f"val_{self.task.monitor}"]
+            if monitored > state.best_value:
+                state.best_value, state.best_epoch = monitored, epoch
+                checkpoint.save(self.run.best_path, model=self.model.state_dict(), epoch=epoch,
+                                metric=f"val_{self.task.monitor}", value=monitored,
                                 config=cfg.model_dump(mode="json"), classes=self.data.classes)
             # last.pt carries the history, so a kill between these two writes loses nothing
             self.save_last(state)
             self.run.write_metrics(state.history)
             self.run.write_summary(self.summary(state, "running"))
             self.progress.epoch_end(row)
-        self.run.write_summary(self.summary(state, "completed"))
+        summary = self.summary(state, "completed")
+        summary["figures"] = self.draw_figures()
+        self.run.write_summary(summary)
         return state
+
+    def draw_figures(self) -> list[dict]:
+        """Prediction pictures of the best checkpoint on fixed validation and test images."""
+        if self.task.name == "classify":
+            return []
+        self.model.load_state_dict(checkpoint.load(self.run.best_path, self.device)["model"])
+        self.model.eval()
+        n = self.cfg.figures.count
+        drawn = []
+        for split in ("val", "test"):
+            batches = getattr(self.data, split)
+            x, y = batches.first(n)
+            with torch.no_grad(), self.autocast():
+                out = self.model(x).float()
+            path = self.run.figures / f"{self.task.name}-{split}.png"
+            name = "validation" if split == "val" else "test"
+            if self.task.name == "colourize":
+                palette = self.data.palette.to(self.device)
+                title = f"Colourization, {name} images ({'annealed mean, T=%g' % self.cfg.figures.temperature if self.cfg.figures.temperature else 'most likely colour'})"
+                colour_rows(batches.images[:n], decode(out, palette, self.cfg.figures.temperature),
+                            decode_targets(y, palette), self.data.originals[split][:n], path, title)
+            else:
+                segmentation_rows(batches.images[:n], out.argmax(1), y, path, f"Segmentation, {name} images")
+            drawn.append({"file": f"figures/{path.name}", "title": f"{self.task.name} ({name})"})
+        return drawn
 
 
 def train_run(trainer: Trainer, run: RunFolder) -> RunState:

@@ -20,9 +20,16 @@ def create_model(model_cfg, in_shape: tuple[int, int, int], classes: int) -> Spe
         activation=model_cfg.activation or base.activation,
         dropout=base.dropout if model_cfg.dropout is None else model_cfg.dropout,
         init=model_cfg.init,
+        upsample=model_cfg.upsample,
     )
     layers = parse_spec(spec)
-    values = {**hyper, **model_cfg.args, "classes": classes, "in_channels": in_shape[0]}
+    outputs = {"classes": classes}
+    if "NC" in names_in(layers):  # the colourization networks name their outputs NC, the palette size
+        if model_cfg.args.get("NC", classes) != classes:
+            raise CnnlabError(f"model.args.NC={model_cfg.args['NC']} but the data has {classes} colours; "
+                              "NC is set by data.palette_size")
+        outputs["NC"] = classes
+    values = {**hyper, **model_cfg.args, **outputs, "in_channels": in_shape[0]}
     unknown = set(model_cfg.args) - names_in(layers)
     if unknown:
         raise CnnlabError(

@@ -35,6 +35,7 @@ class ModelOptions:
     activation: str = "relu"
     dropout: float = 0.0
     init: str = "default"
+    upsample: str = "nearest"  # what `upsample` layers without a mode do: nearest | bilinear | transposed
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ def apply_options(layers: list[Layer], options: ModelOptions) -> list[Layer]:
             continue
         if layer.kind == "act":
             layer = replace(layer, kind=options.activation)
+        if layer.kind == "upsample" and layer.options["mode"] is None:
+            layer = replace(layer, options={**layer.options, "mode": options.upsample})
         if layer.kind == "dropout" and layer.options["p"] is None:
             if not options.dropout:
                 continue
@@ -181,8 +184,10 @@ def _layer(layer: Layer, shape: tuple, values: dict, saved: dict) -> tuple[Optio
     if kind == "upsample":
         c, h, w = _spatial(shape, where, kind)
         f = opt["scale"]
+        if opt["mode"] == "transposed":  # learned upsampling with as many channels out as in
+            return nn.ConvTranspose2d(c, c, f, f), (c, h * f, w * f), f"H, W: x{f} (transposed convolution k{f} s{f})"
         if opt["mode"] not in ("nearest", "bilinear"):
-            raise CnnlabError(f"{where}: mode must be nearest or bilinear (or use convT for a transposed convolution)")
+            raise CnnlabError(f"{where}: mode must be nearest, bilinear or transposed")
         align = False if opt["mode"] == "bilinear" else None
         return nn.Upsample(scale_factor=f, mode=opt["mode"], align_corners=align), (c, h * f, w * f), f"H, W: x{f}"
     if kind == "flatten":

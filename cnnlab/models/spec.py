@@ -41,7 +41,7 @@ KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "sigmoid": ((), {}),
     "leaky_relu": ((), {}),
     "dropout": (("p",), {"p": None}),
-    "upsample": (("scale",), {"scale": 2, "mode": "nearest"}),
+    "upsample": (("scale",), {"scale": 2, "mode": None}),  # mode None: the model's upsample option
     "save": (("name",), {"name": ...}),
     "cat": (("name",), {"name": ...}),
     "add": (("name",), {"name": ...}),

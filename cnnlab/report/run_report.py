@@ -29,15 +29,34 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
+METRIC_NAMES = {"loss": "loss", "acc": "accuracy", "iou": "IoU", "miou": "mean IoU"}
+EPOCH_EXTRAS = [("lr", "lr", 5), ("seconds", "seconds", 1), ("images_per_s", "images/s", 0), ("peak_mem_mb", "peak MB", 0)]
+
+
+def metric_keys(row: dict) -> list[tuple[str, str]]:
+    """(key, label) of every split metric a row holds, in a fixed order: train, val, test x loss, acc, iou, miou."""
+    return [(f"{s}_{m}", f"{SPLIT_NAMES[s]} {METRIC_NAMES[m]}") for s in SPLIT_NAMES for m in METRIC_NAMES
+            if f"{s}_{m}" in row]
+
+
 def final_table(summary: dict) -> list[tuple[str, str]]:
-    """The metric table every report ends with: final epoch, and test accuracy of the best checkpoint."""
+    """The metric table every report ends with: final epoch, then the best checkpoint's test metrics."""
     final = summary.get("final") or {}
-    rows = [("train loss", final.get("train_loss")), ("train accuracy", final.get("train_acc")),
-            ("validation loss", final.get("val_loss")), ("validation accuracy", final.get("val_acc")),
-            ("test loss", final.get("test_loss")), ("test accuracy", final.get("test_acc")),
-            (f"best validation accuracy (epoch {summary.get('best_epoch')})", summary.get("best_val_acc")),
-            ("test accuracy at best validation", summary.get("test_acc_at_best"))]
+    rows = [(label, final.get(key)) for key, label in metric_keys(final)]
+    monitor = summary.get("monitor", "val_acc")
+    rows.append((f"best {monitor} (epoch {summary.get('best_epoch')})", summary.get("best_value")))
+    rows += [(f"{label} at best {monitor}", summary.get(f"{key}_at_best"))
+             for key, label in metric_keys(final) if key.startswith("test_") and key != "test_loss"]
     return [(name, fmt(v)) for name, v in rows]
+
+
+def epoch_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
+    if not history:
+        return [], []
+    keys = [("epoch", "epoch", 0)] + [(k, label, 4) for k, label in metric_keys(history[0])] + EPOCH_EXTRAS
+    header = [label for _, label, _ in keys]
+    return header, [[fmt(row.get(k), d) if d else str(round(row[k])) if k in row else "-" for k, _, d in keys] for row in history]
 
 
 def write_run_report(run_dir: Path) -> Path:
@@ -48,14 +67,19 @@ def write_run_report(run_dir: Path) -> Path:
     if history:
         for metric, title in (("loss", "Loss"), ("acc", "Accuracy")):
             path = plot_metric(history, metric, run.figures / f"{metric}.png", title=f"{title} per epoch")
-            figures.append({"title": title, "file": f"figures/{path.name}", "data": embed_png(path)})
+            figures.append({"title": f"{title} per epoch", "file": f"figures/{path.name}", "data": embed_png(path)})
+    pictures = [{**fig, "data": embed_png(run.path / fig["file"])} for fig in summary.get("figures", [])
+                if (run.path / fig["file"]).exists()]
+    header, epoch_rows = epoch_table(history)
     context = {
         "name": summary.get("name", run.path.parent.name),
         "run_id": run.path.name,
         "summary": summary,
         "config_text": run.config_path.read_text(),
         "architecture": run.architecture(),
-        "history": history,
+        "epoch_header": header,
+        "epoch_rows": epoch_rows,
+        "pictures": pictures,
         "final": final_table(summary),
         "figures": figures,
         "fmt": fmt,
