@@ -11,7 +11,7 @@ def _image(t: torch.Tensor):
     """(C, H, W) uint8 or float 0..1 -> what imshow wants."""
     t = t.detach().cpu()
     t = t.float() / 255 if t.dtype == torch.uint8 else t.float()
-    return t[0] if t.shape[0] == 1 else t.permute(1, 2, 0).clamp(0, 1)
+    return (t[0] if t.shape[0] == 1 else t.permute(1, 2, 0).clamp(0, 1)).numpy()
 
 
 def image_grid(rows: list[tuple[str, list[torch.Tensor]]], path: Path, title: str, cell: float = 1.3) -> Path:
