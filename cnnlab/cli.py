@@ -90,6 +90,22 @@ def run(
 
 
 @app.command()
+def invariance(
+    experiment: str = typer.Argument(..., help="an experiment that sets data.affine_a / data.affine_b"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run folders go"),
+    data_dir: Optional[str] = DATA_DIR,
+):
+    """Train with and without the input transform y = a*x + b; report how far curves and outputs moved."""
+    from cnnlab.config import load_experiment
+    from cnnlab.data.root import data_root
+    from cnnlab.runner import run_invariance
+
+    cfg = load_experiment(experiment, overrides or [])
+    print(run_invariance(cfg, runs_dir, data_root(data_dir), ConsoleProgress(cfg.train.epochs).hooks()))
+
+
+@app.command()
 def resume(run_dir: Path = typer.Argument(..., help="a run folder made by `cnnlab run`"), data_dir: Optional[str] = DATA_DIR):
     """Continue a stopped run from its last checkpoint."""
     from cnnlab.data.root import data_root

@@ -33,3 +33,20 @@ def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress()) 
         return run
     trainer = Trainer(run.config(), data_root, progress)
     return _train_and_report(trainer, run)
+
+
+def run_invariance(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress()) -> Path:
+    """Train `cfg` as given (with its y = a*x + b) and again plain (a=1, b=0); report how far it moved."""
+    import time
+
+    from cnnlab.analysis.invariance import compare
+    from cnnlab.report.invariance_report import write_invariance_report
+
+    if cfg.data.affine_a == 1.0 and cfg.data.affine_b == 0.0:
+        raise CnnlabError("the experiment has no input transform: set data.affine_a and/or data.affine_b (y = a*x + b)")
+    plain_cfg = cfg.model_copy(update={"name": f"{cfg.name}-plain",
+                                       "data": cfg.data.model_copy(update={"affine_a": 1.0, "affine_b": 0.0})})
+    plain = start_run(plain_cfg, runs_dir, data_root, progress)
+    moved = start_run(cfg.model_copy(update={"name": f"{cfg.name}-affine"}), runs_dir, data_root, progress)
+    folder = Path(runs_dir) / cfg.name / time.strftime("invariance-%Y%m%d-%H%M%S")
+    return write_invariance_report(folder, compare(plain, moved, data_root), plain, moved).parent

@@ -29,3 +29,23 @@ def plot_metric(history: list[dict], metric: str, path: Path, title: str = "", l
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_runs(histories: dict[str, list[dict]], metric: str, path: Path, title: str = "") -> Path:
+    """Overlay several runs' training and validation curves of one metric (solid: validation, dashed: training)."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
+    for i, (label, history) in enumerate(histories.items()):
+        colour = f"C{i}"
+        epochs = [row["epoch"] for row in history]
+        ax.plot(epochs, [row[f"val_{metric}"] for row in history], color=colour, marker="o", markersize=3, label=f"{label} (validation)")
+        ax.plot(epochs, [row[f"train_{metric}"] for row in history], color=colour, linestyle="--", label=f"{label} (training)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(LABELS.get(metric, metric))
+    ax.set_title(title or LABELS.get(metric, metric))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,25 @@
+"""The report of an invariance experiment: two runs, with and without y = a*x + b, and how far they moved."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnlab.atomic import write_json, write_text
+from cnnlab.report.run_report import TEMPLATES, embed_png, fmt
+from cnnlab.runfolder import RunFolder
+from cnnlab.viz.curves import plot_runs
+
+
+def write_invariance_report(folder: Path, comparison: dict, plain: RunFolder, moved: RunFolder) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "comparison.json", comparison)
+    label = f"a={comparison['affine_a']:g}, b={comparison['affine_b']:g}"
+    histories = {"plain": plain.metrics(), label: moved.metrics()}
+    figures = []
+    for metric, title in (("loss", "Loss"), ("acc", "Accuracy")):
+        path = plot_runs(histories, metric, folder / "figures" / f"{metric}.png", f"{title}: plain vs {label}")
+        figures.append({"title": title, "file": f"figures/{path.name}", "data": embed_png(path)})
+    context = {"c": comparison, "label": label, "figures": figures, "fmt": fmt,
+               "plain_report": Path(plain.path, "report.html"), "moved_report": Path(moved.path, "report.html")}
+    write_text(folder / "report.html", TEMPLATES.get_template("invariance.html.j2").render(**context))
+    write_text(folder / "report.md", TEMPLATES.get_template("invariance.md.j2").render(**context))
+    return folder / "report.html"
