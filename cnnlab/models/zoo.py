@@ -61,3 +61,45 @@ register(
     bn=False,
     activation="elu",
 )
+
+# The colourization networks: greyscale in, NC colour classes per pixel out. Sizes are named
+# hyper-parameters (NF filters, NC colours, kernel k, padding k//2 keeps H and W for odd k), so the
+# formulas table reads in NF, NC and k. Layer order as studied: conv, then pool/upsample, then BN, ReLU.
+COLOUR = dict(input=(1, 32, 32), hyper={"NF": 32, "NC": 24, "k": 3}, bn=True)
+
+register(
+    "colour_cnn",
+    """conv NF k=k p=k//2 -> maxpool 2 -> bn -> act
+       conv 2*NF k=k p=k//2 -> maxpool 2 -> bn -> act
+       conv 2*NF k=k p=k//2 -> bn -> act
+       conv NF k=k p=k//2 -> upsample 2 -> bn -> act
+       conv NC k=k p=k//2 -> upsample 2 -> bn -> act
+       conv NC k=k p=k//2""",
+    "Colourization CNN: [conv-NF, maxpool, BN, ReLU], [conv-2NF, maxpool, BN, ReLU], [conv-2NF, BN, ReLU], "
+    "[conv-NF, upsample x2, BN, ReLU], [conv-NC, upsample x2, BN, ReLU], conv-NC; greyscale 32x32 in, NC scores per pixel.",
+    **COLOUR,
+)
+
+# U-Net wiring (skips by concatenation along channels, current tensor first):
+#   d1 = block1(x)            NF  x H/2      ->  concatenated before block 5
+#   d2 = block2(d1)           2NF x H/4      ->  concatenated before block 4
+#   block3(d2)                2NF x H/4;  cat d2 -> 4NF
+#   block4                    NF  x H/2;  cat d1 -> 2NF
+#   block5                    NC  x H;    cat x  -> NC + 1 (the greyscale input)
+#   final conv                NC  x H
+register(
+    "colour_unet",
+    """save x
+       conv NF k=k p=k//2 -> maxpool 2 -> bn -> act -> save d1
+       conv 2*NF k=k p=k//2 -> maxpool 2 -> bn -> act -> save d2
+       conv 2*NF k=k p=k//2 -> bn -> act
+       cat d2
+       conv NF k=k p=k//2 -> upsample 2 -> bn -> act
+       cat d1
+       conv NC k=k p=k//2 -> upsample 2 -> bn -> act
+       cat x
+       conv NC k=k p=k//2""",
+    "Colourization U-Net: the colourization CNN with skips by channel concatenation, first block to last, "
+    "second to second last, and the greyscale input concatenated before the final convolution.",
+    **COLOUR,
+)
