@@ -23,8 +23,14 @@ class Table:
 
 @dataclass
 class Text:
-    lines: list[str]
+    lines: list  # each a string, or a list of strings and values (numbers, formulas) formatted per format
     title: str = ""
+
+
+def line_text(line, fmt: str) -> str:
+    if isinstance(line, str):
+        return _latex_text(line) if fmt == "latex" else line
+    return "".join(line_text(part, fmt) if isinstance(part, str) else cell(part, fmt) for part in line)
 
 
 Block = Union[Table, Text]
@@ -97,7 +103,7 @@ def to_markdown(blocks: list[Block]) -> str:
         if isinstance(b, Text):
             if b.title:
                 out.append(f"### {b.title}\n")
-            out.append("\n".join(f"- {line}" if b.title else line for line in b.lines) + "\n")
+            out.append("\n".join(f"- {line_text(line, 'markdown')}" if b.title else line_text(line, "markdown") for line in b.lines) + "\n")
             continue
         out.append(f"### {b.title}\n")
         first = b.rows[0] if b.rows else []
@@ -118,7 +124,7 @@ def to_latex(blocks: list[Block]) -> str:
         if isinstance(b, Text):
             if b.title:
                 out.append(f"\\paragraph{{{_latex_text(b.title)}}}")
-            out.append(" \\\\\n".join(_latex_text(line) for line in b.lines) + "\n")
+            out.append(" \\\\\n".join(line_text(line, "latex") for line in b.lines) + "\n")
             continue
         first = b.rows[0] if b.rows else []
         spec = "".join("r" if i < len(first) and _numeric(first[i]) else "l" for i in range(len(b.header)))
@@ -155,7 +161,7 @@ def rich_blocks(blocks: list[Block]):
             text = RichText()
             if b.title:
                 text.append(b.title + "\n", style="bold")
-            text.append("\n".join(b.lines))
+            text.append("\n".join(line_text(line, "table") for line in b.lines))
             out.append(text)
             continue
         first = b.rows[0] if b.rows else []

@@ -16,7 +16,7 @@ import torch
 from cnnlab.analysis.count import COUNT_COLUMNS, LayerCount, count, totals
 from cnnlab.analysis.explain import explained_rows, features_note
 from cnnlab.analysis.render import Block, Table, Text, human_bytes
-from cnnlab.analysis.symbolic import SpecFormulas
+from cnnlab.analysis.symbolic import SpecFormulas, tidy
 from cnnlab.analysis.training import OPTIMIZERS, StepMeasurement, StepMemory, estimate_step, measure_step
 from cnnlab.analysis.whatif import (Converted, WhatIf, match_rows, no_bn_module, ratio, scaled, separable_module,
                                     separable_spec, speedup_formula)
@@ -114,7 +114,7 @@ def _numeric(model, shape: tuple, label: str, opts: Options, optim, measure: boo
     rows = count(model, shape)
     counted = Counted(label, shape, rows, totals(rows))
     try:
-        counted.step = estimate_step(model, shape, opts.batch_size, optim)
+        counted.step = estimate_step(model, shape, opts.batch_size, optim, macs_per_image=counted.total["macs"])
     except Exception as e:  # e.g. BatchNorm1d at batch size 1
         counted.notes.append(f"training step not estimated: {str(e).splitlines()[0]}")
     if not measure:
@@ -215,8 +215,8 @@ def summarise_symbolic(subject: Subject, in_shape: tuple, opts: Options) -> Summ
         base.notes.append("training-step memory: numbers only (give every name with --set, or leave out --symbolic)")
     if opts.explain:
         values = {**recipe.defaults, **given}
-        defaults = dict(zip(in_shape, subject.input or ())) if subject.input else {}
-        shape = concrete(in_shape, {**{k: v for k, v in defaults.items() if isinstance(k, str)}, **values})
+        input_defaults = {d: v for d, v in zip(in_shape, subject.input or ()) if isinstance(d, str)}  # H=32, W=32 ...
+        shape = concrete(in_shape, {**input_defaults, **values})
         example = _numeric(subject.recipe.with_values({k: v for k, v in values.items() if k in recipe.names}).build(shape),
                            shape, subject.label, opts, OPTIMIZERS["momentum"], measure=False)
         _explain(example)
@@ -229,7 +229,7 @@ def summarise_symbolic(subject: Subject, in_shape: tuple, opts: Options) -> Summ
         options = replace(recipe.options, bn=False) if w.no_bn else recipe.options
         layers = list(recipe.layers)
         if w.separable:
-            values, shape = SpecFormulas(layers, in_shape, given, options)._values(given)
+            values, _ = SpecFormulas(layers, in_shape, given, options).values(given)
             layers, summary.converted = separable_spec(layers, values, options)
         vshape = scaled(in_shape, w.scale)
         vrows, vtotal, _ = _formulas(recipe, vshape, given, options, layers=layers, assume=assume)
@@ -272,22 +272,22 @@ def _total(total: dict, column: str):
     return total.get(column, "")
 
 
-def by_type(rows: list[LayerCount]) -> list[dict]:
+def by_type(rows: list[LayerCount], show=lambda v: v) -> list[dict]:
+    """Params, MACs and activation bytes summed per layer type (`show` tidies formulas)."""
     groups: dict[str, dict] = {}
     for r in rows:
         g = groups.setdefault(r.type, {"type": r.type, "layers": 0, "params": 0, "macs": 0, "activation_bytes": 0})
         g["layers"] += 1
         for c in ("params", "macs", "activation_bytes"):
             g[c] = g[c] + getattr(r, c)
+    for g in groups.values():
+        for c in ("params", "macs", "activation_bytes"):
+            g[c] = show(g[c])
     return list(groups.values())
 
 
 def _shape_text(shape) -> str:
     return "x".join(str(d).replace("**", "^") for d in shape)
-
-
-def _fmt_count(n) -> str:
-    return f"{n:,}" if isinstance(n, int) else str(n).replace("**", "^")
 
 
 def counted_blocks(c: Counted, columns: list[str]) -> list[Block]:
@@ -296,14 +296,13 @@ def counted_blocks(c: Counted, columns: list[str]) -> list[Block]:
                                  [LABELS[k] for k in columns], [[_value(r, k) for k in columns] for r in c.rows],
                                  [_total(c.total, k) for k in columns])]
     t = c.total
-    lines = [f"params {_fmt_count(t['params'])} (trainable {_fmt_count(t['trainable_params'])}, "
-             f"frozen {_fmt_count(t['params'] - t['trainable_params'])}); buffers {_fmt_count(t['buffers'])}",
-             f"MACs {_fmt_count(t['macs'])} per image; FLOPs = 2 x MACs = {_fmt_count(2 * t['macs'])}; "
-             f"bias additions {_fmt_count(t['bias_adds'])}"]
+    lines = [["params ", t["params"], " (trainable ", t["trainable_params"], ", frozen ", t["params"] - t["trainable_params"],
+              "); buffers ", t["buffers"]],
+             ["MACs ", t["macs"], " per image; FLOPs = 2 x MACs = ", 2 * t["macs"], "; bias additions ", t["bias_adds"]]]
     if c.assumptions:
         lines.append(f"formulas shown for {c.assumptions}; evaluations use the exact formulas (with floor), which hold for any values")
     blocks.append(Text(lines, "totals"))
-    types = by_type(c.rows)
+    types = by_type(c.rows, tidy if c.symbolic else (lambda v: v))
     share = not c.symbolic and t["macs"]
     blocks.append(Table("by layer type", ["type", "layers", "params", "MACs"] + (["MACs %"] if share else []) + ["activation bytes"],
                         [[g["type"], g["layers"], g["params"], g["macs"]] + ([100.0 * g["macs"] / t["macs"]] if share else [])
@@ -336,7 +335,7 @@ def step_table(step: StepMemory, measured: Optional[StepMeasurement]) -> Table:
         if measured.allocator_peak_bytes is not None:
             rows.append(["CUDA allocator peak", measured.allocator_peak_bytes, "torch.cuda.max_memory_allocated"])
     title = (f"one training step at batch size {step.batch_size} ({step.optimizer}, float32): memory in bytes; "
-             f"forward {step.forward_macs:,} MACs, backward {step.backward_macs:,} MACs")
+             f"forward pass {step.forward_macs:,} MACs" + (f", backward {step.backward_macs:,}" if step.backward_macs is not None else ""))
     return Table(title, ["", "bytes", "what"], rows)
 
 
@@ -426,7 +425,7 @@ def counted_json(c: Counted) -> dict:
         "symbolic": c.symbolic,
         "layers": [{k: _plain(getattr(r, k)) for k in JSON_ROW_KEYS} for r in c.rows],
         "total": {k: _plain(v) for k, v in c.total.items()},
-        "by_type": [{k: _plain(v) for k, v in g.items()} for g in by_type(c.rows)],
+        "by_type": [{k: _plain(v) for k, v in g.items()} for g in by_type(c.rows, tidy if c.symbolic else (lambda v: v))],
     }
     out["total"]["flops"] = _plain(2 * c.total["macs"])
     if c.assumptions:

@@ -197,7 +197,7 @@ class SpecFormulas:
     given: dict  # name -> int
     options: ModelOptions
 
-    def _values(self, numbers: dict) -> tuple[dict, tuple]:
+    def values(self, numbers: dict) -> tuple[dict, tuple]:
         names = names_in(self.layers) | {d for d in self.in_shape if isinstance(d, str)}
         values = {n: numbers[n] if n in numbers else symbol(n) for n in names}
         shape = tuple(values[d] if isinstance(d, str) else d for d in self.in_shape)
@@ -205,13 +205,13 @@ class SpecFormulas:
         return values, shape
 
     def assumptions(self) -> Assumptions:
-        values, shape = self._values(self.given)
+        values, shape = self.values(self.given)
         return assumptions_for(self.layers, values, shape)
 
     def rows(self, assume: Optional[Assumptions] = None) -> tuple[list[LayerCount], dict]:
         """Simplified rows and totals, exact wherever `assume` holds (the default: this spec's own assumptions)."""
         assume = assume or self.assumptions()
-        values, shape = self._values(self.given)
+        values, shape = self.values(self.given)
         into, back = assume.substitutions()
         put = lambda e: sp.sympify(e).subs(into, simultaneous=True) if into else e  # noqa: E731
         rows = formulas(self.layers, tuple(put(d) for d in shape), {n: put(v) for n, v in values.items()}, self.options)
@@ -226,7 +226,7 @@ class SpecFormulas:
 
     def evaluate(self, numbers: dict) -> list[LayerCount]:
         """The exact formulas at numbers for every name (floors and all): integer rows."""
-        values, shape = self._values({**self.given, **numbers})
+        values, shape = self.values({**self.given, **numbers})
         rows = formulas(self.layers, shape, values, self.options)
         return [replace(r, output_shape=[as_int(d) for d in r.output_shape], input_shape=[as_int(d) for d in r.input_shape],
                         **{c: as_int(getattr(r, c)) for c in COUNT_COLUMNS}) for r in rows]

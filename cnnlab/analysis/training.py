@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import statistics
+from contextlib import nullcontext
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -82,8 +83,8 @@ def stand_in_loss(out) -> torch.Tensor:
     return first_output(out).float().square().mean()
 
 
-def training_pass(model: nn.Module, input_shape: tuple, batch: int) -> TrainingPass:
-    """Forward (train mode) and backward on `meta` stand-ins: saved tensors per layer, MACs each way."""
+def training_pass(model: nn.Module, input_shape: tuple, batch: int, flops: bool = True) -> TrainingPass:
+    """Forward (train mode) on `meta` stand-ins: saved tensors per layer; with `flops`, the backward too and MACs each way."""
     names = {m: n for n, m in model.named_modules()}
     result = TrainingPass()
     stack: list[nn.Module] = []
@@ -105,14 +106,16 @@ def training_pass(model: nn.Module, input_shape: tuple, batch: int) -> TrainingP
         try:
             model.train()
             with hooked(names, lambda m, a: stack.append(m), lambda m, a, o: stack.pop() and None):
-                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), FlopCounterMode(display=False) as fwd:
+                counter = FlopCounterMode(display=False) if flops else nullcontext()
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), counter as fwd:
                     out = torch.func.functional_call(model, tensors, (x,), strict=False, tie_weights=True)
-            loss = stand_in_loss(out)
-            with FlopCounterMode(display=False) as bwd:
-                if loss.requires_grad:
-                    loss.backward()
             result.saved_bytes = sum(result.saved_by_layer.values())
-            result.forward_macs, result.backward_macs = fwd.get_total_flops() // 2, bwd.get_total_flops() // 2
+            if flops:
+                loss = stand_in_loss(out)
+                with FlopCounterMode(display=False) as bwd:
+                    if loss.requires_grad:
+                        loss.backward()
+                result.forward_macs, result.backward_macs = fwd.get_total_flops() // 2, bwd.get_total_flops() // 2
             return result
         except Exception as e:  # an operation `meta` cannot run: once more on the CPU, with copies
             last_error = e
@@ -137,7 +140,7 @@ class StepMemory:
     trainable_params: int
     first_saving: Optional[str]
     forward_macs: int
-    backward_macs: int
+    backward_macs: Optional[int]  # None: not counted
 
     @property
     def total(self) -> int:
@@ -150,10 +153,13 @@ class StepMemory:
         return d
 
 
-def estimate_step(model: nn.Module, input_shape: tuple, batch: int, optim: OptimConfig) -> StepMemory:
+def estimate_step(model: nn.Module, input_shape: tuple, batch: int, optim: OptimConfig, macs_per_image=None) -> StepMemory:
+    """The step's memory by kind; give `macs_per_image` (from `count`) to skip counting the backward pass's MACs."""
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
-    run = training_pass(model, input_shape, batch)
+    run = training_pass(model, input_shape, batch, flops=macs_per_image is None)
+    if macs_per_image is not None:
+        run.forward_macs, run.backward_macs = batch * macs_per_image, None
     grads = _bytes(trainable)
     return StepMemory(
         batch_size=batch, optimizer=optimizer_label(optim), parameters=_bytes(params), buffers=_bytes(model.buffers()),

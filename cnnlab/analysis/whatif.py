@@ -162,7 +162,3 @@ def match_rows(base: list, variant: list, converted: list[Converted]) -> list[tu
         if (r.name, r.call) not in used:
             pairs.append((r.name, None, [r]))
     return pairs
-
-
-def apply_to_recipe_options(options: ModelOptions, whatif: WhatIf) -> ModelOptions:
-    return replace(options, bn=False) if whatif.no_bn else options
