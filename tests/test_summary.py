@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
-from cnnlab.analysis.count import COUNT_COLUMNS, count, totals
+from cnnlab.analysis.count import count, totals
 from cnnlab.analysis.render import render
 from cnnlab.analysis.summary import Options, counted_json, document, summarise, summary_json
 from cnnlab.analysis.training import OPTIMIZERS, measure_step, train_step

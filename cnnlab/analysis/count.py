@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Optional
 
 import torch
@@ -98,15 +98,22 @@ def _shape(obj) -> Optional[list]:
     return list(ts[0].shape[1:]) if ts else None
 
 
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _has_bias(module: nn.Module) -> bool:
+    return isinstance(getattr(module, "bias", None), torch.Tensor)
+
+
 def module_arithmetic(module: nn.Module, in_shapes: list[list], out_shape: Optional[list]) -> str:
     """The shape arithmetic of one layer, read from the module's own settings (any network, not only specs)."""
     x = in_shapes[0] if in_shapes else None
     if x is None or out_shape is None:
         return ""
     if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.ConvTranspose2d)) and len(x) == 3:
-        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-        k, s, p = pair(module.kernel_size), pair(module.stride), pair(module.padding)
-        d = pair(getattr(module, "dilation", 1))
+        k, s, p = _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
+        d = _pair(getattr(module, "dilation", 1))
         if isinstance(p[0], str):  # padding="same" / "valid"
             return f"padding '{p[0]}': {x[1]}x{x[2]} -> {out_shape[1]}x{out_shape[2]}"
         k = tuple(di * (ki - 1) + 1 for ki, di in zip(k, d))  # a dilated kernel spans d*(F-1) + 1
@@ -195,13 +202,10 @@ class _Recorder(TorchDispatchMode):
         if row is not None:
             row.output_shape = _shape(output)
             row.activation_bytes = _new_bytes(output, args)
-            if row.macs and self.own_bias(module) and row.output_shape is not None:
+            if row.macs and _has_bias(module) and row.output_shape is not None:  # one addition per output value
                 row.bias_adds = math.prod(row.output_shape)
             in_shapes = [list(t.shape[1:]) for t in _tensors(args)]
             row.arithmetic = module_arithmetic(module, in_shapes, row.output_shape)
-
-    def own_bias(self, module) -> bool:
-        return getattr(module, "bias", None) is not None and isinstance(module.bias, torch.Tensor)
 
     # ---- every aten operation -------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Two configurations of the same network, each run for real on the current device:
   whole       every parameter trainable
   last layer  only the last layer that has parameters trainable (all others frozen)
 For each: the peak tensor memory of one step (`training.LiveTensors`) and the median time of a few
-steps after a warm-up; then the estimate by kind (training.estimate_step), which shows where the
+steps after a warm-up (the two configurations' steps taken in turn, so that a change in the machine's
+load falls on both alike); then the estimate by kind (training.estimate_step), which shows where the
 difference comes from: frozen layers get no gradients and no optimizer state, autograd keeps no
 activations below the first trainable layer, and the backward pass stops there.
 """
@@ -16,7 +17,7 @@ import torch
 
 from cnnlab.analysis.count import count
 from cnnlab.analysis.render import Block, Table, Text, human_bytes
-from cnnlab.analysis.training import StepMeasurement, StepMemory, estimate_step, measure_step
+from cnnlab.analysis.training import StepMeasurement, StepMemory, StepRunner, estimate_step
 from cnnlab.errors import CnnlabError
 
 
@@ -68,17 +69,22 @@ def finetune_cost(model: torch.nn.Module, label: str, shape: tuple, batch: int, 
     name = last_layer(model, shape)
     keep = {id(p) for p in model.get_submodule(name).parameters()}
     was = {id(p): p.requires_grad for p in model.parameters()}
-    configs = {}
+    estimates, runners = {}, {}
     try:
         for config in ("whole", "last"):
             for p in model.parameters():
                 p.requires_grad_(config == "whole" or id(p) in keep)
-            configs[config] = Configuration(config, estimate_step(model, shape, batch, optim),
-                                            measure_step(model, shape, batch, optim, device, timed_steps=steps))
+            estimates[config] = estimate_step(model, shape, batch, optim)
+            runners[config] = StepRunner(model, shape, batch, optim, device)  # a copy, with these flags
+            runners[config].measure_memory()
     finally:
         for p in model.parameters():
             p.requires_grad_(was[id(p)])
-    return FinetuneCost(label, shape, name, configs["whole"], configs["last"], torch.get_num_threads())
+    for _ in range(steps):  # alternate, so that a change in the machine's load falls on both alike
+        for runner in runners.values():
+            runner.time_step()
+    whole, last = (Configuration(c, estimates[c], runners[c].measurement()) for c in ("whole", "last"))
+    return FinetuneCost(label, shape, name, whole, last, torch.get_num_threads())
 
 
 def finetune_blocks(c: FinetuneCost) -> list[Block]:
@@ -115,8 +121,9 @@ def finetune_blocks(c: FinetuneCost) -> list[Block]:
         f"saved activations: {human_bytes(w.estimate.saved_activations)} (kept from {w.estimate.first_saving} on) -> "
         f"{human_bytes(l.estimate.saved_activations)} (from {l.estimate.first_saving} on): autograd keeps nothing below the first trainable layer",
         f"peak memory measured as {w.measured.method}",
-        f"time: median of {w.measured.steps_timed} steps after a warm-up step (forward, stand-in loss = mean square of the "
-        f"output, backward, optimizer step) on {dev}; other work on the machine moves it, the memory figures do not",
+        f"time: median of {w.measured.steps_timed} steps of each, taken in turn, after a warm-up step (forward, stand-in "
+        f"loss = mean square of the output, backward, optimizer step) on {dev}; other work on the machine moves it, "
+        f"the memory figures do not",
     ], "why")
     return [measured, estimate, peak, notes]
 

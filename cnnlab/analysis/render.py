@@ -81,6 +81,7 @@ def cell(value: Any, fmt: str) -> str:
         return f"`{text}`" if fmt == "markdown" else text
     if isinstance(value, (list, tuple)):
         parts = [cell(v, "csv" if fmt != "latex" else fmt).strip("$") for v in value]
+        parts = [f"({p})" if isinstance(v, sp.Add) else p for v, p in zip(value, parts)]  # 8 x (H - 4) x (W - 4)
         if fmt == "latex":
             return "$" + r" \times ".join(parts) + "$"
         text = " x ".join(parts)

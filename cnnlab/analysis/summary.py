@@ -287,7 +287,7 @@ def by_type(rows: list[LayerCount], show=lambda v: v) -> list[dict]:
 
 
 def _shape_text(shape) -> str:
-    return "x".join(str(d).replace("**", "^") for d in shape)
+    return "x".join(f"({d})" if isinstance(d, sp.Add) else str(d).replace("**", "^") for d in shape)
 
 
 def counted_blocks(c: Counted, columns: list[str]) -> list[Block]:

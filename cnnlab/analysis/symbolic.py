@@ -213,7 +213,9 @@ class SpecFormulas:
         assume = assume or self.assumptions()
         values, shape = self.values(self.given)
         into, back = assume.substitutions()
-        put = lambda e: sp.sympify(e).subs(into, simultaneous=True) if into else e  # noqa: E731
+        def put(e):
+            return sp.sympify(e).subs(into, simultaneous=True) if into else e
+
         rows = formulas(self.layers, tuple(put(d) for d in shape), {n: put(v) for n, v in values.items()}, self.options)
         tot = totals(rows)
 

@@ -259,31 +259,57 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class StepRunner:
+    """Real training steps on a copy of a model (the model itself is untouched), after one warm-up step."""
+
+    def __init__(self, model: nn.Module, input_shape: tuple, batch: int, optim: OptimConfig, device: torch.device):
+        self.device = device
+        self.net = copy.deepcopy(model).to(device).train()
+        self.optimizer = make_optimizer(self.net.parameters(), optim)
+        self.x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
+        train_step(self.net, self.x, self.optimizer)  # warm-up: the optimizer state exists from here on
+        _sync(device)
+        self.times: list[float] = []
+        self.tracker: Optional[LiveTensors] = None
+        self.allocator_peak: Optional[int] = None
+
+    def measure_memory(self) -> None:
+        """One step with every tensor storage followed (and, on CUDA, the allocator's peak above what was there)."""
+        tracker = LiveTensors()
+        tracker.hold(self.net.parameters(), "parameters")
+        tracker.hold(self.net.buffers(), "buffers")
+        tracker.hold([t for state in self.optimizer.state.values() for t in state.values()], "optimizer state")
+        tracker.hold([self.x], "input batch")
+        held = tracker.total
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            before = torch.cuda.memory_allocated(self.device)
+        with tracker:
+            train_step(self.net, self.x, self.optimizer, tracker)
+        _sync(self.device)
+        if cuda:  # other tensors on the GPU (another copy, the caller's) are left out: only this step's rise counts
+            self.allocator_peak = torch.cuda.max_memory_allocated(self.device) - before + held
+        self.tracker = tracker
+
+    def time_step(self) -> None:
+        _sync(self.device)
+        start = time.perf_counter()
+        train_step(self.net, self.x, self.optimizer)
+        _sync(self.device)
+        self.times.append(time.perf_counter() - start)
+
+    def measurement(self) -> StepMeasurement:
+        return StepMeasurement(str(self.device), self.tracker.peak, self.tracker.at_peak,
+                               statistics.median(self.times) if self.times else None, len(self.times), MEASURED_BY,
+                               self.allocator_peak)
+
+
 def measure_step(model: nn.Module, input_shape: tuple, batch: int, optim: OptimConfig, device: torch.device,
                  timed_steps: int = 0) -> StepMeasurement:
-    """Run real steps on a copy of `model` (the model itself is untouched): peak memory of one, time of `timed_steps`."""
-    net = copy.deepcopy(model).to(device).train()
-    optimizer = make_optimizer(net.parameters(), optim)
-    x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
-    train_step(net, x, optimizer)  # warm-up: the optimizer state exists from here on, as in every later step
-    _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    tracker = LiveTensors()
-    tracker.hold(net.parameters(), "parameters")
-    tracker.hold(net.buffers(), "buffers")
-    tracker.hold([t for state in optimizer.state.values() for t in state.values()], "optimizer state")
-    tracker.hold([x], "input batch")
-    with tracker:
-        train_step(net, x, optimizer, tracker)
-    _sync(device)
-    allocator = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    times = []
+    """Peak memory of one real step on a copy of `model`, and the median time of `timed_steps` more."""
+    runner = StepRunner(model, input_shape, batch, optim, device)
+    runner.measure_memory()
     for _ in range(timed_steps):
-        _sync(device)
-        start = time.perf_counter()
-        train_step(net, x, optimizer)
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return StepMeasurement(str(device), tracker.peak, tracker.at_peak, statistics.median(times) if times else None,
-                           timed_steps, MEASURED_BY, allocator)
+        runner.time_step()
+    return runner.measurement()

@@ -14,7 +14,7 @@ exact for the layer (biases are not MACs), tending to k^2 when Cout is much larg
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import sympy as sp
