@@ -288,3 +288,13 @@ def test_cost_finetune_measures_both_configurations():
     assert last["estimate"]["saved_activations"] < whole["estimate"]["saved_activations"]
     assert last["estimate"]["first_saving"] == "dense1"  # nothing is kept below the only trainable layer
     assert data["ratio"]["peak_bytes"] > 1
+
+
+def test_layer_table_keeps_the_keys_runs_and_reports_read():
+    from cnnlab.analysis.layers import layer_table
+
+    rows = layer_table(from_zoo("simplenn").build((1, 28, 28)), (1, 28, 28))
+    assert rows[0]["name"] == "conv1" and rows[0]["type"] == "Conv2d" and rows[0]["output_shape"] == [8, 24, 24]
+    assert {"params", "trainable_params", "buffers"} <= set(rows[0])
+    assert sum(r["params"] for r in rows) == 5 * 5 * 8 + 8 + 2 * 8 + 3 * 3 * 8 * 16 + 16 + 2 * 16 + 16 * 5 * 5 * 120 + 120 + 120 * 84 + 84 + 84 * 10 + 10
+    json.dumps(rows)  # architecture.json

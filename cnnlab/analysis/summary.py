@@ -351,7 +351,7 @@ def whatif_blocks(s: Summary, columns: list[str]) -> list[Block]:
     for name, before, after in match_rows(base.rows, var.rows, s.converted):
         b = {k: getattr(before, k) if before is not None else 0 for k, _ in keys}
         a = {k: sum((getattr(r, k) for r in after), 0) for k, _ in keys}
-        if any(sp.sympify(a[k] - b[k]) != 0 for k, _ in keys):
+        if any(sp.expand(a[k] - b[k]) != 0 for k, _ in keys):
             note = ("removed" if not after else "added" if before is None
                     else "depthwise + pointwise" if len(after) == 2 else "changed")
             changed.append([name, note] + [x for k, _ in keys for x in (b[k], a[k])])
@@ -374,8 +374,7 @@ def separable_table(s: Summary) -> Table:
         params_after = sum((r.params for r in after), 0)
         exact = ratio(before.macs, macs_after)
         formula = speedup_formula(conv.k, conv.out)
-        if not s.base.symbolic:
-            formula = float(formula)
+        formula = float(formula) if formula.is_number else formula
         limit = sp.sympify(conv.k) ** 2
         rows.append([conv.name, conv.k, conv.out, before.params, params_after, before.macs, macs_after, exact, formula,
                      int(limit) if limit.is_Integer else limit])

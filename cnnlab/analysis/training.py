@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnnlab.analysis.count import _storage, _tensors, hooked, stand_ins
+from cnnlab.analysis.count import _storage, _tensors, hooked, model_device, stand_ins
 from cnnlab.config import OptimConfig
 from cnnlab.engine.optim import make_optimizer
 
@@ -90,7 +90,7 @@ def training_pass(model: nn.Module, input_shape: tuple, batch: int, flops: bool 
     stack: list[nn.Module] = []
     was_training = model.training
     last_error = None
-    for device in ("meta", "cpu"):
+    for device in ("meta", model_device(model)):
         tensors = stand_ins(model, device)
         x = torch.zeros(batch, *input_shape, device=device)
         seen = {_storage(t) for t in tensors.values()} | {_storage(x)}  # parameters and input are counted apart
@@ -117,7 +117,7 @@ def training_pass(model: nn.Module, input_shape: tuple, batch: int, flops: bool 
                         loss.backward()
                 result.forward_macs, result.backward_macs = fwd.get_total_flops() // 2, bwd.get_total_flops() // 2
             return result
-        except Exception as e:  # an operation `meta` cannot run: once more on the CPU, with copies
+        except Exception as e:  # an operation `meta` cannot run: once more on the model's device, with copies
             last_error = e
             stack.clear()
         finally:

@@ -144,7 +144,8 @@ def ratio(after, before):
     before, after = sp.sympify(before), sp.sympify(after)
     if before == 0:
         return None
-    return sp.factor(sp.cancel(after / before))
+    r = sp.factor(sp.cancel(after / before))
+    return float(r) if r.is_number else r
 
 
 def match_rows(base: list, variant: list, converted: list[Converted]) -> list[tuple[str, Any, list]]:
