@@ -327,7 +327,8 @@ def step_table(step: StepMemory, measured: Optional[StepMeasurement]) -> Table:
         ["saved activations", step.saved_activations,
          f"kept by autograd for the backward pass, from {step.first_saving or 'no layer'} on"],
         ["input batch", step.input_batch, f"{step.batch_size} images"],
-        ["estimate", step.total, human_bytes(step.total)],
+        ["estimate", step.total, f"{human_bytes(step.total)}; leaves out the backward pass's temporaries "
+                                 "(gradients of activations), which the measured split shows"],
     ]
     if measured is not None:
         kinds = ", ".join(f"{k} {human_bytes(v)}" for k, v in measured.by_kind.items())

@@ -8,6 +8,8 @@ Estimate, for a batch of N images:
                      pass (on `meta`: shapes only, no cost) under torch.autograd.graph.saved_tensors_hooks;
                      nothing is kept below the first layer that has a trainable parameter
   input batch        the N images
+It leaves out the backward pass's temporaries (the gradients of activations, alive a layer or two at a
+time), so the measured peak is usually somewhat higher; the measured split by kind shows by how much.
 Measured: one real step (forward, a stand-in loss, backward, optimizer step) after a warm-up step, with
 every tensor storage followed from creation to release through the dispatcher (`LiveTensors`, a
 tracemalloc for tensors) -> the peak of live tensor bytes, split by what made them; on CUDA the caching
