@@ -1,4 +1,4 @@
-"""The `cnnlab` command: run, resume, report, data, zoo.
+"""The `cnnlab` command: run, resume, report, summary, cost, data, zoo.
 
 User errors print as one line of advice (exit code 2); `--debug` anywhere shows the traceback.
 """
@@ -20,6 +20,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="A laboratory for convolutional neural networks: build, count, train, compare, report.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: where they are looked for and whether they are found.")
 app.add_typer(data_app, name="data")
+cost_app = typer.Typer(no_args_is_help=True, help="Measured costs of training choices (e.g. fine-tuning only the last layer).")
+app.add_typer(cost_app, name="cost")
 err = Console(stderr=True)
 
 DATA_DIR = typer.Option(None, "--data-dir", help="data root (default: $CNNLAB_DATA, else ~/.cache/cnnlab/data)")
@@ -135,6 +137,99 @@ def zoo():
         hyper = " ".join(f"{k}={v}" for k, v in entry.hyper.items())
         table.add_row(entry.name, "x".join(map(str, entry.input)), hyper, entry.doc)
     Console().print(table)
+
+
+MODEL_ARG = typer.Argument(..., help="a zoo name (colour_cnn), a spec file or inline spec ('conv 8 k3 -> ...'), "
+                                     "an experiment, or a torchvision model (resnet18)")
+MODEL_ARGS = typer.Argument(None, help="NAME=VALUE for the model's named hyper-parameters, e.g. NF=32 NC=24 k=3")
+INPUT = typer.Option(None, "--input", "-i", help="input CxHxW, e.g. 3x32x32 (default: the model's own); "
+                                                 "names allowed (1xHxW) for --symbolic or with --set H=32")
+
+
+def print_output(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command()
+def summary(
+    model: str = MODEL_ARG,
+    args: Optional[List[str]] = MODEL_ARGS,
+    input: Optional[str] = INPUT,
+    fmt: str = typer.Option("table", "--format", "-f", help="table | markdown | latex | json"),
+    columns: Optional[str] = typer.Option(None, "--columns", help="comma-separated columns (name, type, input_shape, "
+                                          "output_shape, weights, biases, params, trainable_params, frozen_params, "
+                                          "buffers, macs, bias_adds, activation_bytes)"),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="NAME=VALUE, repeatable: a value for a name of the "
+                                             "model or the input; with --symbolic the formulas are evaluated"),
+    symbolic: bool = typer.Option(False, "--symbolic", help="formulas in the spec's names and the input H, W"),
+    scale: Optional[float] = typer.Option(None, "--scale", help="what-if: input height and width times this"),
+    separable: bool = typer.Option(False, "--separable", help="what-if: k x k convolutions made depthwise separable"),
+    no_bn: bool = typer.Option(False, "--no-bn", help="what-if: without batch norm"),
+    explain: bool = typer.Option(False, "--explain", help="the shape arithmetic of every layer"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="batch size of the training-step memory"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd | momentum | adam | adamw "
+                                            "(default: the experiment's, else SGD with momentum)"),
+    measure: Optional[bool] = typer.Option(None, "--measure/--no-measure", help="run a real training step to measure "
+                                           "its peak memory (default: when it is cheap)"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda, for the measured step"),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="also write the per-layer table (all columns) to this CSV file"),
+    data_dir: Optional[str] = DATA_DIR,
+):
+    """Per-layer costs of a network: shapes, weights, biases, buffers, MACs, activation memory; totals; training memory."""
+    import json
+
+    from cnnlab.analysis.render import render, to_csv
+    from cnnlab.analysis.summary import Options, document, main_table, subject_and_input, summarise, summary_json
+    from cnnlab.analysis.training import OPTIMIZERS
+    from cnnlab.analysis.whatif import WhatIf
+
+    if fmt not in ("table", "markdown", "latex", "json"):
+        raise CnnlabError(f"--format {fmt}: choose table, markdown, latex or json")
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise CnnlabError(f"--optimizer {optimizer}: choose {', '.join(OPTIMIZERS)}")
+    subject, in_shape, given = subject_and_input(model, (args or []) + (sets or []), input, symbolic, data_dir)
+    opts = Options(symbolic=symbolic, given=given, whatif=WhatIf(scale, separable, no_bn), explain=explain,
+                   batch_size=batch_size, optimizer=optimizer, measure=measure, device=device)
+    result = summarise(subject, in_shape, opts)
+    cols = [c.strip() for c in columns.split(",")] if columns else None
+    if csv_file is not None:
+        csv_file.write_text(to_csv(main_table(result, cols)), encoding="utf-8")
+    if fmt == "json":
+        print_output(json.dumps(summary_json(result), indent=2))
+    else:
+        print_output(render(document(result, cols), fmt))
+
+
+@cost_app.command("finetune")
+def cost_finetune(
+    model: str = MODEL_ARG,
+    args: Optional[List[str]] = MODEL_ARGS,
+    input: Optional[str] = INPUT,
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    steps: int = typer.Option(5, "--steps", min=1, help="timed steps per configuration (after one warm-up step)"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd | momentum | adam | adamw"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | markdown | latex | json"),
+    data_dir: Optional[str] = DATA_DIR,
+):
+    """Measured peak memory and time per step: the whole network trained vs only its last layer."""
+    import json
+
+    from cnnlab.analysis.finetune import finetune_blocks, finetune_cost
+    from cnnlab.analysis.render import render
+    from cnnlab.analysis.summary import concrete, pick_device, subject_and_input
+    from cnnlab.analysis.training import OPTIMIZERS
+
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise CnnlabError(f"--optimizer {optimizer}: choose {', '.join(OPTIMIZERS)}")
+    subject, in_shape, given = subject_and_input(model, args or [], input, False, data_dir)
+    shape = concrete(in_shape, given)
+    optim = OPTIMIZERS[optimizer] if optimizer else (subject.optim or OPTIMIZERS["momentum"])
+    result = finetune_cost(subject.build(shape), subject.label, shape, batch_size, optim, pick_device(device), steps)
+    if fmt == "json":
+        print_output(json.dumps(result.as_dict(), indent=2))
+    else:
+        print_output(render(finetune_blocks(result), fmt))
 
 
 @data_app.command("list")

@@ -45,7 +45,7 @@ def test_report_renders_in_chromium(run, tmp_path):
     dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000",
                           "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     assert "<title>FIGURES-OK</title>" in dom.stdout, dom.stdout[:300] + dom.stderr[-2000:]
-    assert "test accuracy at best validation" in dom.stdout
+    assert "test accuracy at best validation accuracy" in dom.stdout
     shot = tmp_path / "report.png"
     subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
                     "--window-size=1100,1400", (run.path / "report.html").as_uri()], capture_output=True, timeout=120)

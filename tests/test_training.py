@@ -53,7 +53,7 @@ def test_run_folder_contents(data_root, tmp_path):
     # the resolved config repeats the run
     assert run.config() == cfg
     html = (run.path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "test accuracy at best validation" in html
+    assert html.count("data:image/png;base64,") == 2 and "test accuracy at best validation accuracy" in html
     assert (run.path / "report.md").exists() and (run.figures / "loss.png").exists()
 
 

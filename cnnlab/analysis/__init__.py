@@ -1,1 +1,11 @@
-"""Analysis: what a network costs, layer by layer."""
+"""Analysis: what a network costs, layer by layer.
+
+count      the rows of a real module (one hooked forward pass on meta stand-ins)
+symbolic   the same rows in formulas, from a spec
+training   one training step: memory estimated and measured, MACs
+whatif     the network changed (input scaled, separable convolutions, no batch norm)
+explain    the shape arithmetic of every layer
+finetune   whole network versus last layer only, measured
+summary    the pipeline behind `cnnlab summary`; render writes its tables
+layers     the per-layer table a run records
+"""

@@ -1,42 +1,24 @@
-"""The per-layer table (layer, type, output shape, parameters), from one forward pass with hooks."""
+"""The per-layer table a run records (architecture.json) and its report shows: rows of `count`, as dicts.
+
+Each row has name, type, output_shape, params, trainable_params, buffers, and the rest of the counts
+(weights, biases, macs, bias_adds, activation_bytes; see cnnlab.analysis.count for the conventions).
+"""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-
-def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Modules with no children: the layers that actually compute."""
-    return [(name, m) for name, m in model.named_modules() if not list(m.children()) and name]
+from cnnlab.analysis.count import count
 
 
 def layer_table(model: nn.Module, input_shape: tuple[int, ...], device="cpu") -> list[dict]:
-    """One row per executed leaf layer, in execution order; a layer run twice is listed once."""
-    rows: dict[str, dict] = {}
-    hooks = []
+    """One row per executed layer call, in execution order, for one input of `input_shape` (C, H, W).
 
-    def record(name):
-        def hook(module, inputs, output):
-            if name not in rows and isinstance(output, torch.Tensor):
-                rows[name] = {
-                    "name": name,
-                    "type": type(module).__name__,
-                    "output_shape": list(output.shape[1:]),
-                    "params": sum(p.numel() for p in module.parameters(recurse=False)),
-                    "trainable_params": sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad),
-                    "buffers": sum(b.numel() for b in module.buffers(recurse=False) if b.is_floating_point()),
-                }
-        return hook
-
-    was_training = model.training
-    try:
-        for name, module in leaf_modules(model):
-            hooks.append(module.register_forward_hook(record(name)))
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=device))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return list(rows.values())
+    `device` is kept for callers; counting runs on `meta` stand-ins and never touches the model's own tensors.
+    """
+    rows = []
+    for r in count(model, tuple(input_shape)):
+        row = r.as_dict()
+        row.pop("arithmetic")
+        row["output_shape"] = row["output_shape"] or []
+        rows.append(row)
+    return rows

@@ -33,6 +33,18 @@ class Splits:
     palette: Optional[torch.Tensor] = None  # colourize: (NC, 3) RGB centres, 0..255
 
 
+# (C, H, W) and class count of the datasets whose files fix them, so a model can be sized without loading data
+KNOWN_SHAPES = {"cifar10": ((3, 32, 32), 10), "fashion_mnist": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10)}
+
+
+def input_shape(data_cfg, root: Path) -> tuple[tuple[int, int, int], int]:
+    """((C, H, W), number of classes) of the configured dataset: known ones without loading, others from the cache."""
+    if data_cfg.dataset in KNOWN_SHAPES and data_cfg.image_size is None:
+        return KNOWN_SHAPES[data_cfg.dataset]
+    train, _, _ = load_images(data_cfg, root)
+    return tuple(train.images.shape[1:]), len(train.classes)
+
+
 def load_images(data_cfg, root: Path) -> tuple[ImageSet, ImageSet, Path]:
     """(train, test, where they came from) for the configured dataset, via the tensor cache."""
     found = locate(data_cfg.dataset, root, data_cfg.path, data_cfg.image_size)

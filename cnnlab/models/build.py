@@ -109,7 +109,7 @@ class SpecNet(nn.Module):
         saved = {}
         for layer in self.children():
             if isinstance(layer, Save):
-                saved[layer.name] = x
+                saved[layer.name] = x = layer(x)  # called, so hooks (and the counts) see every spec layer
             elif isinstance(layer, (Concat, Add)):
                 x = layer(x, saved[layer.name])
             else:
@@ -143,9 +143,30 @@ def apply_options(layers: list[Layer], options: ModelOptions) -> list[Layer]:
     return out
 
 
+def window_size(size, k, s, p):
+    """Output length of a sliding window (convolution, pooling): floor((W - F + 2P)/S) + 1.
+
+    The same line serves integers and sympy expressions (`//` is floor division for both), so the
+    builder and the symbolic counts share one formula.
+    """
+    return (size - k + 2 * p) // s + 1
+
+
+def transposed_size(size, k, s, p):
+    """Output length of a transposed convolution: (W - 1)*S - 2P + F."""
+    return (size - 1) * s - 2 * p + k
+
+
+def window_text(size: int, k: int, s: int, p: int, dim: str) -> str:
+    return f"{dim}: floor(({size} - {k} + 2*{p})/{s}) + 1 = {window_size(size, k, s, p)}"
+
+
+def transposed_text(size: int, k: int, s: int, p: int, dim: str) -> str:
+    return f"{dim}: ({size} - 1)*{s} - 2*{p} + {k} = {transposed_size(size, k, s, p)}"
+
+
 def _conv_out(size: int, k: int, s: int, p: int, dim: str, where: str) -> tuple[int, str]:
-    out = (size - k + 2 * p) // s + 1
-    arith = f"{dim}: floor(({size} - {k} + 2*{p})/{s}) + 1 = {out}"
+    out, arith = window_size(size, k, s, p), window_text(size, k, s, p, dim)
     if size + 2 * p < k or out < 1:
         raise CnnlabError(f"{where}: the kernel ({k}) is larger than its padded input ({size} + 2*{p}); {arith}")
     return out, arith
@@ -162,12 +183,14 @@ def _layer(layer: Layer, shape: tuple, values: dict, saved: dict) -> tuple[Optio
     where = layer.where()
     opt = {k: v if k in TEXT_OPTIONS else evaluate(v, values, where) for k, v in layer.options.items()}
     kind = layer.kind
-    if kind in ("conv", "maxpool", "avgpool"):
+    if kind in ("conv", "dwconv", "maxpool", "avgpool"):
         c, h, w = _spatial(shape, where, kind)
         k, p = opt["k"], opt["p"]
         s = opt["s"] if opt["s"] is not None else k
         oh, ah = _conv_out(h, k, s, p, "H", where)
         ow, aw = _conv_out(w, k, s, p, "W", where)
+        if kind == "dwconv":
+            return nn.Conv2d(c, c, k, s, p, bias=bool(opt["bias"]), groups=c), (c, oh, ow), f"{ah}; {aw}"
         if kind == "conv":
             if c % opt["groups"] or opt["out"] % opt["groups"]:
                 raise CnnlabError(f"{where}: groups={opt['groups']} must divide both {c} input and {opt['out']} output channels")
@@ -178,8 +201,8 @@ def _layer(layer: Layer, shape: tuple, values: dict, saved: dict) -> tuple[Optio
     if kind == "convT":
         c, h, w = _spatial(shape, where, kind)
         k, s, p = opt["k"], opt["s"], opt["p"]
-        oh, ow = (h - 1) * s - 2 * p + k, (w - 1) * s - 2 * p + k
-        arith = f"H: ({h} - 1)*{s} - 2*{p} + {k} = {oh}; W: ({w} - 1)*{s} - 2*{p} + {k} = {ow}"
+        oh, ow = transposed_size(h, k, s, p), transposed_size(w, k, s, p)
+        arith = f"{transposed_text(h, k, s, p, 'H')}; {transposed_text(w, k, s, p, 'W')}"
         return nn.ConvTranspose2d(c, opt["out"], k, s, p, bias=bool(opt["bias"])), (opt["out"], oh, ow), arith
     if kind == "upsample":
         c, h, w = _spatial(shape, where, kind)
@@ -202,9 +225,11 @@ def _layer(layer: Layer, shape: tuple, values: dict, saved: dict) -> tuple[Optio
         if len(shape) != 1:
             raise CnnlabError(f"{where}: dense needs a flat input but gets {shape}; add 'flatten' (or 'gap') before it")
         if opt["in"] is not None and opt["in"] != shape[0]:
+            before = saved.get("__pre_flatten__", shape)
             raise CnnlabError(
                 f"{where}: expects {opt['in']} input features but the layer before gives {shape[0]} "
-                f"({' x '.join(map(str, saved.get('__pre_flatten__', shape)))})"
+                f"(flatten: {' * '.join(map(str, before))} = {shape[0]}); "
+                f"change 'in={opt['in']}' to 'in={shape[0]}' or the layers before it"
             )
         return nn.Linear(shape[0], opt["out"], bias=bool(opt["bias"])), (opt["out"],), f"{shape[0]} -> {opt['out']}"
     if kind == "bn":
@@ -220,18 +245,39 @@ def _layer(layer: Layer, shape: tuple, values: dict, saved: dict) -> tuple[Optio
         saved[opt["name"]] = shape
         return Save(opt["name"]), shape, ""
     if kind in ("cat", "add"):
-        name = opt["name"]
-        if name not in saved:
-            raise CnnlabError(f"{where}: nothing was saved as '{name}' before this layer; add 'save {name}' earlier")
-        other = saved[name]
-        if len(shape) != len(other) or shape[-2:] != other[-2:] or (kind == "add" and shape != other):
-            need = "the same shape" if kind == "add" else "the same height and width"
-            raise CnnlabError(f"{where}: the skip '{name}' has shape {other} but the current tensor has {shape}; {kind} needs {need}")
+        name, other = opt["name"], saved[opt["name"]]  # presence and sizes checked by _check_skip
         if kind == "cat":
             out = (shape[0] + other[0],) + tuple(shape[1:])
             return Concat(name), out, f"channels: {shape[0]} + {other[0]} = {out[0]}"
         return Add(name), shape, ""
     raise CnnlabError(f"{where}: layer kind '{kind}' cannot be built")
+
+
+def _check_skip(layer: Layer, shape: tuple, saved: dict, steps: list[ShapeStep]) -> None:
+    """A `cat`/`add` needs its saved tensor to match: refuse with both shapes and the arithmetic between."""
+    name = layer.options["name"]
+    if name not in saved:
+        raise CnnlabError(f"{layer.where()}: nothing was saved as '{name}' before this layer; add 'save {name}' earlier")
+    other = saved[name]
+    if len(shape) == len(other) and shape[-2:] == other[-2:] and (layer.kind == "cat" or shape == other):
+        return
+    need = "the same shape" if layer.kind == "add" else "the same height and width"
+    since = [s for s in steps if s.layer.index > saved[f"__at__{name}"] and s.in_shape[-2:] != s.out_shape[-2:]]
+    path = "; ".join(f"{s.layer.where()}: {s.arithmetic}" for s in since) or "no layer changed the size"
+    raise CnnlabError(
+        f"{layer.where()}: the skip '{name}' has shape {other} but the current tensor has {shape}; "
+        f"{layer.kind} needs {need}. Since 'save {name}': {path}"
+    )
+
+
+def module_names(layers: list[Layer]) -> list[str]:
+    """The name of each layer's module: its kind and a count (conv1, conv2, bn1, ...)."""
+    counts: dict[str, int] = {}
+    names = []
+    for layer in layers:
+        counts[layer.kind] = counts.get(layer.kind, 0) + 1
+        names.append(f"{layer.kind}{counts[layer.kind]}")
+    return names
 
 
 def initialise(model: nn.Module, scheme: str) -> None:
@@ -255,13 +301,15 @@ def build(layers: list[Layer], in_shape: tuple[int, int, int], values: dict[str,
     saved: dict = {}
     named: list[tuple[str, nn.Module]] = []
     steps: list[ShapeStep] = []
-    counts: dict[str, int] = {}
-    for layer in layers:
+    for layer, name in zip(layers, module_names(layers)):
+        if layer.kind in ("cat", "add"):
+            _check_skip(layer, shape, saved, steps)
         module, out_shape, arith = _layer(layer, shape, values, saved)
         if layer.kind == "flatten":
             saved["__pre_flatten__"] = shape
-        counts[layer.kind] = counts.get(layer.kind, 0) + 1
-        named.append((f"{layer.kind}{counts[layer.kind]}", module))
+        if layer.kind == "save":
+            saved[f"__at__{layer.options['name']}"] = layer.index
+        named.append((name, module))
         steps.append(ShapeStep(layer, shape, out_shape, arith))
         shape = out_shape
     net = SpecNet(named, steps, spec_text)

@@ -8,7 +8,8 @@ expression in named hyper-parameters (`2*NF`, `k//2`, `classes`), kept as text u
 same spec can be counted symbolically (analysis) or instantiated (builder).
 
 Skip connections: `save NAME` remembers the current tensor; `cat NAME` concatenates it along
-channels (U-Net), `add NAME` adds it (residual).
+channels (U-Net), `add NAME` adds it (residual). `dwconv k3 p1` is a depthwise convolution (one
+filter per input channel, as many outputs as inputs), the first half of a separable convolution.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ Value = Union[int, float, str]
 # kind -> (positional argument names, {option: default}); a default of `...` means required.
 KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "conv": (("out",), {"out": ..., "k": 3, "s": 1, "p": 0, "bias": 1, "groups": 1}),
+    "dwconv": ((), {"k": 3, "s": 1, "p": 0, "bias": 1}),  # depthwise: one k x k filter per input channel
     "convT": (("out",), {"out": ..., "k": 2, "s": 2, "p": 0, "bias": 1}),
     "dense": (("out",), {"out": ..., "bias": 1, "in": None}),
     "maxpool": (("k",), {"k": 2, "s": None, "p": 0}),

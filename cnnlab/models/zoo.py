@@ -89,6 +89,8 @@ register(
 # The colourization networks: greyscale in, NC colour classes per pixel out. Sizes are named
 # hyper-parameters (NF filters, NC colours, kernel k, padding k//2 keeps H and W for odd k), so the
 # formulas table reads in NF, NC and k. Layer order as studied: conv, then pool/upsample, then BN, ReLU.
+COLOUR = dict(input=(1, 32, 32), hyper={"NF": 32, "NC": 24, "k": 3}, bn=True)
+
 register(
     "colour_cnn",
     """conv NF k=k p=k//2 -> maxpool 2 -> bn -> act
@@ -99,9 +101,7 @@ register(
        conv NC k=k p=k//2""",
     "Colourization CNN: [conv-NF, maxpool, BN, ReLU], [conv-2NF, maxpool, BN, ReLU], [conv-2NF, BN, ReLU], "
     "[conv-NF, upsample x2, BN, ReLU], [conv-NC, upsample x2, BN, ReLU], conv-NC; greyscale 32x32 in, NC scores per pixel.",
-    input=(1, 32, 32),
-    hyper={"NF": 32, "NC": 24, "k": 3},
-    bn=True,
+    **COLOUR,
 )
 
 # U-Net wiring (skips by concatenation along channels, current tensor first):
@@ -125,11 +125,8 @@ register(
        conv NC k=k p=k//2""",
     "Colourization U-Net: the colourization CNN with skips by channel concatenation, first block to last, "
     "second to second last, and the greyscale input concatenated before the final convolution.",
-    input=(1, 32, 32),
-    hyper={"NF": 32, "NC": 24, "k": 3},
-    bn=True,
+    **COLOUR,
 )
-
 
 register(
     "seg_unet",

@@ -44,7 +44,7 @@ def final_table(summary: dict) -> list[tuple[str, str]]:
     """The metric table every report ends with: final epoch, then the best checkpoint's test metrics."""
     final = summary.get("final") or {}
     rows = [(label, final.get(key)) for key, label in metric_keys(final)]
-    monitor = summary.get("monitor", "val_acc")
+    monitor = dict(metric_keys(final)).get(summary.get("monitor", "val_acc"), "validation accuracy")
     rows.append((f"best {monitor} (epoch {summary.get('best_epoch')})", summary.get("best_value")))
     rows += [(f"{label} at best {monitor}", summary.get(f"{key}_at_best"))
              for key, label in metric_keys(final) if key.startswith("test_") and key != "test_loss"]

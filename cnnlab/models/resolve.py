@@ -1,0 +1,131 @@
+"""What `cnnlab summary MODEL` and `cnnlab cost` count: the MODEL argument made into something to build.
+
+MODEL is looked up in this order:
+  1. a zoo name (`colour_cnn`), its hyper-parameters given as NAME=VALUE (`NF=32 NC=24 k=3`);
+  2. an inline spec (text containing '->');
+  3. a file: .yaml/.yml is an experiment, any other file a spec;
+  4. an experiment name from experiments/ (its input shape and classes come from its dataset);
+  5. a torchvision model name (`resnet18`), built with weights=None (nothing is downloaded);
+     NAME=VALUE go to its builder (`num_classes=10`; `classes=10` means the same).
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.models import recipe as recipes
+from cnnlab.models.build import ModelOptions
+from cnnlab.models.recipe import Recipe
+from cnnlab.models.zoo import ZOO
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
+
+
+@dataclass
+class Subject:
+    """A network to count: a spec recipe (buildable at any size, countable in formulas) or a module factory."""
+
+    label: str
+    input: Optional[tuple]  # the input it was made for, if known
+    recipe: Optional[Recipe] = None
+    factory: Optional[Callable[[], nn.Module]] = None
+    optim: object = None  # the experiment's OptimConfig, if it came from one
+
+    def build(self, in_shape: tuple, options: Optional[ModelOptions] = None) -> nn.Module:
+        if self.recipe is not None:
+            return self.recipe.build(in_shape, options)
+        return self.factory()
+
+
+def parse_assignments(items: list[str]) -> dict[str, int]:
+    """['NF=32', 'k=3'] -> {'NF': 32, 'k': 3}."""
+    out = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not NAME.match(name.strip()):
+            raise CnnlabError(f"'{item}' is not NAME=VALUE (e.g. NF=32)")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise CnnlabError(f"'{item}': the value must be a whole number") from None
+    return out
+
+
+def parse_input(text: str) -> tuple:
+    """'3x32x32' -> (3, 32, 32); names stay names: '1xHxW' -> (1, 'H', 'W')."""
+    parts = [p.strip() for p in re.split(r"[x,]", text)]
+    if len(parts) != 3 or not all(p.isdigit() or NAME.match(p) for p in parts):
+        raise CnnlabError(f"--input '{text}' is not CxHxW (e.g. 3x32x32, or 1xHxW with names for --symbolic)")
+    return tuple(int(p) if p.isdigit() else p for p in parts)
+
+
+def _torchvision(name: str, kwargs: dict) -> Optional[Subject]:
+    import torchvision
+
+    if name not in torchvision.models.list_models():
+        return None
+    builder = torchvision.models.get_model_builder(name)
+    if "classes" in kwargs:
+        kwargs["num_classes"] = kwargs.pop("classes")
+    accepted = inspect.signature(builder).parameters
+    config = {"weights": None, **({"weights_backbone": None} if "weights_backbone" in accepted else {}), **kwargs}
+
+    def make():
+        try:
+            return builder(**config)
+        except TypeError as e:
+            raise CnnlabError(f"torchvision's {name} does not take {', '.join(kwargs)}: {e}") from None
+
+    label = " ".join([name] + [f"{k}={v}" for k, v in kwargs.items()])
+    return Subject(label, (3, 224, 224), factory=make)
+
+
+def _experiment(path_or_name: str, given: dict, data_dir) -> Subject:
+    from cnnlab.config import load_experiment
+    from cnnlab.data import input_shape
+    from cnnlab.data.root import data_root
+
+    cfg = load_experiment(path_or_name)
+    shape, classes = input_shape(cfg.data, data_root(data_dir))
+    recipe = recipes.from_config(cfg.model, classes).with_values(given)
+    return Subject(f"experiment {cfg.name} ({cfg.model.name or 'spec'})", tuple(shape), recipe=recipe, optim=cfg.optim)
+
+
+def _experiment_exists(name: str) -> bool:
+    from cnnlab.config import find_experiment
+
+    try:
+        find_experiment(name)
+        return True
+    except CnnlabError:
+        return False
+
+
+def resolve(model: str, args: list[str] = (), data_dir=None) -> Subject:
+    """The Subject a MODEL argument names, with its NAME=VALUE arguments applied."""
+    given = parse_assignments(list(args))
+    label = " ".join([model] + list(args))
+    if model in ZOO:
+        return Subject(label, ZOO[model].input, recipe=recipes.from_zoo(model).with_values(given))
+    if "->" in model:
+        return Subject("spec", None, recipe=recipes.from_spec(model).with_values(given))
+    path = Path(model)
+    if path.is_file():
+        if path.suffix in (".yaml", ".yml"):
+            return _experiment(str(path), given, data_dir)
+        return Subject(path.name, None, recipe=recipes.from_spec(path.read_text(encoding="utf-8")).with_values(given))
+    if _experiment_exists(model):
+        return _experiment(model, given, data_dir)
+    found = _torchvision(model, dict(given))
+    if found is not None:
+        return found
+    raise CnnlabError(
+        f"'{model}' is not a zoo model ({', '.join(ZOO)}), a spec (text with '->' or a file), an experiment "
+        f"or a torchvision model (e.g. resnet18); see `cnnlab zoo`"
+    )
