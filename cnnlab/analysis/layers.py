@@ -10,10 +10,10 @@ from torch import nn
 from cnnlab.analysis.count import count
 
 
-def layer_table(model: nn.Module, input_shape: tuple[int, ...], device="cpu") -> list[dict]:
+def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
     """One row per executed layer call, in execution order, for one input of `input_shape` (C, H, W).
 
-    `device` is kept for callers; counting runs on `meta` stand-ins and never touches the model's own tensors.
+    Counting runs on `meta` stand-ins and never touches the model's own tensors.
     """
     rows = []
     for r in count(model, tuple(input_shape)):

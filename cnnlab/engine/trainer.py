@@ -98,6 +98,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = create_model(cfg.model, self.data.shape, len(self.data.classes))
         self.architecture = layer_table(self.model, self.data.shape)
+        self.macs_per_image = sum(row["macs"] for row in self.architecture)
         memory = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         self.model = self.model.to(self.device, memory_format=memory)
         self.forward = torch.compile(self.model) if cfg.train.compile else self.model
@@ -147,6 +148,7 @@ class Trainer:
             **test_at_best,
             "final": final,
             "params": params,
+            "macs_per_image": self.macs_per_image,
             "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             "device": str(self.device) + ("" if self.device.type == "cpu" else f" ({torch.cuda.get_device_name(self.device)})"),
             "threads": torch.get_num_threads(),
@@ -225,6 +227,8 @@ class Trainer:
                 row.update({f"{split}_{k}": v for k, v in res.items() if k != "lr"})
             row.update({"lr": train["lr"], "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3),
                         "images_per_s": round(self.data.train.num_images / train_seconds, 1),
+                        # training costs about 3 forward passes: 6 FLOPs per multiply-accumulate
+                        "train_gflop_per_s": round(6 * self.macs_per_image * self.data.train.num_images / train_seconds / 1e9, 2),
                         "peak_mem_mb": round(peak_memory_mb(self.device), 1)})
             state.epoch = epoch
             state.history.append(row)
