@@ -53,3 +53,17 @@ def test_report_renders_in_chromium(run, tmp_path):
 
     colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 16)
     assert colours is None or len(colours) > 50  # text, tables and plot lines, not a blank page
+
+
+def test_report_reads_an_older_run_folder(run, tmp_path):
+    """Reports read run folders made by earlier versions: a count they lack shows as '-'."""
+    import json
+
+    from cnnlab.report.run_report import write_run_report
+
+    old = tmp_path / "old-run"
+    shutil.copytree(run.path, old)
+    rows = json.loads((old / "architecture.json").read_text())
+    (old / "architecture.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "macs"} for r in rows]))
+    html = write_run_report(old).read_text()
+    assert "<th>-</th>" in html and "conv1" in html

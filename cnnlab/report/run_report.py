@@ -51,6 +51,20 @@ def final_table(summary: dict) -> list[tuple[str, str]]:
     return [(name, fmt(v)) for name, v in rows]
 
 
+ARCH_COLUMNS = ("params", "buffers", "macs")
+
+
+def architecture_table(rows: list[dict]) -> tuple[list[dict], dict]:
+    """Rows with thousands separators and totals; a count an older run folder lacks shows as '-'."""
+    def show(v):
+        return f"{v:,}" if isinstance(v, int) else "-"
+
+    shown = [{"name": r.get("name", ""), "type": r.get("type", ""), "shape": " x ".join(map(str, r.get("output_shape") or [])),
+              **{c: show(r.get(c)) for c in ARCH_COLUMNS}} for r in rows]
+    totals = {c: show(sum(r[c] for r in rows)) if all(isinstance(r.get(c), int) for r in rows) else "-" for c in ARCH_COLUMNS}
+    return shown, totals
+
+
 def epoch_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
     if not history:
         return [], []
@@ -71,12 +85,14 @@ def write_run_report(run_dir: Path) -> Path:
     pictures = [{**fig, "data": embed_png(run.path / fig["file"])} for fig in summary.get("figures", [])
                 if (run.path / fig["file"]).exists()]
     header, epoch_rows = epoch_table(history)
+    arch_rows, arch_total = architecture_table(run.architecture())
     context = {
         "name": summary.get("name", run.path.parent.name),
         "run_id": run.path.name,
         "summary": summary,
         "config_text": run.config_path.read_text(),
-        "architecture": run.architecture(),
+        "architecture": arch_rows,
+        "architecture_total": arch_total,
         "epoch_header": header,
         "epoch_rows": epoch_rows,
         "pictures": pictures,
