@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from cnnlab.errors import CnnlabError
 
@@ -104,7 +104,7 @@ def resume(run_dir: Path = typer.Argument(..., help="a run folder made by `cnnla
 def sweep(
     experiment: str = typer.Argument(..., help="a name from experiments/ or a path to a YAML file"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every run, e.g. train.epochs=2"),
-    grid: Optional[List[str]] = typer.Option(None, "--grid", help="KEY=V1,V2,...: one axis of the grid (repeat for more axes; values read as YAML)"),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", help="KEY=V1,V2,...: one axis of the grid (repeat for more axes; values read as YAML); K1,K2=[a,1],[b,2] moves two keys together"),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="runs per variant, with seeds seed, seed+1, ... (default 3)"),
     workers: int = typer.Option(1, "--workers", help="worker processes on this machine (torch threads are shared out between them)"),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: a SQLite file in the sweep folder); postgresql://user@host/db lets workers on several machines share the sweep"),
@@ -139,7 +139,7 @@ def print_comparison(analysis) -> None:
     from cnnlab.report.run_report import fmt
 
     result = analysis.result
-    console = Console(width=max(120, Console().width))
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # a log or a pipe: wide enough for variant names
     if analysis.definition is not None and analysis.definition.mode == "optuna":
         from cnnlab.sweep.collect import brief
         from cnnlab.sweep.search import objective
@@ -151,7 +151,8 @@ def print_comparison(analysis) -> None:
                           *(brief(run.config.get(k)) for k in search["params"]))
         console.print(table)
         return
-    table = Table("variant", "n", "final mean ± std", "min", "max", "95% CI", "best mean ± std", "95% CI",
+    table = Table(Column("variant", overflow="fold"), "n", "final mean ± std", "min", "max", "95% CI",
+                  "best mean ± std", "95% CI",
                   title=f"{result['metric']} over seeds (final: last epoch; best: epoch of best validation accuracy)")
     ci = lambda s: f"[{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]" if s["ci95"] else "-"
     for v in result["variants"]:

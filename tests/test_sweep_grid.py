@@ -23,6 +23,17 @@ def test_grid_values_are_yaml():
                                                 ("optim.betas", [[0.9, 0.99], [0.8, 0.9]]), ("optim.lr", [0.001, 0.01])]
 
 
+def test_linked_keys_vary_together(exp):
+    (axis,) = parse_grid(["optim.name,optim.lr=[sgd,0.05],[adam,3e-3]"])
+    assert axis.keys == ["optim.name", "optim.lr"] and axis.values == [["sgd", 0.05], ["adam", 0.003]]
+    d = define(exp, [], ["optim.name,optim.lr=[sgd,0.05],[adam,3e-3]", "model.bn=true,false"], 1, None)
+    assert [c.key for c in d.cells] == ["optim.name=sgd,optim.lr=0.05,model.bn=true/s5", "optim.name=sgd,optim.lr=0.05,model.bn=false/s5",
+                                        "optim.name=adam,optim.lr=0.003,model.bn=true/s5", "optim.name=adam,optim.lr=0.003,model.bn=false/s5"]
+    assert d.config_for(d.cells[2]).optim.lr == 0.003
+    with pytest.raises(CnnlabError, match="linked keys take one list per variant"):
+        parse_grid(["optim.name,optim.lr=sgd,adam"])
+
+
 @pytest.mark.parametrize("text, message", [
     ("optim.name", "is not key=value1,value2"),
     ("optim.nme=sgd", "--grid optim.nme: 'nme' is not a key of optim; allowed: betas, l1, lr"),

@@ -32,7 +32,7 @@ def experiment(tmp_path: Path, **sections) -> Path:
 
 
 def cnnlab(*args, cwd: Path, data_root: Path, check: bool = True, background: bool = False):
-    cmd = [sys.executable, "-m", "cnnlab.cli", *map(str, args)] + (["--data-dir", str(data_root)] if args[0] == "sweep" else [])
+    cmd = [sys.executable, "-m", "cnnlab.cli", *map(str, args)] + (["--data-dir", str(data_root)] if args[0] in ("sweep", "run") else [])
     if background:
         return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
@@ -120,7 +120,7 @@ def test_band_plot_from_real_run_folders(grid_sweep):
 
 
 def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
-    exp = experiment(tmp_path, train={**TINY["train"], "epochs": 3},
+    exp = experiment(tmp_path, train={**TINY["train"], "epochs": 3}, deterministic=True,
                      data={**TINY["data"], "train_subset": 1200})
     args = ("sweep", exp, "--grid", "optim.lr=0.001,0.002,0.003", "--seeds", "1")
     proc = cnnlab(*args, cwd=tmp_path, data_root=data_root, background=True)
@@ -146,6 +146,12 @@ def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
     resumed = [json.loads(line) for line in (folder / "runs/optim.lr=0.002/s0/metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in resumed] == [1, 2, 3]
     assert sorted(p.name for p in (folder / "runs").iterdir()) == ["optim.lr=0.001", "optim.lr=0.002", "optim.lr=0.003"]
+    # the resumed run equals an uninterrupted run of the same config (deterministic: true, CPU)
+    cnnlab("run", folder / "runs/optim.lr=0.002/s0/config.yaml", "--runs-dir", tmp_path / "alone", cwd=tmp_path, data_root=data_root)
+    (alone,) = (tmp_path / "alone").glob("*/*/metrics.jsonl")
+    timing = ("seconds", "train_seconds", "images_per_s", "peak_mem_mb")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]
+    assert strip(resumed) == strip([json.loads(line) for line in alone.read_text().splitlines()])
 
 
 def test_two_machines_share_a_sweep_through_postgresql(tmp_path, data_root, postgres_url):

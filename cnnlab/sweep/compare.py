@@ -122,8 +122,8 @@ def analyse(paths: list[Path], metric: str = "val_acc", by: Optional[list[str]] 
         raise CnnlabError(f"no completed runs under {', '.join(map(str, paths))} (runs found: {len(skipped)}, status {states})")
     order = None
     if definition is not None and definition.mode == "grid":
-        by = by or [a.key for a in definition.axes] or None
-        order = {a.key: a.values for a in definition.axes}
+        by = by or [k for a in definition.axes for k in a.keys] or None
+        order = {k: values for a in definition.axes for k, values in a.order().items()}
     variants = group(runs, by, order)
     result = compare(variants, metric, alpha, stat)
     result["skipped"] = [{"run": str(r.path), "status": r.status} for r in skipped]

@@ -26,8 +26,22 @@ DEFINITION = "sweep.json"
 
 @dataclass
 class Axis:
+    """One axis of the grid: a key and its values, or linked keys ('optim.name,optim.lr') that move together,
+    each value then a list with one entry per key."""
+
     key: str
     values: list
+
+    @property
+    def keys(self) -> list[str]:
+        return self.key.split(",")
+
+    def assign(self, value: Any) -> dict:
+        return dict(zip(self.keys, value)) if len(self.keys) > 1 else {self.key: value}
+
+    def order(self) -> dict[str, list]:
+        """Each key's values in the order given, for sorting variants."""
+        return {k: [self.assign(v)[k] for v in self.values] for k in self.keys}
 
 
 @dataclass
@@ -93,22 +107,31 @@ class SweepDef:
 
 def parse_grid(texts: list[str]) -> list[Axis]:
     """`--grid optim.name=sgd,adam` -> Axis('optim.name', ['sgd', 'adam']); values are read as YAML, so
-    `model.bn=true,false` gives booleans and `optim.betas=[0.9,0.99],[0.8,0.9]` gives two lists."""
+    `model.bn=true,false` gives booleans and `optim.betas=[0.9,0.99],[0.8,0.9]` gives two lists. Linked keys
+    vary together: `--grid optim.name,optim.lr=[sgd,0.05],[adam,0.003]` makes two variants, not four."""
     axes: list[Axis] = []
     for text in texts:
         key, sep, values = text.partition("=")
         if not sep or not key or not values:
             raise CnnlabError(f"--grid '{text}' is not key=value1,value2,... (e.g. --grid optim.name=sgd,adam)")
-        problem = key_problem(key)
-        if problem:
-            raise CnnlabError(f"--grid {key}: {problem}")
+        keys = key.split(",")
+        for k in keys:
+            problem = key_problem(k)
+            if problem:
+                raise CnnlabError(f"--grid {k}: {problem}")
         try:
             parsed = yaml.safe_load(f"[{values}]")
         except yaml.YAMLError:
             raise CnnlabError(f"--grid '{text}': cannot read '{values}' as a comma-separated list of values") from None
-        parsed = [_number(v) for v in parsed]
-        if any(a.key == key for a in axes):
-            raise CnnlabError(f"--grid {key} is given twice; list all its values in one --grid {key}=a,b,c")
+        if len(keys) > 1:
+            if not all(isinstance(v, list) and len(v) == len(keys) for v in parsed):
+                raise CnnlabError(f"--grid '{text}': linked keys take one list per variant with a value for each key, "
+                                  f"e.g. --grid optim.name,optim.lr=[sgd,0.05],[adam,0.003]")
+            parsed = [[_number(x) for x in v] for v in parsed]
+        else:
+            parsed = [_number(v) for v in parsed]
+        if any(set(keys) & set(a.keys) for a in axes):
+            raise CnnlabError(f"--grid {key}: a key is given twice; list all its values in one --grid")
         if len({json.dumps(v, sort_keys=True) for v in parsed}) != len(parsed):
             raise CnnlabError(f"--grid '{text}' repeats a value")
         axes.append(Axis(key, parsed))
@@ -152,7 +175,8 @@ def define(experiment: str, overrides: list[str], grid: list[str], seeds: Option
         mode = "optuna"
     else:
         seed_list = [cfg.seed + i for i in range(3 if seeds is None else seeds)]
-        combos = [dict(zip([a.key for a in axes], values)) for values in itertools.product(*[a.values for a in axes])]
+        combos = [{k: v for a, value in zip(axes, values) for k, v in a.assign(value).items()}
+                  for values in itertools.product(*[a.values for a in axes])]
         cells = [Cell(f"{slug(v)}/s{s}", v, s) for v in combos for s in seed_list]
         mode = "grid"
     base = cfg.model_dump(mode="json")
