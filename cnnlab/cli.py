@@ -106,7 +106,8 @@ def sweep(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every run, e.g. train.epochs=2"),
     grid: Optional[List[str]] = typer.Option(None, "--grid", help="KEY=V1,V2,...: one axis of the grid (repeat for more axes; values read as YAML); K1,K2=[a,1],[b,2] moves two keys together"),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="runs per variant, with seeds seed, seed+1, ... (default 3)"),
-    workers: int = typer.Option(1, "--workers", help="worker processes on this machine (torch threads are shared out between them)"),
+    workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per worker (default: the machine's cores shared out between the workers)"),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: a SQLite file in the sweep folder); postgresql://user@host/db lets workers on several machines share the sweep"),
     sweeps_dir: Path = typer.Option(Path("sweeps"), "--sweeps-dir", help="where sweep folders go"),
     worker: bool = typer.Option(False, "--worker", help="join the sweep as workers only (e.g. on another machine): run cells until all are done; no report"),
@@ -125,7 +126,7 @@ def sweep(
     from cnnlab.sweep.launch import run_sweep
 
     definition = define(experiment, overrides or [], grid or [], seeds, trials, name, ["cnnlab", "sweep", *sys.argv[2:]])
-    folder = run_sweep(definition, sweeps_dir, storage, workers, data_root(data_dir), stale_after)
+    folder = run_sweep(definition, sweeps_dir, storage, workers, data_root(data_dir), stale_after, threads=threads)
     if not worker:
         analysis = analyse([folder])
         report_path = write_sweep_report(analysis, folder)
@@ -162,8 +163,9 @@ def print_comparison(analysis) -> None:
     console.print(table)
     for t in result["tests"]:
         console.print(f"{escape(t['a'])} vs {escape(t['b'])} ({result['stat']}): {escape(t['words'])}", highlight=False)
-    if result.get("note"):
-        console.print(result["note"], highlight=False)
+    for line in [result.get("note")] + result["warnings"]:
+        if line:
+            console.print(f"note: {escape(line)}", highlight=False)
     if result["skipped"]:
         console.print(f"left out: {len(result['skipped'])} runs that did not complete "
                       f"({', '.join(sorted({s['status'] for s in result['skipped']}))})", highlight=False)

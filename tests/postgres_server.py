@@ -56,7 +56,7 @@ def _command(prefix: list[str], args: list[str]) -> list[str]:
 
 
 def _run(prefix: list[str], args: list[str]) -> None:
-    done = subprocess.run(_command(prefix, args), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(_command(prefix, args), capture_output=True, text=True, timeout=120, cwd="/")  # any user may be in /
     if done.returncode != 0:
         pytest.fail(f"{' '.join(args[:2])} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 

@@ -139,5 +139,10 @@ def test_compare_refuses_bad_metric_and_says_when_nothing_can_be_tested():
     assert result["tests"] == [] and "single run" in result["note"]
     two = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("a1", 1, [0.5], optim__name="adam"),
            fake_run("b", 0, [0.6], optim__name="sgd")]
-    (test,) = compare(group(two), "val_acc")["tests"]
+    result = compare(group(two), "val_acc")
+    (test,) = result["tests"]
     assert test["p_value"] is None and "needs at least 2 runs" in test["words"]
+    assert result["warnings"] == []
+    same_seed = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("a1", 0, [0.5], optim__name="adam")]
+    (warning,) = compare(group(same_seed), "val_acc")["warnings"]
+    assert "2 runs but only 1 distinct seeds" in warning

@@ -82,6 +82,9 @@ def compare(variants: list[Variant], metric: str, alpha: float = 0.05, stat: str
             "runs": [str(r.path) for r in v.runs], "seeds": [r.config.get("seed") for r in v.runs],
             "values": per[stat], **{s: stats.describe(per[s]) for s in STATS},
         })
+    out["warnings"] = [f"{v['name']}: {v['n']} runs but only {len(set(map(str, v['seeds'])))} distinct seeds; runs with "
+                       f"the same seed are not independent samples, so the statistics overstate the evidence"
+                       for v in out["variants"] if len(set(map(str, v["seeds"]))) < v["n"]]
     pairs = list(combinations(variants, 2))
     if all(len(v.runs) < 2 for v in variants):
         pairs = []  # e.g. the trials of an Optuna search: one run each, nothing to test

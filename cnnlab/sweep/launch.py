@@ -78,17 +78,19 @@ def wait_for(procs: list) -> list[tuple[int, int]]:
 
 
 def run_sweep(definition: SweepDef, sweeps_dir: Path, storage_url: Optional[str], workers: int, data_root: Path,
-              stale_after: float = STALE_AFTER_S, say: Callable[[str], None] = print) -> Path:
-    """Run every missing cell of the sweep with `workers` local processes; the sweep folder when all are done."""
-    if workers < 1:
-        raise CnnlabError(f"--workers must be at least 1 (got {workers})")
+              stale_after: float = STALE_AFTER_S, say: Callable[[str], None] = print,
+              threads: Optional[int] = None) -> Path:
+    """Run every missing cell of the sweep with `workers` local processes of `threads` torch threads each
+    (default: the cores shared out between them); the sweep folder when all are done."""
+    if workers < 1 or (threads is not None and threads < 1):
+        raise CnnlabError(f"--workers and --threads must be at least 1 (got {workers} and {threads})")
     folder, definition = prepare_folder(definition, sweeps_dir)
     url = storage_url or default_storage(folder)
     board = board_for(definition, open_storage(url), stale_after)
     status = board.sync(params_of)
     todo = status.cells - status.done
     count = min(workers, todo)
-    threads = max(1, cores() // max(1, count))
+    threads = threads or max(1, cores() // max(1, count))
     what = f"{len(definition.cells)} runs" if definition.mode == "grid" else f"{len(definition.cells)} Optuna trials"
     say(f"sweep {definition.name}: {what}, {status.done} done, {todo} to run"
         + (f" by {count} worker{'s' if count > 1 else ''} with {threads} thread{'s' if threads > 1 else ''} each" if todo else "")
