@@ -1,4 +1,4 @@
-"""The `cnnlab` command: run, resume, report, summary, cost, data, zoo.
+"""The `cnnlab` command: run, resume, invariance, summary, cost, sweep, compare, report, data, zoo.
 
 User errors print as one line of advice (exit code 2); `--debug` anywhere shows the traceback.
 """
@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from cnnlab.errors import CnnlabError
 
@@ -120,10 +120,119 @@ def resume(run_dir: Path = typer.Argument(..., help="a run folder made by `cnnla
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="a run folder")):
-    """(Re)write a run's report.html and report.md from its folder."""
+def sweep(
+    experiment: str = typer.Argument(..., help="a name from experiments/ or a path to a YAML file"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every run, e.g. train.epochs=2"),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", help="KEY=V1,V2,...: one axis of the grid (repeat for more axes; values read as YAML); K1,K2=[a,1],[b,2] moves two keys together"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="runs per variant, with seeds seed, seed+1, ... (default 3)"),
+    workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per worker (default: the machine's cores shared out between the workers)"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: a SQLite file in the sweep folder); postgresql://user@host/db lets workers on several machines share the sweep"),
+    sweeps_dir: Path = typer.Option(Path("sweeps"), "--sweeps-dir", help="where sweep folders go"),
+    worker: bool = typer.Option(False, "--worker", help="join the sweep as workers only (e.g. on another machine): run cells until all are done; no report"),
+    trials: Optional[int] = typer.Option(None, "--optuna", metavar="TRIALS", help="an Optuna search of TRIALS trials over the experiment's search: section, instead of a grid"),
+    name: Optional[str] = typer.Option(None, "--name", help="the sweep's name (default: the experiment's name and a hash of what the sweep runs)"),
+    stale_after: float = typer.Option(120.0, "--stale-after", help="seconds without a heartbeat after which a running cell of another machine's worker is taken over"),
+    data_dir: Optional[str] = DATA_DIR,
+):
+    """Run every combination of the grid for every seed (or an Optuna search), each as an ordinary run folder
+    under SWEEP_DIR/runs/; ends with the sweep report and prints the sweep folder last. Run the same command
+    again after an interruption: only what is missing runs."""
+    from cnnlab.data.root import data_root
+    from cnnlab.report.sweep_report import write_sweep_report
+    from cnnlab.sweep.compare import analyse
+    from cnnlab.sweep.grid import define
+    from cnnlab.sweep.launch import run_sweep
+
+    definition = define(experiment, overrides or [], grid or [], seeds, trials, name, ["cnnlab", "sweep", *sys.argv[2:]])
+    folder = run_sweep(definition, sweeps_dir, storage, workers, data_root(data_dir), stale_after, threads=threads)
+    if not worker:
+        analysis = analyse([folder])
+        report_path = write_sweep_report(analysis, folder)
+        print_comparison(analysis)
+        print(f"report: {report_path}")
+    print(folder)
+
+
+def print_comparison(analysis) -> None:
+    """The comparison as a table, then one line per test in words."""
+    from cnnlab.report.run_report import fmt
+
+    result = analysis.result
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # a log or a pipe: wide enough for variant names
+    if analysis.definition is not None and analysis.definition.mode == "optuna":
+        from cnnlab.sweep.collect import brief
+        from cnnlab.sweep.search import objective
+
+        search = analysis.definition.base["search"]
+        table = Table("trial", "status", "epochs", "objective", *search["params"], title="Optuna trials")
+        for run in sorted(analysis.runs + analysis.skipped, key=lambda r: r.path.name):
+            table.add_row(run.path.name, run.status, str(len(run.history)), fmt(objective(run.history, search)),
+                          *(brief(run.config.get(k)) for k in search["params"]))
+        console.print(table)
+        return
+    table = Table(Column("variant", overflow="fold"), "n", "final mean ± std", "min", "max", "95% CI",
+                  "best mean ± std", "95% CI",
+                  title=f"{result['metric']} over seeds (final: last epoch; best: epoch of best validation accuracy)")
+    ci = lambda s: f"[{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]" if s["ci95"] else "-"
+    for v in result["variants"]:
+        f, b = v["final"], v["best"]
+        table.add_row(escape(v["name"]), str(v["n"]), f"{fmt(f['mean'])} ± {fmt(f['std'])}", fmt(f["min"]), fmt(f["max"]),
+                      ci(f), f"{fmt(b['mean'])} ± {fmt(b['std'])}", ci(b))
+    console.print(table)
+    for t in result["tests"]:
+        console.print(f"{escape(t['a'])} vs {escape(t['b'])} ({result['stat']}): {escape(t['words'])}", highlight=False)
+    for line in [result.get("note")] + result["warnings"]:
+        if line:
+            console.print(f"note: {escape(line)}", highlight=False)
+    if result["skipped"]:
+        console.print(f"left out: {len(result['skipped'])} runs that did not complete "
+                      f"({', '.join(sorted({s['status'] for s in result['skipped']}))})", highlight=False)
+
+
+@app.command()
+def compare(
+    paths: List[Path] = typer.Argument(..., help="a sweep folder, or run folders (or folders that hold run folders)"),
+    metric: str = typer.Option("val_acc", "--metric", help="a metric recorded per epoch: val_acc, test_acc, val_loss, train_loss, ..."),
+    by: Optional[List[str]] = typer.Option(None, "--by", help="group runs by these config keys (repeat, or comma-separate); default: the sweep's grid, else every key that differs"),
+    output: str = typer.Option("table", "--format", help="table or json"),
+    alpha: float = typer.Option(0.05, "--alpha", help="significance level of the tests"),
+    stat: str = typer.Option("final", "--stat", help="what the tests compare: final (last epoch) or best (epoch of best validation accuracy)"),
+    log_x: bool = typer.Option(False, "--log-x", help="log-scale epochs in the band plots"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where compare.json, the band plots and report.html go (default: the sweep folder, else ./comparison)"),
+):
+    """Per variant n, mean, std, min, max and 95% CI of the final and best metric; Welch's t-test and z-score for
+    every pair, in words; band plots and a report."""
+    import json
+
+    from cnnlab.report.sweep_report import write_sweep_report
+    from cnnlab.sweep.compare import analyse
+
+    if output not in ("table", "json"):
+        raise CnnlabError(f"--format must be table or json (got {output})")
+    keys = [k.strip() for text in by or [] for k in text.split(",") if k.strip()] or None
+    analysis = analyse(paths, metric, keys, alpha, stat)
+    target = out or (paths[0] if analysis.definition is not None else Path("comparison"))
+    report_path = write_sweep_report(analysis, target, log_x=log_x)
+    if output == "json":
+        print(json.dumps(analysis.result, indent=2))
+        err.print(f"report: {report_path}", highlight=False)
+    else:
+        print_comparison(analysis)
+        print(f"report: {report_path}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run folder or a sweep folder")):
+    """(Re)write the report.html and report.md of a run or a sweep from its folder."""
     from cnnlab.report.run_report import write_run_report
 
+    if (run_dir / "sweep.json").exists():
+        from cnnlab.report.sweep_report import write_sweep_report
+        from cnnlab.sweep.compare import analyse
+
+        print(write_sweep_report(analyse([run_dir]), run_dir))
+        return
     print(write_run_report(run_dir))
 
 

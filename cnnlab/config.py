@@ -6,7 +6,8 @@ file, the key and the allowed keys named.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+import typing
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -100,6 +101,75 @@ class FiguresConfig(Section):
     temperature: Optional[float] = Field(None, gt=0.0, le=1.0, description="colourize: annealed-mean temperature (none: most likely colour)")
 
 
+class SearchParam(Section):
+    """One dimension of an Optuna search: a float or int range, or a list of choices."""
+
+    type: Literal["float", "int", "categorical"]
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = Field(False, description="sample the range on a log scale")
+    step: Optional[float] = Field(None, gt=0, description="sample the range on this grid")
+    choices: Optional[list[Union[None, bool, int, float, str]]] = None
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical search parameter needs choices: [a, b, ...]")
+            if self.low is not None or self.high is not None or self.log or self.step is not None:
+                raise ValueError("low, high, log and step are for float and int search parameters, not categorical")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"choices are for categorical search parameters; a {self.type} one has low and high")
+        if self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError(f"a {self.type} search parameter needs low < high")
+        if self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("log: true needs low > 0 and no step")
+        if self.type == "int" and not all(v is None or float(v).is_integer() for v in (self.low, self.high, self.step)):
+            raise ValueError("an int search parameter needs whole numbers for low, high and step")
+        return self
+
+
+class SearchConfig(Section):
+    """The search space of `cnnlab sweep --optuna TRIALS`: which keys vary, what is optimised, what prunes."""
+
+    params: dict[str, SearchParam] = Field(..., min_length=1, description="dotted config keys, e.g. optim.lr: {type: float, low: 0.0001, high: 0.1, log: true}")
+    metric: Literal["val_acc", "val_loss"] = Field("val_acc", description="maximise the best validation accuracy, or minimise the lowest validation loss")
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = Field("median", description="stops trials whose per-epoch validation metric lags the others")
+    startup_trials: int = Field(3, ge=0, description="median pruner: trials that finish before any is pruned")
+    warmup_epochs: int = Field(1, ge=0, description="median pruner: epochs every trial runs before it may be pruned")
+
+
+def _section_of(annotation) -> Any:
+    """The BaseModel (or dict) inside an annotation such as Optional[ModelConfig]; None for a plain value."""
+    for ann in (annotation, *typing.get_args(annotation)):
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            return ann
+        if ann is dict or typing.get_origin(ann) is dict:
+            return dict
+    return None
+
+
+def key_problem(key: str) -> Optional[str]:
+    """Why a dotted key (e.g. 'optim.lr') names no value of the config, or None if it does."""
+    path = key.split(".")
+    model: Any = Config
+    for i, part in enumerate(path):
+        if model is dict:
+            return None
+        if model is None:
+            return f"'{'.'.join(path[:i])}' is a value, not a section"
+        field = model.model_fields.get(part)
+        if field is None:
+            where = ".".join(path[:i]) or "the top level"
+            return f"'{part}' is not a key of {where}; allowed: {', '.join(sorted(model.model_fields))}"
+        model = _section_of(field.annotation)
+    if model is not None and model is not dict:
+        return f"'{key}' is a section; name a key inside it"
+    return None
+
+
 class Config(Section):
     name: str = "experiment"
     task: Literal["classify", "colourize", "segment"] = "classify"
@@ -112,12 +182,21 @@ class Config(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
     figures: FiguresConfig = FiguresConfig()
+    search: Optional[SearchConfig] = Field(None, description="an Optuna search space for `cnnlab sweep --optuna TRIALS`")
 
     @model_validator(mode="after")
     def _task_fits_dataset(self):
         if (self.task == "segment") != (self.data.dataset == "pennfudan"):
             raise ValueError(f"task '{self.task}' does not fit data.dataset '{self.data.dataset}': "
                              "segment needs a dataset with masks (pennfudan); pennfudan is for task: segment")
+        return self
+
+    @model_validator(mode="after")
+    def _searchable_keys(self):
+        for key in (self.search.params if self.search else {}):
+            problem = "the search cannot vary itself" if key.split(".")[0] in ("search", "name") else key_problem(key)
+            if problem:
+                raise ValueError(f"search.params key '{key}': {problem}")
         return self
 
     @model_validator(mode="after")
@@ -177,18 +256,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), parsed
 
 
+def set_key(raw: dict, path: list[str], value: Any, what: str) -> dict:
+    """Set `raw[a][b][c] = value` for path ['a', 'b', 'c'], making sections on the way; `what` names it in errors."""
+    node = raw
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise CnnlabError(f"{what}: '{part}' is a value, not a section")
+        node = child
+    node[path[-1]] = value
+    return raw
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for text in overrides:
         path, value = parse_override(text)
-        node = raw
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise CnnlabError(f"override '{text}': '{part}' is a value, not a section")
-            node = child
-        node[path[-1]] = value
+        set_key(raw, path, value, f"override '{text}'")
     return raw
 
 

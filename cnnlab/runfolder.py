@@ -19,6 +19,10 @@ from cnnlab.atomic import write_json, write_jsonl, write_text
 from cnnlab.errors import CnnlabError
 
 
+# metrics.jsonl keys that measure the machine rather than the training: they differ between identical runs
+TIMING_KEYS = ("seconds", "train_seconds", "images_per_s", "train_gflop_per_s", "peak_mem_mb")
+
+
 class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -36,6 +40,21 @@ class RunFolder:
                 break
             except FileExistsError:
                 continue
+        return cls._fill(path, cfg)
+
+    @classmethod
+    def create_at(cls, path: Path, cfg) -> "RunFolder":
+        """A new run folder at a chosen path (a sweep names each cell's folder); the path must not exist yet."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise CnnlabError(f"run folder {path} already exists; resume it or remove it") from None
+        return cls._fill(path, cfg)
+
+    @classmethod
+    def _fill(cls, path: Path, cfg) -> "RunFolder":
         run = cls(path)
         run.checkpoints.mkdir()
         write_text(run.config_path, config_mod.dump(cfg))

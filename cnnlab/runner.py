@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from cnnlab.engine.trainer import Progress, Trainer, train_run
 from cnnlab.errors import CnnlabError
@@ -19,9 +20,11 @@ def _train_and_report(trainer: Trainer, run: RunFolder) -> RunFolder:
     return run
 
 
-def start_run(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress()) -> RunFolder:
+def start_run(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress(),
+              run_dir: Optional[Path] = None) -> RunFolder:
+    """Train a new run into `runs_dir/<name>/<date-time>-s<seed>`, or into `run_dir` when one is given."""
     trainer = Trainer(cfg, data_root, progress)
-    run = RunFolder.create(runs_dir, cfg)
+    run = RunFolder.create(runs_dir, cfg) if run_dir is None else RunFolder.create_at(run_dir, cfg)
     progress.message(f"run folder: {run.path}")
     return _train_and_report(trainer, run)
 

@@ -14,11 +14,10 @@ import torch
 from cnnlab.engine import checkpoint
 from cnnlab.engine.trainer import Progress
 from cnnlab.errors import CnnlabError
-from cnnlab.runfolder import RunFolder
+from cnnlab.runfolder import TIMING_KEYS, RunFolder
 from cnnlab.runner import resume_run, start_run
 from tests.conftest import quick_config
 
-TIMING_KEYS = {"seconds", "train_seconds", "images_per_s", "peak_mem_mb"}
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 

@@ -1,0 +1,133 @@
+"""The comparison of variants: per-variant statistics of the final and best metric, pairwise tests, and the
+verdict of each test in plain words. Its dict is what `cnnlab compare --format json` prints."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Optional
+
+from cnnlab.errors import CnnlabError
+from cnnlab.sweep import stats
+from cnnlab.sweep.collect import Run, Variant, group, load_runs
+from cnnlab.sweep.grid import DEFINITION, SweepDef
+
+STATS = ("final", "best")
+
+
+def metric_names(runs: list[Run]) -> list[str]:
+    keys: dict[str, None] = {}
+    for run in runs:
+        for row in run.history[:1]:
+            keys.update(dict.fromkeys(k for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"))
+    return list(keys)
+
+
+def _num(x: Optional[float], digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _seeds(a: int, b: int) -> str:
+    return f"{a} seeds" if a == b else f"{a} and {b} seeds"
+
+
+def verdict(test: dict, a: Variant, b: Variant, alpha: float, tests: int) -> str:
+    """One sentence on whether a and b differ, for people: the difference, its interval and the p-value."""
+    na, nb = len(a.runs), len(b.runs)
+    if test["p_value"] is None:
+        if min(na, nb) < 2:
+            return f"cannot be tested: each variant needs at least 2 runs (these have {_seeds(na, nb)})"
+        if test["diff"] == 0:
+            return f"identical over {_seeds(na, nb)}: no difference at all"
+        return f"no spread over seeds in either variant, so the difference of {test['diff']:+.4f} cannot be tested"
+    diff, (lo, hi) = test["diff"], test["ci95_diff"]
+    head = (f"{a.name} is {'higher' if diff > 0 else 'lower'} by {abs(diff):.4f} "
+            f"(95% CI of the difference [{lo:+.4f}, {hi:+.4f}]; Welch's t = {test['t']:.2f}, p = {_p(test['p_value'])})")
+    if test["significant"]:
+        text = f"{head}: significant at the {alpha:g} level"
+        if tests > 1 and not test["significant_holm"]:
+            text += f", but not after Holm's correction for {tests} comparisons (adjusted p = {_p(test['p_holm'])})"
+        return text
+    text = f"{head}: not significant with {_seeds(na, nb)}"
+    needed = test["seeds_needed"]
+    if needed is None:
+        return text
+    if needed > stats.MAX_SEEDS:
+        return text + f"; more than {stats.MAX_SEEDS:,} seeds per variant would be needed to detect a difference this small"
+    return text + f"; about {needed} seeds per variant would be needed to detect this difference"
+
+
+def compare(variants: list[Variant], metric: str, alpha: float = 0.05, stat: str = "final") -> dict:
+    """Statistics per variant (of `stat`, with both final and best beside) and Welch's test for every pair."""
+    if not 0 < alpha < 1:
+        raise CnnlabError(f"--alpha must be between 0 and 1 (got {alpha})")
+    if stat not in STATS:
+        raise CnnlabError(f"--stat must be one of {', '.join(STATS)} (got {stat})")
+    runs = [r for v in variants for r in v.runs]
+    known = metric_names(runs)
+    if metric not in known:
+        raise CnnlabError(f"--metric {metric}: the runs record no such metric; choose one of: {', '.join(known)}")
+    out = {"metric": metric, "stat": stat, "alpha": alpha, "variants": [], "tests": []}
+    values = {}
+    for v in variants:
+        per = {s: [r.value(metric, s) for r in v.runs] for s in STATS}
+        per = {s: [x for x in xs if x is not None] for s, xs in per.items()}
+        values[v.name] = per[stat]
+        out["variants"].append({
+            "name": v.name, "config": v.config, **stats.describe(per[stat]),
+            "runs": [str(r.path) for r in v.runs], "seeds": [r.config.get("seed") for r in v.runs],
+            "values": per[stat], **{s: stats.describe(per[s]) for s in STATS},
+        })
+    out["warnings"] = [f"{v['name']}: {v['n']} runs but only {len(set(map(str, v['seeds'])))} distinct seeds; runs with "
+                       f"the same seed are not independent samples, so the statistics overstate the evidence"
+                       for v in out["variants"] if len(set(map(str, v["seeds"]))) < v["n"]]
+    pairs = list(combinations(variants, 2))
+    if all(len(v.runs) < 2 for v in variants):
+        pairs = []  # e.g. the trials of an Optuna search: one run each, nothing to test
+        out["note"] = "every variant has a single run, so no difference can be tested; run several seeds (--seeds)"
+    for a, b in pairs:
+        test = stats.welch(values[a.name], values[b.name])
+        test["significant"] = None if test["p_value"] is None else test["p_value"] < alpha
+        test["seeds_needed"] = None if test["significant"] is not False else stats.seeds_needed(test["effect_size"], alpha)
+        out["tests"].append({"a": a.name, "b": b.name, **test})
+    for test, adjusted in zip(out["tests"], stats.holm([t["p_value"] for t in out["tests"]])):
+        test["p_holm"] = adjusted
+        test["significant_holm"] = None if adjusted is None else adjusted < alpha
+    for (a, b), test in zip(pairs, out["tests"]):
+        test["words"] = verdict(test, a, b, alpha, len(pairs))
+    return out
+
+
+@dataclass
+class Analysis:
+    """Everything a comparison and its report are made of, read from run folders (and sweep.json if any)."""
+
+    paths: list[Path]
+    runs: list[Run]
+    skipped: list[Run]
+    variants: list[Variant]
+    result: dict
+    definition: Optional[SweepDef]
+
+
+def analyse(paths: list[Path], metric: str = "val_acc", by: Optional[list[str]] = None, alpha: float = 0.05,
+            stat: str = "final") -> Analysis:
+    """Group the completed runs under `paths` into variants (a sweep's grid keys by default) and compare them."""
+    paths = [Path(p) for p in paths]
+    definition = SweepDef.read(paths[0]) if len(paths) == 1 and (paths[0] / DEFINITION).exists() else None
+    runs, skipped = load_runs(paths)
+    if not runs:
+        states = ", ".join(sorted({r.status for r in skipped})) or "none"
+        raise CnnlabError(f"no completed runs under {', '.join(map(str, paths))} (runs found: {len(skipped)}, status {states})")
+    order = None
+    if definition is not None and definition.mode == "grid":
+        by = by or [k for a in definition.axes for k in a.keys] or None
+        order = {k: values for a in definition.axes for k, values in a.order().items()}
+    variants = group(runs, by, order)
+    result = compare(variants, metric, alpha, stat)
+    result["skipped"] = [{"run": str(r.path), "status": r.status} for r in skipped]
+    return Analysis(paths, runs, skipped, variants, result, definition)

@@ -1,0 +1,109 @@
+"""`cnnlab sweep`: set up the sweep folder and its study, start worker processes on this machine, wait for
+them, and end with the sweep report. Running the same command again continues the same sweep."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from cnnlab.errors import CnnlabError
+from cnnlab.sweep.claims import STALE_AFTER_S
+from cnnlab.sweep.grid import DEFINITION, SweepDef
+from cnnlab.sweep.storage import open_storage, redact
+from cnnlab.sweep.worker import STORAGE_ENV, board_for, params_of
+
+
+def default_storage(folder: Path) -> str:
+    return f"sqlite:///{(folder / 'study.db').resolve()}"
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def prepare_folder(definition: SweepDef, sweeps_dir: Path) -> tuple[Path, SweepDef]:
+    """The sweep's folder with its sweep.json; an existing one must hold the same sweep."""
+    folder = Path(sweeps_dir) / definition.name
+    if (folder / DEFINITION).exists():
+        existing = SweepDef.read(folder)
+        if existing.hash != definition.hash:
+            raise CnnlabError(f"{folder} holds another sweep (a different grid, seeds or config); "
+                              f"give this one another --name or --sweeps-dir")
+        return folder, existing
+    folder.mkdir(parents=True, exist_ok=True)
+    definition.write(folder)
+    return folder, definition
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        return f"killed by signal {-code} ({signal.Signals(-code).name})"
+    return {2: "stopped by an error (shown above)", 130: "interrupted"}.get(code, f"exited with code {code}")
+
+
+def start_workers(folder: Path, url: str, count: int, threads: int, data_root: Path, stale_after: float) -> list:
+    env = dict(os.environ, **{STORAGE_ENV: url, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    procs = []
+    for i in range(1, count + 1):
+        cmd = [sys.executable, "-m", "cnnlab.sweep.worker", str(folder), "--index", str(i), "--threads", str(threads),
+               "--data-dir", str(data_root), "--stale-after", str(stale_after)]
+        procs.append(subprocess.Popen(cmd, env=env))
+    return procs
+
+
+def wait_for(procs: list) -> list[tuple[int, int]]:
+    """Wait for every worker; on Ctrl-C pass it on, so each marks its cell interrupted and its run stopped."""
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        deadline = time.time() + 60
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    return [(i, p.returncode) for i, p in enumerate(procs, 1)]
+
+
+def run_sweep(definition: SweepDef, sweeps_dir: Path, storage_url: Optional[str], workers: int, data_root: Path,
+              stale_after: float = STALE_AFTER_S, say: Callable[[str], None] = print,
+              threads: Optional[int] = None) -> Path:
+    """Run every missing cell of the sweep with `workers` local processes of `threads` torch threads each
+    (default: the cores shared out between them); the sweep folder when all are done."""
+    if workers < 1 or (threads is not None and threads < 1):
+        raise CnnlabError(f"--workers and --threads must be at least 1 (got {workers} and {threads})")
+    folder, definition = prepare_folder(definition, sweeps_dir)
+    url = storage_url or default_storage(folder)
+    board = board_for(definition, open_storage(url), stale_after)
+    status = board.sync(params_of)
+    todo = status.cells - status.done
+    count = min(workers, todo)
+    threads = threads or max(1, cores() // max(1, count))
+    what = f"{len(definition.cells)} runs" if definition.mode == "grid" else f"{len(definition.cells)} Optuna trials"
+    say(f"sweep {definition.name}: {what}, {status.done} done, {todo} to run"
+        + (f" by {count} worker{'s' if count > 1 else ''} with {threads} thread{'s' if threads > 1 else ''} each" if todo else "")
+        + f"; storage {redact(url)}")
+    if todo:
+        started = time.perf_counter()
+        exits = wait_for(start_workers(folder, url, count, threads, data_root, stale_after))
+        status = board.status()
+        if not status.all_done:
+            died = "; ".join(f"worker {i} {_describe_exit(code)}" for i, code in exits if code != 0)
+            raise CnnlabError(f"{status.cells - status.done} of {status.cells} cells are not finished"
+                              + (f" ({died})" if died else "")
+                              + ". Run the same command again to continue: finished runs are kept, a half-finished "
+                                "run resumes from its last epoch.")
+        say(f"sweep {definition.name}: all {status.cells} done in {time.perf_counter() - started:.1f} s")
+    return folder

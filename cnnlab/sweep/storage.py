@@ -1,0 +1,72 @@
+"""The study's storage: a SQLite file in the sweep folder by default, or any database URL Optuna takes
+(`postgresql://user@host/db` when workers on several machines share one sweep).
+
+SQLite made safe for parallel workers: Optuna's claim of a waiting trial reads its state and then writes it
+(`SELECT ... FOR UPDATE`, which SQLite ignores). Under pysqlite's default, the read happens outside the write
+transaction, so two processes can both read WAITING and both claim the trial. Here every transaction on a
+sweep's SQLite file starts with `BEGIN IMMEDIATE` (SQLite's write lock is taken before the first read), so
+transactions run one at a time, and a busy timeout makes a worker wait for the lock instead of failing with
+"database is locked". tests/test_sweep_claims.py proves it with several processes claiming at once.
+"""
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+import weakref
+
+import sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from cnnlab.errors import CnnlabError
+
+BUSY_TIMEOUT_S = 300  # how long a SQLite writer waits for the lock held by another worker
+_IMMEDIATE: "weakref.WeakSet[Engine]" = weakref.WeakSet()  # SQLite engines whose transactions begin IMMEDIATE
+
+
+@event.listens_for(Engine, "begin")
+def _begin_immediate(conn) -> None:
+    if conn.engine in _IMMEDIATE:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages and files."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _sqlite_kwargs(url: str) -> dict:
+    """Engine settings for a SQLite URL: no implicit BEGIN from pysqlite (we begin), and a long busy timeout."""
+    path = make_url(url).database
+    return {"creator": lambda: sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                               check_same_thread=False)}
+
+
+def open_storage(url: str, attempts: int = 8):
+    """An Optuna RDBStorage for `url`. First use of a fresh database creates its tables; workers that start
+    together may race at that, so a failure is retried a few times before it is reported."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kwargs = _sqlite_kwargs(url) if url.startswith("sqlite") else {}
+    for attempt in range(attempts):
+        try:
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            if kwargs:  # only now: setting up the tables nests two connections, which BEGIN IMMEDIATE would deadlock
+                _IMMEDIATE.add(storage.engine)
+            return storage
+        except ImportError as e:
+            raise CnnlabError(f"storage {redact(url)}: the database driver is not installed ({e}); for PostgreSQL "
+                              f"install psycopg[binary] (pip install 'psycopg[binary]')") from None
+        except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+            raise CnnlabError(f"storage {redact(url)} is not a database URL Optuna can use ({e}); "
+                              f"e.g. sqlite:///study.db or postgresql://user@host:5432/db") from None
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+            if attempt == attempts - 1:
+                reason = getattr(e, "orig", None) or e.__cause__ or e
+                raise CnnlabError(f"cannot use storage {redact(url)}: {str(reason).strip()}") from None
+            time.sleep(0.2 * (attempt + 1) + random.random() * 0.3)

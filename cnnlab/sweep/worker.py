@@ -1,0 +1,240 @@
+"""One sweep worker process: claim a cell, run it (or resume its half-finished run folder), record the
+outcome, and repeat until every cell of the sweep is done. `cnnlab sweep` starts these as
+`python -m cnnlab.sweep.worker SWEEP_DIR ...` with the storage URL in $CNNLAB_SWEEP_STORAGE.
+
+A cell whose worker died is resumed, not rerun: its run folder keeps `last.pt` (written atomically after
+every epoch) and the trainer continues it as if it had never stopped, so no finished epoch is trained twice
+and the result equals an uninterrupted run's. A folder without its config.yaml (the worker died while
+creating it) holds nothing and is made anew. A finished run folder is never trained again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from cnnlab.errors import CnnlabError
+from cnnlab.sweep.claims import CELL, Board, Heartbeat
+from cnnlab.sweep.collect import brief
+from cnnlab.sweep.grid import Cell, SweepDef
+from cnnlab.sweep.storage import open_storage
+
+STORAGE_ENV = "CNNLAB_SWEEP_STORAGE"
+EVENTS = "events.jsonl"
+POLL_S = 2.0  # an idle worker looks for waiting (or stale) cells this often while others finish theirs
+FINISHED = {"completed": "completed", "failed": "run-failed", "pruned": "pruned"}  # run status -> outcome
+
+
+class LostClaim(Exception):
+    """Our cell was failed as stale by another worker (our heartbeat stopped for too long)."""
+
+
+def board_for(definition: SweepDef, storage, stale_after: float) -> Board:
+    from cnnlab.sweep.search import direction
+
+    way = direction(definition.base["search"]) if definition.mode == "optuna" else "maximize"
+    return Board(storage, definition.name, [c.key for c in definition.cells], definition.hash, way, stale_after)
+
+
+def params_of(cell: str, trials: list) -> dict:
+    """A re-enqueued Optuna trial keeps the values its earlier attempt drew (its run folder has them)."""
+    tried = [t for t in trials if t.params]
+    return dict(tried[-1].params) if tried else {}
+
+
+def append_event(folder: Path, **event) -> None:
+    """One JSON line per event in events.jsonl (a single O_APPEND write: lines of workers never interleave)."""
+    line = json.dumps({"time": round(time.time(), 3), "host": socket.gethostname(), "pid": os.getpid(), **event}) + "\n"
+    fd = os.open(folder / EVENTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+class Worker:
+    def __init__(self, folder: Path, storage_url: str, index: int, data_root: Path, stale_after: float):
+        self.folder, self.index, self.data_root = Path(folder), index, data_root
+        self.definition = SweepDef.read(self.folder)
+        storage = open_storage(storage_url)
+        self.board = board_for(self.definition, storage, stale_after)
+        self.study = None
+        if self.definition.mode == "optuna":
+            import optuna
+
+            from cnnlab.sweep import search
+
+            s = self.definition.base["search"]
+            self.study = optuna.load_study(study_name=self.definition.name, storage=storage,
+                                           sampler=search.sampler(s, self.definition.base["seed"] + index),
+                                           pruner=search.pruner(s, self.definition.base["train"]["epochs"]))
+
+    def say(self, text: str) -> None:
+        print(f"[worker {self.index}] {text}", flush=True)
+
+    def loop(self) -> int:
+        """Run cells until the sweep is done; the number this worker ran."""
+        ran = 0
+        while True:
+            trial = self.board.claim()
+            if trial is not None:
+                self.run_cell(trial)
+                ran += 1
+                continue
+            status = self.board.sync(params_of)
+            if status.all_done:
+                return ran
+            if not status.waiting:
+                time.sleep(POLL_S)  # the rest are running elsewhere; wait, and take over any whose worker dies
+
+    def run_cell(self, trial) -> None:
+        from cnnlab.runfolder import RunFolder
+
+        cell = self.definition.cell(trial.user_attrs[CELL])
+        run_dir = self.folder / cell.run
+        otrial, params = None, None
+        if self.study is not None:
+            import optuna
+
+            from cnnlab.sweep.search import suggest
+
+            otrial = optuna.Trial(self.study, trial._trial_id)
+            params = suggest(otrial, self.definition.base["search"])
+        cfg = self.definition.config_for(cell, params)
+        label = cell.label if params is None else f"{cell.key} " + " ".join(f"{k}={brief(v)}" for k, v in params.items())
+        started = time.perf_counter()
+        with Heartbeat(self.board, trial._trial_id) as beat:
+            try:
+                outcome = self.train(cell, label, cfg, run_dir, otrial, beat)
+            except LostClaim:
+                self.say(f"gave up {label}: another worker took it over (this one missed its heartbeats)")
+                append_event(self.folder, cell=cell.key, event="lost", worker=self.index)
+                return
+            except KeyboardInterrupt:
+                self.board.finish(trial._trial_id, "interrupted")
+                append_event(self.folder, cell=cell.key, event="interrupted", worker=self.index)
+                raise
+            except BaseException as e:
+                summary = RunFolder(run_dir).summary() if (run_dir / "summary.json").exists() else {}
+                outcome = "run-failed" if summary.get("status") == "failed" else "error"
+                self.board.finish(trial._trial_id, outcome)
+                append_event(self.folder, cell=cell.key, event=outcome, worker=self.index, error=str(e))
+                if outcome == "error":
+                    raise
+                self.say(f"failed {label}: {e}")
+                return
+        value = self.objective(RunFolder(run_dir))
+        self.board.finish(trial._trial_id, outcome, value)
+        seconds = time.perf_counter() - started
+        append_event(self.folder, cell=cell.key, event=outcome, worker=self.index, seconds=round(seconds, 3), value=value)
+        shown = "-" if value is None else f"{value:.4f}"
+        self.say(f"{outcome} {label}: {self.objective_name()} {shown} ({seconds:.1f} s)")
+
+    def objective_name(self) -> str:
+        if self.study is None:
+            return "best val acc"
+        return "lowest val loss" if self.definition.base["search"]["metric"] == "val_loss" else "best val acc"
+
+    def objective(self, run) -> Optional[float]:
+        if self.study is None:
+            return run.summary().get("best_val_acc")
+        from cnnlab.sweep.search import objective
+
+        return objective(run.metrics(), self.definition.base["search"])
+
+    def train(self, cell: Cell, label: str, cfg, run_dir: Path, otrial, beat: Heartbeat) -> str:
+        """Start, resume or find the cell's run folder; the outcome ('completed', 'run-failed', 'pruned')."""
+        import optuna
+
+        from cnnlab.engine.trainer import Progress
+        from cnnlab.report.run_report import write_run_report
+        from cnnlab.runfolder import RunFolder
+        from cnnlab.runner import resume_run, start_run
+
+        metric = self.definition.base["search"]["metric"] if otrial is not None else None
+        epochs = cfg.train.epochs
+
+        def epoch_end(row: dict) -> None:
+            self.say(f"{label}: epoch {row['epoch']}/{epochs} val acc {row['val_acc']:.4f} ({row['seconds']:.1f} s)")
+            if beat.lost:
+                raise LostClaim()
+            if otrial is not None:
+                otrial.report(row[metric], row["epoch"])
+                if otrial.should_prune():
+                    raise optuna.TrialPruned()
+
+        progress = Progress(epoch_end=epoch_end)
+        try:
+            if (run_dir / "config.yaml").is_file():
+                run = RunFolder.open(run_dir)
+                if run.config().model_dump(mode="json") != cfg.model_dump(mode="json"):
+                    raise CnnlabError(f"{run_dir} holds a run of another config than this sweep's cell {cell.key}; "
+                                      f"move it away and run the sweep again")
+                status = run.summary().get("status")
+                if status in FINISHED:
+                    append_event(self.folder, cell=cell.key, event="found", worker=self.index, status=status)
+                    return FINISHED[status]
+                for row in run.metrics() if otrial is not None else []:
+                    otrial.report(row[metric], row["epoch"])  # what the pruner saw before the interruption
+                self.say(f"resume {label} from epoch {len(run.metrics()) + 1} in {run_dir}")
+                append_event(self.folder, cell=cell.key, event="resume", worker=self.index, epochs_done=len(run.metrics()))
+                resume_run(run_dir, self.data_root, progress)
+            else:
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)  # made by a worker that died before writing its config: nothing in it
+                self.say(f"start {label} in {run_dir}")
+                append_event(self.folder, cell=cell.key, event="start", worker=self.index)
+                start_run(cfg, run_dir.parent, self.data_root, progress, run_dir=run_dir)
+        except optuna.TrialPruned:
+            run = RunFolder(run_dir)
+            summary = run.summary()
+            summary.update(status="pruned", pruned_at_epoch=summary.get("epochs_done"))
+            run.write_summary(summary)
+            write_run_report(run_dir)
+            return "pruned"
+        return "completed"
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cnnlab.sweep.worker", description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path, help="the sweep folder (with sweep.json)")
+    parser.add_argument("--index", type=int, default=1, help="this worker's number, shown in its messages")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--stale-after", type=float, default=None)
+    args = parser.parse_args(argv)
+    url = os.environ.get(STORAGE_ENV)
+    if not url:
+        sys.exit(f"error: set {STORAGE_ENV} to the sweep's storage URL")
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    import torch
+
+    from cnnlab.data.root import data_root
+    from cnnlab.sweep.claims import STALE_AFTER_S
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        worker = Worker(args.folder, url, args.index, data_root(args.data_dir), args.stale_after or STALE_AFTER_S)
+        worker.loop()
+    except CnnlabError as e:
+        print(f"[worker {args.index}] error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"[worker {args.index}] interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

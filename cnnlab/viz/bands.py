@@ -1,0 +1,73 @@
+"""Band plots: per metric, every variant's mean curve over seeds with its min-max band, against epochs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from cnnlab.viz.curves import LABELS, SPLITS
+
+Histories = list[list[dict]]  # one metrics.jsonl (a list of per-epoch rows) per run
+
+
+def metric_label(key: str) -> str:
+    """'val_acc' -> 'validation accuracy'; keys of another shape are shown as they are."""
+    split, _, metric = key.partition("_")
+    splits = dict(SPLITS)
+    if split in splits and metric in LABELS:
+        return f"{splits[split]} {LABELS[metric]}"
+    return key
+
+
+def band(histories: Histories, key: str) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """(epochs, mean, min, max) of `key` over the runs; an epoch counts the runs that reached it."""
+    per_epoch: dict[int, list[float]] = {}
+    for history in histories:
+        for row in history:
+            if row.get(key) is not None:
+                per_epoch.setdefault(row["epoch"], []).append(row[key])
+    epochs = sorted(per_epoch)
+    values = [np.asarray(per_epoch[e], dtype=float) for e in epochs]
+    return (epochs, np.array([v.mean() for v in values]), np.array([v.min() for v in values]),
+            np.array([v.max() for v in values]))
+
+
+def plot_bands(variants: list[tuple[str, Histories]], key: str, path: Path, log_x: bool = False) -> Path:
+    """Draw the band figure of `key` and save it as a PNG at `path`."""
+    fig = draw_bands(variants, key, log_x)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def draw_bands(variants: list[tuple[str, Histories]], key: str, log_x: bool = False):
+    """One figure: a line (mean over seeds) and a shaded min-max band per variant; x is the epoch."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for i, (name, histories) in enumerate(variants):
+        epochs, mean, lo, hi = band(histories, key)
+        if not epochs:
+            continue
+        color = f"C{i % 10}"
+        label = f"{name} (n={len(histories)})"
+        if len(epochs) == 1:  # a band needs two epochs; show the spread as an error bar instead
+            ax.errorbar(epochs, mean, yerr=[mean - lo, hi - mean], color=color, marker="o", capsize=4, label=label)
+        else:
+            ax.plot(epochs, mean, color=color, marker="o", markersize=3, label=label)
+            ax.fill_between(epochs, lo, hi, color=color, alpha=0.2, linewidth=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric_label(key))
+    if log_x:
+        ax.set_xscale("log")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"{metric_label(key)}: mean over seeds, band from min to max")
+    ax.grid(alpha=0.3)
+    if len(variants) > 6:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig

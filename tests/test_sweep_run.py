@@ -1,0 +1,197 @@
+"""Real sweeps on a slice of Fashion-MNIST through the command line: workers, resume after kill -9,
+PostgreSQL shared by two "machines", an Optuna search with pruning; compare and reports from run folders."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from cnnlab.runfolder import TIMING_KEYS
+from tests.postgres_server import postgres_server, postgres_url  # noqa: F401 (fixtures)
+
+TINY = {
+    "data": {"dataset": "fashion_mnist", "train_subset": 400, "test_subset": 100, "val_fraction": 0.25},
+    "model": {"name": "simplenn"},
+    "optim": {"name": "adam", "lr": 0.003},
+    "train": {"epochs": 2, "batch_size": 64, "eval_batch_size": 256},
+}
+
+
+def experiment(tmp_path: Path, **sections) -> Path:
+    raw = {**TINY, **sections}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def cnnlab(*args, cwd: Path, data_root: Path, check: bool = True, background: bool = False):
+    cmd = [sys.executable, "-m", "cnnlab.cli", *map(str, args)] + (["--data-dir", str(data_root)] if args[0] in ("sweep", "run") else [])
+    if background:
+        return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+    if check and done.returncode != 0:
+        pytest.fail(f"cnnlab {' '.join(map(str, args))} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def events(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+
+
+def starts(folder: Path) -> collections.Counter:
+    return collections.Counter(e["cell"] for e in events(folder) if e["event"] in ("start", "resume"))
+
+
+@pytest.fixture(scope="module")
+def grid_sweep(tmp_path_factory, data_root):
+    """2 optimizers x 2 seeds with 2 workers on the default SQLite storage."""
+    tmp = tmp_path_factory.mktemp("grid")
+    exp = experiment(tmp)
+    done = cnnlab("sweep", exp, "--grid", "optim.name=sgd,adam", "--seeds", "2", "--workers", "2", cwd=tmp, data_root=data_root)
+    return tmp, exp, tmp / done.stdout.strip().splitlines()[-1], done.stdout
+
+
+def test_grid_sweep_runs_every_cell_once_as_run_folders(grid_sweep):
+    tmp, exp, folder, stdout = grid_sweep
+    assert folder.parent == tmp / "sweeps" and (folder / "study.db").exists()
+    cells = [f"optim.name={o}/s{s}" for o in ("sgd", "adam") for s in (0, 1)]
+    assert starts(folder) == {c: 1 for c in cells}
+    for cell in cells:
+        run = folder / "runs" / cell
+        assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+        assert (run / "report.html").exists() and (run / "checkpoints" / "last.pt").exists()
+    assert "by 2 workers with 1 thread each" in stdout
+
+
+def test_running_a_finished_sweep_again_runs_nothing(grid_sweep, data_root):
+    tmp, exp, folder, _ = grid_sweep
+    before = len(events(folder))
+    done = cnnlab("sweep", exp, "--grid", "optim.name=sgd,adam", "--seeds", "2", "--workers", "2", cwd=tmp, data_root=data_root)
+    assert "4 done, 0 to run" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == str(folder.relative_to(tmp))
+    assert len(events(folder)) == before
+
+
+def test_compare_json_matches_the_run_folders(grid_sweep, data_root):
+    tmp, exp, folder, _ = grid_sweep
+    done = cnnlab("compare", folder, "--format", "json", "--metric", "val_acc", cwd=tmp, data_root=data_root)
+    result = json.loads(done.stdout)
+    assert result["metric"] == "val_acc" and [v["name"] for v in result["variants"]] == ["optim.name=sgd", "optim.name=adam"]
+    for v in result["variants"]:
+        finals = [json.loads(Path(r, "metrics.jsonl").read_text().splitlines()[-1])["val_acc"] for r in v["runs"]]
+        assert v["n"] == 2 and v["config"] == {"optim.name": v["name"].split("=")[1]}
+        assert v["mean"] == pytest.approx(np.mean(finals)) and v["std"] == pytest.approx(np.std(finals, ddof=1))
+        assert (v["min"], v["max"]) == (min(finals), max(finals)) and len(v["ci95"]) == 2
+    (test,) = result["tests"]
+    assert {"a", "b", "t", "p_value", "significant"} <= set(test) and test["a"] == "optim.name=sgd"
+    html = (folder / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4 and "Welch" in html
+    for v in result["variants"]:
+        for run in v["runs"]:
+            link = os.path.relpath(Path(run) / "report.html", folder)
+            assert f'href="{link}"' in html and (folder / link).exists()
+    assert (folder / "report.md").exists() and (folder / "compare.json").exists()
+
+
+def test_band_plot_from_real_run_folders(grid_sweep):
+    from cnnlab.sweep.collect import group, load_runs
+    from cnnlab.viz.bands import draw_bands, plot_bands
+
+    _, _, folder, _ = grid_sweep
+    runs, _ = load_runs([folder])
+    variants = [(v.name, [r.history for r in v.runs]) for v in group(runs)]
+    fig = draw_bands(variants, "val_acc")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "validation accuracy"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["optim.name=adam (n=2)", "optim.name=sgd (n=2)"]
+    for line, (name, histories) in zip(ax.get_lines(), variants):
+        expected = [np.mean([h[e]["val_acc"] for h in histories]) for e in range(2)]
+        assert list(line.get_xdata()) == [1, 2] and np.allclose(line.get_ydata(), expected)
+    assert len(ax.collections) == 2  # one min-max band per variant
+    png = plot_bands(variants, "val_loss", folder / "check" / "band.png", log_x=True)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
+    exp = experiment(tmp_path, train={**TINY["train"], "epochs": 3}, deterministic=True,
+                     data={**TINY["data"], "train_subset": 1200})
+    args = ("sweep", exp, "--grid", "optim.lr=0.001,0.002,0.003", "--seeds", "1")
+    proc = cnnlab(*args, cwd=tmp_path, data_root=data_root, background=True)
+    folders = lambda: list((tmp_path / "sweeps").glob("*/events.jsonl"))
+    deadline = time.time() + 120
+    victim = None
+    while victim is None:  # kill the worker when the second cell is half-way
+        assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.05)
+        if folders():
+            folder = folders()[0].parent
+            metrics = folder / "runs" / "optim.lr=0.002" / "s0" / "metrics.jsonl"
+            if metrics.exists() and 1 <= len(metrics.read_text().splitlines()) < 3:
+                victim = next(e["pid"] for e in events(folder) if e["cell"] == "optim.lr=0.002/s0")
+    os.kill(victim, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "killed by signal 9" in out and "Run the same command again" in out
+    done = cnnlab(*args, cwd=tmp_path, data_root=data_root)
+    assert "1 done, 2 to run" in done.stdout
+    log = [(e["cell"], e["event"]) for e in events(folder) if e["event"] in ("start", "resume")]
+    assert log == [("optim.lr=0.001/s0", "start"), ("optim.lr=0.002/s0", "start"),
+                   ("optim.lr=0.002/s0", "resume"), ("optim.lr=0.003/s0", "start")]
+    resumed = [json.loads(line) for line in (folder / "runs/optim.lr=0.002/s0/metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in resumed] == [1, 2, 3]
+    assert sorted(p.name for p in (folder / "runs").iterdir()) == ["optim.lr=0.001", "optim.lr=0.002", "optim.lr=0.003"]
+    # the resumed run equals an uninterrupted run of the same config (deterministic: true, CPU)
+    cnnlab("run", folder / "runs/optim.lr=0.002/s0/config.yaml", "--runs-dir", tmp_path / "alone", cwd=tmp_path, data_root=data_root)
+    (alone,) = (tmp_path / "alone").glob("*/*/metrics.jsonl")
+    timing = TIMING_KEYS
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]
+    assert strip(resumed) == strip([json.loads(line) for line in alone.read_text().splitlines()])
+
+
+def test_two_machines_share_a_sweep_through_postgresql(tmp_path, data_root, postgres_url):
+    """Two `--worker` commands with their own sweep folders (as on two machines) share one PostgreSQL study."""
+    exp = experiment(tmp_path, train={**TINY["train"], "epochs": 1})
+    args = ("sweep", exp, "--grid", "optim.name=sgd,adam", "--grid", "model.bn=true,false", "--seeds", "1",
+            "--storage", postgres_url, "--worker")
+    machines = [tmp_path / "a", tmp_path / "b"]
+    procs = [cnnlab(*args, "--sweeps-dir", m, cwd=tmp_path, data_root=data_root, background=True) for m in machines]
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    ran = collections.Counter()
+    for m in machines:
+        (folder,) = m.iterdir()
+        ran += starts(folder)
+        assert not (folder / "study.db").exists()
+    assert ran == {f"optim.name={o},model.bn={b}/s0": 1 for o in ("sgd", "adam") for b in ("true", "false")}
+    assert all(sum(starts(next(m.iterdir())).values()) > 0 for m in machines), outs  # both machines worked
+
+
+def test_optuna_search_with_pruning(tmp_path, data_root):
+    import optuna
+
+    search = {"params": {"optim.lr": {"type": "float", "low": 0.0005, "high": 0.05, "log": True},
+                         "model.activation": {"type": "categorical", "choices": ["relu", "silu"]}},
+              "startup_trials": 1, "warmup_epochs": 1}
+    exp = experiment(tmp_path, search=search, train={**TINY["train"], "epochs": 3})
+    done = cnnlab("sweep", exp, "--optuna", "4", "--workers", "2", cwd=tmp_path, data_root=data_root)
+    folder = tmp_path / done.stdout.strip().splitlines()[-1]
+    assert sorted(p.name for p in (folder / "runs").iterdir()) == [f"trial-{i:03d}" for i in range(4)]
+    study = optuna.load_study(study_name=folder.name, storage=f"sqlite:///{folder / 'study.db'}")
+    trials = [t for t in study.trials if "cell" in t.user_attrs]
+    assert len(trials) == 4 and {t.state for t in trials} <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    for t in trials:  # the per-epoch validation accuracy reached the pruner, and the run folder has the trial's values
+        run = folder / "runs" / t.user_attrs["cell"]
+        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert t.intermediate_values == {r["epoch"]: r["val_acc"] for r in history}
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert (config["optim"]["lr"], config["model"]["activation"]) == (t.params["optim.lr"], t.params["model.activation"])
+        status = json.loads((run / "summary.json").read_text())["status"]
+        assert status == ("pruned" if t.state == optuna.trial.TrialState.PRUNED else "completed")
+    assert "Trials, best first" in (folder / "report.html").read_text()

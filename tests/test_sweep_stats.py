@@ -1,0 +1,148 @@
+"""Statistics over seeds against values computed independently here (scipy directly, hand formulas,
+Cohen's power tables), and the comparison's grouping and words."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sp
+
+from cnnlab.errors import CnnlabError
+from cnnlab.sweep import stats
+from cnnlab.sweep.collect import Run, differing_keys, flatten, group
+from cnnlab.sweep.compare import compare
+
+A = [0.812, 0.797, 0.825]
+B = [0.781, 0.776, 0.803, 0.790]
+
+
+def test_describe_against_hand_formulas_and_scipy():
+    d = stats.describe(A)
+    mean = sum(A) / 3
+    std = math.sqrt(sum((x - mean) ** 2 for x in A) / 2)
+    assert d["n"] == 3 and d["mean"] == pytest.approx(mean) and d["std"] == pytest.approx(std)
+    assert (d["min"], d["max"]) == (0.797, 0.825)
+    lo, hi = sp.t.interval(0.95, 2, loc=mean, scale=std / math.sqrt(3))
+    assert d["ci95"] == pytest.approx([lo, hi])
+    assert d["ci95"][1] - mean == pytest.approx(4.302652729911275 * std / math.sqrt(3))  # t(0.975, 2) from a table
+    one = stats.describe([0.5])
+    assert one["std"] is None and one["ci95"] is None and one["mean"] == 0.5
+
+
+def test_welch_against_scipy_and_hand_formulas():
+    w = stats.welch(A, B)
+    ref = sp.ttest_ind(A, B, equal_var=False)
+    assert w["t"] == pytest.approx(ref.statistic) and w["p_value"] == pytest.approx(ref.pvalue)
+    va, vb = np.var(A, ddof=1) / 3, np.var(B, ddof=1) / 4
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
+    assert w["df"] == pytest.approx(df) and w["diff"] == pytest.approx(np.mean(A) - np.mean(B))
+    assert w["z"] == pytest.approx(w["diff"] / math.sqrt(va + vb))
+    assert w["z_p_value"] == pytest.approx(2 * sp.norm.sf(abs(w["z"])))
+    half = sp.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert w["ci95_diff"] == pytest.approx([w["diff"] - half, w["diff"] + half])
+    pooled = math.sqrt((2 * np.var(A, ddof=1) + 3 * np.var(B, ddof=1)) / 5)
+    assert w["effect_size"] == pytest.approx(abs(w["diff"]) / pooled)
+
+
+def test_welch_is_undefined_without_two_runs_or_without_spread():
+    assert stats.welch([0.8], B)["p_value"] is None
+    flat = stats.welch([0.8, 0.8], [0.7, 0.7])
+    assert flat["p_value"] is None and flat["diff"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("d, alpha, n", [(0.5, 0.05, 64), (0.8, 0.05, 26), (1.0, 0.05, 17), (0.5, 0.01, 96), (0.2, 0.05, 394)])
+def test_seeds_needed_matches_power_tables(d, alpha, n):
+    """Per-group n for 80% power, two-sided two-sample t-test (Cohen 1988, Table 2.4.1; G*Power gives 394 for d=0.2)."""
+    assert stats.seeds_needed(d, alpha) == n
+    assert stats.power(n, d, alpha) >= 0.8 > stats.power(n - 1, d, alpha)
+
+
+def test_power_by_simulation():
+    """The noncentral-t power at n=10, d=1 against a Monte Carlo of the same t-test."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.0, 1.0, size=(20000, 10))
+    b = rng.normal(1.0, 1.0, size=(20000, 10))
+    simulated = np.mean(sp.ttest_ind(a, b, axis=1).pvalue < 0.05)
+    assert stats.power(10, 1.0, 0.05) == pytest.approx(simulated, abs=0.015)
+
+
+def test_seeds_needed_edges():
+    assert stats.seeds_needed(None, 0.05) is None and stats.seeds_needed(0.0, 0.05) is None
+    assert stats.seeds_needed(1e-3, 0.05) == stats.MAX_SEEDS + 1
+
+
+def test_holm_by_hand():
+    # sorted p: 0.01 (x3), 0.03 (x2), 0.04 (x1) -> 0.03, 0.06, max(0.06, 0.04) = 0.06
+    adjusted = stats.holm([0.04, None, 0.01, 0.03])
+    assert adjusted[1] is None and adjusted[0] == pytest.approx(0.06) and adjusted[2] == pytest.approx(0.03)
+    assert adjusted[3] == pytest.approx(0.06)
+    assert stats.holm([0.5, 0.9]) == [1.0, 1.0]
+
+
+def fake_run(path: str, seed: int, finals: list[float], **config) -> Run:
+    raw = {"name": "exp", "seed": seed, "optim": {"name": "sgd", "lr": 0.01}, "model": {"bn": True}}
+    for key, value in config.items():
+        section, name = key.split("__")
+        raw[section] = {**raw[section], name: value}
+    history = [{"epoch": e + 1, "val_acc": v, "val_loss": 1 - v, "train_loss": 1.0} for e, v in enumerate(finals)]
+    best = max(range(len(finals)), key=lambda i: finals[i]) + 1
+    return Run(Path(path), flatten(raw), {"status": "completed", "best_epoch": best}, history)
+
+
+def test_flatten_and_differing_keys():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}}) == {"a.b": 1, "a.c.d": [1, 2], "e": {}}
+    runs = [fake_run("r1", 0, [0.5], optim__name="adam"), fake_run("r2", 1, [0.6], optim__name="sgd")]
+    assert differing_keys(runs) == ["optim.name"]  # the seed is what a variant repeats over
+
+
+def test_group_by_default_by_key_and_refuses_unknown_keys():
+    runs = [fake_run(f"r{i}", s, [0.5 + 0.01 * i], optim__name=o, model__bn=bn)
+            for i, (o, bn, s) in enumerate([(o, bn, s) for o in ("sgd", "adam") for bn in (True, False) for s in (0, 1)])]
+    assert [v.name for v in group(runs)] == ["optim.name=adam model.bn=false", "optim.name=adam model.bn=true",
+                                            "optim.name=sgd model.bn=false", "optim.name=sgd model.bn=true"]
+    by_bn = group(runs, ["model.bn"], {"model.bn": [True, False]})
+    assert [(v.name, len(v.runs)) for v in by_bn] == [("model.bn=true", 4), ("model.bn=false", 4)]
+    with pytest.raises(CnnlabError, match="--by model.bnn: no run has this config key; keys that differ"):
+        group(runs, ["model.bnn"])
+
+
+def test_compare_final_and_best_and_words():
+    a = [fake_run(f"a{s}", s, [v - 0.05, v], optim__name="adam") for s, v in enumerate([0.90, 0.91, 0.92])]
+    b = [fake_run(f"b{s}", s, [v, v - 0.02], optim__name="sgd") for s, v in enumerate([0.80, 0.81, 0.83])]
+    c = [fake_run(f"c{s}", s, [v, v], optim__name="adamw") for s, v in enumerate([0.905, 0.93, 0.89])]
+    result = compare(group(a + b + c, ["optim.name"], {"optim.name": ["adam", "sgd", "adamw"]}), "val_acc")
+    va, vb, vc = result["variants"]
+    assert (va["name"], va["n"], va["runs"]) == ("optim.name=adam", 3, ["a0", "a1", "a2"])
+    assert va["mean"] == pytest.approx(0.91) and va["final"] == stats.describe([0.90, 0.91, 0.92])
+    assert vb["best"]["mean"] == pytest.approx(np.mean([0.80, 0.81, 0.83]))  # best epoch (by validation) is epoch 1
+    assert vb["final"]["mean"] == pytest.approx(np.mean([0.78, 0.79, 0.81]))
+    ab, ac, bc = result["tests"]
+    assert (ab["a"], ab["b"]) == ("optim.name=adam", "optim.name=sgd") and ab["significant"]
+    assert ab["p_value"] == pytest.approx(sp.ttest_ind([0.90, 0.91, 0.92], [0.78, 0.79, 0.81], equal_var=False).pvalue)
+    assert "significant at the 0.05 level" in ab["words"] and "higher by 0.1167" in ab["words"]
+    assert not ac["significant"] and ac["seeds_needed"] == stats.seeds_needed(ac["effect_size"], 0.05)
+    assert f"not significant with 3 seeds; about {ac['seeds_needed']} seeds per variant would be needed" in ac["words"]
+    p = sorted(t["p_value"] for t in result["tests"])
+    by_hand = [min(1, 3 * p[0]), min(1, max(3 * p[0], 2 * p[1])), min(1, max(3 * p[0], 2 * p[1], p[2]))]
+    assert sorted(t["p_holm"] for t in result["tests"]) == pytest.approx(by_hand)
+    loss = compare(group(a + b, ["optim.name"]), "val_loss", alpha=0.01, stat="best")
+    assert loss["stat"] == "best" and loss["alpha"] == 0.01
+
+
+def test_compare_refuses_bad_metric_and_says_when_nothing_can_be_tested():
+    runs = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("b", 0, [0.6], optim__name="sgd")]
+    with pytest.raises(CnnlabError, match="--metric val_ac: the runs record no such metric; choose one of: val_acc"):
+        compare(group(runs), "val_ac")
+    result = compare(group(runs), "val_acc")
+    assert result["tests"] == [] and "single run" in result["note"]
+    two = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("a1", 1, [0.5], optim__name="adam"),
+           fake_run("b", 0, [0.6], optim__name="sgd")]
+    result = compare(group(two), "val_acc")
+    (test,) = result["tests"]
+    assert test["p_value"] is None and "needs at least 2 runs" in test["words"]
+    assert result["warnings"] == []
+    same_seed = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("a1", 0, [0.5], optim__name="adam")]
+    (warning,) = compare(group(same_seed), "val_acc")["warnings"]
+    assert "2 runs but only 1 distinct seeds" in warning
