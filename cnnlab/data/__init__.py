@@ -67,26 +67,26 @@ def hold_out_test(data_cfg, train: ImageSet, test: ImageSet) -> tuple[ImageSet, 
     return subset(train, rest), subset(train, held)
 
 
+def take_subset(images: ImageSet, n, key: str, gen: torch.Generator) -> torch.Tensor:
+    """Indices of `n` seeded examples (class-balanced for class labels), or all when `n` is None."""
+    if n is None:
+        return torch.arange(len(images))
+    if n > len(images):
+        raise CnnlabError(f"data.{key}={n} but that split has only {len(images)} images")
+    if images.labels.dim() == 3:  # per-pixel targets: every image holds several classes
+        return random_subset(len(images), n, gen)
+    return class_balanced_subset(images.labels, n, gen)
+
+
 def split_indices(data_cfg, train: ImageSet, test: ImageSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Seeded (train, validation, test) indices: optional class-balanced subsets, then a stratified hold-out."""
+    """Seeded (train, validation, test) indices: optional subsets, then a (class-stratified) validation hold-out."""
     gen = torch.Generator().manual_seed(data_cfg.split_seed)
-    per_pixel = train.labels.dim() == 3
-    pool = torch.arange(len(train))
-    if data_cfg.train_subset is not None:
-        if data_cfg.train_subset > len(train):
-            raise CnnlabError(f"data.train_subset={data_cfg.train_subset} but the training set has only {len(train)} images")
-        pool = random_subset(len(train), data_cfg.train_subset, gen) if per_pixel \
-            else class_balanced_subset(train.labels, data_cfg.train_subset, gen)
-    if per_pixel:
+    pool = take_subset(train, data_cfg.train_subset, "train_subset", gen)
+    if train.labels.dim() == 3:
         tr, va = random_split(len(pool), data_cfg.val_fraction, gen)
     else:
         tr, va = stratified_split(train.labels[pool], data_cfg.val_fraction, gen)
-    test_idx = torch.arange(len(test))
-    if data_cfg.test_subset is not None:
-        if data_cfg.test_subset > len(test):
-            raise CnnlabError(f"data.test_subset={data_cfg.test_subset} but the test set has only {len(test)} images")
-        test_idx = random_subset(len(test), data_cfg.test_subset, gen) if per_pixel \
-            else class_balanced_subset(test.labels, data_cfg.test_subset, gen)
+    test_idx = take_subset(test, data_cfg.test_subset, "test_subset", gen)
     if len(va) == 0:
         raise CnnlabError("the validation split is empty; raise data.val_fraction or data.train_subset")
     return pool[tr], pool[va], test_idx
