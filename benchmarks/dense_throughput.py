@@ -14,18 +14,10 @@ import time
 
 import torch
 
+from cnnlab.device import matmul_peak_gflops
 from cnnlab.config import load_experiment
 from cnnlab.data.root import data_root
 from cnnlab.engine.trainer import Trainer
-
-
-def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def main():

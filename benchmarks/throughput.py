@@ -20,20 +20,12 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cnnlab.device import matmul_peak_gflops
 from cnnlab.config import validate
 from cnnlab.data import prepare
 from cnnlab.data.root import data_root
 from cnnlab.data.sources import extract_once, find_inside, locate
 from cnnlab.models import create_model
-
-
-def matmul_peak_gflops(dtype=torch.float32, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def forward_flops(model, shape) -> int:

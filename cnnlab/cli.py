@@ -326,7 +326,8 @@ def cost_finetune(
 
     from cnnlab.analysis.finetune import finetune_blocks, finetune_cost
     from cnnlab.analysis.render import render
-    from cnnlab.analysis.summary import concrete, pick_device, subject_and_input
+    from cnnlab.analysis.summary import concrete, subject_and_input
+    from cnnlab.device import pick_device
     from cnnlab.analysis.training import OPTIMIZERS
 
     if optimizer is not None and optimizer not in OPTIMIZERS:

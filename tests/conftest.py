@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.config import validate
+from cnnlab.config import Config, validate
+
+pytest_plugins = ["tests.postgres_server"]  # the real PostgreSQL server fixtures
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +19,7 @@ def data_root() -> Path:
     return Path(root).resolve()
 
 
-def quick_config(**sections) -> "Config":
+def quick_config(**sections) -> Config:
     """A small real-data config: SimpleNN on a class-balanced slice of Fashion-MNIST, one epoch."""
     raw = {
         "name": "test",

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-from tests.postgres_server import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 from cnnlab.sweep import claims
 from cnnlab.sweep.claims import Board

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import yaml
 from cnnlab.runfolder import TIMING_KEYS
-from tests.postgres_server import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 TINY = {
     "data": {"dataset": "fashion_mnist", "train_subset": 400, "test_subset": 100, "val_fraction": 0.25},

@@ -1,5 +1,4 @@
 """Real training runs on slices of Fashion-MNIST: the run folder, resume after kill -9, failures."""
-import json
 import math
 import os
 import signal
@@ -15,7 +14,7 @@ from cnnlab.engine import checkpoint
 from cnnlab.engine.trainer import Progress
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import TIMING_KEYS, RunFolder
-from cnnlab.runner import resume_run, start_run
+from cnnlab.runner import start_run
 from tests.conftest import quick_config
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}

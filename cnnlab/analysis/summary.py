@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import sympy as sp
-import torch
 
 from cnnlab.analysis.count import COUNT_COLUMNS, LayerCount, count, totals
 from cnnlab.analysis.explain import explained_rows, features_note
@@ -20,6 +19,7 @@ from cnnlab.analysis.symbolic import SpecFormulas, tidy
 from cnnlab.analysis.training import OPTIMIZERS, StepMeasurement, StepMemory, estimate_step, measure_step
 from cnnlab.analysis.whatif import (Converted, WhatIf, match_rows, no_bn_module, ratio, scaled, separable_module,
                                     separable_spec, speedup_formula)
+from cnnlab.device import pick_device
 from cnnlab.errors import CnnlabError
 from cnnlab.models.resolve import Subject
 
@@ -81,14 +81,6 @@ class Summary:
     variant: Optional[Counted] = None
     whatif: WhatIf = WhatIf()
     converted: list[Converted] = field(default_factory=list)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CnnlabError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
-    return torch.device(name)
 
 
 def concrete(shape: tuple, values: dict) -> tuple[int, ...]:

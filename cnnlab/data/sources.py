@@ -6,7 +6,6 @@ them), finds the first that exists, and decodes it. Archives are extracted once 
 from __future__ import annotations
 
 import gzip
-import io
 import pickle
 import tarfile
 import zipfile

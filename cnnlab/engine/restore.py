@@ -7,7 +7,7 @@ import torch
 
 from cnnlab import data as data_mod
 from cnnlab.engine import checkpoint
-from cnnlab.engine.trainer import pick_device
+from cnnlab.device import pick_device
 from cnnlab.models import create_model
 from cnnlab.runfolder import RunFolder
 

@@ -6,7 +6,6 @@ validation accuracy) and `last.pt`. Every random draw of epoch e comes from seed
 """
 from __future__ import annotations
 
-import math
 import resource
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from cnnlab.analysis.layers import layer_table
 from cnnlab.engine import checkpoint
 from cnnlab.engine.optim import l1_penalty, lr_at, make_optimizer
 from cnnlab.engine.tasks import make_task
+from cnnlab.device import pick_device
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.runfolder import RunFolder
@@ -50,14 +50,6 @@ class RunState:
     best_value: float = -1.0  # of the task's monitored validation metric (val_acc, or val_iou)
     wall_seconds: float = 0.0
     initial_loss: Optional[float] = None
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CnnlabError("device: cuda was asked for but no CUDA GPU is available; use device: auto or cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def seed_for(seed: int, epoch: int) -> int:
