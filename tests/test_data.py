@@ -119,3 +119,31 @@ def test_truncated_idx_file_is_named(tmp_path):
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(data[:5000]))
     with pytest.raises(CnnlabError, match="t10k-images-idx3-ubyte.gz is truncated"):
         load_images(data_cfg(dataset="idx", path=str(tmp_path)), tmp_path)
+
+
+def test_official_cifar_batches_read_safely(data_root, tmp_path):
+    """The official python-batch layout, written from real images, reads back; a pickle that would run code is refused."""
+    import pickle
+
+    import numpy as np
+
+    train, test, _ = load_images(data_cfg(dataset="cifar10"), data_root)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        source = test if name == "test_batch" else train
+        part = slice(i * 4, i * 4 + 4)
+        batch = {b"data": source.images[part].reshape(4, -1).numpy(), b"labels": source.labels[part].tolist()}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    tr, te, found = load_images(data_cfg(dataset="cifar10"), tmp_path)
+    assert found == folder and tr.images.shape == (20, 3, 32, 32) and te.images.shape == (4, 3, 32, 32)
+    assert torch.equal(tr.images[:4], train.images[:4]) and tr.labels.tolist() == train.labels[:20].tolist()
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [os_system_probe]}))
+    with pytest.raises(CnnlabError, match="refusing to load"):
+        from cnnlab.data.sources import read_cifar_batches
+
+        read_cifar_batches(folder)
+
+
+def os_system_probe():  # pickled by reference: unpickling it would import and call code from this module
+    return "ran"
