@@ -13,8 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models.layers import ACTIVATIONS, UPSAMPLE_MODES
+from cnnlab.models.zoo import ZOO
 
-ACTIVATIONS = ("relu", "elu", "silu", "gelu", "tanh", "sigmoid", "leaky_relu")
 DATASETS = ("cifar10", "fashion_mnist", "mnist", "idx", "imagefolder", "pennfudan")
 
 
@@ -50,10 +51,10 @@ class ModelConfig(Section):
     args: dict[str, int] = Field(default_factory=dict, description="named hyper-parameters of the spec, e.g. NF: 32")
     bn: Optional[bool] = Field(None, description="batch norm on/off (default: the model's own)")
     bn_position: Literal["before", "after"] = Field("before", description="batch norm before or after the activation")
-    activation: Optional[Literal[ACTIVATIONS]] = None
+    activation: Optional[Literal[tuple(ACTIVATIONS)]] = None
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)
     init: Literal["default", "xavier", "kaiming"] = "default"
-    upsample: Literal["nearest", "bilinear", "transposed"] = Field("nearest", description="what the spec's 'upsample' layers do")
+    upsample: Literal[UPSAMPLE_MODES] = Field("nearest", description="what the spec's 'upsample' layers do")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -201,8 +202,6 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _known_model(self):
-        from cnnlab.models.zoo import ZOO
-
         if self.model.name is not None and self.model.name not in ZOO:
             raise ValueError(f"model.name '{self.model.name}' is not in the zoo; choose one of: {', '.join(sorted(ZOO))}")
         return self

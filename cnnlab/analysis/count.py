@@ -32,7 +32,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.build import transposed_text, window_text
+from cnnlab.models.layers import transposed_text, window_text
 
 # the numeric columns of a row, in table order; each sums to its total
 COUNT_COLUMNS = ("weights", "biases", "params", "trainable_params", "buffers", "macs", "bias_adds", "activation_bytes")

@@ -1,9 +1,9 @@
 """Counting a spec in formulas: the table of `count`, in the spec's named hyper-parameters and the input size.
 
-Each layer's formulas follow from its kind and the shape before it, by the builder's own shape rule
-(`window_size`, which is floor((W - F + 2P)/S) + 1 on integers and on sympy expressions alike). This is
-a second, independent route to the numbers: `count` reads them off the built torch module, and the
-tests require the two to agree for random hyper-parameters.
+Each layer's formulas follow from its kind and the shape before it, by its record in
+`cnnlab.models.layers`: the builder's own shape rule (floor((W - F + 2P)/S) + 1, on integers and on sympy
+expressions alike) and the record's counts. This is a second, independent route to the numbers: `count`
+reads them off the built torch module, and the tests require the two to agree for random hyper-parameters.
 
 The exact formulas keep floor(); the table shows them simplified under assumptions stated beside it
 (a kernel padded by k//2 is odd; H and W are multiples of the network's total stride). Evaluating
@@ -20,87 +20,38 @@ import sympy as sp
 
 from cnnlab.analysis.count import COUNT_COLUMNS, LayerCount, totals
 from cnnlab.errors import CnnlabError
-from cnnlab.models.build import ACTIVATION_MODULES, ModelOptions, apply_options, module_names, transposed_size, window_size
-from cnnlab.models.spec import TEXT_OPTIONS, Layer, evaluate, names_in
+from cnnlab.models.build import ModelOptions, apply_options, module_names
+from cnnlab.models.layers import KINDS
+from cnnlab.models.spec import Layer, evaluate, names_in
+from cnnlab.models.walk import At, ShapeWalk
 
 BYTES = 4  # float32: the formulas count activation memory for float32 tensors
-
-TYPES = {"conv": "Conv2d", "dwconv": "Conv2d", "convT": "ConvTranspose2d", "dense": "Linear", "maxpool": "MaxPool2d",
-         "avgpool": "AvgPool2d", "gap": "GlobalAvgPool", "flatten": "Flatten", "dropout": "Dropout",
-         "upsample": "Upsample", "save": "Save", "cat": "Concat", "add": "Add",
-         **{kind: cls.__name__ for kind, cls in ACTIVATION_MODULES.items()}}
-NO_NEW_MEMORY = ("flatten", "dropout", "save")  # a view, an identity at evaluation, an identity
 
 
 def symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, integer=True, positive=True)
 
 
-def _layer_formulas(layer: Layer, opt: dict, shape: tuple, saved: dict) -> tuple[tuple, LayerCount]:
-    """(output shape, counts) of one layer from its options and input shape; names and type filled by the caller."""
-    kind = layer.kind
-    row = LayerCount("", "")
-    bias = opt.get("bias", 0)
-    if kind in ("conv", "dwconv", "maxpool", "avgpool"):
-        c, h, w = shape
-        k, p = opt["k"], opt["p"]
-        s = opt["s"] if opt["s"] is not None else k
-        out = (opt["out"] if kind == "conv" else c, window_size(h, k, s, p), window_size(w, k, s, p))
-        if kind in ("conv", "dwconv"):
-            per_output = (c / opt["groups"] if kind == "conv" else 1) * k * k  # weights feeding one output value
-            row.weights = out[0] * per_output
-            row.macs = row.weights * out[1] * out[2]
-    elif kind == "convT":
-        c, h, w = shape
-        k, s, p = opt["k"], opt["s"], opt["p"]
-        out = (opt["out"], transposed_size(h, k, s, p), transposed_size(w, k, s, p))
-        row.weights = c * opt["out"] * k * k
-        row.macs = row.weights * h * w  # every input value meets every weight of its channel
-    elif kind == "dense":
-        out = (opt["out"],)
-        row.weights = shape[0] * opt["out"]
-        row.macs = row.weights
-    elif kind == "upsample":
-        c, h, w = shape
-        out = (c, h * opt["scale"], w * opt["scale"])
-    elif kind == "flatten":
-        out = (prod(shape),)
-    elif kind == "gap":
-        out = (shape[0],)
-    elif kind == "bn":
-        out = shape
-        row.weights = row.biases = shape[0]  # scale gamma and shift beta
-        row.buffers = 2 * shape[0]  # running mean and variance
-    elif kind == "save":
-        out = shape
-        saved[opt["name"]] = shape
-    elif kind == "cat":
-        out = (shape[0] + saved[opt["name"]][0],) + tuple(shape[1:])
-    else:  # activations, dropout, add: same shape
-        out = shape
-    if kind in ("conv", "dwconv", "convT", "dense"):
-        row.biases = out[0] * bias
-        row.bias_adds = prod(out) * bias
-    row.params = row.trainable_params = row.weights + row.biases
-    row.activation_bytes = 0 if kind in NO_NEW_MEMORY else BYTES * prod(out)
-    return out, row
+def _row(name: str, at: At, out: tuple) -> LayerCount:
+    """One layer's row, from its record's counts."""
+    counts = at.kind.counts(at, out)
+    params = counts.weights + counts.biases
+    return LayerCount(name, at.kind.type_name(at), output_shape=list(out), input_shape=list(at.shape),
+                      weights=counts.weights, biases=counts.biases, params=params, trainable_params=params,
+                      buffers=counts.buffers, macs=counts.macs, bias_adds=counts.bias_adds,
+                      activation_bytes=BYTES * prod(out) if at.kind.new_memory else 0)
 
 
 def formulas(layers: list[Layer], in_shape: tuple, values: dict, options: ModelOptions) -> list[LayerCount]:
     """Exact per-layer formulas. `values` maps names to sympy symbols or numbers; `in_shape` may hold symbols."""
     layers = apply_options(layers, options)
-    shape = tuple(sp.sympify(d) for d in in_shape)
-    saved: dict = {}
+    walk = ShapeWalk(tuple(sp.sympify(d) for d in in_shape))
     rows = []
     for layer, name in zip(layers, module_names(layers)):
-        opt = {k: v if k in TEXT_OPTIONS or v is None else sp.sympify(evaluate(v, values, layer.where()))
-               for k, v in layer.options.items()}
-        if layer.kind in ("cat", "add") and opt["name"] not in saved:
-            raise CnnlabError(f"{layer.where()}: nothing was saved as '{opt['name']}' before this layer")
-        out, row = _layer_formulas(layer, opt, shape, saved)
-        kind_type = TYPES.get(layer.kind) or ("BatchNorm2d" if len(shape) == 3 else "BatchNorm1d")
-        rows.append(replace(row, name=name, type=kind_type, input_shape=list(shape), output_shape=list(out)))
-        shape = out
+        at = walk.enter(layer, values, number=sp.sympify)
+        out = at.kind.out_shape(at)
+        rows.append(_row(name, at, out))
+        walk.leave(at, out)
     return rows
 
 
@@ -124,12 +75,10 @@ def total_stride(layers: list[Layer], values: dict) -> Optional[int]:
     """The product of the strides of the layers that shrink the image (None if a stride is a name)."""
     total = 1
     for layer in layers:
-        if layer.kind in ("conv", "dwconv", "maxpool", "avgpool"):
-            s = layer.options["s"] if layer.options["s"] is not None else layer.options["k"]
-            s = sp.sympify(evaluate(s, values, layer.where()))
-            if not s.is_Integer:
-                return None
-            total *= int(s)
+        s = sp.sympify(evaluate(KINDS[layer.kind].shrink(layer.options), values, layer.where()))
+        if not s.is_Integer:
+            return None
+        total *= int(s)
     return total
 
 
@@ -181,11 +130,6 @@ def assumptions_for(layers: list[Layer], values: dict, in_shape: tuple) -> Assum
     if stride and stride > 1:
         multiple = {d: stride for d in in_shape[1:] if isinstance(d, sp.Symbol)}
     return Assumptions(odd, multiple)
-
-
-def parse_dim(d):
-    """An input dimension: an integer, or a name (kept as text until values are known)."""
-    return d if isinstance(d, int) else (int(d) if str(d).isdigit() else str(d))
 
 
 @dataclass

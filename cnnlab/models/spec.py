@@ -10,6 +10,7 @@ same spec can be counted symbolically (analysis) or instantiated (builder).
 Skip connections: `save NAME` remembers the current tensor; `cat NAME` concatenates it along
 channels (U-Net), `add NAME` adds it (residual). `dwconv k3 p1` is a depthwise convolution (one
 filter per input channel, as many outputs as inputs), the first half of a separable convolution.
+Every kind, its options and their defaults: `cnnlab.models.layers`.
 """
 from __future__ import annotations
 
@@ -20,36 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models.layers import REQUIRED, kind_of
 
 Value = Union[int, float, str]
 
-# kind -> (positional argument names, {option: default}); a default of `...` means required.
-KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "conv": (("out",), {"out": ..., "k": 3, "s": 1, "p": 0, "bias": 1, "groups": 1}),
-    "dwconv": ((), {"k": 3, "s": 1, "p": 0, "bias": 1}),  # depthwise: one k x k filter per input channel
-    "convT": (("out",), {"out": ..., "k": 2, "s": 2, "p": 0, "bias": 1}),
-    "dense": (("out",), {"out": ..., "bias": 1, "in": None}),
-    "maxpool": (("k",), {"k": 2, "s": None, "p": 0}),
-    "avgpool": (("k",), {"k": 2, "s": None, "p": 0}),
-    "gap": ((), {}),
-    "flatten": ((), {}),
-    "bn": ((), {}),
-    "act": ((), {}),
-    "relu": ((), {}),
-    "elu": ((), {}),
-    "silu": ((), {}),
-    "gelu": ((), {}),
-    "tanh": ((), {}),
-    "sigmoid": ((), {}),
-    "leaky_relu": ((), {}),
-    "dropout": (("p",), {"p": None}),
-    "upsample": (("scale",), {"scale": 2, "mode": None}),  # mode None: the model's upsample option
-    "save": (("name",), {"name": ...}),
-    "cat": (("name",), {"name": ...}),
-    "add": (("name",), {"name": ...}),
-}
-ACTIVATION_KINDS = ("relu", "elu", "silu", "gelu", "tanh", "sigmoid", "leaky_relu")
-TEXT_OPTIONS = {"mode", "name"}  # options whose value is a word, not an expression
 SHORTHAND = re.compile(r"^([ksp])(\d+)$")
 
 
@@ -74,8 +49,8 @@ def split_layers(spec: str | list[str]) -> list[str]:
     return [p.strip() for p in parts if p.strip() and not p.strip().startswith("#")]
 
 
-def _value(word: str, option: str) -> Value:
-    if option in TEXT_OPTIONS:
+def _value(word: str, option: str, words: frozenset[str]) -> Value:
+    if option in words:
         return word
     try:
         return int(word)
@@ -90,9 +65,8 @@ def _value(word: str, option: str) -> Value:
 def parse_layer(text: str, index: int) -> Layer:
     words = text.split()
     kind = words[0]
-    if kind not in KINDS:
-        raise CnnlabError(f"layer {index} '{text}': unknown layer kind '{kind}'; known kinds: {', '.join(KINDS)}")
-    positional, defaults = KINDS[kind]
+    record = kind_of(kind, f"layer {index} '{text}'")
+    positional, defaults = record.positional, record.options
     options: dict[str, Value] = {}
     pending = list(positional)
     for word in words[1:]:
@@ -108,10 +82,10 @@ def parse_layer(text: str, index: int) -> Layer:
             raise CnnlabError(f"layer {index} '{text}': unknown option '{key}'; options of {kind}: {', '.join(defaults) or 'none'}")
         if key in pending:
             pending.remove(key)
-        options[key] = _value(val, key)
+        options[key] = _value(val, key, record.words)
     for key, default in defaults.items():
         if key not in options:
-            if default is ...:
+            if default is REQUIRED:
                 raise CnnlabError(f"layer {index} '{text}': missing '{key}' (e.g. '{kind} {'32' if key == 'out' else 'x'}')")
             options[key] = default
     return Layer(kind, options, text, index)
@@ -160,7 +134,8 @@ def names_in(layers: list[Layer]) -> set[str]:
     """The hyper-parameter names a spec uses (for symbolic counting and for checking args)."""
     found: set[str] = set()
     for layer in layers:
+        words = kind_of(layer.kind, layer.where()).words
         for key, val in layer.options.items():
-            if isinstance(val, str) and key not in TEXT_OPTIONS:
+            if isinstance(val, str) and key not in words:
                 found |= {n.id for n in ast.walk(ast.parse(val, mode="eval")) if isinstance(n, ast.Name)}
     return found
