@@ -24,7 +24,8 @@ from cnnlab.device import matmul_peak_gflops
 from cnnlab.config import validate
 from cnnlab.data import prepare
 from cnnlab.data.root import data_root
-from cnnlab.data.sources import extract_once, find_inside, locate
+from cnnlab.data.archives import extract_once, find_inside
+from cnnlab.data.sources import locate
 from cnnlab.models import create_model
 
 

@@ -345,16 +345,16 @@ def cost_finetune(
 @data_app.command("list")
 def data_list(data_dir: Optional[str] = DATA_DIR):
     """Show each dataset, where it was looked for, and whether it was found."""
-    from cnnlab.config import DATASETS
+    from cnnlab.data.registry import DATASETS
     from cnnlab.data.root import data_root
     from cnnlab.data.sources import candidates
 
     root = data_root(data_dir)
     print(f"data root: {root}")
     table = Table("dataset", "looked for", "kind", "found")
-    for name in DATASETS:
-        if name in ("idx", "imagefolder"):
-            table.add_row(name, "data.path (any folder or archive)", "", "-")
+    for name, dataset in DATASETS.items():
+        if dataset.given_path:
+            table.add_row(name, "data.path (any folder or archive)", dataset.given_path, "-")
             continue
         used = False
         for i, c in enumerate(candidates(name, root)):

@@ -12,11 +12,11 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cnnlab.data.registry import DATASETS
 from cnnlab.errors import CnnlabError
 from cnnlab.models.layers import ACTIVATIONS, UPSAMPLE_MODES
 from cnnlab.models.zoo import ZOO
 
-DATASETS = ("cifar10", "fashion_mnist", "mnist", "idx", "imagefolder", "pennfudan")
 
 
 class Section(BaseModel):
@@ -29,7 +29,7 @@ class AugmentConfig(Section):
 
 
 class DataConfig(Section):
-    dataset: Literal[DATASETS] = "fashion_mnist"
+    dataset: Literal[tuple(DATASETS)] = "fashion_mnist"
     path: Optional[str] = Field(None, description="folder or archive for idx/imagefolder (relative to the data root)")
     image_size: Optional[int] = Field(None, ge=4, description="resize image-folder images to this square size")
     colour_class: str = Field("horse", description="colourize: the class whose images are used, or 'all'")
@@ -187,9 +187,10 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _task_fits_dataset(self):
-        if (self.task == "segment") != (self.data.dataset == "pennfudan"):
-            raise ValueError(f"task '{self.task}' does not fit data.dataset '{self.data.dataset}': "
-                             "segment needs a dataset with masks (pennfudan); pennfudan is for task: segment")
+        if (self.task == "segment") != DATASETS[self.data.dataset].masks:
+            with_masks = ", ".join(name for name, d in DATASETS.items() if d.masks)
+            raise ValueError(f"task '{self.task}' does not fit data.dataset '{self.data.dataset}': segment needs "
+                             f"a dataset with masks ({with_masks}), and datasets with masks are for task: segment")
         return self
 
     @model_validator(mode="after")

@@ -10,7 +10,8 @@ from cnnlab.config import validate
 from cnnlab.data import load_images, prepare, split_indices
 from cnnlab.data.augment import random_crop, random_flip
 from cnnlab.data.loader import DeviceBatches
-from cnnlab.data.sources import CIFAR10_CLASSES, FASHION_CLASSES, locate
+from cnnlab.data.registry import CIFAR10_CLASSES, FASHION_CLASSES
+from cnnlab.data.sources import locate
 from cnnlab.errors import CnnlabError
 
 
@@ -111,7 +112,8 @@ def test_image_folder_by_path_and_corrupt_image_named(data_root, tmp_path):
 
 
 def test_truncated_idx_file_is_named(tmp_path):
-    from cnnlab.data.sources import DEBIAN_FASHION, IDX_FILES
+    from cnnlab.data.decoders import IDX_FILES
+    from cnnlab.data.registry import DEBIAN_FASHION
 
     for name in IDX_FILES:
         shutil.copy(DEBIAN_FASHION / f"{name}.gz", tmp_path / f"{name}.gz")
@@ -140,7 +142,7 @@ def test_official_cifar_batches_read_safely(data_root, tmp_path):
     assert torch.equal(tr.images[:4], train.images[:4]) and tr.labels.tolist() == train.labels[:20].tolist()
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [os_system_probe]}))
     with pytest.raises(CnnlabError, match="refusing to load"):
-        from cnnlab.data.sources import read_cifar_batches
+        from cnnlab.data.decoders import read_cifar_batches
 
         read_cifar_batches(folder)
 

@@ -14,7 +14,9 @@ import torch
 from cnnlab.data.cache import load_cached
 from cnnlab.data.colour import fit_palette, quantise, to_grey
 from cnnlab.data.loader import DeviceBatches
-from cnnlab.data.sources import ImageSet, locate
+from cnnlab.data.decoders import ImageSet
+from cnnlab.data.registry import lookup
+from cnnlab.data.sources import locate
 from cnnlab.data.splits import class_balanced_subset, random_split, random_subset, stratified_split
 from cnnlab.errors import CnnlabError
 
@@ -33,14 +35,11 @@ class Splits:
     palette: Optional[torch.Tensor] = None  # colourize: (NC, 3) RGB centres, 0..255
 
 
-# (C, H, W) and class count of the datasets whose files fix them, so a model can be sized without loading data
-KNOWN_SHAPES = {"cifar10": ((3, 32, 32), 10), "fashion_mnist": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10)}
-
-
 def input_shape(data_cfg, root: Path) -> tuple[tuple[int, int, int], int]:
-    """((C, H, W), number of classes) of the configured dataset: known ones without loading, others from the cache."""
-    if data_cfg.dataset in KNOWN_SHAPES and data_cfg.image_size is None:
-        return KNOWN_SHAPES[data_cfg.dataset]
+    """((C, H, W), number of classes): from the registry where the files fix them, else from the loaded images."""
+    record = lookup(data_cfg.dataset)
+    if record.shape is not None:
+        return record.shape, len(record.classes)
     train, _, _ = load_images(data_cfg, root)
     return tuple(train.images.shape[1:]), len(train.classes)
 
@@ -48,9 +47,8 @@ def input_shape(data_cfg, root: Path) -> tuple[tuple[int, int, int], int]:
 def load_images(data_cfg, root: Path) -> tuple[ImageSet, ImageSet, Path]:
     """(train, test, where they came from) for the configured dataset, via the tensor cache."""
     found = locate(data_cfg.dataset, root, data_cfg.path, data_cfg.image_size)
-    size = data_cfg.image_size or (128 if data_cfg.dataset == "pennfudan" else None)
-    variant = f"size{size}" if size else ""
-    train, test = load_cached(data_cfg.dataset, found, variant)
+    size = lookup(data_cfg.dataset).decode_size(data_cfg.image_size)
+    train, test = load_cached(data_cfg.dataset, found, f"size{size}" if size else "")
     return train, test, found.path
 
 

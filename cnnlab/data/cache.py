@@ -8,7 +8,8 @@ import torch
 
 from cnnlab.atomic import save_torch
 from cnnlab.data.root import cache_dir
-from cnnlab.data.sources import Candidate, ImageSet
+from cnnlab.data.decoders import ImageSet
+from cnnlab.data.sources import Candidate
 
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
 

@@ -1,0 +1,60 @@
+"""A dataset given as a folder or an archive: extract archives once into the cache, then find a known layout inside.
+
+Not torchvision's extract_archive: it extracts tar members without tarfile's "data" filter, so an
+archive entry such as ../x is written outside the target folder (checked with torchvision 0.29 on
+Python 3.11); data.path may name any archive, so extraction here refuses such entries.
+"""
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from cnnlab.data.decoders import Classes, ImageSet, Layout
+from cnnlab.data.root import cache_dir
+from cnnlab.errors import CnnlabError
+
+
+def extract_once(archive: Path) -> Path:
+    """Extract an archive into the cache (once; a marker file says it finished) and return the folder."""
+    stem = archive.name.split(".")[0]
+    target = cache_dir() / "extracted" / f"{stem}-{archive.stat().st_size}"
+    done = target / ".complete"
+    if done.exists():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(target)
+        else:
+            with tarfile.open(archive) as t:
+                t.extractall(target, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CnnlabError(f"cannot extract {archive}: {e}; the archive is corrupt or truncated, get it again") from None
+    done.touch()
+    return target
+
+
+def find_inside(folder: Path, test: Callable[[Path], bool], depth: int = 3) -> Optional[Path]:
+    """The first folder at most `depth` levels below `folder` (itself included) that passes `test`."""
+    level = [folder]
+    for _ in range(depth + 1):
+        for f in level:
+            if test(f):
+                return f
+        level = [c for f in level for c in sorted(f.iterdir()) if c.is_dir()]
+    return None
+
+
+def read_folder_or_archive(path: Path, layouts: Sequence[Layout], size: Optional[int],
+                           classes: Classes) -> tuple[ImageSet, ImageSet]:
+    """Decode the first of `layouts` found in the folder `path`, or in the archive `path` once extracted."""
+    folder = extract_once(path) if path.is_file() else path
+    for layout in layouts:
+        found = find_inside(folder, layout.recognise)
+        if found is not None:
+            return layout.read(found, size, classes)
+    raise CnnlabError(f"{path} holds none of: {'; '.join(layout.what for layout in layouts)}. "
+                      "Point to the folder or archive that holds the dataset, or get it again")
