@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from cnnlab import metrics
 from cnnlab.errors import CnnlabError
 from cnnlab.sweep.claims import CELL, Board, Heartbeat
 from cnnlab.sweep.collect import brief
@@ -29,6 +30,7 @@ from cnnlab.sweep.storage import open_storage
 STORAGE_ENV = "CNNLAB_SWEEP_STORAGE"
 EVENTS = "events.jsonl"
 POLL_S = 2.0  # an idle worker looks for waiting (or stale) cells this often while others finish theirs
+GRID_METRIC = "val_acc"  # what a grid cell's line and value show: its validation accuracy at the best checkpoint
 FINISHED = {"completed": "completed", "failed": "run-failed", "pruned": "pruned"}  # run status -> outcome
 
 
@@ -139,12 +141,14 @@ class Worker:
 
     def objective_name(self) -> str:
         if self.study is None:
-            return "best val acc"
-        return "lowest val loss" if self.definition.base["search"]["metric"] == "val_loss" else "best val acc"
+            return f"best {metrics.label(GRID_METRIC)}"
+        from cnnlab.sweep.search import objective_name
+
+        return objective_name(self.definition.base["search"])
 
     def objective(self, run) -> Optional[float]:
         if self.study is None:
-            return run.summary().get("best_val_acc")
+            return run.summary().get(f"best_{GRID_METRIC}")
         from cnnlab.sweep.search import objective
 
         return objective(run.metrics(), self.definition.base["search"])
@@ -158,11 +162,11 @@ class Worker:
         from cnnlab.runfolder import RunFolder
         from cnnlab.runner import resume_run, start_run
 
-        metric = self.definition.base["search"]["metric"] if otrial is not None else None
+        metric = self.definition.base["search"]["metric"] if otrial is not None else GRID_METRIC
         epochs = cfg.train.epochs
 
         def epoch_end(row: dict) -> None:
-            self.say(f"{label}: epoch {row['epoch']}/{epochs} val acc {row['val_acc']:.4f} ({row['seconds']:.1f} s)")
+            self.say(f"{label}: epoch {row['epoch']}/{epochs} {metrics.label(metric)} {row[metric]:.4f} ({row['seconds']:.1f} s)")
             if beat.lost:
                 raise LostClaim()
             if otrial is not None:
