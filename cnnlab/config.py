@@ -12,10 +12,12 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cnnlab import metrics
 from cnnlab.errors import CnnlabError
 
 ACTIVATIONS = ("relu", "elu", "silu", "gelu", "tanh", "sigmoid", "leaky_relu")
 DATASETS = ("cifar10", "fashion_mnist", "mnist", "idx", "imagefolder", "pennfudan")
+MONITORS = tuple(metrics.split_key("val", m) for m in metrics.SPLIT_METRICS)  # validation metrics best.pt can follow
 
 
 class Section(BaseModel):
@@ -94,6 +96,8 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast on CPU and GPU")
     channels_last: bool = True
     compile: bool = False
+    monitor: Optional[Literal[MONITORS]] = Field(None, description="the validation metric that picks best.pt, e.g. val_loss "
+                                                 "(lowest kept) or val_acc (highest kept); default: the task's, val_acc (val_iou for segment)")
 
 
 class FiguresConfig(Section):

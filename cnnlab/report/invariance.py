@@ -22,8 +22,8 @@ def output_shift(plain_run: RunFolder, moved_run: RunFolder, data_root: Path) ->
     """Both final models on the same test images (each through its own input transform)."""
     results = []
     for run in (plain_run, moved_run):
-        cfg, splits, model = restore(run, data_root, which="last")
-        results.append(predict(model, splits.test, cfg.train.precision == "bf16"))
+        built = restore(run, data_root, which="last")
+        results.append(predict(built.model, built.data.test, built.cfg.train.precision == "bf16"))
     a, b = results
     diff = (a - b).abs()
     return {
