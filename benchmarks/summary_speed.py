@@ -21,7 +21,7 @@ import torch
 from cnnlab.analysis.count import count
 from cnnlab.analysis.render import render
 from cnnlab.analysis.summary import Options, document, summarise
-from cnnlab.models.resolve import resolve
+from cnnlab.analysis.subject import resolve
 
 
 def timed(fn, repeats: int) -> tuple[list[float], object]:

@@ -28,10 +28,14 @@ DATA_DIR = typer.Option(None, "--data-dir", help="data root (default: $CNNLAB_DA
 
 
 def epoch_line(row: dict, epochs: int) -> str:
-    iou = {s: f" iou {row[f'{s}_iou']:.4f}" if f"{s}_iou" in row else "" for s in ("val", "test")}
-    return (f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}{iou['val']} | "
-            f"test acc {row['test_acc']:.4f}{iou['test']} | {row['seconds']:.1f} s, {row['images_per_s']:,.0f} img/s")
+    """One printed line per epoch: every split's metrics (as the vocabulary names them), then time and speed."""
+    from cnnlab import metrics
+
+    splits = [f"{name} " + " ".join(f"{metrics.SPLIT_METRICS[m].label} {row[k]:.{metrics.digits(k)}f}"
+                                    for m in metrics.SPLIT_METRICS if (k := metrics.split_key(split, m)) in row)
+              for split, name in metrics.SPLITS.items()]
+    return (f"epoch {row['epoch']}/{epochs}  " + " | ".join(splits)
+            + f" | {row['seconds']:.1f} s, {row['images_per_s']:,.0f} images/s")
 
 
 class ConsoleProgress:
@@ -156,6 +160,7 @@ def sweep(
 
 def print_comparison(analysis) -> None:
     """The comparison as a table, then one line per test in words."""
+    from cnnlab import metrics
     from cnnlab.report.run_report import fmt
 
     result = analysis.result
@@ -173,7 +178,7 @@ def print_comparison(analysis) -> None:
         return
     table = Table(Column("variant", overflow="fold"), "n", "final mean ± std", "min", "max", "95% CI",
                   "best mean ± std", "95% CI",
-                  title=f"{result['metric']} over seeds (final: last epoch; best: epoch of best validation accuracy)")
+                  title=f"{metrics.label(result['metric'])} over seeds (final: last epoch; best: epoch of the best checkpoint)")
     ci = lambda s: f"[{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]" if s["ci95"] else "-"
     for v in result["variants"]:
         f, b = v["final"], v["best"]
@@ -197,7 +202,7 @@ def compare(
     by: Optional[List[str]] = typer.Option(None, "--by", help="group runs by these config keys (repeat, or comma-separate); default: the sweep's grid, else every key that differs"),
     output: str = typer.Option("table", "--format", help="table or json"),
     alpha: float = typer.Option(0.05, "--alpha", help="significance level of the tests"),
-    stat: str = typer.Option("final", "--stat", help="what the tests compare: final (last epoch) or best (epoch of best validation accuracy)"),
+    stat: str = typer.Option("final", "--stat", help="what the tests compare: final (last epoch) or best (epoch of the best checkpoint, by train.monitor)"),
     log_x: bool = typer.Option(False, "--log-x", help="log-scale epochs in the band plots"),
     out: Optional[Path] = typer.Option(None, "--out", help="where compare.json, the band plots and report.html go (default: the sweep folder, else ./comparison)"),
 ):

@@ -12,11 +12,13 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cnnlab import metrics
 from cnnlab.data.registry import DATASETS
 from cnnlab.errors import CnnlabError
 from cnnlab.models.layers import ACTIVATIONS, UPSAMPLE_MODES
 from cnnlab.models.zoo import ZOO
 
+MONITORS = tuple(metrics.split_key("val", m) for m in metrics.SPLIT_METRICS)  # validation metrics best.pt can follow
 
 
 class Section(BaseModel):
@@ -95,6 +97,8 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast on CPU and GPU")
     channels_last: bool = True
     compile: bool = False
+    monitor: Optional[Literal[MONITORS]] = Field(None, description="the validation metric that picks best.pt, e.g. val_loss "
+                                                 "(lowest kept) or val_acc (highest kept); default: the task's, val_acc (val_iou for segment)")
 
 
 class FiguresConfig(Section):

@@ -17,10 +17,7 @@ from pathlib import Path
 from cnnlab import config as config_mod
 from cnnlab.atomic import write_json, write_jsonl, write_text
 from cnnlab.errors import CnnlabError
-
-
-# metrics.jsonl keys that measure the machine rather than the training: they differ between identical runs
-TIMING_KEYS = ("seconds", "train_seconds", "images_per_s", "train_gflop_per_s", "peak_mem_mb")
+from cnnlab.metrics import TIMING_KEYS  # noqa: F401  readers drop these metrics.jsonl keys to compare two runs
 
 
 class RunFolder:

@@ -18,7 +18,7 @@ from cnnlab.analysis.symbolic import SpecFormulas, symbol
 from cnnlab.analysis.whatif import WhatIf, separable_spec
 from cnnlab.errors import CnnlabError
 from cnnlab.models.recipe import from_zoo
-from cnnlab.models.resolve import resolve
+from cnnlab.analysis.subject import resolve
 from cnnlab.models.zoo import ZOO
 
 INPUT = ("C", "H", "W")

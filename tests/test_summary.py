@@ -24,7 +24,7 @@ from cnnlab.analysis.whatif import WhatIf
 from cnnlab.cli import app
 from cnnlab.errors import CnnlabError
 from cnnlab.models.recipe import from_spec, from_zoo
-from cnnlab.models.resolve import Subject, resolve
+from cnnlab.analysis.subject import Subject, resolve
 
 F32 = 4  # bytes per float32 value
 

@@ -83,7 +83,7 @@ def test_nan_loss_fails_the_run_and_keeps_last_good_checkpoint(data_root, tmp_pa
 
     def spy_init(self, *a, **k):
         original_init(self, *a, **k)
-        trainer_models.append(self.model)
+        trainer_models.append(self.built.model)
 
     trainer_mod.Trainer.__init__ = spy_init
     try:

@@ -6,6 +6,7 @@ training   one training step: memory estimated and measured, MACs
 whatif     the network changed (input scaled, separable convolutions, no batch norm)
 explain    the shape arithmetic of every layer
 finetune   whole network versus last layer only, measured
+subject    the MODEL argument of `cnnlab summary` and `cnnlab cost` (zoo, spec, experiment, torchvision) made buildable
 summary    the pipeline behind `cnnlab summary`; render writes its tables
 layers     the per-layer table a run records
 """

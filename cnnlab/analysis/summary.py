@@ -21,7 +21,7 @@ from cnnlab.analysis.whatif import (Converted, WhatIf, match_rows, no_bn_module,
                                     separable_spec, speedup_formula)
 from cnnlab.device import pick_device
 from cnnlab.errors import CnnlabError
-from cnnlab.models.resolve import Subject
+from cnnlab.analysis.subject import Subject
 
 ALL_COLUMNS = ("name", "type", "input_shape", "output_shape", "weights", "biases", "params", "trainable_params",
                "frozen_params", "buffers", "macs", "bias_adds", "activation_bytes")
@@ -455,7 +455,7 @@ def subject_and_input(model: str, assignments: list[str], input_text: Optional[s
     Names in the input (1xHxW, and H and W by default with --symbolic) are input sizes; the rest are
     the model's hyper-parameters.
     """
-    from cnnlab.models.resolve import parse_assignments, parse_input, resolve
+    from cnnlab.analysis.subject import parse_assignments, parse_input, resolve
 
     given = parse_assignments(assignments)
     in_shape = parse_input(input_text) if input_text else None

@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.analysis.count import _storage, _tensors, hooked, model_device, stand_ins
 from cnnlab.config import OptimConfig
-from cnnlab.engine.optim import make_optimizer
+from cnnlab.optimizers import make_optimizer
 
 OPTIMIZERS = {
     "sgd": OptimConfig(name="sgd", momentum=0.0),

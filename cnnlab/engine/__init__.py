@@ -1,0 +1,11 @@
+"""Engine: train one run, nothing else (no figures, no reports; cnnlab.runner records how a run ends).
+
+build       build_run: data, model, optimizer, task and monitored metric from a config
+trainer     the loop: epochs into a run folder, resumable from last.pt
+tasks       losses and metric tallies (classification, per-pixel)
+optim       learning-rate schedules, L1 penalty
+checkpoint  atomic checkpoints and the policy that picks best.pt
+summary     the layout of summary.json
+flags       torch's process-wide switches, set for one run and put back
+restore     a finished run's model and data, for reports
+"""

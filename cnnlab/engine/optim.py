@@ -1,22 +1,10 @@
-"""Optimizers and learning-rate schedules; the rate is a plain function of the step (nothing to checkpoint)."""
+"""Learning-rate schedules and the L1 penalty; the rate is a plain function of the step (nothing to checkpoint).
+The optimizers themselves come from cnnlab.optimizers (counting builds the same ones)."""
 from __future__ import annotations
 
 import math
 
 import torch
-
-from cnnlab.errors import CnnlabError
-
-
-def make_optimizer(params, cfg) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise CnnlabError("the model has no trainable parameters; unfreeze at least one layer")
-    if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
 
 def lr_at(step: int, total_steps: int, steps_per_epoch: int, lr: float, cfg) -> float:

@@ -1,27 +1,25 @@
-"""Bring a finished run back: its config, its data splits and its model with a checkpoint's weights."""
+"""Bring a finished run back: built from its own config, with a checkpoint's weights."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from cnnlab import data as data_mod
 from cnnlab.engine import checkpoint
-from cnnlab.device import pick_device
-from cnnlab.models import create_model
+from cnnlab.engine.build import BuiltRun, build_run
 from cnnlab.runfolder import RunFolder
 
 
-def restore(run: RunFolder, data_root: Path, which: str = "best"):
-    """(config, splits, model in eval mode) for `run`, with weights from checkpoints/<which>.pt."""
-    cfg = run.config()
-    device = pick_device(cfg.device)
-    splits = data_mod.prepare(cfg, data_root, device)
-    model = create_model(cfg.model, splits.shape, len(splits.classes))
-    memory = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory)
-    model.load_state_dict(checkpoint.load(run.checkpoints / f"{which}.pt", device)["model"])
-    return cfg, splits, model.eval()
+def restore(run: RunFolder, data_root: Path, which: str = "best") -> BuiltRun:
+    """The run's data and model (in eval mode) with the weights of checkpoints/<which>.pt."""
+    built = build_run(run.config(), data_root)
+    load_weights(built, run.checkpoints / f"{which}.pt")
+    return built
+
+
+def load_weights(built: BuiltRun, path: Path) -> None:
+    built.model.load_state_dict(checkpoint.load(path, built.device)["model"])
+    built.model.eval()
 
 
 def predict(model, batches, autocast_bf16: bool = False) -> torch.Tensor:

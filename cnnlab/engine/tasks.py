@@ -1,7 +1,8 @@
-"""What is learned and how it is scored. Classification here; per-pixel tasks fit the same interface.
+"""What is learned and how it is scored: classification (one class per image) and per-pixel classification
+(colourization, segmentation).
 
 A task turns model outputs and targets into a loss, and tallies metrics on the device (no sync per
-batch) into a dict with the keys every run folder uses: loss, acc (and more for dense tasks).
+batch) into a dict keyed by the names of cnnlab.metrics: loss, acc (and iou, miou for segmentation).
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ class ClassificationTask:
     """Cross-entropy over classes; accuracy is the share of top-1 predictions that are right."""
 
     name = "classify"
-    monitor = "acc"  # the validation metric that picks best.pt
+    metrics = ("loss", "acc")  # what `result` returns
+    monitor = "acc"  # the validation metric that picks best.pt unless train.monitor names another
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0):
         self.num_classes = num_classes
@@ -58,6 +60,7 @@ class PixelTask:
         self.num_classes = num_classes
         self.iou = iou
         self.label_smoothing = label_smoothing
+        self.metrics = ("loss", "acc", "iou", "miou") if iou else ("loss", "acc")
         self.monitor = "iou" if iou else "acc"
 
     @property

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnnlab import metrics
 from cnnlab.atomic import write_json, write_text
 from cnnlab.report.run_report import TEMPLATES, embed_png, fmt
 from cnnlab.runfolder import RunFolder
@@ -15,7 +16,8 @@ def write_invariance_report(folder: Path, comparison: dict, plain: RunFolder, mo
     label = f"a={comparison['affine_a']:g}, b={comparison['affine_b']:g}"
     histories = {"plain": plain.metrics(), label: moved.metrics()}
     figures = []
-    for metric, title in (("loss", "Loss"), ("acc", "Accuracy")):
+    for metric in metrics.families(histories["plain"][0]) if histories["plain"] else []:
+        title = metrics.SPLIT_METRICS[metric].title
         path = plot_runs(histories, metric, folder / "figures" / f"{metric}.png", f"{title}: plain vs {label}")
         figures.append({"title": title, "file": f"figures/{path.name}", "data": embed_png(path)})
     context = {"c": comparison, "label": label, "figures": figures, "fmt": fmt,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jinja2
 
+from cnnlab import metrics
 from cnnlab.atomic import write_text
 from cnnlab.runfolder import RunFolder
 from cnnlab.viz.curves import plot_metric
@@ -29,25 +30,15 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
-SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
-METRIC_NAMES = {"loss": "loss", "acc": "accuracy", "iou": "IoU", "miou": "mean IoU"}
-EPOCH_EXTRAS = [("lr", "lr", 5), ("seconds", "seconds", 1), ("images_per_s", "images/s", 0), ("peak_mem_mb", "peak MB", 0)]
-
-
-def metric_keys(row: dict) -> list[tuple[str, str]]:
-    """(key, label) of every split metric a row holds, in a fixed order: train, val, test x loss, acc, iou, miou."""
-    return [(f"{s}_{m}", f"{SPLIT_NAMES[s]} {METRIC_NAMES[m]}") for s in SPLIT_NAMES for m in METRIC_NAMES
-            if f"{s}_{m}" in row]
-
-
 def final_table(summary: dict) -> list[tuple[str, str]]:
     """The metric table every report ends with: final epoch, then the best checkpoint's test metrics."""
     final = summary.get("final") or {}
-    rows = [(label, final.get(key)) for key, label in metric_keys(final)]
-    monitor = dict(metric_keys(final)).get(summary.get("monitor", "val_acc"), "validation accuracy")
+    keys = metrics.split_keys(final)
+    rows = [(metrics.label(key), final.get(key)) for key in keys]
+    monitor = metrics.label(summary.get("monitor", "val_acc"))
     rows.append((f"best {monitor} (epoch {summary.get('best_epoch')})", summary.get("best_value")))
-    rows += [(f"{label} at best {monitor}", summary.get(f"{key}_at_best"))
-             for key, label in metric_keys(final) if key.startswith("test_") and key != "test_loss"]
+    rows += [(f"{metrics.label(key)} at best {monitor}", summary.get(f"{key}_at_best"))
+             for key in keys if key.startswith("test_") and key != "test_loss"]
     return [(name, fmt(v)) for name, v in rows]
 
 
@@ -66,11 +57,19 @@ def architecture_table(rows: list[dict]) -> tuple[list[dict], dict]:
 
 
 def epoch_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """One row per epoch: every split metric, then the learning rate and the timings, as the vocabulary shows them."""
     if not history:
         return [], []
-    keys = [("epoch", "epoch", 0)] + [(k, label, 4) for k, label in metric_keys(history[0])] + EPOCH_EXTRAS
-    header = [label for _, label, _ in keys]
-    return header, [[fmt(row.get(k), d) if d else str(round(row[k])) if k in row else "-" for k, _, d in keys] for row in history]
+    keys = metrics.split_keys(history[0]) + metrics.epoch_keys(history[0])
+    header = ["epoch"] + [metrics.label(k, unit=k in metrics.EPOCH_METRICS) for k in keys]
+
+    def cell(row: dict, key: str) -> str:
+        if key not in row:
+            return "-"
+        d = metrics.digits(key)
+        return fmt(row[key], d) if d else str(round(row[key]))
+
+    return header, [[str(row["epoch"])] + [cell(row, k) for k in keys] for row in history]
 
 
 def write_run_report(run_dir: Path) -> Path:
@@ -78,10 +77,10 @@ def write_run_report(run_dir: Path) -> Path:
     run = RunFolder.open(run_dir)
     history, summary = run.metrics(), run.summary()
     figures = []
-    if history:
-        for metric, title in (("loss", "Loss"), ("acc", "Accuracy")):
-            path = plot_metric(history, metric, run.figures / f"{metric}.png", title=f"{title} per epoch")
-            figures.append({"title": f"{title} per epoch", "file": f"figures/{path.name}", "data": embed_png(path)})
+    for metric in metrics.families(history[0]) if history else []:  # loss and accuracy; IoU too for segmentation
+        title = f"{metrics.SPLIT_METRICS[metric].title} per epoch"
+        path = plot_metric(history, metric, run.figures / f"{metric}.png", title=title)
+        figures.append({"title": title, "file": f"figures/{path.name}", "data": embed_png(path)})
     pictures = [{**fig, "data": embed_png(run.path / fig["file"])} for fig in summary.get("figures", [])
                 if (run.path / fig["file"]).exists()]
     header, epoch_rows = epoch_table(history)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cnnlab import metrics
 from cnnlab.atomic import write_json, write_text
 from cnnlab.report.run_report import TEMPLATES, embed_png, fmt
 from cnnlab.sweep import stats
 from cnnlab.sweep.collect import Run, brief, show
 from cnnlab.sweep.compare import Analysis
-from cnnlab.viz.bands import metric_label, plot_bands
+from cnnlab.viz.bands import plot_bands
 
-PLOTTED = ("train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc")
+# band plots: per metric, its training, validation and test curves (those the runs recorded)
+PLOTTED = tuple(metrics.split_key(s, m) for m in metrics.SPLIT_METRICS for s in metrics.SPLITS)
 
 
 def _link(out_dir: Path, run: Run) -> str:
@@ -29,9 +31,15 @@ def _trials(analysis: Analysis, out_dir: Path) -> list[dict]:
         value = objective(run.history, search)
         rows.append({"trial": run.path.name, "status": run.status, "value": value, "epochs": len(run.history),
                      "params": {k: run.config.get(k) for k in search["params"]}, "link": _link(out_dir, run)})
-    worst = float("inf") if search["metric"] == "val_loss" else float("-inf")
-    sign = 1 if search["metric"] == "val_loss" else -1
+    sign = 1 if metrics.mode(search["metric"]) == "min" else -1
+    worst = sign * float("inf")
     return sorted(rows, key=lambda r: sign * (worst if r["value"] is None else r["value"]))
+
+
+def _objective_name(definition) -> str:
+    from cnnlab.sweep.search import objective_name
+
+    return objective_name(definition.base["search"])
 
 
 def write_sweep_report(analysis: Analysis, out_dir: Path, log_x: bool = False) -> Path:
@@ -49,7 +57,7 @@ def write_sweep_report(analysis: Analysis, out_dir: Path, log_x: bool = False) -
     for key in PLOTTED:
         if key in present:
             path = plot_bands(curves, key, out_dir / "figures" / f"bands-{key}.png", log_x=log_x)
-            figures.append({"title": metric_label(key), "file": f"figures/{path.name}", "data": embed_png(path)})
+            figures.append({"title": metrics.label(key), "file": f"figures/{path.name}", "data": embed_png(path)})
     runs = [{"variant": v.name, "seed": r.config.get("seed"), "status": r.status, "path": str(r.path),
              "final": r.value(result["metric"], "final"), "best": r.value(result["metric"], "best"),
              "link": _link(out_dir, r)} for v in analysis.variants for r in v.runs]
@@ -60,7 +68,8 @@ def write_sweep_report(analysis: Analysis, out_dir: Path, log_x: bool = False) -
         "definition": definition,
         "axes": [(a.key, ", ".join(show(v) for v in a.values)) for a in definition.axes] if definition else [],
         "result": result,
-        "metric_label": metric_label(result["metric"]),
+        "metric_label": metrics.label(result["metric"]),
+        "objective": _objective_name(definition) if optuna_mode else None,
         "figures": figures,
         "runs": runs,
         "trials": _trials(analysis, out_dir) if optuna_mode else [],

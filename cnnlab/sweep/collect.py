@@ -31,7 +31,8 @@ class Run:
         return self.summary.get("status", "unknown")
 
     def value(self, metric: str, stat: str) -> Optional[float]:
-        """The metric at the last epoch ("final"), or at the best epoch by validation accuracy ("best")."""
+        """The metric at the last epoch ("final"), or at the epoch best.pt holds ("best": by train.monitor; run
+        folders that do not record it fall back to validation accuracy)."""
         if not self.history:
             return None
         if stat == "final":

@@ -16,6 +16,8 @@ from cnnlab.sweep.grid import DEFINITION, SweepDef
 from cnnlab.sweep.storage import open_storage, redact
 from cnnlab.sweep.worker import STORAGE_ENV, board_for, params_of
 
+WORKER_MODULE = "cnnlab.sweep_worker"  # the worker process's entry point (a top module: it hands the worker the runner)
+
 
 def default_storage(folder: Path) -> str:
     return f"sqlite:///{(folder / 'study.db').resolve()}"
@@ -52,7 +54,7 @@ def start_workers(folder: Path, url: str, count: int, threads: int, data_root: P
     env = dict(os.environ, **{STORAGE_ENV: url, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
     procs = []
     for i in range(1, count + 1):
-        cmd = [sys.executable, "-m", "cnnlab.sweep.worker", str(folder), "--index", str(i), "--threads", str(threads),
+        cmd = [sys.executable, "-m", WORKER_MODULE, str(folder), "--index", str(i), "--threads", str(threads),
                "--data-dir", str(data_root), "--stale-after", str(stale_after)]
         procs.append(subprocess.Popen(cmd, env=env))
     return procs

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import optuna
 
+from cnnlab import metrics
+
 
 def direction(search: dict) -> str:
-    return "minimize" if search["metric"] == "val_loss" else "maximize"
+    return "minimize" if metrics.mode(search["metric"]) == "min" else "maximize"
+
+
+def objective_name(search: dict) -> str:
+    """'best validation accuracy' or 'lowest validation loss': what a search optimises, in words."""
+    best = "lowest" if metrics.mode(search["metric"]) == "min" else "best"
+    return f"{best} {metrics.label(search['metric'])}"
 
 
 def sampler(search: dict, seed: int) -> optuna.samplers.BaseSampler:
@@ -38,8 +46,8 @@ def suggest(trial: optuna.Trial, search: dict) -> dict:
 
 
 def objective(history: list[dict], search: dict):
-    """The value of a finished (or pruned) trial: best validation accuracy, or lowest validation loss."""
+    """The value of a finished (or pruned) trial: the best value of its metric over the epochs it ran."""
     values = [row[search["metric"]] for row in history if row.get(search["metric"]) is not None]
     if not values:
         return None
-    return min(values) if search["metric"] == "val_loss" else max(values)
+    return min(values) if metrics.mode(search["metric"]) == "min" else max(values)

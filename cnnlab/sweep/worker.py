@@ -1,6 +1,6 @@
-"""One sweep worker process: claim a cell, run it (or resume its half-finished run folder), record the
-outcome, and repeat until every cell of the sweep is done. `cnnlab sweep` starts these as
-`python -m cnnlab.sweep.worker SWEEP_DIR ...` with the storage URL in $CNNLAB_SWEEP_STORAGE.
+"""One sweep worker: claim a cell, run it (or resume its half-finished run folder), record the outcome,
+and repeat until every cell of the sweep is done. The process (`python -m cnnlab.sweep_worker`) gives it
+the runner's start and resume (a CellRunner): sweep/ sits below the runner, which trains and finishes a run.
 
 A cell whose worker died is resumed, not rerun: its run folder keeps `last.pt` (written atomically after
 every epoch) and the trainer continues it as if it had never stopped, so no finished epoch is trained twice
@@ -9,17 +9,16 @@ creating it) holds nothing and is made anew. A finished run folder is never trai
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import signal
 import socket
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+from cnnlab import metrics
 from cnnlab.errors import CnnlabError
 from cnnlab.sweep.claims import CELL, Board, Heartbeat
 from cnnlab.sweep.collect import brief
@@ -29,7 +28,16 @@ from cnnlab.sweep.storage import open_storage
 STORAGE_ENV = "CNNLAB_SWEEP_STORAGE"
 EVENTS = "events.jsonl"
 POLL_S = 2.0  # an idle worker looks for waiting (or stale) cells this often while others finish theirs
+GRID_METRIC = "val_acc"  # what a grid cell's line and value show: its validation accuracy at the best checkpoint
 FINISHED = {"completed": "completed", "failed": "run-failed", "pruned": "pruned"}  # run status -> outcome
+
+
+@dataclass
+class CellRunner:
+    """How a cell's run is trained and finished (its end recorded, its report written)."""
+
+    start: Callable  # (cfg, run_dir, progress): a new run in run_dir
+    resume: Callable  # (run_dir, progress): continue the run in run_dir from its last.pt
 
 
 class LostClaim(Exception):
@@ -60,8 +68,8 @@ def append_event(folder: Path, **event) -> None:
 
 
 class Worker:
-    def __init__(self, folder: Path, storage_url: str, index: int, data_root: Path, stale_after: float):
-        self.folder, self.index, self.data_root = Path(folder), index, data_root
+    def __init__(self, folder: Path, storage_url: str, index: int, cells: CellRunner, stale_after: float):
+        self.folder, self.index, self.cells = Path(folder), index, cells
         self.definition = SweepDef.read(self.folder)
         storage = open_storage(storage_url)
         self.board = board_for(self.definition, storage, stale_after)
@@ -139,102 +147,54 @@ class Worker:
 
     def objective_name(self) -> str:
         if self.study is None:
-            return "best val acc"
-        return "lowest val loss" if self.definition.base["search"]["metric"] == "val_loss" else "best val acc"
+            return f"best {metrics.label(GRID_METRIC)}"
+        from cnnlab.sweep.search import objective_name
+
+        return objective_name(self.definition.base["search"])
 
     def objective(self, run) -> Optional[float]:
         if self.study is None:
-            return run.summary().get("best_val_acc")
+            return run.summary().get(f"best_{GRID_METRIC}")
         from cnnlab.sweep.search import objective
 
         return objective(run.metrics(), self.definition.base["search"])
 
     def train(self, cell: Cell, label: str, cfg, run_dir: Path, otrial, beat: Heartbeat) -> str:
         """Start, resume or find the cell's run folder; the outcome ('completed', 'run-failed', 'pruned')."""
-        import optuna
-
-        from cnnlab.engine.trainer import Progress
-        from cnnlab.report.run_report import write_run_report
+        from cnnlab.engine.trainer import Progress, Pruned
         from cnnlab.runfolder import RunFolder
-        from cnnlab.runner import resume_run, start_run
 
-        metric = self.definition.base["search"]["metric"] if otrial is not None else None
+        metric = self.definition.base["search"]["metric"] if otrial is not None else GRID_METRIC
         epochs = cfg.train.epochs
 
         def epoch_end(row: dict) -> None:
-            self.say(f"{label}: epoch {row['epoch']}/{epochs} val acc {row['val_acc']:.4f} ({row['seconds']:.1f} s)")
+            self.say(f"{label}: epoch {row['epoch']}/{epochs} {metrics.label(metric)} {row[metric]:.4f} ({row['seconds']:.1f} s)")
             if beat.lost:
                 raise LostClaim()
             if otrial is not None:
                 otrial.report(row[metric], row["epoch"])
                 if otrial.should_prune():
-                    raise optuna.TrialPruned()
+                    raise Pruned()  # the runner records the run as pruned
 
         progress = Progress(epoch_end=epoch_end)
-        try:
-            if (run_dir / "config.yaml").is_file():
-                run = RunFolder.open(run_dir)
-                if run.config().model_dump(mode="json") != cfg.model_dump(mode="json"):
-                    raise CnnlabError(f"{run_dir} holds a run of another config than this sweep's cell {cell.key}; "
-                                      f"move it away and run the sweep again")
-                status = run.summary().get("status")
-                if status in FINISHED:
-                    append_event(self.folder, cell=cell.key, event="found", worker=self.index, status=status)
-                    return FINISHED[status]
-                for row in run.metrics() if otrial is not None else []:
-                    otrial.report(row[metric], row["epoch"])  # what the pruner saw before the interruption
-                self.say(f"resume {label} from epoch {len(run.metrics()) + 1} in {run_dir}")
-                append_event(self.folder, cell=cell.key, event="resume", worker=self.index, epochs_done=len(run.metrics()))
-                resume_run(run_dir, self.data_root, progress)
-            else:
-                if run_dir.exists():
-                    shutil.rmtree(run_dir)  # made by a worker that died before writing its config: nothing in it
-                self.say(f"start {label} in {run_dir}")
-                append_event(self.folder, cell=cell.key, event="start", worker=self.index)
-                start_run(cfg, run_dir.parent, self.data_root, progress, run_dir=run_dir)
-        except optuna.TrialPruned:
-            run = RunFolder(run_dir)
-            summary = run.summary()
-            summary.update(status="pruned", pruned_at_epoch=summary.get("epochs_done"))
-            run.write_summary(summary)
-            write_run_report(run_dir)
-            return "pruned"
-        return "completed"
-
-
-def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cnnlab.sweep.worker", description=__doc__.split("\n")[0])
-    parser.add_argument("folder", type=Path, help="the sweep folder (with sweep.json)")
-    parser.add_argument("--index", type=int, default=1, help="this worker's number, shown in its messages")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--stale-after", type=float, default=None)
-    args = parser.parse_args(argv)
-    url = os.environ.get(STORAGE_ENV)
-    if not url:
-        sys.exit(f"error: set {STORAGE_ENV} to the sweep's storage URL")
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    import torch
-
-    from cnnlab.data.root import data_root
-    from cnnlab.sweep.claims import STALE_AFTER_S
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        worker = Worker(args.folder, url, args.index, data_root(args.data_dir), args.stale_after or STALE_AFTER_S)
-        worker.loop()
-    except CnnlabError as e:
-        print(f"[worker {args.index}] error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"[worker {args.index}] interrupted", file=sys.stderr, flush=True)
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()
+        if (run_dir / "config.yaml").is_file():
+            run = RunFolder.open(run_dir)
+            if run.config().model_dump(mode="json") != cfg.model_dump(mode="json"):
+                raise CnnlabError(f"{run_dir} holds a run of another config than this sweep's cell {cell.key}; "
+                                  f"move it away and run the sweep again")
+            status = run.summary().get("status")
+            if status in FINISHED:
+                append_event(self.folder, cell=cell.key, event="found", worker=self.index, status=status)
+                return FINISHED[status]
+            for row in run.metrics() if otrial is not None else []:
+                otrial.report(row[metric], row["epoch"])  # what the pruner saw before the interruption
+            self.say(f"resume {label} from epoch {len(run.metrics()) + 1} in {run_dir}")
+            append_event(self.folder, cell=cell.key, event="resume", worker=self.index, epochs_done=len(run.metrics()))
+            self.cells.resume(run_dir, progress)
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # made by a worker that died before writing its config: nothing in it
+            self.say(f"start {label} in {run_dir}")
+            append_event(self.folder, cell=cell.key, event="start", worker=self.index)
+            self.cells.start(cfg, run_dir, progress)
+        return FINISHED[RunFolder(run_dir).summary()["status"]]  # completed or pruned

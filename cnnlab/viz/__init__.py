@@ -1,4 +1,4 @@
-"""Figures: training curves, filters, activations, predictions (matplotlib, Agg backend)."""
+"""Figures from arrays (matplotlib, Agg backend): training curves, band plots over seeds, prediction pictures."""
 import matplotlib
 
 matplotlib.use("Agg")

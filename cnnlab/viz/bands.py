@@ -7,18 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from cnnlab.viz.curves import LABELS, SPLITS
+from cnnlab import metrics
 
 Histories = list[list[dict]]  # one metrics.jsonl (a list of per-epoch rows) per run
-
-
-def metric_label(key: str) -> str:
-    """'val_acc' -> 'validation accuracy'; keys of another shape are shown as they are."""
-    split, _, metric = key.partition("_")
-    splits = dict(SPLITS)
-    if split in splits and metric in LABELS:
-        return f"{splits[split]} {LABELS[metric]}"
-    return key
 
 
 def band(histories: Histories, key: str) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
@@ -58,12 +49,12 @@ def draw_bands(variants: list[tuple[str, Histories]], key: str, log_x: bool = Fa
             ax.plot(epochs, mean, color=color, marker="o", markersize=3, label=label)
             ax.fill_between(epochs, lo, hi, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel("epoch")
-    ax.set_ylabel(metric_label(key))
+    ax.set_ylabel(metrics.label(key, unit=True))
     if log_x:
         ax.set_xscale("log")
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"{metric_label(key)}: mean over seeds, band from min to max")
+    ax.set_title(f"{metrics.label(key)}: mean over seeds, band from min to max")
     ax.grid(alpha=0.3)
     if len(variants) > 6:
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -1,27 +1,30 @@
-"""Training curves against epochs: one figure per metric with train, validation and test lines."""
+"""Training curves against epochs: one figure per metric with training, validation and test lines."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-SPLITS = (("train", "training"), ("val", "validation"), ("test", "test"))
-LABELS = {"loss": "loss (cross-entropy)", "acc": "accuracy"}
+from cnnlab.metrics import SPLIT_METRICS, SPLITS, split_key
+
+
+def _axis(metric: str) -> str:
+    return SPLIT_METRICS[metric].axis_label() if metric in SPLIT_METRICS else metric
 
 
 def plot_metric(history: list[dict], metric: str, path: Path, title: str = "", log_x: bool = False) -> Path:
     """Plot `<split>_<metric>` for each split present, x = epoch (1-based, as recorded)."""
     fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
     epochs = [row["epoch"] for row in history]
-    for split, label in SPLITS:
-        key = f"{split}_{metric}"
+    for split, label in SPLITS.items():
+        key = split_key(split, metric)
         if history and key in history[0]:
             ax.plot(epochs, [row[key] for row in history], marker="o", markersize=3, label=label)
     ax.set_xlabel("epoch")
-    ax.set_ylabel(LABELS.get(metric, metric))
+    ax.set_ylabel(_axis(metric))
     if log_x:
         ax.set_xscale("log")
-    ax.set_title(title or LABELS.get(metric, metric))
+    ax.set_title(title or _axis(metric))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -37,11 +40,13 @@ def plot_runs(histories: dict[str, list[dict]], metric: str, path: Path, title: 
     for i, (label, history) in enumerate(histories.items()):
         colour = f"C{i}"
         epochs = [row["epoch"] for row in history]
-        ax.plot(epochs, [row[f"val_{metric}"] for row in history], color=colour, marker="o", markersize=3, label=f"{label} (validation)")
-        ax.plot(epochs, [row[f"train_{metric}"] for row in history], color=colour, linestyle="--", label=f"{label} (training)")
+        ax.plot(epochs, [row[split_key("val", metric)] for row in history], color=colour, marker="o", markersize=3,
+                label=f"{label} ({SPLITS['val']})")
+        ax.plot(epochs, [row[split_key("train", metric)] for row in history], color=colour, linestyle="--",
+                label=f"{label} ({SPLITS['train']})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(LABELS.get(metric, metric))
-    ax.set_title(title or LABELS.get(metric, metric))
+    ax.set_ylabel(_axis(metric))
+    ax.set_title(title or _axis(metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnnlab import metrics
 from cnnlab.engine.restore import predict, restore
 from cnnlab.runfolder import RunFolder
-
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
 def curve_shift(plain: list[dict], moved: list[dict]) -> dict[str, dict]:
     """Per metric: the largest and the final |difference| between the two runs over the epochs both have."""
     out = {}
-    for key in METRICS:
+    for key in metrics.split_keys(plain[0]) if plain else []:
         diffs = [abs(p[key] - m[key]) for p, m in zip(plain, moved)]
         if diffs:
             out[key] = {"max_abs_diff": max(diffs), "final_abs_diff": diffs[-1]}
@@ -23,8 +22,8 @@ def output_shift(plain_run: RunFolder, moved_run: RunFolder, data_root: Path) ->
     """Both final models on the same test images (each through its own input transform)."""
     results = []
     for run in (plain_run, moved_run):
-        cfg, splits, model = restore(run, data_root, which="last")
-        results.append(predict(model, splits.test, cfg.train.precision == "bf16"))
+        built = restore(run, data_root, which="last")
+        results.append(predict(built.model, built.data.test, built.cfg.train.precision == "bf16"))
     a, b = results
     diff = (a - b).abs()
     return {

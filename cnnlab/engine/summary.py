@@ -1,0 +1,52 @@
+"""The layout of summary.json: what a run is, how far it got, its best epoch and where it ran."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+
+def initial_loss_ok(loss: float, expected: float) -> bool:
+    """An untrained model's loss should be near the task's expected value (ln K): within a quarter of it."""
+    return abs(loss - expected) < 0.25 * expected
+
+
+def device_name(device: torch.device) -> str:
+    return str(device) + ("" if device.type == "cpu" else f" ({torch.cuda.get_device_name(device)})")
+
+
+def run_summary(built, state, policy, status: str, error: Optional[str] = None) -> dict:
+    """summary.json of a run built as `built` (cnnlab.engine.build) after the epochs in `state`, with best.pt
+    as `policy` (cnnlab.engine.checkpoint) chose it; `status` is running, completed, failed, stopped or pruned."""
+    cfg, task, model = built.cfg, built.task, built.model
+    at_best = next((r for r in state.history if r["epoch"] == policy.best_epoch), {})
+    expected = task.expected_initial_loss
+    return {
+        "name": cfg.name,
+        "status": status,
+        "error": error,
+        "epochs_done": state.epoch,
+        "epochs": cfg.train.epochs,
+        "initial_loss": state.initial_loss,
+        "expected_initial_loss": expected,
+        "initial_loss_ok": None if state.initial_loss is None else initial_loss_ok(state.initial_loss, expected),
+        "monitor": policy.monitor,
+        "best_epoch": policy.best_epoch or None,
+        "best_value": policy.best_value if policy.best_epoch else None,
+        "best_val_acc": at_best.get("val_acc"),
+        "test_acc_at_best": at_best.get("test_acc"),
+        **{f"{k}_at_best": v for k, v in at_best.items() if k.startswith("test_") and k != "test_loss"},
+        "final": state.history[-1] if state.history else None,
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs_per_image": built.macs_per_image,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "device": device_name(built.device),
+        "threads": torch.get_num_threads(),
+        "seed": cfg.seed,
+        "wall_seconds": round(state.wall_seconds, 3),
+        "task": task.name,
+        "classes": built.data.classes,
+        "input_shape": list(built.data.shape),
+        "data": built.data.info,
+        "torch": torch.__version__,
+    }
