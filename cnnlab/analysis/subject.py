@@ -10,7 +10,6 @@ MODEL is looked up in this order:
 """
 from __future__ import annotations
 
-import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import recipe as recipes
 from cnnlab.models.build import ModelOptions
 from cnnlab.models.recipe import Recipe
+from cnnlab.models.torchvision_models import build_untrained, builder
 from cnnlab.models.zoo import ZOO
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
@@ -66,24 +66,12 @@ def parse_input(text: str) -> tuple:
 
 
 def _torchvision(name: str, kwargs: dict) -> Optional[Subject]:
-    import torchvision
-
-    if name not in torchvision.models.list_models():
+    if builder(name) is None:
         return None
-    builder = torchvision.models.get_model_builder(name)
     if "classes" in kwargs:
         kwargs["num_classes"] = kwargs.pop("classes")
-    accepted = inspect.signature(builder).parameters
-    config = {"weights": None, **({"weights_backbone": None} if "weights_backbone" in accepted else {}), **kwargs}
-
-    def make():
-        try:
-            return builder(**config)
-        except TypeError as e:
-            raise CnnlabError(f"torchvision's {name} does not take {', '.join(kwargs)}: {e}") from None
-
     label = " ".join([name] + [f"{k}={v}" for k, v in kwargs.items()])
-    return Subject(label, (3, 224, 224), factory=make)
+    return Subject(label, (3, 224, 224), factory=lambda: build_untrained(name, **kwargs))
 
 
 def _experiment(path_or_name: str, given: dict, data_dir) -> Subject:

@@ -1,0 +1,162 @@
+"""Where a torchvision network's starting weights come from (`model.pretrained`), and what was loaded.
+
+  none            torchvision's random initialisation
+  imagenet, coco  torchvision's weights for that model (its DEFAULT when that is of the kind asked for), read
+                  from torchvision's cache, $TORCH_HOME/hub/checkpoints/<file name in the weights' URL>;
+                  fetched there only when the caller passes download=True (nothing is fetched silently)
+  a file          a torchvision-format state dict (.pth), or a cnnlab checkpoint (a dict with a 'model' key)
+  a folder        a cnnlab run folder: its checkpoints/best.pt
+Files are read with weights_only=True (cnnlab.torchfile). A tensor loads when its name and shape match the
+model's; a head whose shape changed (another number of classes) is skipped and keeps its fresh initialisation;
+any other difference means the file belongs to another architecture, and it is refused, naming the first keys
+that do not fit. The record keeps the normalisation torchvision's weights were trained with, so the data side
+can normalise inputs the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlparse
+
+import torch
+
+from cnnlab.errors import CnnlabError
+from cnnlab.models.torchvision_models import TransferNet
+from cnnlab.torchfile import read_weights_only
+
+TORCHVISION_SOURCES = {"imagenet": "IMAGENET1K_", "coco": "COCO_"}  # source -> prefix of torchvision's weight names
+RUN_CHECKPOINT = Path("checkpoints") / "best.pt"  # inside a run folder (the layout is cnnlab/runfolder.py's)
+SHOWN_MISFITS = 4
+
+
+@dataclass
+class LoadRecord:
+    """What `load_pretrained` did, for the run's record."""
+
+    source: str  # as given: none, imagenet, coco, or a path
+    file: Optional[str] = None  # the file read
+    weights: Optional[str] = None  # torchvision's name for them, e.g. ResNet18_Weights.IMAGENET1K_V1
+    loaded: int = 0  # tensors loaded
+    skipped_head: list[str] = field(default_factory=list)  # head tensors whose shape changed
+    missing: list[str] = field(default_factory=list)  # model tensors the file lacks (a new head, batch counters)
+    unexpected: list[str] = field(default_factory=list)  # file tensors of parts this build leaves out
+    mean: Optional[list[float]] = None  # input normalisation the weights were trained with (torchvision's only)
+    std: Optional[list[float]] = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def torchvision_weights(name: str, source: str):
+    """torchvision's weights enum member of kind `source` (imagenet, coco) for model `name`."""
+    import torchvision
+
+    available = list(torchvision.models.get_model_weights(name))
+    kind = [w for w in available if w.name.startswith(TORCHVISION_SOURCES[source])]
+    if not kind:
+        raise CnnlabError(f"torchvision has no {source} weights for {name} (it has {', '.join(map(str, available)) or 'none'}); "
+                          f"set model.pretrained to the kind it has, to a weights file or to none")
+    default = getattr(type(kind[0]), "DEFAULT", None)
+    return default if default in kind else kind[0]
+
+
+def cached_file(weights) -> Path:
+    """Where torchvision keeps these weights: $TORCH_HOME/hub/checkpoints/<the URL's file name>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def torchvision_file(weights, download: bool) -> Path:
+    """The cached file of `weights`, downloaded first only when `download` is true."""
+    path = cached_file(weights)
+    if path.is_file():
+        return path
+    if not download:
+        raise CnnlabError(f"{weights} is not on this machine: put {path.name} (from {weights.url}) into "
+                          f"{path.parent}, run with --download to fetch it, or set model.pretrained to a local file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = torch.hub.HASH_REGEX.search(path.name)  # torchvision's file names end in a prefix of their sha256
+    try:
+        torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=digest.group(1) if digest else None)
+    except Exception as e:  # no network, a proxy, a checksum mismatch: all end the same way for the user
+        raise CnnlabError(f"could not download {weights.url} into {path.parent} ({e}); put the file there by hand "
+                          f"or set model.pretrained to a local file") from None
+    return path
+
+
+def state_dict_file(source: Path) -> Path:
+    """The file to read for a path source: the file itself, or a run folder's checkpoints/best.pt."""
+    if not source.exists():
+        raise CnnlabError(f"model.pretrained: {source} does not exist; give none, imagenet, coco, a weights file "
+                          f"or a cnnlab run folder")
+    if source.is_dir():
+        if not (source / RUN_CHECKPOINT).is_file():
+            raise CnnlabError(f"model.pretrained: {source} is a folder without {RUN_CHECKPOINT}; give a cnnlab run "
+                              f"folder that has finished at least one epoch, or a weights file")
+        return source / RUN_CHECKPOINT
+    return source
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in a torchvision-format file or a cnnlab checkpoint (its 'model' entry)."""
+    blob = read_weights_only(path, "pretrained weights file")
+    state = blob["model"] if isinstance(blob, dict) and "model" in blob else blob
+    if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
+        raise CnnlabError(f"{path} holds no state dict: expected a dict of tensors (torchvision's format) or a "
+                          f"cnnlab checkpoint (a dict whose 'model' entry is one)")
+    return state
+
+
+def _under(key: str, parts) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in parts)
+
+
+def _show(shape: torch.Size) -> str:
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def match(net: TransferNet, state: dict[str, torch.Tensor], record: LoadRecord) -> dict[str, torch.Tensor]:
+    """The tensors of `state` to load into `net`; fills the record's lists; refuses another architecture."""
+    own = net.module.state_dict()
+    load, misfits = {}, []
+    for key, tensor in state.items():
+        if key not in own:
+            if _under(key, net.absent_parts):
+                record.unexpected.append(key)
+            else:
+                misfits.append(f"{key} (only in the file)")
+        elif tensor.shape == own[key].shape:
+            load[key] = tensor
+        elif _under(key, net.heads):
+            record.skipped_head.append(key)
+        else:
+            misfits.append(f"{key} (file {_show(tensor.shape)}, model {_show(own[key].shape)})")
+    for key in own:
+        if key not in state:
+            if _under(key, net.heads) or key.endswith("num_batches_tracked"):  # a new head; a counter old files lack
+                record.missing.append(key)
+            else:
+                misfits.append(f"{key} (not in the file)")
+    if misfits:
+        more = f" and {len(misfits) - SHOWN_MISFITS} more" if len(misfits) > SHOWN_MISFITS else ""
+        raise CnnlabError(f"{record.file} does not fit {net.name}: {', '.join(misfits[:SHOWN_MISFITS])}{more}; "
+                          f"give weights saved from {net.name} (torchvision's format or a cnnlab run of {net.name})")
+    return load
+
+
+def load_pretrained(net: TransferNet, source: str, download: bool = False) -> LoadRecord:
+    """Load `source`'s weights into `net.module` (see the module docstring) and say what was loaded."""
+    if source == "none":
+        return LoadRecord("none")
+    if source in TORCHVISION_SOURCES:
+        weights = torchvision_weights(net.name, source)
+        path = torchvision_file(weights, download)
+        transform = weights.transforms()
+        record = LoadRecord(source, str(path), str(weights), mean=list(transform.mean), std=list(transform.std))
+    else:
+        path = state_dict_file(Path(source))
+        record = LoadRecord(source, str(path))
+    load = match(net, read_state_dict(path), record)
+    net.module.load_state_dict(load, strict=False)
+    record.loaded = len(load)
+    return record
