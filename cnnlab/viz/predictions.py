@@ -6,12 +6,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-
-def _image(t: torch.Tensor):
-    """(C, H, W) uint8 or float 0..1 -> what imshow wants."""
-    t = t.detach().cpu()
-    t = t.float() / 255 if t.dtype == torch.uint8 else t.float()
-    return (t[0] if t.shape[0] == 1 else t.permute(1, 2, 0).clamp(0, 1)).numpy()
+from cnnlab.viz.figure import picture
 
 
 def image_grid(rows: list[tuple[str, list[torch.Tensor]]], path: Path, title: str, cell: float = 1.3) -> Path:
@@ -21,7 +16,7 @@ def image_grid(rows: list[tuple[str, list[torch.Tensor]]], path: Path, title: st
     for r, (label, images) in enumerate(rows):
         for c, img in enumerate(images):
             ax = axes[r][c]
-            ax.imshow(_image(img), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.imshow(picture(img), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:

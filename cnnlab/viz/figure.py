@@ -1,0 +1,34 @@
+"""What every figure of the look-inside pictures shares: tensors made drawable, and title, caption and saving."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def picture(t: torch.Tensor) -> np.ndarray:
+    """(C, H, W) uint8 or float 0..1 -> what imshow wants: (H, W) grey or (H, W, 3) colour."""
+    t = t.detach().cpu()
+    t = t.float() / 255 if t.dtype == torch.uint8 else t.float()
+    return (t[0] if t.shape[0] == 1 else t.permute(1, 2, 0).clamp(0, 1)).numpy()
+
+
+def bare(ax) -> None:
+    """An image panel: no ticks."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def save(fig, path: Path, title: str, caption: str = "", **drawn) -> dict:
+    """Title the figure, put the caption under it, save it as PNG and close it; return what was drawn."""
+    fig.suptitle(title, fontsize=10)
+    if caption:
+        fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=7.5, wrap=True)
+    fig.tight_layout(rect=(0, 0.05 if caption else 0, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return {"file": path.name, "title": title, "caption": caption, **drawn}
