@@ -6,6 +6,7 @@ training   one training step: memory estimated and measured, MACs
 whatif     the network changed (input scaled, separable convolutions, no batch norm)
 explain    the shape arithmetic of every layer
 finetune   whole network versus last layer only, measured
+conventions cnnlab's counting conventions, and what torchinfo, fvcore and Keras print instead (--as)
 summary    the pipeline behind `cnnlab summary`; render writes its tables
 layers     the per-layer table a run records
 """
