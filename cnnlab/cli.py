@@ -172,8 +172,8 @@ def print_comparison(analysis) -> None:
         search = analysis.definition.base["search"]
         table = Table("trial", "status", "epochs", "objective", *search["params"], title="Optuna trials")
         for run in sorted(analysis.runs + analysis.skipped, key=lambda r: r.path.name):
-            table.add_row(run.path.name, run.status, str(len(run.history)), fmt(objective(run.history, search)),
-                          *(brief(run.config.get(k)) for k in search["params"]))
+            table.add_row(escape(run.path.name), run.status, str(len(run.history)), fmt(objective(run.history, search)),
+                          *(escape(brief(run.config.get(k))) for k in search["params"]))
         console.print(table)
         return
     table = Table(Column("variant", overflow="fold"), "n", "final mean ± std", "min", "max", "95% CI",
@@ -221,7 +221,7 @@ def compare(
     report_path = write_sweep_report(analysis, target, log_x=log_x)
     if output == "json":
         print(json.dumps(analysis.result, indent=2))
-        err.print(f"report: {report_path}", highlight=False)
+        err.print(f"report: {escape(str(report_path))}", highlight=False)
     else:
         print_comparison(analysis)
         print(f"report: {report_path}")
@@ -246,10 +246,10 @@ def zoo():
     """List the zoo's models with their default input and hyper-parameters."""
     from cnnlab.models.zoo import ZOO
 
-    table = Table("name", "input", "hyper-parameters", "about")
+    table = Table(Column("name", no_wrap=True), "input", "hyper-parameters", "about")
     for entry in ZOO.values():
         hyper = " ".join(f"{k}={v}" for k, v in entry.hyper.items())
-        table.add_row(entry.name, "x".join(map(str, entry.input)), hyper, entry.doc)
+        table.add_row(escape(entry.name), "x".join(map(str, entry.input)), hyper, escape(entry.doc))  # '[conv-NF, ...]' is text, not markup
     Console().print(table)
 
 
@@ -287,9 +287,13 @@ def summary(
                                            "its peak memory (default: when it is cheap)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda, for the measured step"),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="also write the per-layer table (all columns) to this CSV file"),
+    peers: Optional[List[str]] = typer.Option(None, "--as", help="torchinfo | fvcore | keras (repeatable): the figures "
+                                              "that tool prints for this network, and how they follow from cnnlab's"),
     data_dir: Optional[str] = DATA_DIR,
 ):
-    """Per-layer costs of a network: shapes, weights, biases, buffers, MACs, activation memory; totals; training memory."""
+    """Per-layer costs of a network: shapes, weights, biases, buffers, MACs, activation memory; totals; training memory.
+
+    The table fits the terminal's width (columns left out are named under it); --format markdown keeps them all."""
     import json
 
     from cnnlab.analysis.render import render, to_csv
@@ -303,7 +307,7 @@ def summary(
         raise CnnlabError(f"--optimizer {optimizer}: choose {', '.join(OPTIMIZERS)}")
     subject, in_shape, given = subject_and_input(model, (args or []) + (sets or []), input, symbolic, data_dir)
     opts = Options(symbolic=symbolic, given=given, whatif=WhatIf(scale, separable, no_bn), explain=explain,
-                   batch_size=batch_size, optimizer=optimizer, measure=measure, device=device)
+                   batch_size=batch_size, optimizer=optimizer, measure=measure, device=device, peers=peers or [])
     result = summarise(subject, in_shape, opts)
     cols = [c.strip() for c in columns.split(",")] if columns else None
     if csv_file is not None:
@@ -366,7 +370,7 @@ def data_list(data_dir: Optional[str] = DATA_DIR):
             found = "no"
             if c.exists():
                 found, used = ("yes" if used else "yes, used"), True
-            table.add_row(name if i == 0 else "", str(c.path), c.kind, found)
+            table.add_row(name if i == 0 else "", escape(str(c.path)), c.kind, found)
     Console(width=160).print(table)
 
 

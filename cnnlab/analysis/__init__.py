@@ -7,6 +7,7 @@ whatif     the network changed (input scaled, separable convolutions, no batch n
 explain    the shape arithmetic of every layer
 finetune   whole network versus last layer only, measured
 subject    the MODEL argument of `cnnlab summary` and `cnnlab cost` (zoo, spec, experiment, torchvision) made buildable
+conventions cnnlab's counting conventions, and what torchinfo, fvcore and Keras print instead (--as)
 summary    the pipeline behind `cnnlab summary`; render writes its tables
 layers     the per-layer table a run records
 """

@@ -1,12 +1,17 @@
 """Formatting: a document of tables and paragraphs, written as a terminal table, Markdown, LaTeX or CSV.
 
 Cells keep their raw values (integers, ratios, sympy formulas, shapes, text) until here, so every format
-writes them its own way: 1,234 and NF*k^2 in a terminal, `NF*k^2` in Markdown, $NF k^{2}$ in LaTeX.
+writes them its own way: 1,234 and NF*k^2 in a terminal, `NF*k^2` in Markdown, $\\mathrm{NF} k^{2}$ in LaTeX
+(a name of several letters is one upright name, not a product of italic letters).
+
+The terminal table fits the terminal: a table too wide leaves out its least needed columns (each table
+says which may go) and says so under it; a cell is folded, never cut short.
 """
 from __future__ import annotations
 
 import csv
 import io
+import shutil
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -19,6 +24,7 @@ class Table:
     header: list[str]
     rows: list[list[Any]]
     total: Optional[list[Any]] = None
+    drop: tuple = ()  # headers (or tuples of headers that go together) that may be left out to fit a narrow terminal, the first first
 
 
 @dataclass
@@ -76,7 +82,7 @@ def cell(value: Any, fmt: str) -> str:
         return f"{value:.6g}" if fmt == "csv" else _float(value)
     if isinstance(value, sp.Basic):
         if fmt == "latex":
-            return f"${sp.latex(value)}$"
+            return f"${latex_formula(value)}$"
         text = str(value).replace("**", "^")
         return f"`{text}`" if fmt == "markdown" else text
     if isinstance(value, (list, tuple)):
@@ -92,6 +98,12 @@ def cell(value: Any, fmt: str) -> str:
     if fmt == "markdown":
         return text.replace("|", "\\|")
     return text
+
+
+def latex_formula(value: sp.Basic) -> str:
+    """LaTeX of a formula with each name of several letters upright and whole: NF is \\mathrm{NF}, not N times F."""
+    names = {s: r"\mathrm{%s}" % s.name.replace("_", r"\_") for s in value.free_symbols if len(s.name) > 1}
+    return sp.latex(value, symbol_names=names)
 
 
 def _numeric(value) -> bool:
@@ -151,9 +163,41 @@ def to_csv(table: Table) -> str:
     return buf.getvalue()
 
 
-def rich_blocks(blocks: list[Block]):
-    """Renderables for rich.Console.print: tables with right-aligned numbers, paragraphs under a bold title."""
+def _rich_table(b: Table, keep: list[int]):
+    """A rich table of the columns `keep` of `b`; numbers right-aligned; every cell folds rather than being cut."""
+    from rich.markup import escape
     from rich.table import Table as RichTable
+
+    first = b.rows[0] if b.rows else []
+    t = RichTable(title=escape(b.title), title_justify="left", title_style="bold", show_footer=b.total is not None)
+    for i in keep:
+        footer = cell(b.total[i], "table") if b.total is not None and b.total[i] not in (None, "") else ""
+        t.add_column(escape(b.header[i]), footer=escape(footer), overflow="fold",
+                     justify="right" if i < len(first) and _numeric(first[i]) else "left")
+    for row in b.rows:
+        t.add_row(*(escape(cell(row[i], "table")) for i in keep))
+    return t
+
+
+def fitted_table(b: Table, console) -> tuple[Any, list[str]]:
+    """(rich table, headers left out): the columns `b.drop` names are left out, in order, until it fits the console."""
+    from rich.measure import Measurement
+
+    keep = list(range(len(b.header)))
+    dropped: list[str] = []
+    wide = console.options.update_width(10**6)
+    for group in b.drop:
+        if Measurement.get(console, wide, _rich_table(b, keep)).maximum <= console.width:
+            break
+        for header in (group,) if isinstance(group, str) else group:
+            if header in b.header and b.header.index(header) in keep:
+                keep.remove(b.header.index(header))
+                dropped.append(header)
+    return _rich_table(b, keep), dropped
+
+
+def rich_blocks(blocks: list[Block], console):
+    """Renderables for `console`: tables fitted to its width (with a line naming what was left out), paragraphs under a bold title."""
     from rich.text import Text as RichText
 
     out = []
@@ -165,23 +209,25 @@ def rich_blocks(blocks: list[Block]):
             text.append("\n".join(line_text(line, "table") for line in b.lines))
             out.append(text)
             continue
-        first = b.rows[0] if b.rows else []
-        t = RichTable(title=b.title, title_justify="left", title_style="bold", show_footer=b.total is not None)
-        for i, h in enumerate(b.header):
-            footer = cell(b.total[i], "table") if b.total is not None and b.total[i] not in (None, "") else ""
-            t.add_column(h, footer=footer, justify="right" if i < len(first) and _numeric(first[i]) else "left")
-        for row in b.rows:
-            t.add_row(*(cell(v, "table") for v in row))
-        out.append(t)
+        table, dropped = fitted_table(b, console)
+        out.append(table)
+        if dropped:
+            out.append(RichText(f"left out to fit {console.width} columns: {', '.join(dropped)} "
+                                "(a wider terminal or --format markdown shows them)", style="italic"))
     return out
 
 
-def to_text(blocks: list[Block], width: int = 160) -> str:
-    """The terminal table as plain text (for files, tests and pipes)."""
+def terminal_width() -> int:
+    """The terminal's width ($COLUMNS first); 160 where output goes to a file or a pipe, which have no width."""
+    return shutil.get_terminal_size((160, 24)).columns
+
+
+def to_text(blocks: list[Block], width: Optional[int] = None) -> str:
+    """The terminal table as plain text, `width` columns wide (default: the terminal's)."""
     from rich.console import Console
 
-    console = Console(file=io.StringIO(), width=width, color_system=None, highlight=False)
-    for r in rich_blocks(blocks):
+    console = Console(file=io.StringIO(), width=width or terminal_width(), color_system=None, highlight=False)
+    for r in rich_blocks(blocks, console):
         console.print(r)
         console.print()
     return console.file.getvalue()

@@ -2,9 +2,11 @@
 
 MODEL is looked up in this order:
   1. a zoo name (`colour_cnn`), its hyper-parameters given as NAME=VALUE (`NF=32 NC=24 k=3`);
-  2. an inline spec (text containing '->');
-  3. a file: .yaml/.yml is an experiment, any other file a spec;
-  4. an experiment name from experiments/ (its input shape and classes come from its dataset);
+  2. a file: .yaml/.yml is an experiment, any other file a spec;
+  3. an inline spec: text with a space, a new line or '->' (`conv 100 k3`, `conv 8 k3 -> relu`), which no
+     name has, so a spec is never mistaken for a name nor a misspelt name for a spec;
+  4. an experiment name from experiments/ (its input shape and class count come from --input, classes=K,
+     the task and the dataset's fixed facts; its data is loaded only when none of these tells);
   5. a torchvision model name (`resnet18`), built with weights=None (nothing is downloaded);
      NAME=VALUE go to its builder (`num_classes=10`; `classes=10` means the same).
 """
@@ -74,15 +76,50 @@ def _torchvision(name: str, kwargs: dict) -> Optional[Subject]:
     return Subject(label, (3, 224, 224), factory=lambda: build_untrained(name, **kwargs))
 
 
-def _experiment(path_or_name: str, given: dict, data_dir) -> Subject:
-    from cnnlab.config import load_experiment
+def _fixed_by_files(dataset: str, image_size: Optional[int]) -> tuple[Optional[tuple], Optional[int]]:
+    """((C, H, W), class count) as far as the dataset's record fixes them (None where only loading it tells)."""
+    from cnnlab.data.registry import lookup
+
+    record = lookup(dataset)
+    classes = len(record.classes) if record.classes else None
+    if record.shape:
+        return record.shape, classes
+    if record.default_size is None:  # an image folder: its channels are known only from its files
+        return None, classes
+    size = record.decode_size(image_size)
+    return (3, size, size), classes
+
+
+def _experiment_io(cfg, given: dict, in_shape: Optional[tuple], data_dir) -> tuple[tuple, int]:
+    """(input shape, class count) the experiment's model is built for; the data is loaded only when neither
+    --input, classes=K, the task (colourize: greyscale in, data.palette_size colours out) nor the dataset tells."""
     from cnnlab.data import input_shape
     from cnnlab.data.root import data_root
 
+    def model_input(images: tuple) -> tuple:
+        return (1,) + tuple(images[1:]) if cfg.task == "colourize" else tuple(images)
+
+    images, classes = _fixed_by_files(cfg.data.dataset, cfg.data.image_size)
+    shape = in_shape or (model_input(images) if images else None)
+    classes = cfg.data.palette_size if cfg.task == "colourize" else given.get("classes", classes)
+    if shape is None or classes is None:
+        try:
+            images, found = input_shape(cfg.data, data_root(data_dir))
+        except CnnlabError as e:
+            raise CnnlabError(f"{e}\nTo count without the data, give the input and the class count: "
+                              "--input CxHxW classes=K") from None
+        shape = shape or model_input(images)
+        classes = found if classes is None else classes
+    return shape, classes
+
+
+def _experiment(path_or_name: str, given: dict, data_dir, in_shape: Optional[tuple]) -> Subject:
+    from cnnlab.config import load_experiment
+
     cfg = load_experiment(path_or_name)
-    shape, classes = input_shape(cfg.data, data_root(data_dir))
+    shape, classes = _experiment_io(cfg, given, in_shape, data_dir)
     recipe = recipes.from_config(cfg.model, classes).with_values(given)
-    return Subject(f"experiment {cfg.name} ({cfg.model.name or 'spec'})", tuple(shape), recipe=recipe, optim=cfg.optim)
+    return Subject(f"experiment {cfg.name} ({cfg.model.name or 'spec'})", shape, recipe=recipe, optim=cfg.optim)
 
 
 def _experiment_exists(name: str) -> bool:
@@ -95,25 +132,33 @@ def _experiment_exists(name: str) -> bool:
         return False
 
 
-def resolve(model: str, args: list[str] = (), data_dir=None) -> Subject:
-    """The Subject a MODEL argument names, with its NAME=VALUE arguments applied."""
+def _inline_spec(model: str) -> Recipe:
+    try:
+        return recipes.from_spec(model)
+    except CnnlabError as e:
+        raise CnnlabError(f"'{model}' is read as an inline spec (it has a space or '->'): {e}") from None
+
+
+def resolve(model: str, args: list[str] = (), data_dir=None, in_shape: Optional[tuple] = None) -> Subject:
+    """The Subject a MODEL argument names, with its NAME=VALUE arguments applied (`in_shape`: the --input, if given)."""
     given = parse_assignments(list(args))
     label = " ".join([model] + list(args))
     if model in ZOO:
         return Subject(label, ZOO[model].input, recipe=recipes.from_zoo(model).with_values(given))
-    if "->" in model:
-        return Subject("spec", None, recipe=recipes.from_spec(model).with_values(given))
     path = Path(model)
     if path.is_file():
         if path.suffix in (".yaml", ".yml"):
-            return _experiment(str(path), given, data_dir)
+            return _experiment(str(path), given, data_dir, in_shape)
         return Subject(path.name, None, recipe=recipes.from_spec(path.read_text(encoding="utf-8")).with_values(given))
+    if "->" in model or any(c.isspace() for c in model):
+        return Subject(f"spec '{' '.join(model.split())}'", None, recipe=_inline_spec(model).with_values(given))
     if _experiment_exists(model):
-        return _experiment(model, given, data_dir)
+        return _experiment(model, given, data_dir, in_shape)
     found = _torchvision(model, dict(given))
     if found is not None:
         return found
     raise CnnlabError(
-        f"'{model}' is not a zoo model ({', '.join(ZOO)}), a spec (text with '->' or a file), an experiment "
-        f"or a torchvision model (e.g. resnet18); see `cnnlab zoo`"
+        f"'{model}' is not a zoo model ({', '.join(ZOO)}), a spec file, an experiment or a torchvision model "
+        f"(e.g. resnet18); an inline spec is layers with their numbers, e.g. 'conv 100 k3' or "
+        f"'conv 8 k3 -> relu -> flatten -> dense 10'; see `cnnlab zoo`"
     )

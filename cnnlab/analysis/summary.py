@@ -2,7 +2,8 @@
 
     resolve MODEL -> build it at the input size (or write its formulas, --symbolic) -> count the rows
     -> totals, per-type breakdown, one training step (estimated, and measured where cheap)
-    -> the what-if variant beside it -> a document (terminal, Markdown, LaTeX) or JSON.
+    -> what torchinfo, fvcore or Keras would print (--as) -> the what-if variant beside it
+    -> a document (terminal, Markdown, LaTeX) or JSON.
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from typing import Optional
 
 import sympy as sp
 
+from cnnlab.analysis.conventions import CNNLAB, PeerCount, check_peers, peer_count
 from cnnlab.analysis.count import COUNT_COLUMNS, LayerCount, count, totals
 from cnnlab.analysis.explain import explained_rows, features_note
-from cnnlab.analysis.render import Block, Table, Text, human_bytes
+from cnnlab.analysis.render import Block, Table, Text, human_bytes, line_text
 from cnnlab.analysis.symbolic import SpecFormulas, tidy
 from cnnlab.analysis.training import OPTIMIZERS, StepMeasurement, StepMemory, estimate_step, measure_step
-from cnnlab.analysis.whatif import (Converted, WhatIf, match_rows, no_bn_module, ratio, scaled, separable_module,
-                                    separable_spec, speedup_formula)
+from cnnlab.analysis.whatif import (Converted, WhatIf, match_rows, no_bn_module, ratio, scale_notes, scaled,
+                                    separable_module, separable_spec, speedup_formula)
 from cnnlab.device import pick_device
 from cnnlab.errors import CnnlabError
 from cnnlab.analysis.subject import Subject
@@ -33,18 +35,8 @@ JSON_ROW_KEYS = ("name", "type", "output_shape", "weights", "biases", "params", 
                  "activation_bytes", "bias_adds", "frozen_params", "input_shape", "call")
 MEASURE_BUDGET_MACS = 2e8  # measure a step by default only when its forward pass is this cheap (instant on a CPU)
 
-CONVENTIONS = [
-    "params: each layer's named_parameters (BatchNorm: 2C, its scale and shift); weights = params other than biases; "
-    "trainable + frozen = params",
-    "buffers: floating-point buffers, never parameters (BatchNorm: 2C running mean and variance; its integer batch counter is left out)",
-    "MACs (connections): multiply-accumulates of weights per image, as torch.utils.flop_counter counts them "
-    "(convolutions, linear layers, matmuls); bias additions apart (bias adds); BatchNorm, activations, pooling, "
-    "upsampling, concatenation and addition: 0; FLOPs = 2 x MACs",
-    "activation bytes: new memory of each layer's output for one image (float32: 4 bytes a value); views (flatten), "
-    "in-place operations and identities: 0",
-    "one forward pass with hooks: a layer run twice has two rows (its parameters on the first); skips and branches count once",
-]
-
+# the main table's columns that may be left out to fit a narrow terminal, the first first
+NARROW_DROP = ("biases", "weights", "buffers", "type", "activation bytes", "output")
 
 @dataclass
 class Options:
@@ -56,6 +48,7 @@ class Options:
     optimizer: Optional[str] = None  # sgd | momentum | adam | adamw (default: the experiment's, else momentum)
     measure: Optional[bool] = None  # None: measure when one step is cheap
     device: str = "auto"
+    peers: list[str] = field(default_factory=list)  # --as: torchinfo, fvcore, keras
 
 
 @dataclass
@@ -73,6 +66,7 @@ class Counted:
     notes: list[str] = field(default_factory=list)
     explain: Optional[list] = None
     explain_notes: list[str] = field(default_factory=list)
+    peers: list[PeerCount] = field(default_factory=list)
 
 
 @dataclass
@@ -156,6 +150,7 @@ def summarise_numeric(subject: Subject, in_shape: tuple, opts: Options) -> Summa
     optim = OPTIMIZERS[opts.optimizer] if opts.optimizer else (subject.optim or OPTIMIZERS["momentum"])
     model = subject.build(shape)
     base = _numeric(model, shape, subject.label, opts, optim, measure=True)
+    base.peers = [peer_count(tool, model, base.rows, base.total, shape) for tool in check_peers(opts.peers)]
     if opts.explain:
         _explain(base)
     summary = Summary(base, whatif=opts.whatif)
@@ -176,7 +171,10 @@ def _formulas(recipe, shape: tuple, given: dict, options, layers=None, assume=No
 
 
 def _check_against_module(subject: Subject, shape: tuple, given: dict, rows: list[LayerCount]) -> str:
-    """With every name given, the formulas are numbers: compare them with the built module, cell by cell."""
+    """With every name given, the formulas are numbers: compare them with the built module, cell by cell.
+
+    A difference means the formulas are wrong, so no table is printed: it is an error naming the first wrong cell.
+    """
     values = {k: v for k, v in given.items() if k in subject.recipe.names}
     model = subject.recipe.with_values(values).build(concrete(shape, given))
     real = count(model, concrete(shape, given))
@@ -186,16 +184,20 @@ def _check_against_module(subject: Subject, shape: tuple, given: dict, rows: lis
             got, want = getattr(a, c), getattr(b, c)
             got = [int(x) for x in got] if c == "output_shape" else int(got)
             if got != want:
-                return f"MISMATCH at {a.name} {c}: formula gives {got}, the built module {want} (please report this)"
+                raise CnnlabError(f"self-check failed at {a.name} {c}: the formula gives {got}, the built module {want}; "
+                                  "the formulas are wrong here (please report this); leave out --symbolic for the numbers")
             cells += 1
     if len(rows) != len(real):
-        return f"MISMATCH: {len(rows)} formula rows but the built module has {len(real)} layers (please report this)"
+        raise CnnlabError(f"self-check failed: {len(rows)} formula rows but the built module has {len(real)} layers "
+                          "(please report this); leave out --symbolic for the numbers")
     return f"checked: the formulas at these values equal the counts of the built torch module in all {cells} cells"
 
 
 def summarise_symbolic(subject: Subject, in_shape: tuple, opts: Options) -> Summary:
     if subject.recipe is None:
         raise CnnlabError(f"{subject.label} is not a spec network; --symbolic needs a zoo spec, a spec file or an experiment with a spec")
+    if opts.peers:
+        raise CnnlabError("--as counts numbers, not formulas: leave out --symbolic (give the names with --set, e.g. --set NF=32)")
     recipe = subject.recipe
     given = {**recipe.given, **opts.given}
     rows, total, assume = _formulas(recipe, in_shape, given, recipe.options)
@@ -282,11 +284,11 @@ def _shape_text(shape) -> str:
     return "x".join(f"({d})" if isinstance(d, sp.Add) else str(d).replace("**", "^") for d in shape)
 
 
-def counted_blocks(c: Counted, columns: list[str]) -> list[Block]:
+def counted_blocks(c: Counted, columns: list[str], drop: tuple = ()) -> list[Block]:
     per = "formulas" if c.symbolic else "counts"
     blocks: list[Block] = [Table(f"{c.label}: input {_shape_text(c.input)}, {per} per image",
                                  [LABELS[k] for k in columns], [[_value(r, k) for k in columns] for r in c.rows],
-                                 [_total(c.total, k) for k in columns])]
+                                 [_total(c.total, k) for k in columns], drop)]
     t = c.total
     lines = [["params ", t["params"], " (trainable ", t["trainable_params"], ", frozen ", t["params"] - t["trainable_params"],
               "); buffers ", t["buffers"]],
@@ -298,16 +300,28 @@ def counted_blocks(c: Counted, columns: list[str]) -> list[Block]:
     share = not c.symbolic and t["macs"]
     blocks.append(Table("by layer type", ["type", "layers", "params", "MACs"] + (["MACs %"] if share else []) + ["activation bytes"],
                         [[g["type"], g["layers"], g["params"], g["macs"]] + ([100.0 * g["macs"] / t["macs"]] if share else [])
-                         + [g["activation_bytes"]] for g in types]))
+                         + [g["activation_bytes"]] for g in types], drop=("activation bytes", "MACs %", "layers")))
     if c.step is not None:
         blocks.append(step_table(c.step, c.measured))
     if c.notes:
         blocks.append(Text(c.notes))
+    blocks += [peer_text(p) for p in c.peers]
     if c.explain is not None:
         blocks.append(Table("shape arithmetic: output size = floor((W - F + 2P)/S) + 1", ["layer", "input", "output", "arithmetic"], c.explain))
         if c.explain_notes:
             blocks.append(Text(c.explain_notes))
     return blocks
+
+
+def peer_text(p: PeerCount) -> Text:
+    """What the tool prints, its figure as cnnlab's MACs plus the differences, and its convention in words."""
+    printed = [part for label, value in p.figures for part in ("; " if label != p.figures[0][0] else "", f"{label} ", value)]
+    if p.shown:
+        printed.append(f" (printed as '{p.shown}')")
+    sums: list = [f"{p.figures[0][0]} ", p.figures[0][1], " = "]
+    for i, (label, value) in enumerate(p.parts):
+        sums += ["" if i == 0 else " - " if value < 0 else " + ", abs(value), f" {label}"]
+    return Text([[f"{p.call}: "] + printed, sums, f"convention: {p.words}"], f"as {p.tool} counts it")
 
 
 def step_table(step: StepMemory, measured: Optional[StepMeasurement]) -> Table:
@@ -332,9 +346,9 @@ def step_table(step: StepMemory, measured: Optional[StepMeasurement]) -> Table:
     return Table(title, ["", "bytes", "what"], rows)
 
 
-def whatif_blocks(s: Summary, columns: list[str]) -> list[Block]:
+def whatif_blocks(s: Summary, columns: list[str], drop: tuple = ()) -> list[Block]:
     base, var = s.base, s.variant
-    blocks = counted_blocks(var, columns)
+    blocks = counted_blocks(var, columns, drop)
     keys = [("params", "params"), ("buffers", "buffers"), ("macs", "MACs"), ("activation_bytes", "activation bytes")]
     rows = [[label, base.total[k], var.total[k], ratio(var.total[k], base.total[k])] for k, label in keys]
     if base.step is not None and var.step is not None:
@@ -350,7 +364,12 @@ def whatif_blocks(s: Summary, columns: list[str]) -> list[Block]:
             changed.append([name, note] + [x for k, _ in keys for x in (b[k], a[k])])
     if changed:
         header = ["layer", "now"] + [f"{label} {when}" for _, label in keys for when in ("before", "after")]
-        blocks.append(Table("layers that changed", header, changed))
+        blocks.append(Table("layers that changed", header, changed,
+                            drop=(("activation bytes before", "activation bytes after"), ("buffers before", "buffers after"))))
+    if s.whatif.scale:
+        same = sp.expand(var.total["params"] - base.total["params"]) == 0
+        title = "why the parameters stay the same" if same else "why only some parameters grow"
+        blocks.append(Text(scale_notes(base.rows, var.rows, s.whatif.scale), title))
     if s.converted:
         blocks.append(separable_table(s))
     return blocks
@@ -375,7 +394,8 @@ def separable_table(s: Summary) -> Table:
     title = ("depthwise separable: speed-up in MACs per layer, exact (counted) and k^2*Cout/(k^2 + Cout) = 1/(1/Cout + 1/k^2) "
              f"(exact for each layer: biases are not MACs), which tends to k^2 for Cout >> k^2; whole network: {_ratio_text(net)}")
     return Table(title, ["layer", "k", "Cout", "params before", "params after", "MACs before", "MACs after",
-                         "speed-up exact", "k^2*Cout/(k^2+Cout)", "limit k^2"], rows)
+                         "speed-up exact", "k^2*Cout/(k^2+Cout)", "limit k^2"], rows,
+                 drop=("limit k^2", "k^2*Cout/(k^2+Cout)", "params before", "params after", "k", "Cout"))
 
 
 def _ratio_text(r) -> str:
@@ -383,11 +403,13 @@ def _ratio_text(r) -> str:
 
 
 def document(s: Summary, columns: Optional[list[str]] = None) -> list[Block]:
+    """The whole summary as blocks; the columns chosen with --columns are kept however narrow the terminal."""
     cols = check_columns(columns, s.base.rows)
-    blocks = counted_blocks(s.base, cols)
+    drop = () if columns else NARROW_DROP
+    blocks = counted_blocks(s.base, cols, drop)
     if s.variant is not None:
-        blocks += whatif_blocks(s, cols)
-    blocks.append(Text(CONVENTIONS, "conventions"))
+        blocks += whatif_blocks(s, cols, drop)
+    blocks.append(Text(CNNLAB, "conventions"))
     return blocks
 
 
@@ -428,6 +450,8 @@ def counted_json(c: Counted) -> dict:
             out["training"]["measured"] = c.measured.as_dict()
     if c.notes:
         out["notes"] = c.notes
+    if c.peers:
+        out["as"] = [p.as_dict() for p in c.peers]
     if c.explain is not None:
         out["explain"] = [{"name": r[0], "input": _plain(r[1]), "output": _plain(r[2]), "arithmetic": r[3]} for r in c.explain]
         out["explain_notes"] = c.explain_notes
@@ -436,10 +460,12 @@ def counted_json(c: Counted) -> dict:
 
 def summary_json(s: Summary) -> dict:
     out = counted_json(s.base)
-    out["conventions"] = CONVENTIONS
+    out["conventions"] = CNNLAB
     if s.variant is not None:
         compare = {k: _plain(ratio(s.variant.total[k], s.base.total[k])) for k in ("params", "buffers", "macs", "activation_bytes")}
         out["whatif"] = {"change": s.whatif.label(), "variant": counted_json(s.variant), "factor": compare}
+        if s.whatif.scale:
+            out["whatif"]["why"] = [line_text(line, "table") for line in scale_notes(s.base.rows, s.variant.rows, s.whatif.scale)]
         if s.converted:
             table = separable_table(s)
             out["whatif"]["separable"] = [dict(zip(["layer", "k", "cout", "params_before", "params_after", "macs_before",
@@ -460,7 +486,7 @@ def subject_and_input(model: str, assignments: list[str], input_text: Optional[s
     given = parse_assignments(assignments)
     in_shape = parse_input(input_text) if input_text else None
     input_names = {d for d in in_shape if isinstance(d, str)} if in_shape else ({"H", "W"} if symbolic else set())
-    subject = resolve(model, [f"{k}={v}" for k, v in given.items() if k not in input_names], data_dir)
+    subject = resolve(model, [f"{k}={v}" for k, v in given.items() if k not in input_names], data_dir, in_shape)
     if in_shape is None:
         if subject.input is None:
             raise CnnlabError(f"give the input size with --input CxHxW (e.g. --input 3x32x32); {model} does not say it")

@@ -5,6 +5,11 @@
              (one filter per input channel, no bias) and a pointwise 1 x 1 convolution (the bias, if any)
   no_bn      every batch norm removed
 
+Scaling the input leaves the parameters of convolutions and batch norms alone (none of their tensors holds
+H or W); only a layer whose input size follows H and W, a dense layer after `flatten`, grows. `scale_notes`
+says so with the layers named, so a claim like "batch norm has 4x the parameters at twice the size" is
+refuted by the table itself.
+
 A spec network is changed in its spec (so the formulas follow); any other module is changed in place
 of its layers (a convolution becomes a Sequential of two, named `.0` and `.1`; a batch norm an Identity).
 For each replaced convolution the speed-up in multiply-accumulates is
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from math import prod
 from typing import Any, Optional
 
 import sympy as sp
@@ -163,3 +169,41 @@ def match_rows(base: list, variant: list, converted: list[Converted]) -> list[tu
         if (r.name, r.call) not in used:
             pairs.append((r.name, None, [r]))
     return pairs
+
+
+def _grown(i: int, base: list, variant: list) -> list:
+    """One line: the layer at row i, whose parameters changed with the input size, and what gave it more features."""
+    before, after = base[i], variant[i]
+    j = i - 1  # the row that made its input: back past layers that keep the shape (dropout, activations)
+    while j > 0 and base[j - 1].output_shape == base[j].output_shape:
+        j -= 1
+    n_before, n_after = prod(base[i - 1].output_shape), prod(variant[i - 1].output_shape)
+    line = [f"{before.name}: ", before.params, " -> ", after.params, " params (weights ", before.weights, " -> ",
+            after.weights, "), because "]
+    if j > 0 and len(base[j].output_shape) == 1 and len(base[j - 1].output_shape) > 1:  # a flatten
+        return line + [f"{base[j].name} gives it ", ratio(n_after, n_before), "x the features: ", base[j - 1].output_shape,
+                       " = ", n_before, " -> ", variant[j - 1].output_shape, " = ", n_after]
+    return line + ["its input has ", ratio(n_after, n_before), "x the features: ", n_before, " -> ", n_after]
+
+
+def scale_notes(base: list, variant: list, factor) -> list:
+    """Why --scale leaves convolution and batch-norm parameters alone, their counts per batch norm, and the layers that grew.
+
+    Lines of text and values (numbers or formulas) for a render.Text; rows are LayerCounts of the same network.
+    """
+    area = f"{factor ** 2:g}"
+    lines: list = [f"a convolution has Cout x Cin x k x k weights and Cout biases, a batch norm 2C (a scale and a shift per "
+                   f"channel): neither holds H or W, so an input {factor:g}x as high and wide gives these layers {area}x the "
+                   f"positions (MACs and activation memory x{area}) and the same parameters"]
+    same = len(base) == len(variant) and all(b.name == a.name for b, a in zip(base, variant))
+    if not same:  # with layers also replaced or removed, the parameters changed for those reasons too
+        return lines
+    norms = [(b, a) for b, a in zip(base, variant) if b.type.startswith("BatchNorm") and b.call == 1]
+    if norms:
+        line: list = ["batch-norm parameters per layer, before -> after: "]
+        for i, (b, a) in enumerate(norms):
+            line += [f"{', ' if i else ''}{b.name} ", b.params, " -> ", a.params]
+        lines.append(line + [" (2C each, C = its channels, which the input size does not change)"])
+    grown = [_grown(i, base, variant) for i, (b, a) in enumerate(zip(base, variant))
+             if i > 0 and b.output_shape is not None and sp.expand(a.params - b.params) != 0]
+    return lines + (grown or ["no layer's parameters changed: no layer's input size follows H and W in this network"])
