@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from cnnlab.config import Config, validate
 
@@ -31,3 +32,18 @@ def quick_config(**sections) -> Config:
     for key, value in sections.items():
         raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
     return validate(raw, "test config")
+
+
+def placements(out: torch.Tensor, originals: torch.Tensor, padding: int) -> list[tuple[int, int, int, bool]]:
+    """Every (original index, dy, dx, flipped) such that `out` is exactly the window at (dy, dx) of that original
+    zero-padded by `padding`, mirrored left-right when flipped: where an augmented image came from, found by
+    trying every placement (an identity crop is dy = dx = padding)."""
+    n, c, h, w = originals.shape
+    padded = torch.nn.functional.pad(originals, (padding,) * 4)
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1).permute(0, 2, 3, 1, 4, 5)  # (n, dy, dx, c, h, w)
+    found = []
+    for flipped in (False, True):
+        target = (out.flip(-1) if flipped else out).to(originals.dtype)
+        equal = (windows == target).flatten(3).all(-1)
+        found += [(i, dy, dx, flipped) for i, dy, dx in equal.nonzero().tolist()]
+    return found

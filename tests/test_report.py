@@ -51,8 +51,12 @@ def test_report_renders_in_chromium(run, tmp_path):
                     "--window-size=1100,1400", (run.path / "report.html").as_uri()], capture_output=True, timeout=120)
     from PIL import Image
 
-    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 16)
-    assert colours is None or len(colours) > 50  # text, tables and plot lines, not a blank page
+    page = Image.open(shot).convert("RGB")
+    assert page.size == (1100, 1400)
+    colours = page.getcolors(maxcolors=page.width * page.height)  # never None: there cannot be more colours than pixels
+    assert len(colours) > 50  # text, tables and plot lines, not a blank page
+    background = max(colours)[0] / (page.width * page.height)
+    assert background < 0.97, f"{background:.1%} of the page is one colour"
 
 
 def test_report_reads_an_older_run_folder(run, tmp_path):
