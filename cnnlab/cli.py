@@ -180,8 +180,18 @@ def print_comparison(analysis) -> None:
         table.add_row(escape(v["name"]), str(v["n"]), f"{fmt(f['mean'])} ± {fmt(f['std'])}", fmt(f["min"]), fmt(f["max"]),
                       ci(f), f"{fmt(b['mean'])} ± {fmt(b['std'])}", ci(b))
     console.print(table)
-    for t in result["tests"]:
-        console.print(f"{escape(t['a'])} vs {escape(t['b'])} ({result['stat']}): {escape(t['words'])}", highlight=False)
+    if result["tests"]:
+        tests = Table(Column("a vs b", overflow="fold"), "a − b", "95% CI", "Welch's t", "df", "p", "z", "p (z)", "p (Holm)",
+                      title=f"Welch's t-test and z-score of the {result['stat']} {result['metric']}, alpha = {result['alpha']:g}")
+        for t in result["tests"]:
+            ci = f"[{t['ci95_diff'][0]:+.4f}, {t['ci95_diff'][1]:+.4f}]" if t["ci95_diff"] else "-"
+            tests.add_row(f"{escape(t['a'])} vs {escape(t['b'])}", fmt(t["diff"]), ci, fmt(t["t"], 2), fmt(t["df"], 1),
+                          fmt(t["p_value"]), fmt(t["z"], 2), fmt(t["z_p_value"]), fmt(t["p_holm"]),
+                          style="bold green" if t["significant_holm"] else None)
+        console.print(tests)
+    for t in result["tests"]:  # a clear win (significant after Holm's correction) in bold, everything else plain
+        line = f"{escape(t['a'])} vs {escape(t['b'])} ({result['stat']}): {escape(t['words'])}"
+        console.print(f"[bold green]{line}[/]" if t["significant_holm"] else line, highlight=False)
     for line in [result.get("note")] + result["warnings"]:
         if line:
             console.print(f"note: {escape(line)}", highlight=False)
