@@ -1,16 +1,17 @@
 # Two entry points for a newcomer: `make demo` (set up, then a real training run ending in a report)
-# and `make test` (set up, then the tests). Both create .venv on first use.
+# and `make test` (set up, then the tests). Both create .venv on first use. `make test-fast` leaves out
+# the tests marked slow.
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test
+.PHONY: setup demo test test-fast
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/install-system-packages.sh
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/install-system-packages.sh
 	bash scripts/install-system-packages.sh
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 demo: setup
@@ -18,3 +19,6 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"

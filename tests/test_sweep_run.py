@@ -15,7 +15,10 @@ from typing import Optional
 import numpy as np
 import pytest
 import yaml
+
 from cnnlab.runfolder import TIMING_KEYS
+
+pytestmark = pytest.mark.slow  # every test here runs real sweeps through the command line
 
 TINY = {
     "data": {"dataset": "fashion_mnist", "train_subset": 400, "test_subset": 100, "val_fraction": 0.25},

@@ -60,6 +60,7 @@ def weights_l1(run) -> float:
     return sum(t.abs().sum().item() for t in checkpoint.load(run.last_path)["model"].values() if t.dim() > 1)
 
 
+@pytest.mark.slow
 def test_label_smoothing_l1_and_schedules_train(data_root, tmp_path):
     """Each option against the same deterministic run without it: ignoring an option would repeat that run exactly."""
     sgd = {"name": "sgd", "lr": 0.05, "nesterov": True, "weight_decay": 5e-4}
@@ -116,6 +117,7 @@ def test_nan_loss_fails_the_run_and_keeps_last_good_checkpoint(data_root, tmp_pa
     assert (run.path / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_equals_uninterrupted_run(data_root, tmp_path):
     overrides = ["deterministic=true", "train.epochs=3", "data.train_subset=2000", "model.dropout=0.3",
                  "data.augment.flip=true", "data.augment.crop_padding=2", "schedule.name=onecycle",
