@@ -1,10 +1,10 @@
 # Two entry points for a newcomer: `make demo` (set up, then a real training run ending in a report)
 # and `make test` (set up, then the tests). Both create .venv on first use. `make test-fast` leaves out
-# the tests marked slow.
+# the tests marked slow; `make readme-config` rewrites README's config block from the schema.
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast
+.PHONY: setup demo test test-fast readme-config
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt scripts/install-system-packages.sh
@@ -22,3 +22,6 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+readme-config: setup
+	$(PY) scripts/config_reference.py --write README.md
