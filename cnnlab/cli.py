@@ -1,4 +1,4 @@
-"""The `cnnlab` command: run, resume, invariance, summary, cost, sweep, compare, report, data, zoo.
+"""The `cnnlab` command: run, resume, invariance, summary, cost, sweep, compare, report, data, experiments, zoo.
 
 User errors print as one line of advice (exit code 2); `--debug` anywhere shows the traceback.
 """
@@ -75,7 +75,7 @@ class ConsoleProgress:
 
 @app.command()
 def run(
-    experiment: str = typer.Argument(..., help="a name from experiments/ or a path to a YAML file"),
+    experiment: str = typer.Argument(..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.epochs=2 optim.lr=0.01"),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run folders go"),
     data_dir: Optional[str] = DATA_DIR,
@@ -125,7 +125,7 @@ def resume(run_dir: Path = typer.Argument(..., help="a run folder made by `cnnla
 
 @app.command()
 def sweep(
-    experiment: str = typer.Argument(..., help="a name from experiments/ or a path to a YAML file"),
+    experiment: str = typer.Argument(..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every run, e.g. train.epochs=2"),
     grid: Optional[List[str]] = typer.Option(None, "--grid", help="KEY=V1,V2,...: one axis of the grid (repeat for more axes; values read as YAML); K1,K2=[a,1],[b,2] moves two keys together"),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="runs per variant, with seeds seed, seed+1, ... (default 3)"),
@@ -185,8 +185,18 @@ def print_comparison(analysis) -> None:
         table.add_row(escape(v["name"]), str(v["n"]), f"{fmt(f['mean'])} ± {fmt(f['std'])}", fmt(f["min"]), fmt(f["max"]),
                       ci(f), f"{fmt(b['mean'])} ± {fmt(b['std'])}", ci(b))
     console.print(table)
-    for t in result["tests"]:
-        console.print(f"{escape(t['a'])} vs {escape(t['b'])} ({result['stat']}): {escape(t['words'])}", highlight=False)
+    if result["tests"]:
+        tests = Table(Column("a vs b", overflow="fold"), "a − b", "95% CI", "Welch's t", "df", "p", "z", "p (z)", "p (Holm)",
+                      title=f"Welch's t-test and z-score of the {result['stat']} {result['metric']}, alpha = {result['alpha']:g}")
+        for t in result["tests"]:
+            ci = f"[{t['ci95_diff'][0]:+.4f}, {t['ci95_diff'][1]:+.4f}]" if t["ci95_diff"] else "-"
+            tests.add_row(f"{escape(t['a'])} vs {escape(t['b'])}", fmt(t["diff"]), ci, fmt(t["t"], 2), fmt(t["df"], 1),
+                          fmt(t["p_value"]), fmt(t["z"], 2), fmt(t["z_p_value"]), fmt(t["p_holm"]),
+                          style="bold green" if t["significant_holm"] else None)
+        console.print(tests)
+    for t in result["tests"]:  # a clear win (significant after Holm's correction) in bold, everything else plain
+        line = f"{escape(t['a'])} vs {escape(t['b'])} ({result['stat']}): {escape(t['words'])}"
+        console.print(f"[bold green]{line}[/]" if t["significant_holm"] else line, highlight=False)
     for line in [result.get("note")] + result["warnings"]:
         if line:
             console.print(f"note: {escape(line)}", highlight=False)
@@ -239,6 +249,18 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder or a sweep fol
         print(write_sweep_report(analyse([run_dir]), run_dir))
         return
     print(write_run_report(run_dir))
+
+
+@app.command()
+def experiments():
+    """List the experiments `cnnlab run NAME` knows: yours in ./experiments first, then the built-in ones."""
+    from cnnlab.config import experiment_description, experiments_dir, known_experiments
+
+    table = Table("name", Column("about", overflow="fold"), "file")
+    for name, path in sorted(known_experiments().items()):
+        where = "built-in" if path.parent == experiments_dir() else str(path)
+        table.add_row(escape(name), escape(experiment_description(path)), escape(where))
+    Console().print(table)
 
 
 @app.command()

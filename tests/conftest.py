@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from cnnlab.config import Config, validate
 
@@ -31,3 +32,19 @@ def quick_config(**sections) -> Config:
     for key, value in sections.items():
         raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
     return validate(raw, "test config")
+
+
+def placements(out: torch.Tensor, originals: torch.Tensor, padding: int) -> list[tuple[int, int, int, bool]]:
+    """Every (original index, dy, dx, flipped) such that `out` is exactly the window at (dy, dx) of that original
+    zero-padded by `padding`, mirrored left-right when flipped: where an augmented image came from, found by
+    trying every placement (an identity crop is dy = dx = padding)."""
+    n, c, h, w = originals.shape
+    padded = torch.nn.functional.pad(originals, (padding,) * 4)
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1).permute(0, 2, 3, 1, 4, 5)  # (n, dy, dx, c, h, w)
+    centre = (..., slice(max(0, h // 2 - 2), h // 2 + 2), slice(max(0, w // 2 - 2), w // 2 + 2))
+    found = []
+    for flipped in (False, True):
+        target = (out.flip(-1) if flipped else out).to(originals.dtype)
+        near = (windows[centre] == target[centre]).flatten(3).all(-1)  # a 4x4 patch first, then the whole window
+        found += [(i, dy, dx, flipped) for i, dy, dx in near.nonzero().tolist() if torch.equal(windows[i, dy, dx], target)]
+    return found

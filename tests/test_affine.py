@@ -56,6 +56,7 @@ def test_negative_a_mirrors_the_first_normalised_layer(a):
     assert (plain(x) - moved(a * x + 1.0)).abs().max() > 0.1
 
 
+@pytest.mark.slow
 def test_invariance_command_compares_two_real_runs(data_root, tmp_path):
     import json
 

@@ -1,8 +1,19 @@
-"""Configs: unknown keys, wrong types and impossible values stop a run with the key and file named."""
-import pytest
+"""Configs: unknown keys, wrong types and impossible values stop a run with the key and file named; the built-in
+experiments ship inside the package, a user's ./experiments comes first."""
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
-from cnnlab.config import apply_overrides, find_experiment, load_experiment, validate
+import pytest
+from typer.testing import CliRunner
+
+from cnnlab.cli import app
+from cnnlab.config import apply_overrides, experiment_description, experiments_dir, find_experiment, load_experiment, validate
 from cnnlab.errors import CnnlabError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def error_of(raw):
@@ -42,8 +53,45 @@ def test_overrides_are_typed_and_checked(tmp_path):
         apply_overrides({}, ["train.epochs"])
 
 
-def test_every_shipped_experiment_is_valid():
-    for name in ["quickstart", "table1-cifar10", "simplenn-cifar10", "simplenn-cifar10-aug", "cifar10-fast-a", "cifar10-fast-b"]:
-        assert load_experiment(name).name == name
+def test_every_built_in_experiment_is_valid_and_described_in_one_line():
+    shipped = sorted(experiments_dir().glob("*.yaml"))
+    assert experiments_dir().parent.name == "cnnlab" and len(shipped) >= 17
+    descriptions = set()
+    for path in shipped:
+        assert load_experiment(path.stem).name == path.stem and find_experiment(path.stem) == path
+        description = experiment_description(path)
+        assert 20 < len(description) <= 110 and description not in descriptions, path.name
+        descriptions.add(description)
     with pytest.raises(CnnlabError, match="known experiments: .*quickstart"):
         find_experiment("no-such-experiment")
+
+
+def test_a_users_experiments_come_first_and_are_listed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "quickstart.yaml").write_text("# My own quickstart, on the Table 1 network.\nmodel: {name: table1}\n")
+    (tmp_path / "experiments" / "mine.yaml").write_text("model: {name: simplenn}\n")
+    assert find_experiment("quickstart").resolve() == (tmp_path / "experiments" / "quickstart.yaml").resolve()
+    assert load_experiment("quickstart").model.name == "table1" and load_experiment("mine").name == "mine"
+    assert find_experiment("table1-cifar10") == experiments_dir() / "table1-cifar10.yaml"
+    out = CliRunner().invoke(app, ["experiments"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    lines = {line.split()[1]: line for line in out.output.splitlines() if line.startswith("│")}
+    assert "My own quickstart, on the Table 1 network." in lines["quickstart"] and "built-in" not in lines["quickstart"]
+    assert "mine" in lines and "built-in" in lines["table1-cifar10"]
+    assert "The first thing to run" not in out.output  # the built-in quickstart is hidden by the user's
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_experiments_and_templates(tmp_path):
+    """`pip wheel .` of a copy of the source tree: an installed cnnlab must find its own experiments."""
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "sweeps", ".cache", "build",
+                                                              "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "wheel")], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("cnnlab-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"cnnlab/experiments/{p.name}" for p in experiments_dir().glob("*.yaml")} <= names
+    assert {"cnnlab/report/templates/run.html.j2", "cnnlab/report/templates/sweep.html.j2"} <= names

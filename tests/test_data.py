@@ -1,6 +1,5 @@
 """Real data through the real pipeline: sources, tensor cache, splits, batched augmentation, errors."""
 import gzip
-import shutil
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from cnnlab.data.loader import DeviceBatches
 from cnnlab.data.registry import CIFAR10_CLASSES, FASHION_CLASSES
 from cnnlab.data.sources import locate
 from cnnlab.errors import CnnlabError
+from tests.conftest import placements
 
 
 def data_cfg(**data):
@@ -54,27 +54,50 @@ def test_augmentation_keeps_labels_and_shapes_on_real_images(data_root):
     images, labels = train.images[:64], train.labels[:64]
     batches = DeviceBatches(images, labels, 16, torch.device("cpu"), torch.ones(3), torch.zeros(3),
                             crop_padding=4, flip=True, shuffle=True)
-    padded = torch.nn.functional.pad(images, (4, 4, 4, 4)).float()
-    seen = 0
+    seen = []
     for x, y in batches.batches(torch.Generator().manual_seed(0)):
-        assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32
+        assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32 and torch.equal(x, x.round())
         for img, label in zip(x, y):
-            # the augmented image must be some window (and maybe mirror) of exactly one original: its label
-            match = [i for dy in range(9) for dx in range(9) for i in range(64)
-                     if torch.equal(padded[i, :, dy:dy + 32, dx:dx + 32], img) or torch.equal(padded[i, :, dy:dy + 32, dx:dx + 32].flip(2), img)]
-            assert match and all(labels[i] == label for i in match)
-            seen += 1
-    assert seen == 64
+            # the augmented image is a window (maybe mirrored) of exactly one original, and carries its label
+            found = placements(img, images, 4)
+            assert len(found) == 1 and labels[found[0][0]] == label
+            seen.append(found[0])
+    assert sorted(i for i, _, _, _ in seen) == list(range(64))  # every image once
+    shifts = [(dy, dx) for _, dy, dx, _ in seen]
+    assert sum(s != (4, 4) for s in shifts) > 48 and len(set(shifts)) > 30  # moved, to many places
+    assert 16 < sum(f for _, _, _, f in seen) < 48  # about half mirrored
 
 
 def test_crop_and_flip_are_seeded_and_do_what_they_say():
-    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
-    a, _ = random_crop(x, 1, torch.Generator().manual_seed(5))
-    b, _ = random_crop(x, 1, torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(0)
+    # 64 images of 5x5 pixels, each pixel of an image a distinct non-zero value: a window tells its offset
+    x = torch.stack([torch.randperm(255, generator=gen)[:25] + 1 for _ in range(64)]).to(torch.uint8).view(64, 1, 5, 5)
+    a, _ = random_crop(x, 2, torch.Generator().manual_seed(5))
+    b, _ = random_crop(x, 2, torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and a.shape == x.shape
+    assert not torch.equal(a, random_crop(x, 2, torch.Generator().manual_seed(6))[0])
+    offsets = []
+    for i, out in enumerate(a):
+        found = placements(out, x[i:i + 1], 2)
+        assert len(found) == 1 and not found[0][3]  # one unmirrored window of its own image
+        _, dy, dx, _ = found[0]
+        offsets.append((dy, dx))
+        # by hand: pixel (r, c) of the crop is pixel (r + dy - 2, c + dx - 2) of the original, zero outside it
+        for r in range(5):
+            for c in range(5):
+                sr, sc = r + dy - 2, c + dx - 2
+                assert out[0, r, c] == (x[i, 0, sr, sc] if 0 <= sr < 5 and 0 <= sc < 5 else 0)
+    # every offset of the padded image is drawn: rows and columns shift by -2 .. +2
+    assert {dy for dy, _ in offsets} == {dx for _, dx in offsets} == set(range(5))
+    assert sum(o == (2, 2) for o in offsets) < 10  # the identity is one offset of 25, not the rule
     flipped, _ = random_flip(x, torch.Generator().manual_seed(1))
+    mirrored = []
     for orig, out in zip(x, flipped):
         assert torch.equal(out, orig) or torch.equal(out, orig.flip(2))
+        mirrored.append(torch.equal(out, orig.flip(2)))
+        assert torch.equal(out[0, :, 0], orig[0, :, 4]) == mirrored[-1]  # the first column is the last one, mirrored
+    assert 16 < sum(mirrored) < 48  # a random half of the batch, not none or all
+    assert torch.equal(flipped, random_flip(x, torch.Generator().manual_seed(1))[0])
 
 
 def test_prepare_normalises_with_training_statistics(data_root):
@@ -111,12 +134,23 @@ def test_image_folder_by_path_and_corrupt_image_named(data_root, tmp_path):
         load_images(data_cfg(dataset="imagefolder", path=str(tmp_path / "pets"), image_size=32), tmp_path)
 
 
-def test_truncated_idx_file_is_named(tmp_path):
-    from cnnlab.data.decoders import IDX_FILES
-    from cnnlab.data.registry import DEBIAN_FASHION
+def write_idx(path, array) -> None:
+    """A gzipped IDX file (the MNIST format): two zero bytes, 0x08 for unsigned bytes, the rank, each size, the bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.tobytes()))
 
-    for name in IDX_FILES:
-        shutil.copy(DEBIAN_FASHION / f"{name}.gz", tmp_path / f"{name}.gz")
+
+def test_idx_files_read_back_and_a_truncated_one_is_named(data_root, tmp_path):
+    """IDX files written here from real CIFAR-10 photographs (in grey) read back exactly; cut short, the file is named."""
+    train, test, _ = load_images(data_cfg(dataset="cifar10"), data_root)
+    pick, pick_test = torch.arange(60) * 800, torch.arange(20) * 500  # every class (the archive is in class order)
+    parts = {"train": (train.images[pick], train.labels[pick]), "t10k": (test.images[pick_test], test.labels[pick_test])}
+    for split, (images, labels) in parts.items():
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images.float().mean(1).to(torch.uint8).numpy())
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels.to(torch.uint8).numpy())
+    tr, te, _ = load_images(data_cfg(dataset="idx", path=str(tmp_path)), tmp_path)
+    assert torch.equal(tr.images[:, 0], train.images[pick].float().mean(1).to(torch.uint8)) and te.images.shape == (20, 1, 32, 32)
+    assert tr.labels.tolist() == train.labels[pick].tolist() and tr.classes == [str(i) for i in range(10)]
     data = gzip.decompress((tmp_path / "t10k-images-idx3-ubyte.gz").read_bytes())
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(data[:5000]))
     with pytest.raises(CnnlabError, match="t10k-images-idx3-ubyte.gz is truncated"):

@@ -15,6 +15,7 @@ from cnnlab.models.build import ModelOptions, build
 from cnnlab.models.spec import parse_spec
 from cnnlab.models.zoo import ZOO
 from cnnlab.runner import start_run
+from tests.conftest import placements
 
 
 def cfg_of(raw):
@@ -91,24 +92,22 @@ def test_seg_unet_upsampling_choices(upsample):
 def test_mask_moves_with_its_photo(pennfudan):
     photo, mask = pennfudan.images[5], pennfudan.labels[5]
     assert mask.dtype == torch.uint8 and set(mask.unique().tolist()) == {0, 1}
-    images, masks = photo.expand(8, -1, -1, -1).contiguous(), mask.expand(8, -1, -1).contiguous()
+    images, masks = photo.expand(16, -1, -1, -1).contiguous(), mask.expand(16, -1, -1).contiguous()
     gen = torch.Generator().manual_seed(0)
     out_images, out_masks = random_crop(images, 6, gen, masks)
     out_images, out_masks = random_flip(out_images, gen, out_masks)
-    padded = torch.nn.functional.pad(photo, (6, 6, 6, 6))
     padded_mask = torch.nn.functional.pad(mask, (6, 6, 6, 6), value=IGNORE)
+    seen = []
     for img, m in zip(out_images, out_masks):
-        found = False
-        for dy in range(13):
-            for dx in range(13):
-                for flip in (False, True):
-                    window = padded[:, dy:dy + 96, dx:dx + 96]
-                    window = window.flip(2) if flip else window
-                    if torch.equal(window, img):
-                        mwin = padded_mask[dy:dy + 96, dx:dx + 96]
-                        assert torch.equal(mwin.flip(1) if flip else mwin, m)
-                        found = True
-        assert found
+        found = placements(img, photo[None], 6)
+        assert len(found) == 1
+        _, dy, dx, flipped = found[0]
+        window = padded_mask[dy:dy + 96, dx:dx + 96]
+        assert torch.equal(window.flip(1) if flipped else window, m)  # the same window, the same mirror
+        seen.append(found[0][1:])
+    assert sum((dy, dx) != (6, 6) for dy, dx, _ in seen) > 12 and len({s[:2] for s in seen}) > 8  # moved, to many places
+    assert 0 < sum(f for _, _, f in seen) < 16  # some mirrored, some not
+    assert any((m == IGNORE).any() for m in out_masks)  # the border a shift brings in carries no label
 
 
 def test_iou_tally_against_hand_counts():

@@ -51,8 +51,12 @@ def test_report_renders_in_chromium(run, tmp_path):
                     "--window-size=1100,1400", (run.path / "report.html").as_uri()], capture_output=True, timeout=120)
     from PIL import Image
 
-    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 16)
-    assert colours is None or len(colours) > 50  # text, tables and plot lines, not a blank page
+    page = Image.open(shot).convert("RGB")
+    assert page.size == (1100, 1400)
+    colours = page.getcolors(maxcolors=page.width * page.height)  # never None: there cannot be more colours than pixels
+    assert len(colours) > 50  # text, tables and plot lines, not a blank page
+    background = max(colours)[0] / (page.width * page.height)
+    assert background < 0.97, f"{background:.1%} of the page is one colour"
 
 
 def test_report_reads_an_older_run_folder(run, tmp_path):
@@ -67,3 +71,16 @@ def test_report_reads_an_older_run_folder(run, tmp_path):
     (old / "architecture.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "macs"} for r in rows]))
     html = write_run_report(old).read_text()
     assert "<th>-</th>" in html and "conv1" in html
+
+
+@pytest.mark.parametrize("threads, words", [(1, "(1 thread)"), (2, "(2 threads)")])
+def test_thread_count_reads_as_english(run, tmp_path, threads, words):
+    import json
+
+    from cnnlab.report.run_report import write_run_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").write_text(json.dumps({**summary, "threads": threads}))
+    assert words in write_run_report(copy).read_text()

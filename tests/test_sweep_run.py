@@ -10,11 +10,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
 import yaml
+
 from cnnlab.runfolder import TIMING_KEYS
+
+pytestmark = pytest.mark.slow  # every test here runs real sweeps through the command line
 
 TINY = {
     "data": {"dataset": "fashion_mnist", "train_subset": 400, "test_subset": 100, "val_fraction": 0.25},
@@ -31,11 +35,13 @@ def experiment(tmp_path: Path, **sections) -> Path:
     return path
 
 
-def cnnlab(*args, cwd: Path, data_root: Path, check: bool = True, background: bool = False):
+def cnnlab(*args, cwd: Path, data_root: Path, check: bool = True, background: bool = False, threads: Optional[int] = None):
+    """Run the cnnlab command; `threads` sets OMP_NUM_THREADS (a run's numbers depend on its thread count)."""
     cmd = [sys.executable, "-m", "cnnlab.cli", *map(str, args)] + (["--data-dir", str(data_root)] if args[0] in ("sweep", "run") else [])
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     if background:
-        return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+        return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
     if check and done.returncode != 0:
         pytest.fail(f"cnnlab {' '.join(map(str, args))} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
@@ -122,7 +128,7 @@ def test_band_plot_from_real_run_folders(grid_sweep):
 def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
     exp = experiment(tmp_path, train={**TINY["train"], "epochs": 3}, deterministic=True,
                      data={**TINY["data"], "train_subset": 1200})
-    args = ("sweep", exp, "--grid", "optim.lr=0.001,0.002,0.003", "--seeds", "1")
+    args = ("sweep", exp, "--grid", "optim.lr=0.001,0.002,0.003", "--seeds", "1", "--threads", "1")
     proc = cnnlab(*args, cwd=tmp_path, data_root=data_root, background=True)
     folders = lambda: list((tmp_path / "sweeps").glob("*/events.jsonl"))
     deadline = time.time() + 120
@@ -146,8 +152,9 @@ def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
     resumed = [json.loads(line) for line in (folder / "runs/optim.lr=0.002/s0/metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in resumed] == [1, 2, 3]
     assert sorted(p.name for p in (folder / "runs").iterdir()) == ["optim.lr=0.001", "optim.lr=0.002", "optim.lr=0.003"]
-    # the resumed run equals an uninterrupted run of the same config (deterministic: true, CPU)
-    cnnlab("run", folder / "runs/optim.lr=0.002/s0/config.yaml", "--runs-dir", tmp_path / "alone", cwd=tmp_path, data_root=data_root)
+    # the resumed run equals an uninterrupted run of the same config (deterministic: true, CPU, the same thread count)
+    cnnlab("run", folder / "runs/optim.lr=0.002/s0/config.yaml", "--runs-dir", tmp_path / "alone", cwd=tmp_path,
+           data_root=data_root, threads=1)
     (alone,) = (tmp_path / "alone").glob("*/*/metrics.jsonl")
     timing = TIMING_KEYS
     strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]

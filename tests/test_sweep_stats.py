@@ -121,7 +121,8 @@ def test_compare_final_and_best_and_words():
     ab, ac, bc = result["tests"]
     assert (ab["a"], ab["b"]) == ("optim.name=adam", "optim.name=sgd") and ab["significant"]
     assert ab["p_value"] == pytest.approx(sp.ttest_ind([0.90, 0.91, 0.92], [0.78, 0.79, 0.81], equal_var=False).pvalue)
-    assert "significant at the 0.05 level" in ab["words"] and "higher by 0.1167" in ab["words"]
+    assert ab["significant_holm"] and "higher by 0.1167" in ab["words"]
+    assert ab["words"].endswith("significant at the 0.05 level after Holm's correction")
     assert not ac["significant"] and ac["seeds_needed"] == stats.seeds_needed(ac["effect_size"], 0.05)
     assert f"not significant with 3 seeds; about {ac['seeds_needed']} seeds per variant would be needed" in ac["words"]
     p = sorted(t["p_value"] for t in result["tests"])
@@ -145,4 +146,47 @@ def test_compare_refuses_bad_metric_and_says_when_nothing_can_be_tested():
     assert result["warnings"] == []
     same_seed = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("a1", 0, [0.5], optim__name="adam")]
     (warning,) = compare(group(same_seed), "val_acc")["warnings"]
-    assert "2 runs but only 1 distinct seeds" in warning
+    assert "2 runs but only 1 distinct seed;" in warning
+
+
+def variants_of(**values: list[float]):
+    runs = [fake_run(f"{name}{s}", s, [v], optim__name=name) for name, vs in values.items() for s, v in enumerate(vs)]
+    return group(runs, ["optim.name"], {"optim.name": list(values)})
+
+
+def test_a_win_only_before_holm_does_not_read_like_one():
+    """p = 0.03 alone, 0.09 after Holm's correction for 3 comparisons: the sentence leads with what holds."""
+    result = compare(variants_of(x=[0.50, 0.52, 0.54], y=[0.552, 0.572, 0.592], z=[0.40, 0.55, 0.70]), "val_acc")
+    xy = result["tests"][0]
+    assert xy["significant"] and not xy["significant_holm"] and 0.01 < xy["p_value"] < 0.05 < xy["p_holm"]
+    assert ": not significant after Holm's correction for 3 comparisons (adjusted p = 0.1);" in xy["words"]
+    assert xy["words"].endswith("it would be significant at the 0.05 level only as the sole comparison")
+    assert "significant at the 0.05 level" not in xy["words"].split(";")[0]
+
+
+@pytest.mark.parametrize("m, words", [
+    (0.22, "not significant with 3 seeds; the difference is within the noise of these runs"),
+    (0.20, "not significant with 3 seeds; about 4 seeds per variant would be needed to detect a difference of this size"),
+])
+def test_seeds_needed_is_only_asked_for_when_above_the_seeds_run(m, words):
+    """A large effect that Welch's t (df about 2 with one spread-out variant) does not find: when the power estimate
+    asks for no more seeds than were run, saying "about 3 seeds would be needed" to a user who ran 3 contradicts."""
+    result = compare(variants_of(b=[0.5 + m - 0.1, 0.5 + m, 0.5 + m + 0.1], a=[0.500, 0.501, 0.502]), "val_acc")
+    (test,) = result["tests"]
+    assert test["significant"] is False and test["seeds_needed"] == (3 if m == 0.22 else 4)
+    assert words in test["words"] and ("would usually show with 3 seeds" in test["words"]) == (m == 0.22)
+
+
+def test_terminal_table_shows_the_z_score_and_the_holm_verdict(capsys):
+    from cnnlab.cli import print_comparison
+    from cnnlab.sweep.compare import Analysis
+
+    variants = variants_of(x=[0.50, 0.52, 0.54], y=[0.552, 0.572, 0.592], z=[0.40, 0.55, 0.70])
+    result = {**compare(variants, "val_acc"), "skipped": []}
+    print_comparison(Analysis([], [r for v in variants for r in v.runs], [], variants, result, None))
+    out = " ".join(capsys.readouterr().out.split())  # the words wrap at the console's width
+    assert "z" in out.split() and "p (Holm)" in out
+    for test in result["tests"]:
+        assert f"{test['z']:.2f}" in out and f"{test['df']:.1f}" in out
+    assert "x vs optim.name=y (final): optim.name=x is lower by 0.0520" in out
+    assert "not significant after Holm's correction" in out

@@ -92,7 +92,7 @@ def finetune_blocks(c: FinetuneCost) -> list[Block]:
     dev = w.measured.device
     measured = Table(
         f"fine-tuning {c.label} at input {'x'.join(map(str, c.input))}, batch size {w.estimate.batch_size}, "
-        f"{w.estimate.optimizer}: measured on {dev}" + (f" ({c.threads} threads)" if dev == "cpu" else ""),
+        f"{w.estimate.optimizer}: measured on {dev}" + (f" ({c.threads} thread{'s' if c.threads != 1 else ''})" if dev == "cpu" else ""),
         ["", "whole network", f"last layer only ({c.last_layer})", "ratio whole / last"],
         [["trainable parameters", w.estimate.trainable_params, l.estimate.trainable_params,
           _div(w.estimate.trainable_params, l.estimate.trainable_params)],

@@ -14,6 +14,17 @@ Each cell is an Optuna trial whose user attribute `cell` names it. Protocol:
   `stale`) and enqueues the cell again; the next worker resumes the half-finished run folder.
 - Finish: COMPLETE (value: the objective), PRUNED, or FAIL with an outcome: `run-failed` (the run itself
   failed, e.g. a NaN loss: done, not retried), `error` or `interrupted` (retried by a later sweep command).
+
+Why not Optuna's own heartbeat (RDBStorage(heartbeat_interval, grace_period), fail_stale_trials,
+RetryHeartbeatStaleTrialCallback, checked on Optuna 5.0): it decides by heartbeat age alone, so a worker
+killed on this machine holds its cell for the whole grace period instead of being seen dead at once; a trial
+that never wrote a heartbeat (its worker died between claim and first beat) is never stale, so its cell
+would never finish; a heartbeat on a trial already failed as stale is accepted silently, so the old owner
+never learns it lost the cell; the retry callback copies the dead worker's user attributes into the new
+trial and, outside our lock, can race with our enqueueing into two waiting trials for one cell; and
+JournalStorage has no heartbeat at all. What it does better: it compares heartbeats with the database's
+clock, while ours come from each worker's clock, so machines sharing a sweep need clocks within
+--stale-after (120 s) of each other.
 """
 from __future__ import annotations
 

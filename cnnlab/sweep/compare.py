@@ -23,10 +23,6 @@ def metric_names(runs: list[Run]) -> list[str]:
     return list(keys)
 
 
-def _num(x: Optional[float], digits: int = 4) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
 def _p(p: float) -> str:
     return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
 
@@ -36,7 +32,10 @@ def _seeds(a: int, b: int) -> str:
 
 
 def verdict(test: dict, a: Variant, b: Variant, alpha: float, tests: int) -> str:
-    """One sentence on whether a and b differ, for people: the difference, its interval and the p-value."""
+    """One sentence on whether a and b differ, for people: the difference, its interval and the p-value.
+
+    A difference counts as significant only after Holm's correction when several pairs are tested; one that is
+    significant alone but not after the correction says so first, so that it never reads like a clear win."""
     na, nb = len(a.runs), len(b.runs)
     if test["p_value"] is None:
         if min(na, nb) < 2:
@@ -48,17 +47,20 @@ def verdict(test: dict, a: Variant, b: Variant, alpha: float, tests: int) -> str
     head = (f"{a.name} is {'higher' if diff > 0 else 'lower'} by {abs(diff):.4f} "
             f"(95% CI of the difference [{lo:+.4f}, {hi:+.4f}]; Welch's t = {test['t']:.2f}, p = {_p(test['p_value'])})")
     if test["significant"]:
-        text = f"{head}: significant at the {alpha:g} level"
         if tests > 1 and not test["significant_holm"]:
-            text += f", but not after Holm's correction for {tests} comparisons (adjusted p = {_p(test['p_holm'])})"
-        return text
+            return (f"{head}: not significant after Holm's correction for {tests} comparisons (adjusted p = "
+                    f"{_p(test['p_holm'])}); it would be significant at the {alpha:g} level only as the sole comparison")
+        return f"{head}: significant at the {alpha:g} level" + (" after Holm's correction" if tests > 1 else "")
     text = f"{head}: not significant with {_seeds(na, nb)}"
     needed = test["seeds_needed"]
     if needed is None:
         return text
     if needed > stats.MAX_SEEDS:
         return text + f"; more than {stats.MAX_SEEDS:,} seeds per variant would be needed to detect a difference this small"
-    return text + f"; about {needed} seeds per variant would be needed to detect this difference"
+    if needed <= min(na, nb):  # a true effect this large would usually have been detected by these runs
+        return (text + "; the difference is within the noise of these runs (a real difference as large as this one "
+                f"would usually show with {min(na, nb)} seeds, so any real difference is probably smaller)")
+    return text + f"; about {needed} seeds per variant would be needed to detect a difference of this size"
 
 
 def compare(variants: list[Variant], metric: str, alpha: float = 0.05, stat: str = "final") -> dict:
@@ -82,9 +84,11 @@ def compare(variants: list[Variant], metric: str, alpha: float = 0.05, stat: str
             "runs": [str(r.path) for r in v.runs], "seeds": [r.config.get("seed") for r in v.runs],
             "values": per[stat], **{s: stats.describe(per[s]) for s in STATS},
         })
-    out["warnings"] = [f"{v['name']}: {v['n']} runs but only {len(set(map(str, v['seeds'])))} distinct seeds; runs with "
-                       f"the same seed are not independent samples, so the statistics overstate the evidence"
-                       for v in out["variants"] if len(set(map(str, v["seeds"]))) < v["n"]]
+    distinct = {v["name"]: len(set(map(str, v["seeds"]))) for v in out["variants"]}
+    out["warnings"] = [f"{v['name']}: {v['n']} runs but only {distinct[v['name']]} distinct "
+                       f"seed{'s' if distinct[v['name']] > 1 else ''}; runs with the same seed are not independent "
+                       f"samples, so the statistics overstate the evidence"
+                       for v in out["variants"] if distinct[v["name"]] < v["n"]]
     pairs = list(combinations(variants, 2))
     if all(len(v.runs) < 2 for v in variants):
         pairs = []  # e.g. the trials of an Optuna search: one run each, nothing to test

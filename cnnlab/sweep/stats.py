@@ -31,30 +31,28 @@ def describe(values: Sequence[float]) -> dict:
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Welch's unequal-variance t-test of mean(a) - mean(b), with the same difference as a z-score.
+    """Welch's unequal-variance t-test of mean(a) - mean(b) (scipy's ttest_ind with equal_var=False: t, the
+    Welch-Satterthwaite degrees of freedom, p and the 95% interval of the difference), the same difference as a
+    z-score, and Cohen's d.
 
-    t and z are the same number, diff / sqrt(s_a^2/n_a + s_b^2/n_b); t's p-value uses the Welch-Satterthwaite
-    degrees of freedom, z's the normal distribution (a large-sample approximation that is too small with few
-    seeds, so significance is decided by t). None where the test is undefined (fewer than 2 runs, no spread)."""
+    z is the same number as t, diff / sqrt(s_a^2/n_a + s_b^2/n_b), read against the normal distribution: a
+    large-sample approximation whose p-value is too small with few seeds, so significance is decided by t.
+    None where the test is undefined (fewer than 2 runs, no spread)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     na, nb = len(a), len(b)
     out = {"diff": float(a.mean() - b.mean()) if na and nb else None, "t": None, "df": None, "p_value": None,
            "z": None, "z_p_value": None, "ci95_diff": None, "effect_size": None}
     if na < 2 or nb < 2:
         return out
-    va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
-    se = math.sqrt(va + vb)
     pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
-    diff = out["diff"]
-    if pooled > 0:
-        out["effect_size"] = abs(diff) / pooled  # Cohen's d with the pooled standard deviation
-    if se == 0:
+    if pooled == 0:  # no spread in either variant: t is undefined
         return out
-    t = diff / se
-    df = float((va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1)))
-    half = float(stats.t.ppf(0.975, df)) * se
-    out.update(t=t, df=df, p_value=float(2 * stats.t.sf(abs(t), df)), z=t,
-               z_p_value=math.erfc(abs(t) / math.sqrt(2)), ci95_diff=[diff - half, diff + half])
+    out["effect_size"] = abs(out["diff"]) / pooled  # Cohen's d with the pooled standard deviation
+    test = stats.ttest_ind(a, b, equal_var=False)
+    t = float(test.statistic)
+    low, high = test.confidence_interval(0.95)
+    out.update(t=t, df=float(test.df), p_value=float(test.pvalue), z=t, z_p_value=float(2 * stats.norm.sf(abs(t))),
+               ci95_diff=[float(low), float(high)])
     return out
 
 

@@ -1,4 +1,5 @@
-"""Figures from arrays (matplotlib, Agg backend): training curves, band plots over seeds, prediction pictures."""
+"""Figures drawn from arrays with matplotlib's Agg backend (no screen needed): training curves, band plots over
+seeds, and prediction pictures (colourization rows, segmentation overlays)."""
 import matplotlib
 
 matplotlib.use("Agg")
