@@ -5,9 +5,10 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
 from cnnlab import metrics
+from cnnlab.viz.figure import write_png
+from cnnlab.viz.ticks import epoch_axis
 
 Histories = list[list[dict]]  # one metrics.jsonl (a list of per-epoch rows) per run
 
@@ -27,11 +28,7 @@ def band(histories: Histories, key: str) -> tuple[list[int], np.ndarray, np.ndar
 
 def plot_bands(variants: list[tuple[str, Histories]], key: str, path: Path, log_x: bool = False) -> Path:
     """Draw the band figure of `key` and save it as a PNG at `path`."""
-    fig = draw_bands(variants, key, log_x)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return write_png(draw_bands(variants, key, log_x), path)
 
 
 def draw_bands(variants: list[tuple[str, Histories]], key: str, log_x: bool = False):
@@ -48,12 +45,8 @@ def draw_bands(variants: list[tuple[str, Histories]], key: str, log_x: bool = Fa
         else:
             ax.plot(epochs, mean, color=color, marker="o", markersize=3, label=label)
             ax.fill_between(epochs, lo, hi, color=color, alpha=0.2, linewidth=0)
-    ax.set_xlabel("epoch")
+    epoch_axis(ax, log_x)
     ax.set_ylabel(metrics.label(key, unit=True))
-    if log_x:
-        ax.set_xscale("log")
-    else:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{metrics.label(key)}: mean over seeds, band from min to max")
     ax.grid(alpha=0.3)
     if len(variants) > 6:

@@ -1,4 +1,4 @@
-"""What every figure of the look-inside pictures shares: tensors made drawable, and title, caption and saving."""
+"""What the figures share: tensors made drawable, title and caption, and writing the PNG."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +27,13 @@ def save(fig, path: Path, title: str, caption: str = "", **drawn) -> dict:
     if caption:
         fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=7.5, wrap=True)
     fig.tight_layout(rect=(0, 0.05 if caption else 0, 1, 1))
-    path = Path(path)
+    path = write_png(fig, Path(path))
+    return {"file": path.name, "title": title, "caption": caption, **drawn}
+
+
+def write_png(fig, path: Path) -> Path:
+    """Save `fig` at 100 dpi (its folder made first) and close it, so figures drawn in a loop free their memory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return {"file": path.name, "title": title, "caption": caption, **drawn}
+    return path

@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from cnnlab.viz.figure import picture
+from cnnlab.viz.figure import picture, write_png
 
 
 def image_grid(rows: list[tuple[str, list[torch.Tensor]]], path: Path, title: str, cell: float = 1.3) -> Path:
@@ -23,10 +23,7 @@ def image_grid(rows: list[tuple[str, list[torch.Tensor]]], path: Path, title: st
                 ax.set_ylabel(label, fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return write_png(fig, path)
 
 
 def colour_rows(grey, predicted, truth, original, path: Path, title: str) -> Path:

@@ -1,0 +1,27 @@
+"""Axis ticks a person reads at a glance: whole epochs (never 1.5), plain numbers on log axes (never 2x10^0)."""
+from __future__ import annotations
+
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 1, 2, 50, 1000, 0.001
+
+
+def plain_log_x(ax) -> None:
+    """Log-scale x with plain labels on the major ticks and unlabelled minor ticks."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(PLAIN)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def epoch_axis(ax, log_x: bool = False) -> None:
+    """Label x as the epoch with ticks at whole epochs only; on a log axis 1, 2, 5, 10, 20, ... (every epoch
+    while the curves span less than a decade). Call after the curves are drawn: the span is read from them."""
+    ax.set_xlabel("epoch")
+    if not log_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        return
+    plain_log_x(ax)
+    first, last = ax.dataLim.intervalx
+    short = last < 10 * max(first, 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True) if short else LogLocator(subs=(1.0, 2.0, 5.0)))
+

@@ -1,0 +1,36 @@
+"""Figures people read: epoch axes tick whole epochs, log axes read as plain numbers."""
+from __future__ import annotations
+
+import pytest
+
+from cnnlab.viz.bands import draw_bands
+from cnnlab.viz.curves import draw_metric
+
+
+def history(epochs: int, shift: float = 0.0) -> list[dict]:
+    """Metrics rows as a run writes them (the values only need to differ)."""
+    return [{"epoch": e, "train_loss": 2.0 - 0.3 * e + shift, "val_loss": 2.1 - 0.25 * e + shift,
+             "test_loss": 2.2 - 0.25 * e, "train_acc": 0.3 + 0.05 * e, "val_acc": 0.28 + 0.05 * e + shift,
+             "test_acc": 0.27 + 0.05 * e} for e in range(1, epochs + 1)]
+
+
+def x_labels(fig) -> tuple[list[str], list[str]]:
+    """(major, minor) x tick labels as drawn: those inside the axis limits, minor ones only where they say something."""
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    major = [t.get_text() for t in ax.xaxis.get_majorticklabels() if low <= t.get_position()[0] <= high]
+    minor = [t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text() and low <= t.get_position()[0] <= high]
+    return major, minor
+
+
+@pytest.mark.parametrize("log_x", [False, True])
+def test_three_epoch_curves_tick_whole_epochs(log_x):
+    assert x_labels(draw_metric(history(3), "loss", log_x=log_x)) == (["1", "2", "3"], [])
+    bands = draw_bands([("a", [history(3), history(3, 0.02)]), ("b", [history(3, 0.05)])], "val_loss", log_x=log_x)
+    assert x_labels(bands) == (["1", "2", "3"], [])
+
+
+def test_long_log_axis_reads_plain_epoch_numbers():
+    major, minor = x_labels(draw_bands([("a", [history(60), history(60, 0.02)])], "val_acc", log_x=True))
+    assert major == ["1", "2", "5", "10", "20", "50"] and minor == []
