@@ -84,3 +84,37 @@ def test_thread_count_reads_as_english(run, tmp_path, threads, words):
     summary = json.loads((copy / "summary.json").read_text())
     (copy / "summary.json").write_text(json.dumps({**summary, "threads": threads}))
     assert words in write_run_report(copy).read_text()
+
+
+@pytest.mark.parametrize("template", ["run.html.j2", "sweep.html.j2", "invariance.html.j2"])
+def test_every_html_report_shrinks_images_to_the_page(template):
+    from cnnlab.report.run_report import TEMPLATES
+
+    source = TEMPLATES.loader.get_source(TEMPLATES, template)[0]
+    assert re.search(r"\bimg \{[^}]*max-width: 100%; height: auto;", source)
+    assert re.search(r"\btable \{[^}]*max-width: 100%; overflow-x: auto;", source)
+
+
+def test_a_figure_wider_than_the_page_fits_it_in_chromium(run, tmp_path):
+    """A 1600 px figure (the segmentation rows are 1200 px in an 1100 px page) is drawn inside the page."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    wide = io.BytesIO()
+    Image.new("RGB", (1600, 300), "steelblue").save(wide, format="PNG")
+    html = (run.path / "report.html").read_text()
+    first = re.search(r'src="(data:image/png;base64,[^"]+)"', html).group(1)
+    check = ("<script>window.addEventListener('load', () => { const page = document.documentElement.clientWidth;"
+             " const body = document.body.getBoundingClientRect().right - parseFloat(getComputedStyle(document.body).paddingRight);"
+             " const out = [...document.images].filter(i => i.getBoundingClientRect().right > body + 0.5).length;"
+             " document.title = 'overflowing ' + out + ', page ' + document.documentElement.scrollWidth + '/' + page; });</script>")
+    probe = tmp_path / "wide.html"
+    probe.write_text(html.replace(first, "data:image/png;base64," + base64.b64encode(wide.getvalue()).decode())
+                     .replace("</body>", check + "</body>"))
+    dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,900",
+                          "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    title = re.search(r"<title>overflowing (\d+), page (\d+)/(\d+)</title>", dom.stdout)
+    assert title, dom.stdout[:300] + dom.stderr[-2000:]
+    assert title.group(1) == "0" and title.group(2) == title.group(3)  # no image past the margin, no sideways scrolling
