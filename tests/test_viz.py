@@ -31,6 +31,11 @@ def test_three_epoch_curves_tick_whole_epochs(log_x):
     assert x_labels(bands) == (["1", "2", "3"], [])
 
 
+@pytest.mark.parametrize("log_x", [False, True])
+def test_one_epoch_curve_has_one_tick(log_x):
+    assert x_labels(draw_metric(history(1), "acc", log_x=log_x)) == (["1"], [])
+
+
 def test_long_log_axis_reads_plain_epoch_numbers():
     major, minor = x_labels(draw_bands([("a", [history(60), history(60, 0.02)])], "val_acc", log_x=True))
     assert major == ["1", "2", "5", "10", "20", "50"] and minor == []

@@ -17,11 +17,11 @@ def epoch_axis(ax, log_x: bool = False) -> None:
     """Label x as the epoch with ticks at whole epochs only; on a log axis 1, 2, 5, 10, 20, ... (every epoch
     while the curves span less than a decade). Call after the curves are drawn: the span is read from them."""
     ax.set_xlabel("epoch")
-    if not log_x:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    whole = MaxNLocator(integer=True, min_n_ticks=1)  # one tick, not 0.95 ... 1.05, for a one-epoch run
+    first, last = ax.dataLim.intervalx
+    if not log_x or last <= first:  # a single epoch has no span to put on a log scale
+        ax.xaxis.set_major_locator(whole)
         return
     plain_log_x(ax)
-    first, last = ax.dataLim.intervalx
-    short = last < 10 * max(first, 1)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True) if short else LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_locator(whole if last < 10 * max(first, 1) else LogLocator(subs=(1.0, 2.0, 5.0)))
 
