@@ -109,6 +109,7 @@ def test_compare_json_matches_the_run_folders(grid_sweep, data_root):
 def test_band_plot_from_real_run_folders(grid_sweep):
     from cnnlab.sweep.collect import group, load_runs
     from cnnlab.viz.bands import draw_bands, plot_bands
+    from tests.test_viz import x_labels
 
     _, _, folder, _ = grid_sweep
     runs, _ = load_runs([folder])
@@ -121,8 +122,50 @@ def test_band_plot_from_real_run_folders(grid_sweep):
         expected = [np.mean([h[e]["val_acc"] for h in histories]) for e in range(2)]
         assert list(line.get_xdata()) == [1, 2] and np.allclose(line.get_ydata(), expected)
     assert len(ax.collections) == 2  # one min-max band per variant
+    assert x_labels(fig) == (["1", "2"], [])  # whole epochs
     png = plot_bands(variants, "val_loss", folder / "check" / "band.png", log_x=True)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def batch_size_sweep(tmp_path_factory, data_root):
+    """A numeric axis spanning a decade: batch sizes 25 and 250, 2 seeds, one epoch each."""
+    tmp = tmp_path_factory.mktemp("batch")
+    exp = experiment(tmp, train={**TINY["train"], "epochs": 1})
+    done = cnnlab("sweep", exp, "--grid", "train.batch_size=25,250", "--seeds", "2", cwd=tmp, data_root=data_root)
+    return tmp / done.stdout.strip().splitlines()[-1]
+
+
+def test_numeric_grid_key_gets_the_metric_against_its_values(batch_size_sweep):
+    from cnnlab.report.sweep_report import by_value_series
+    from cnnlab.sweep.compare import analyse
+    from cnnlab.viz.by_value import draw_by_value
+    from tests.test_viz import x_labels
+
+    folder = batch_size_sweep
+    assert (folder / "figures" / "by-train.batch_size.png").read_bytes()[:4] == b"\x89PNG"
+    html = (folder / "report.html").read_text()
+    assert "<figcaption>validation accuracy (final) against train.batch_size</figcaption>" in html
+    assert "![validation accuracy (final) against train.batch_size](figures/by-train.batch_size.png)" in (folder / "report.md").read_text()
+    result = analyse([folder]).result
+    series = by_value_series(result)
+    assert list(series) == ["train.batch_size"] and list(series["train.batch_size"]) == [""]  # no other key: one line
+    fig = draw_by_value(series["train.batch_size"], "train.batch_size", "val_acc", "final")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and x_labels(fig) == (["25", "250"], [])  # a decade: log-x, plain numbers
+    line, _, (bars,) = ax.containers[0].lines
+    finals = [v["values"] for v in result["variants"]]
+    assert list(line.get_xdata()) == [25, 250] and np.allclose(line.get_ydata(), [np.mean(f) for f in finals])
+    assert np.allclose([[seg[0][1], seg[1][1]] for seg in bars.get_segments()], [[min(f), max(f)] for f in finals])
+
+
+def test_no_value_plot_for_a_grid_of_names(grid_sweep):
+    from cnnlab.report.sweep_report import by_value_series
+    from cnnlab.sweep.compare import analyse
+
+    _, _, folder, _ = grid_sweep
+    assert by_value_series(analyse([folder]).result) == {}
+    assert not list((folder / "figures").glob("by-*")) and " against " not in (folder / "report.html").read_text()
 
 
 def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):

@@ -1,5 +1,6 @@
 """The report of a sweep or comparison: the grid, the table of variants with their statistics, the tests in
-words, band plots of every metric, and links to each run's own report. HTML (images embedded) and Markdown."""
+words, the compared metric against each numeric grid key, band plots of every metric, and links to each run's
+own report. HTML (images embedded) and Markdown."""
 from __future__ import annotations
 
 import os
@@ -12,6 +13,7 @@ from cnnlab.sweep import stats
 from cnnlab.sweep.collect import Run, brief, show
 from cnnlab.sweep.compare import Analysis
 from cnnlab.viz.bands import plot_bands
+from cnnlab.viz.by_value import Points, plot_by_value
 
 # band plots: per metric, its training, validation and test curves (those the runs recorded)
 PLOTTED = tuple(metrics.split_key(s, m) for m in metrics.SPLIT_METRICS for s in metrics.SPLITS)
@@ -36,15 +38,35 @@ def _trials(analysis: Analysis, out_dir: Path) -> list[dict]:
     return sorted(rows, key=lambda r: sign * (worst if r["value"] is None else r["value"]))
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def by_value_series(result: dict) -> dict[str, dict[str, Points]]:
+    """Per grid key whose values are all numbers: the compared metric of every run against that key's value,
+    one series per combination of the other keys. Keys where no series has two values to join are left out."""
+    variants = result["variants"]
+    keys = [k for k in (variants[0]["config"] if variants else {})
+            if all(_is_number(v["config"].get(k)) for v in variants)]
+    found = {}
+    for key in keys:
+        series: dict[str, Points] = {}
+        for v in variants:
+            label = " ".join(f"{k}={show(x)}" for k, x in v["config"].items() if k != key)
+            series.setdefault(label, []).append((v["config"][key], v["values"]))
+        if any(len({x for x, _ in points}) > 1 for points in series.values()):
+            found[key] = series
+    return found
+
+
 def _objective_name(definition) -> str:
     from cnnlab.sweep.search import objective_name
 
     return objective_name(definition.base["search"])
 
 
-def write_sweep_report(analysis: Analysis, out_dir: Path, log_x: bool = False) -> Path:
-    """Draw the band plots into out_dir/figures and write compare.json, report.html and report.md there."""
-    out_dir = Path(out_dir)
+def draw_figures(analysis: Analysis, out_dir: Path, log_x: bool = False) -> list[dict]:
+    """The compared metric against each numeric grid key, then the band plot of every metric the runs recorded."""
     result, definition = analysis.result, analysis.definition
     optuna_mode = definition is not None and definition.mode == "optuna"
     present = {k for r in analysis.runs + analysis.skipped for row in r.history[:1] for k in row}
@@ -53,11 +75,21 @@ def write_sweep_report(analysis: Analysis, out_dir: Path, log_x: bool = False) -
                   for r in sorted(analysis.runs + analysis.skipped, key=lambda r: r.path.name)]
     else:
         curves = [(v.name, [r.history for r in v.runs]) for v in analysis.variants]
-    figures = []
-    for key in PLOTTED:
-        if key in present:
-            path = plot_bands(curves, key, out_dir / "figures" / f"bands-{key}.png", log_x=log_x)
-            figures.append({"title": metrics.label(key), "file": f"figures/{path.name}", "data": embed_png(path)})
+    folder = out_dir / "figures"
+    drawn = [(f"{metrics.label(result['metric'])} ({result['stat']}) against {key}",
+              plot_by_value(series, key, result["metric"], result["stat"], folder / f"by-{key}.png"))
+             for key, series in ({} if optuna_mode else by_value_series(result)).items()]
+    drawn += [(metrics.label(key), plot_bands(curves, key, folder / f"bands-{key}.png", log_x=log_x))
+              for key in PLOTTED if key in present]
+    return [{"title": title, "file": f"figures/{path.name}", "data": embed_png(path)} for title, path in drawn]
+
+
+def write_sweep_report(analysis: Analysis, out_dir: Path, log_x: bool = False) -> Path:
+    """Draw the figures into out_dir/figures and write compare.json, report.html and report.md there."""
+    out_dir = Path(out_dir)
+    result, definition = analysis.result, analysis.definition
+    optuna_mode = definition is not None and definition.mode == "optuna"
+    figures = draw_figures(analysis, out_dir, log_x)
     runs = [{"variant": v.name, "seed": r.config.get("seed"), "status": r.status, "path": str(r.path),
              "final": r.value(result["metric"], "final"), "best": r.value(result["metric"], "best"),
              "link": _link(out_dir, r)} for v in analysis.variants for r in v.runs]

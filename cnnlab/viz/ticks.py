@@ -1,7 +1,7 @@
 """Axis ticks a person reads at a glance: whole epochs (never 1.5), plain numbers on log axes (never 2x10^0)."""
 from __future__ import annotations
 
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 1, 2, 50, 1000, 0.001
 
@@ -25,3 +25,12 @@ def epoch_axis(ax, log_x: bool = False) -> None:
     plain_log_x(ax)
     ax.xaxis.set_major_locator(whole if last < 10 * max(first, 1) else LogLocator(subs=(1.0, 2.0, 5.0)))
 
+
+
+def value_axis(ax, values: list[float], key: str) -> None:
+    """x is a swept setting: a tick at each value tried, on a log axis once the values span a decade or more."""
+    ax.set_xlabel(key)
+    if min(values) > 0 and max(values) >= 10 * min(values):
+        plain_log_x(ax)
+    ax.xaxis.set_major_locator(FixedLocator(sorted(set(values))))
+    ax.xaxis.set_major_formatter(PLAIN)
