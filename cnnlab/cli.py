@@ -89,8 +89,8 @@ def run(
 
     cfg = load_experiment(experiment, overrides or [])
     root = data_root(data_dir)
-    if download:
-        fetch(cfg.data.dataset, root)
+    if download and (found := fetch(cfg.data.dataset, root)) is not None:
+        print(f"{cfg.data.dataset} is already at {found}; nothing downloaded")
     run_folder = start_run(cfg, runs_dir, root, ConsoleProgress(cfg.train.epochs).hooks())
     print(run_folder.path)
 

@@ -1,8 +1,10 @@
 """Real data through the real pipeline: sources, tensor cache, splits, batched augmentation, errors."""
 import gzip
+from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 from PIL import Image
 
 from cnnlab.config import validate
@@ -10,7 +12,7 @@ from cnnlab.data import load_images, prepare, split_indices
 from cnnlab.data.augment import random_crop, random_flip
 from cnnlab.data.loader import DeviceBatches
 from cnnlab.data.registry import CIFAR10_CLASSES, FASHION_CLASSES
-from cnnlab.data.sources import locate
+from cnnlab.data.sources import download, locate
 from cnnlab.errors import CnnlabError
 from tests.conftest import placements
 
@@ -183,3 +185,44 @@ def test_official_cifar_batches_read_safely(data_root, tmp_path):
 
 def os_system_probe():  # pickled by reference: unpickling it would import and call code from this module
     return "ran"
+
+
+def test_failed_download_says_why_and_what_to_put_where(tmp_path, monkeypatch):
+    """As torchvision fails offline: it makes MNIST/raw, then raises its retry story with urlopen's error last."""
+
+    class Offline:
+        def __init__(self, root, train, download):
+            (Path(root) / "MNIST" / "raw").mkdir(parents=True)
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3.amazonaws.com"
+                               "/mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    with pytest.raises(CnnlabError) as e:
+        download("mnist", tmp_path)
+    assert str(e.value) == (f"downloading mnist into {tmp_path} failed (Name or service not known). To get it without "
+                            f"downloading: put the four MNIST IDX files in <data root>/mnist/ (the data root is {tmp_path}).")
+    assert not (tmp_path / "MNIST").exists()  # an empty MNIST/raw would be the first place the next run finds
+
+
+def test_failed_download_names_the_innermost_reason(tmp_path, monkeypatch):
+    import socket
+    import urllib.error
+
+    class Offline:
+        def __init__(self, root, train, download):
+            try:
+                raise socket.gaierror(-3, "Temporary failure in name resolution")
+            except OSError as e:
+                raise urllib.error.URLError(e) from e
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
+    with pytest.raises(CnnlabError) as e:
+        download("cifar10", tmp_path)
+    message = str(e.value)
+    assert "failed (Temporary failure in name resolution)" in message and "--download" not in message
+    assert "put cifar10-jpeg.tar.gz (or the official cifar-10-python.tar.gz) in the data root" in message
+
+
+def test_download_leaves_a_dataset_that_is_already_there(data_root, monkeypatch):
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", lambda *a, **k: pytest.fail("nothing should be downloaded"))
+    assert download("cifar10", data_root) == data_root / "cifar10-jpeg.tar.gz"

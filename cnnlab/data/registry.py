@@ -23,7 +23,7 @@ class Dataset:
 
     name: str
     layouts: tuple[Layout, ...]  # how a found folder or archive decodes, tried in this order
-    how_to_get: str  # the end of the missing-data message
+    how_to_get: str  # what to put where (the missing-data message adds --download where torchvision can fetch it)
     places: tuple[tuple[str, str], ...] = ()  # (path under the data root, or absolute; what is there), in search order
     given_path: Optional[str] = None  # datasets with no place of their own: what data.path must point at
     shape: Optional[tuple[int, int, int]] = None  # (C, H, W) when the files fix it (data.image_size is then ignored)
@@ -39,18 +39,17 @@ class Dataset:
 
 DATASETS = {d.name: d for d in (
     Dataset("cifar10", (CIFAR_BATCHES, IMAGE_FOLDER),
-            "put cifar10-jpeg.tar.gz (or the official cifar-10-python.tar.gz) in the data root, or run with --download",
+            "put cifar10-jpeg.tar.gz (or the official cifar-10-python.tar.gz) in the data root",
             places=(("cifar-10-batches-py", "official python batches"), ("cifar10", "image folder"),
                     ("cifar-10-python.tar.gz", "official archive"), ("cifar10-jpeg.tar.gz", "image-folder archive"),
                     ("cifar10.tar.gz", "archive")),
             shape=(3, 32, 32), classes=CIFAR10_CLASSES, torchvision="CIFAR10"),
     Dataset("fashion_mnist", (IDX,),
-            "apt-get install dataset-fashion-mnist (Debian), put the four IDX files in <data root>/fashion-mnist/, "
-            "or run with --download",
+            "apt-get install dataset-fashion-mnist (Debian), or put the four IDX files in <data root>/fashion-mnist/",
             places=(("fashion-mnist", "IDX files"), ("fashion_mnist", "IDX files"), ("FashionMNIST/raw", "IDX files"),
                     (str(DEBIAN_FASHION), "IDX files")),
             shape=(1, 28, 28), classes=FASHION_CLASSES, torchvision="FashionMNIST"),
-    Dataset("mnist", (IDX,), "put the four MNIST IDX files in <data root>/mnist/, or run with --download",
+    Dataset("mnist", (IDX,), "put the four MNIST IDX files in <data root>/mnist/",
             places=(("mnist", "IDX files"), ("MNIST/raw", "IDX files")),
             shape=(1, 28, 28), classes=[str(i) for i in range(10)], torchvision="MNIST"),
     Dataset("idx", (IDX,), "point data.path at a folder (or archive) with the four IDX files", given_path="IDX files"),

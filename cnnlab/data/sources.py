@@ -5,6 +5,8 @@ them) and finds the first that exists; decoding it is the record's layouts' job.
 """
 from __future__ import annotations
 
+import re
+import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -47,21 +49,44 @@ def locate(dataset: str, root: Path, path: Optional[str] = None, image_size: Opt
     if found:
         return found[0]
     looked = "\n  ".join(f"{c.path} ({c.kind})" for c in places)
-    raise CnnlabError(f"{dataset} was not found. Looked for:\n  {looked}\nTo get it: {lookup(dataset).how_to_get}. "
+    record = lookup(dataset)
+    raise CnnlabError(f"{dataset} was not found. Looked for:\n  {looked}\nTo get it: {record.how_to_get}"
+                      f"{', or run with --download' if record.torchvision else ''}. "
                       f"The data root is {root} (set it with --data-dir or CNNLAB_DATA).")
 
 
-def download(dataset: str, root: Path) -> None:
-    """Fetch the official files through torchvision (only when the user asks with --download)."""
+def download(dataset: str, root: Path) -> Optional[Path]:
+    """Fetch the official files through torchvision (only when the user asks with --download) unless the
+    dataset is already in one of its places; returns that place, or None after a download."""
     record = lookup(dataset)
     if record.torchvision is None:
         able = ", ".join(name for name, d in DATASETS.items() if d.torchvision)
         raise CnnlabError(f"--download works for {able}, not {dataset}")
+    found = [c.path for c in candidates(dataset, root) if c.exists()]
+    if found:
+        return found[0]
     import torchvision
 
     fetch = getattr(torchvision.datasets, record.torchvision)
+    before = set(root.iterdir()) if root.is_dir() else set()
     try:
         for train in (True, False):
             fetch(str(root), train=train, download=True)
-    except Exception as e:  # network errors come in many types; the message is what matters
-        raise CnnlabError(f"downloading {dataset} into {root} failed: {e}. {record.how_to_get}") from None
+    except Exception as e:  # network errors come in many types; the innermost reason is what the user needs
+        for made in set(root.iterdir()) - before if root.is_dir() else ():
+            if made.is_dir() and not any(p.is_file() for p in made.rglob("*")):
+                shutil.rmtree(made)  # an empty FashionMNIST/raw would be found first by the next search
+        raise CnnlabError(f"downloading {dataset} into {root} failed ({short_reason(e)}). To get it without "
+                          f"downloading: {record.how_to_get} (the data root is {root}).") from None
+    return None
+
+
+def short_reason(error: BaseException) -> str:
+    """The innermost cause in a few words ("Name or service not known"), not torchvision's retry story."""
+    while (error.__cause__ or error.__context__) is not None:
+        error = error.__cause__ or error.__context__
+    text = getattr(error, "strerror", None) or str(getattr(error, "reason", None) or error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return re.sub(r"^\[Errno -?\d+\] ", "", re.sub(r"^<urlopen error (.*)>$", r"\1", lines[-1]))
