@@ -45,7 +45,7 @@ def start_run(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progres
               run_dir: Optional[Path] = None) -> RunFolder:
     """Train a new run into `runs_dir/<name>/<date-time>-s<seed>`, or into `run_dir` when one is given."""
     with torch_flags(cfg.deterministic):
-        built = build_run(cfg, data_root)  # before the folder: a bad config or missing data makes none
+        built = build_run(cfg, data_root, progress.decode)  # before the folder: a bad config or missing data makes none
         run = RunFolder.create(runs_dir, cfg) if run_dir is None else RunFolder.create_at(run_dir, cfg)
         progress.message(f"run folder: {run.path}")
         return _train_and_finish(built, run, progress)
@@ -59,7 +59,7 @@ def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress()) 
         return run
     cfg = run.config()
     with torch_flags(cfg.deterministic):
-        return _train_and_finish(build_run(cfg, data_root), run, progress)
+        return _train_and_finish(build_run(cfg, data_root, progress.decode), run, progress)
 
 
 def run_invariance(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress()) -> Path:

@@ -118,14 +118,21 @@ def test_missing_data_names_where_it_looked(tmp_path):
     assert "--download" in msg and "CNNLAB_DATA" in msg
 
 
-def test_image_folder_by_path_and_corrupt_image_named(data_root, tmp_path):
+def write_pets(data_root: Path, folder: Path, per_split: dict[str, int]) -> Path:
+    """An image folder folder/{train,test}/{cat,dog}/<i>.png of real CIFAR-10 training images, per_split[split] per class."""
     train, _, _ = load_images(data_cfg(dataset="cifar10"), data_root)
-    for split in ("train", "test"):
+    for split, count in per_split.items():
         for cls in ("cat", "dog"):
-            (tmp_path / "pets" / split / cls).mkdir(parents=True)
-            for i in range(3):
+            (folder / split / cls).mkdir(parents=True)
+            for i in range(count):
                 idx = int((train.labels == CIFAR10_CLASSES.index(cls)).nonzero()[i])
-                Image.fromarray(train.images[idx].permute(1, 2, 0).numpy()).save(tmp_path / "pets" / split / cls / f"{i}.png")
+                Image.fromarray(train.images[idx].permute(1, 2, 0).numpy()).save(folder / split / cls / f"{i}.png")
+    return folder
+
+
+def test_image_folder_by_path_and_corrupt_image_named(data_root, tmp_path):
+    write_pets(data_root, tmp_path / "pets", {"train": 3, "test": 3})
+    train, _, _ = load_images(data_cfg(dataset="cifar10"), data_root)
     cfg = data_cfg(dataset="imagefolder", path=str(tmp_path / "pets"))
     tr, te, _ = load_images(cfg, tmp_path)
     assert tr.classes == ["cat", "dog"] and tr.images.shape == (6, 3, 32, 32)
@@ -226,3 +233,29 @@ def test_failed_download_names_the_innermost_reason(tmp_path, monkeypatch):
 def test_download_leaves_a_dataset_that_is_already_there(data_root, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", lambda *a, **k: pytest.fail("nothing should be downloaded"))
     assert download("cifar10", data_root) == data_root / "cifar10-jpeg.tar.gz"
+
+
+def test_first_decode_tells_progress_what_and_how_far(data_root, tmp_path, monkeypatch):
+    """A real image folder, then the same as a .tar.gz: extraction and decoding each start at 0 and end at their
+    total; the second load comes from the tensor cache and says nothing."""
+    import tarfile
+
+    write_pets(data_root, tmp_path / "pets", {"train": 4, "test": 2})
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))  # a first decode and extraction of what follows
+    heard = []
+    tell = lambda done, total, what: heard.append((done, total, what))
+    load_images(data_cfg(dataset="imagefolder", path=str(tmp_path / "pets")), tmp_path, tell)
+    what = f"decoding 12 images in {tmp_path / 'pets'} (first run only)"
+    assert heard[0] == (0, 12, what) and heard[-1] == (12, 12, what) and all(w == what for _, _, w in heard)
+    assert [done for done, _, _ in heard] == list(range(13))
+    heard.clear()
+    load_images(data_cfg(dataset="imagefolder", path=str(tmp_path / "pets")), tmp_path, tell)
+    assert heard == []
+
+    with tarfile.open(tmp_path / "pets.tar.gz", "w:gz") as t:
+        t.add(tmp_path / "pets", arcname="pets")
+    load_images(data_cfg(dataset="imagefolder", path=str(tmp_path / "pets.tar.gz")), tmp_path, tell)
+    size = (tmp_path / "pets.tar.gz").stat().st_size
+    extracting = [h for h in heard if h[2].startswith("extracting pets.tar.gz into ")]
+    assert extracting[0][:2] == (0, size) and extracting[-1][:2] == (size, size)
+    assert heard[-1][:2] == (12, 12) and heard[-1][2].startswith("decoding 12 images in ")

@@ -119,3 +119,11 @@ def test_run_report_draws_every_metric_family(tmp_path):
     assert html.count("data:image/png;base64,") == 4
     for text in ("training mean IoU", "test IoU at best validation IoU", "best validation IoU (epoch 2)", "epoch time (s)"):
         assert text in html
+
+
+def test_progress_hears_the_running_loss_every_20_steps(data_root, tmp_path):
+    """40 equal batches: the loss is told after steps 20 and 40 (the mean of the 20 steps before), None otherwise."""
+    heard = []
+    run = start_run(quick_config(train={"batch_size": 12}), tmp_path, data_root, Progress(step=heard.append))
+    assert len(heard) == 40 and [i for i, loss in enumerate(heard) if loss is not None] == [19, 39]
+    assert (heard[19] + heard[39]) / 2 == pytest.approx(run.metrics()[0]["train_loss"], rel=1e-5)

@@ -168,6 +168,23 @@ def test_cli_missing_data_makes_no_folder(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.yaml"))
 
 
+def test_cli_says_what_it_decodes_once(data_root, tmp_path):
+    """Not a terminal (a log): the first run on a dataset names what it decodes in one line, a later run nothing."""
+    from tests.test_data import write_pets
+
+    pets = write_pets(data_root, tmp_path / "pets", {"train": 4, "test": 2})
+    experiment = tmp_path / "pets.yaml"
+    experiment.write_text(f"data: {{dataset: imagefolder, path: {pets}, val_fraction: 0.25}}\nmodel: {{name: simplenn}}\n"
+                          "train: {epochs: 1, batch_size: 4}\n")
+    command = [sys.executable, "-m", "cnnlab.cli", "run", str(experiment), "--runs-dir", str(tmp_path / "runs")]
+    env = {**ENV, "CNNLAB_CACHE": str(tmp_path / "cache")}
+    first, again = (subprocess.run(command, env=env, capture_output=True, text=True) for _ in range(2))
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    said = [line for line in first.stdout.splitlines() if line.startswith("decoding")]
+    assert said == [f"decoding 12 images in {pets} (first run only)"]
+    assert "decoding" not in again.stdout
+
+
 def test_cli_data_list(data_root):
     result = subprocess.run([sys.executable, "-m", "cnnlab.cli", "data", "list", "--data-dir", str(data_root)],
                             env=ENV, capture_output=True, text=True)

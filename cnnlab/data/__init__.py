@@ -15,6 +15,7 @@ from cnnlab.data.cache import load_cached
 from cnnlab.data.colour import fit_palette, quantise, to_grey
 from cnnlab.data.loader import DeviceBatches
 from cnnlab.data.decoders import ImageSet
+from cnnlab.data.progress import Progress
 from cnnlab.data.registry import lookup
 from cnnlab.data.sources import locate
 from cnnlab.data.splits import class_balanced_subset, random_split, random_subset, stratified_split
@@ -44,11 +45,12 @@ def input_shape(data_cfg, root: Path) -> tuple[tuple[int, int, int], int]:
     return tuple(train.images.shape[1:]), len(train.classes)
 
 
-def load_images(data_cfg, root: Path) -> tuple[ImageSet, ImageSet, Path]:
-    """(train, test, where they came from) for the configured dataset, via the tensor cache."""
+def load_images(data_cfg, root: Path, progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet, Path]:
+    """(train, test, where they came from) for the configured dataset, via the tensor cache; `progress` hears
+    how far a first decode is."""
     found = locate(data_cfg.dataset, root, data_cfg.path, data_cfg.image_size)
     size = lookup(data_cfg.dataset).decode_size(data_cfg.image_size)
-    train, test = load_cached(data_cfg.dataset, found, f"size{size}" if size else "")
+    train, test = load_cached(data_cfg.dataset, found, f"size{size}" if size else "", progress)
     return train, test, found.path
 
 
@@ -125,10 +127,10 @@ def colourize(train: ImageSet, test: ImageSet, tr, va, te, data_cfg) -> tuple[di
     return parts, palette, originals
 
 
-def prepare(cfg, root: Path, device: torch.device) -> Splits:
-    """Everything the engine needs from the data section of a config."""
+def prepare(cfg, root: Path, device: torch.device, progress: Optional[Progress] = None) -> Splits:
+    """Everything the engine needs from the data section of a config (`progress`: see load_images)."""
     data_cfg = cfg.data
-    train, test, source = load_images(data_cfg, root)
+    train, test, source = load_images(data_cfg, root, progress)
     if cfg.task == "colourize":
         train, test = only_class(train, data_cfg.colour_class), only_class(test, data_cfg.colour_class)
     train, test = hold_out_test(data_cfg, train, test)

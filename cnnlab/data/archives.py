@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from cnnlab.data.decoders import Classes, ImageSet, Layout
+from cnnlab.data.progress import Progress, counter
 from cnnlab.data.root import cache_dir
 from cnnlab.errors import CnnlabError
 
 
-def extract_once(archive: Path) -> Path:
+def extract_once(archive: Path, progress: Optional[Progress] = None) -> Path:
     """Extract an archive into the cache (once; a marker file says it finished) and return the folder."""
     stem = archive.name.split(".")[0]
     target = cache_dir() / "extracted" / f"{stem}-{archive.stat().st_size}"
@@ -24,17 +25,36 @@ def extract_once(archive: Path) -> Path:
     if done.exists():
         return target
     target.mkdir(parents=True, exist_ok=True)
+    what = f"extracting {archive.name} into {target.parent}"
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z:
-                z.extractall(target)
+                members = z.infolist()
+                tick = counter(progress, len(members), what)
+                for member in members:
+                    z.extract(member, target)
+                    tick()
         else:
-            with tarfile.open(archive) as t:
-                t.extractall(target, filter="data")
+            with open(archive, "rb") as raw, tarfile.open(fileobj=raw) as t:
+                _extract_tar(t, target, raw, archive.stat().st_size, progress, what)
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as e:
         raise CnnlabError(f"cannot extract {archive}: {e}; the archive is corrupt or truncated, get it again") from None
     done.touch()
     return target
+
+
+def _extract_tar(t: tarfile.TarFile, target: Path, raw, size: int, progress: Optional[Progress], what: str) -> None:
+    """Member by member, so that the compressed bytes read from `raw` so far can say how far it is."""
+    read = 0
+    if progress:
+        progress(0, size, what)
+    for member in t:
+        t.extract(member, target, filter="data")
+        if progress and raw.tell() != read:
+            read = raw.tell()
+            progress(min(read, size), size, what)
+    if progress:
+        progress(size, size, what)
 
 
 def find_inside(folder: Path, test: Callable[[Path], bool], depth: int = 3) -> Optional[Path]:
@@ -48,13 +68,13 @@ def find_inside(folder: Path, test: Callable[[Path], bool], depth: int = 3) -> O
     return None
 
 
-def read_folder_or_archive(path: Path, layouts: Sequence[Layout], size: Optional[int],
-                           classes: Classes) -> tuple[ImageSet, ImageSet]:
+def read_folder_or_archive(path: Path, layouts: Sequence[Layout], size: Optional[int], classes: Classes,
+                           progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
     """Decode the first of `layouts` found in the folder `path`, or in the archive `path` once extracted."""
-    folder = extract_once(path) if path.is_file() else path
+    folder = extract_once(path, progress) if path.is_file() else path
     for layout in layouts:
         found = find_inside(folder, layout.recognise)
         if found is not None:
-            return layout.read(found, size, classes)
+            return layout.read(found, size, classes, progress)
     raise CnnlabError(f"{path} holds none of: {'; '.join(layout.what for layout in layouts)}. "
                       "Point to the folder or archive that holds the dataset, or get it again")

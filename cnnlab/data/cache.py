@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from cnnlab.atomic import save_torch
 from cnnlab.data.root import cache_dir
 from cnnlab.data.decoders import ImageSet
+from cnnlab.data.progress import Progress
 from cnnlab.data.sources import Candidate
 
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
@@ -23,14 +25,17 @@ def _fingerprint(path: Path) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def load_cached(name: str, candidate: Candidate, variant: str = "") -> tuple[ImageSet, ImageSet]:
-    """(train, test) from the tensor cache, decoding the source first if this is the first time."""
+def load_cached(name: str, candidate: Candidate, variant: str = "",
+                progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
+    """(train, test) from the tensor cache, decoding the source first if this is the first time (telling
+    `progress` how far it is)."""
     key = _fingerprint(candidate.path) + (f"-{variant}" if variant else "")
     path = cache_dir() / "tensors" / f"{name}-{key}.pt"
     if path.exists():
         blob = torch.load(path, weights_only=True)
     else:
-        train, test = candidate.read(candidate.path)
+        noted = progress and (lambda done, total, what: progress(done, total, f"{what} (first run only)"))
+        train, test = candidate.read(candidate.path, progress=noted)
         blob = {"classes": train.classes,
                 "train": {"images": train.images.contiguous(), "labels": train.labels},
                 "test": {"images": test.images.contiguous(), "labels": test.labels}}

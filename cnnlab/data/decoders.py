@@ -1,8 +1,8 @@
 """How each file layout decodes into uint8 tensors: IDX files, CIFAR python batches, image folders, Penn-Fudan.
 
 Decoders know formats, not places: `sources` finds a folder (or archive) and `archives` finds the
-layout inside it. Every decoder takes (folder, image size or None, class names or None) and
-returns (train, test); a corrupt or truncated file is named in the error.
+layout inside it. Every decoder takes (folder, image size or None, class names or None, progress or
+None) and returns (train, test); a corrupt or truncated file is named in the error.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from cnnlab.data.progress import Progress, counter
 from cnnlab.errors import CnnlabError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -42,7 +43,7 @@ class Layout:
 
     what: str  # for messages, e.g. "the four IDX files ..."
     recognise: Callable[[Path], bool]
-    read: Callable[[Path, Optional[int], Classes], tuple[ImageSet, ImageSet]]
+    read: Callable[[Path, Optional[int], Classes, Optional[Progress]], tuple[ImageSet, ImageSet]]
 
 
 def _class_names(classes: Classes, *labels: torch.Tensor) -> list[str]:
@@ -85,12 +86,15 @@ def has_idx_files(folder: Path) -> bool:
     return all((folder / s).is_file() or (folder / (s + ".gz")).is_file() for s in IDX_FILES)
 
 
-def read_idx_folder(folder: Path, size: Optional[int] = None, classes: Classes = None) -> tuple[ImageSet, ImageSet]:
+def read_idx_folder(folder: Path, size: Optional[int] = None, classes: Classes = None,
+                    progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
     """The four IDX files; without class names, the classes are the label numbers. IDX images are not resized."""
     sets = []
+    tick = counter(progress, 2, f"reading the IDX files in {folder}")
     for split in ("train", "t10k"):
         images = read_idx(_idx_file(folder, f"{split}-images-idx3-ubyte"))
         labels = read_idx(_idx_file(folder, f"{split}-labels-idx1-ubyte"))
+        tick()
         if len(images) != len(labels):
             raise CnnlabError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels")
         sets.append((torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))))
@@ -117,13 +121,17 @@ def _is_cifar_batches(folder: Path) -> bool:
     return (folder / "data_batch_1").is_file()
 
 
-def read_cifar_batches(folder: Path, size: Optional[int] = None, classes: Classes = None) -> tuple[ImageSet, ImageSet]:
+def read_cifar_batches(folder: Path, size: Optional[int] = None, classes: Classes = None,
+                       progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
     """data_batch_1..5 and test_batch, 32x32 as stored; the batches carry label numbers, `classes` names them."""
+    tick = counter(progress, 6, f"reading the CIFAR-10 python batches in {folder}")
+
     def batch(name: str):
         path = folder / name
         try:
             with open(path, "rb") as f:
                 d = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+            tick()
             return np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(d[b"labels"], dtype=np.int64)
         except FileNotFoundError:
             raise CnnlabError(f"{folder} lacks {name}; the official CIFAR-10 folder holds data_batch_1..5 and test_batch") from None
@@ -161,28 +169,36 @@ def decode_image(path: Path, size: Optional[int] = None, mode: Optional[str] = "
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
-def read_split_folder(folder: Path, classes: list[str], size: Optional[int]) -> ImageSet:
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        for path in sorted((folder / name).iterdir()) if (folder / name).is_dir() else []:
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(decode_image(path, size))
-                labels.append(label)
-                if images[-1].shape != images[0].shape:
-                    raise CnnlabError(
-                        f"{path} is {tuple(images[-1].shape[1:])} but earlier images are {tuple(images[0].shape[1:])}; "
-                        f"set data.image_size to resize all images to one size"
-                    )
-    if not images:
+def image_files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """(file, label) of every image in `folder`/<class>/, classes in the order given, files sorted by name."""
+    return [(path, label) for label, name in enumerate(classes)
+            for path in (sorted((folder / name).iterdir()) if (folder / name).is_dir() else [])
+            if path.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def decode_split(folder: Path, files: list[tuple[Path, int]], classes: list[str], size: Optional[int],
+                 tick: Callable[[], None]) -> ImageSet:
+    """The images `files` lists (all of one size after resizing), with their labels."""
+    if not files:
         raise CnnlabError(f"{folder} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))} in {folder}/<class>/)")
-    return ImageSet(torch.stack(images), torch.tensor(labels, dtype=torch.int64), classes)
+    images = []
+    for path, _ in files:
+        images.append(decode_image(path, size))
+        tick()
+        if images[-1].shape != images[0].shape:
+            raise CnnlabError(
+                f"{path} is {tuple(images[-1].shape[1:])} but earlier images are {tuple(images[0].shape[1:])}; "
+                f"set data.image_size to resize all images to one size"
+            )
+    return ImageSet(torch.stack(images), torch.tensor([label for _, label in files], dtype=torch.int64), classes)
 
 
 def _is_image_root(folder: Path) -> bool:
     return (folder / "train").is_dir() and (folder / "test").is_dir()
 
 
-def read_image_folder(root: Path, size: Optional[int] = None, classes: Classes = None) -> tuple[ImageSet, ImageSet]:
+def read_image_folder(root: Path, size: Optional[int] = None, classes: Classes = None,
+                      progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
     """`root/{train,test}/<class>/*.png|jpg`; classes are the sorted folder names under train/ (checked against `classes`)."""
     for split in ("train", "test"):
         if not (root / split).is_dir():
@@ -192,7 +208,11 @@ def read_image_folder(root: Path, size: Optional[int] = None, classes: Classes =
         raise CnnlabError(f"{root / 'train'} has no class folders; the layout is {root}/train/<class>/*.png|jpg")
     if classes and found != list(classes):
         raise CnnlabError(f"{root} has classes {found}, not the dataset's {list(classes)}")
-    return read_split_folder(root / "train", found, size), read_split_folder(root / "test", found, size)
+    files = {split: image_files(root / split, found) for split in ("train", "test")}
+    total = sum(map(len, files.values()))
+    tick = counter(progress, total, f"decoding {total:,} images in {root}")
+    return (decode_split(root / "train", files["train"], found, size, tick),
+            decode_split(root / "test", files["test"], found, size, tick))
 
 
 # ---- Penn-Fudan pedestrians ---------------------------------------------------------------------
@@ -202,14 +222,17 @@ def _is_pennfudan(folder: Path) -> bool:
     return (folder / "PNGImages").is_dir() and (folder / "PedMasks").is_dir()
 
 
-def read_pennfudan(folder: Path, size: Optional[int], classes: Classes) -> tuple[ImageSet, ImageSet]:
+def read_pennfudan(folder: Path, size: Optional[int], classes: Classes,
+                   progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
     """Photos and masks resized to size x size; a pixel is class 1 (person) where any instance number is > 0.
 
     The dataset has no official test split: everything is returned as `train` (test is empty) and
     the seeded split holds out validation and test images.
     """
     images, masks = [], []
-    for photo in sorted((folder / "PNGImages").glob("*.png")):
+    photos = sorted((folder / "PNGImages").glob("*.png"))
+    tick = counter(progress, len(photos), f"decoding {len(photos)} photos and their masks in {folder}")
+    for photo in photos:
         mask_path = folder / "PedMasks" / f"{photo.stem}_mask.png"
         if not mask_path.is_file():
             raise CnnlabError(f"{photo} has no mask {mask_path}; the dataset is incomplete, get it again")
@@ -218,6 +241,7 @@ def read_pennfudan(folder: Path, size: Optional[int], classes: Classes) -> tuple
         if mask.shape[0] != 1:
             raise CnnlabError(f"{mask_path} is not a single-channel mask of instance numbers")
         masks.append((mask[0] > 0).to(torch.uint8))
+        tick()
     if not images:
         raise CnnlabError(f"{folder / 'PNGImages'} holds no .png photos")
     names = list(classes)

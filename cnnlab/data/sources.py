@@ -24,7 +24,7 @@ class Candidate:
 
     path: Path
     kind: str
-    read: Callable[[Path], tuple[ImageSet, ImageSet]]
+    read: Callable[..., tuple[ImageSet, ImageSet]]  # (path, progress=None)
 
     def exists(self) -> bool:
         return self.path.exists()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
 from cnnlab import data as data_mod
 from cnnlab import metrics
 from cnnlab.analysis.layers import layer_table
+from cnnlab.data.progress import Progress
 from cnnlab.device import pick_device
 from cnnlab.engine.tasks import make_task
 from cnnlab.errors import CnnlabError
@@ -45,11 +46,12 @@ def monitored_metric(cfg, task) -> str:
     return monitor
 
 
-def build_run(cfg, data_root: Path) -> BuiltRun:
+def build_run(cfg, data_root: Path, decode: Optional[Progress] = None) -> BuiltRun:
     """Load the data and build the model before anything is written, so a bad config or missing data fails
-    before a run folder is made. The model's initial weights come from cfg.seed."""
+    before a run folder is made (`decode` hears how far a first decode of the data is). The model's initial
+    weights come from cfg.seed."""
     device = pick_device(cfg.device)
-    data = data_mod.prepare(cfg, data_root, device)
+    data = data_mod.prepare(cfg, data_root, device, decode)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, data.shape, len(data.classes))
     architecture = layer_table(model, data.shape)

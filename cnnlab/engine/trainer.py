@@ -24,7 +24,7 @@ from cnnlab.engine.summary import initial_loss_ok, run_summary
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
 
-NAN_CHECK_EVERY = 20  # steps between finiteness checks (each one is a device sync)
+NAN_CHECK_EVERY = 20  # steps between finiteness checks and running-loss reports (each one is a device sync)
 
 
 class Pruned(Exception):
@@ -36,9 +36,10 @@ class Progress:
     """Hooks for showing progress; the CLI fills them, tests leave them empty."""
 
     epoch_start: Callable[[int, int], None] = lambda epoch, batches: None
-    step: Callable[[], None] = lambda: None
+    step: Callable[[Optional[float]], None] = lambda loss: None  # the running loss every NAN_CHECK_EVERY steps, else None
     epoch_end: Callable[[dict], None] = lambda row: None
     message: Callable[[str], None] = lambda text: None
+    decode: Callable[[int, int, str], None] = lambda done, total, what: None  # see cnnlab.data.progress
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Trainer:
         b.model.train()
         tally = b.task.new_tally(b.device)
         bad = torch.zeros((), dtype=torch.bool, device=b.device)
+        recent = torch.zeros((), device=b.device)  # the loss summed since the last check, for the progress bar
         l1 = cfg.optim.l1
         step = (epoch - 1) * self.steps_per_epoch
         self.progress.epoch_start(epoch, self.steps_per_epoch)
@@ -135,11 +137,16 @@ class Trainer:
             b.optimizer.zero_grad(set_to_none=True)
             total.backward()
             bad |= ~torch.isfinite(total.detach())
-            if (i + 1) % NAN_CHECK_EVERY == 0 and bad.item():
-                return None
+            recent += loss.detach().float()
+            running = None
+            if (i + 1) % NAN_CHECK_EVERY == 0:  # one device sync for the check and the running loss
+                stopped, running = torch.stack((bad.float(), recent / NAN_CHECK_EVERY)).tolist()
+                if stopped:
+                    return None
+                recent.zero_()
             b.optimizer.step()
             b.task.update(tally, out.detach(), y, loss)
-            self.progress.step()
+            self.progress.step(running)
         if bad.item():
             return None
         return {**b.task.result(tally), "lr": lr}

@@ -176,7 +176,11 @@ class Worker:
                 if otrial.should_prune():
                     raise Pruned()  # the runner records the run as pruned
 
-        progress = Progress(epoch_end=epoch_end)
+        def decode(done: int, total: int, what: str) -> None:
+            if done == 0:  # the first run on a dataset decodes it: say so instead of a silent minute
+                self.say(f"{label}: {what}")
+
+        progress = Progress(epoch_end=epoch_end, decode=decode)
         if (run_dir / "config.yaml").is_file():
             run = RunFolder.open(run_dir)
             if run.config().model_dump(mode="json") != cfg.model_dump(mode="json"):
