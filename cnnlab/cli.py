@@ -57,10 +57,12 @@ class DecodeBar:
                 return
             self.bar.start()
             self.task = self.bar.add_task(what.split()[0], total=total)
-        if self.bar is not None:
+        if self.bar is not None and self.task is not None:
             self.bar.update(self.task, completed=done)
             if done >= total:
-                self.bar.stop()
+                self.bar.stop()  # the finished bar stays on screen, the next phase gets a bar of its own
+                self.bar.remove_task(self.task)
+                self.task = None
 
 
 class ConsoleProgress:

@@ -185,6 +185,20 @@ def test_cli_says_what_it_decodes_once(data_root, tmp_path):
     assert "decoding" not in again.stdout
 
 
+def test_decode_bar_in_a_terminal_takes_phase_after_phase(capsys, monkeypatch):
+    """Extraction then decoding, the end of each told twice (as an archive's last bytes may be): a bar each."""
+    from cnnlab.cli import DecodeBar
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    bar = DecodeBar()
+    for what, total in (("extracting pets.tar.gz into /cache", 300), ("decoding 12 images in /cache/pets", 12)):
+        for done in (0, total // 2, total, total):
+            bar(done, total, what)
+    out = capsys.readouterr().out
+    assert out.count("extracting pets.tar.gz into /cache\n") == 1 and out.count("decoding 12 images in /cache/pets\n") == 1
+    assert "100%" in out
+
+
 def test_cli_data_list(data_root):
     result = subprocess.run([sys.executable, "-m", "cnnlab.cli", "data", "list", "--data-dir", str(data_root)],
                             env=ENV, capture_output=True, text=True)

@@ -50,9 +50,9 @@ def _extract_tar(t: tarfile.TarFile, target: Path, raw, size: int, progress: Opt
         progress(0, size, what)
     for member in t:
         t.extract(member, target, filter="data")
-        if progress and raw.tell() != read:
-            read = raw.tell()
-            progress(min(read, size), size, what)
+        if progress and min(raw.tell(), size - 1) != read:  # the end is told once, below
+            read = min(raw.tell(), size - 1)
+            progress(read, size, what)
     if progress:
         progress(size, size, what)
 
