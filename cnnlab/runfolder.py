@@ -28,10 +28,10 @@ from cnnlab.metrics import TIMING_KEYS  # noqa: F401  readers drop these metrics
 
 
 class DamagedRecord(CnnlabError):
-    """summary.json or metrics.jsonl cannot be read; resuming the run writes it again from last.pt."""
+    """summary.json or metrics.jsonl of the run folder `run` cannot be read; resuming the run writes it again."""
 
-    def __init__(self, message: str, path: Path, what: str):
-        super().__init__(message)
+    def __init__(self, run: Path, path: Path, what: str):
+        super().__init__(f"{path} is damaged ({what}); `cnnlab resume {run}` writes it again from checkpoints/last.pt")
         self.path, self.what = path, what
 
 
@@ -115,10 +115,6 @@ class RunFolder:
     def config(self):
         return config_mod.validate(config_mod.read_yaml(self.config_path), str(self.config_path))
 
-    def _damaged(self, path: Path, what: str) -> "DamagedRecord":
-        return DamagedRecord(f"{path} is damaged ({what}); `cnnlab resume {self.path}` writes it again from checkpoints/last.pt",
-                             path, what)
-
     def metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
             return []
@@ -129,9 +125,9 @@ class RunFolder:
             try:
                 row = json.loads(line)
             except ValueError as e:
-                raise self._damaged(self.metrics_path, f"line {number} is not JSON: {e}") from None
+                raise DamagedRecord(self.path, self.metrics_path, f"line {number} is not JSON: {e}") from None
             if not isinstance(row, dict):
-                raise self._damaged(self.metrics_path, f"line {number} is not a JSON object")
+                raise DamagedRecord(self.path, self.metrics_path, f"line {number} is not a JSON object")
             rows.append(row)
         return rows
 
@@ -144,9 +140,9 @@ class RunFolder:
         try:
             summary = json.loads(self.summary_path.read_bytes())
         except ValueError as e:
-            raise self._damaged(self.summary_path, f"not JSON: {e}") from None
+            raise DamagedRecord(self.path, self.summary_path, f"not JSON: {e}") from None
         if not isinstance(summary, dict):
-            raise self._damaged(self.summary_path, "not a JSON object")
+            raise DamagedRecord(self.path, self.summary_path, "not a JSON object")
         return summary
 
     def write_summary(self, summary: dict) -> None:

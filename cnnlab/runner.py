@@ -50,7 +50,8 @@ def one_line(error: BaseException) -> str:
 @contextmanager
 def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
     """While training: SIGTERM and SIGINT ask for a stop at the next safe point; a second one interrupts at once.
-    (Signal handlers belong to the main thread; elsewhere the default behaviour stays.)"""
+    (Signal handlers belong to the main thread; elsewhere the default behaviour stays, and so does a signal the
+    process was started ignoring, as a shell's background job ignores SIGINT.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -62,7 +63,7 @@ def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
         asked.append(signum)
         request_stop(signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:
