@@ -16,6 +16,7 @@ from cnnlab.sweep.grid import DEFINITION, SweepDef
 from cnnlab.sweep.storage import open_storage, redact
 from cnnlab.sweep.worker import STORAGE_ENV, board_for, params_of
 
+STOP_GRACE_S = 10.0  # after Ctrl-C, how long workers get to stop at a safe point before SIGINT is passed on
 WORKER_MODULE = "cnnlab.sweep_worker"  # the worker process's entry point (a top module: it hands the worker the runner)
 
 
@@ -70,21 +71,32 @@ def start_workers(folder: Path, url: str, count: int, threads: int, data_root: P
     return procs
 
 
+def _wait_all(procs: list, seconds: float) -> bool:
+    """Whether every worker ended within `seconds`."""
+    deadline = time.time() + seconds
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            return False
+    return True
+
+
 def wait_for(procs: list) -> list[tuple[int, int]]:
-    """Wait for every worker; on Ctrl-C pass it on, so each marks its cell interrupted and its run stopped."""
+    """Wait for every worker. On Ctrl-C each marks its cell interrupted and its run stopped: a Ctrl-C typed in the
+    terminal reaches the workers too, and they stop at their next safe point; a worker still running after
+    STOP_GRACE_S (the signal came to this process alone) is sent SIGINT, and killed after a minute more."""
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.3)
     except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        deadline = time.time() + 60
-        for p in procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                p.kill()
+        if not _wait_all(procs, STOP_GRACE_S):
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGINT)
+            if not _wait_all(procs, 60):
+                for p in procs:
+                    p.kill()
         raise Stopped("the sweep was interrupted; run the same command again to continue: finished runs are kept, "
                       "a stopped run resumes from its last epoch") from None
     return [(i, p.returncode) for i, p in enumerate(procs, 1)]
