@@ -1,26 +1,71 @@
-"""Atomic file writes: a reader (or a resumed run after `kill -9`) never sees half a file."""
+"""Atomic file writes: a reader (or a resumed run after `kill -9`) never sees half a file.
+
+The temporary file is created with mode 0666 and the process's umask applied by the kernel (not mkstemp's
+0600), so a renamed file gets the same permissions as any other file the user writes. A full disk is one
+CnnlabError naming the folder; the files written before stay as they were.
+"""
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Callable
+
+from cnnlab.errors import CnnlabError
+
+TMP_SUFFIX = ".tmp"  # every temporary file is named .<name>.<random>.tmp beside the file it becomes
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(folder: Path, what: str, also: str = "") -> CnnlabError:
+    """The one-line message for a full disk (or an exhausted quota) while writing `what` into `folder`."""
+    return CnnlabError(f"no space left on the disk that holds {folder} while writing {what}; "
+                       f"free some space there{also} and try again")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, is a full disk (torch.save turns one into a RuntimeError)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in FULL:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def temporary_beside(path: Path) -> Path:
+    """A fresh name for a temporary file or folder that becomes `path` when it is renamed."""
+    return path.parent / f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside `path`, opened for writing; the kernel applies the umask to its mode 0666."""
+    while True:
+        tmp = temporary_beside(path)
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
     """Write through `write(fileobj)` into a temporary file beside `path`, fsync it, rename it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temporary(path)
         with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path.parent, path.name) from None
         raise
 
 
@@ -41,3 +86,12 @@ def save_torch(path: Path, obj: Any) -> None:
     import torch
 
     write_atomic(path, lambda f: torch.save(obj, f), binary=True)
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete the temporary files a killed writer left in `folder` and below; only for a folder no other
+    process writes to (a run folder whose lock is held). The files removed."""
+    found = [p for p in Path(folder).rglob(f".*{TMP_SUFFIX}") if p.is_file()]
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found

@@ -1,6 +1,7 @@
 """The `cnnlab` command: run, resume, invariance, summary, cost, sweep, compare, report, data, experiments, zoo.
 
-User errors print as one line of advice (exit code 2); `--debug` anywhere shows the traceback.
+User errors print as one line of advice (exit code 2); a run stopped by Ctrl-C or SIGTERM prints the command
+that resumes it (exit code 130 or 143); `--debug` anywhere shows the traceback.
 """
 from __future__ import annotations
 
@@ -428,6 +429,13 @@ def data_list(data_dir: Optional[str] = DATA_DIR):
     Console(width=160).print(table)
 
 
+def interruption(error: Optional[BaseException]) -> Optional[KeyboardInterrupt]:
+    """The Ctrl-C or stopped run behind an exit (typer turns a KeyboardInterrupt into exit code 130), if any."""
+    while error is not None and not isinstance(error, KeyboardInterrupt):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     args = [a for a in sys.argv[1:] if a != "--debug"]
@@ -438,6 +446,14 @@ def main() -> None:
             raise
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except SystemExit as e:
+        stop = interruption(e)
+        if stop is None:
+            raise
+        if debug:
+            raise stop from None
+        err.print(f"[bold yellow]{escape(str(stop) or 'interrupted')}[/]", highlight=False, soft_wrap=True)
+        sys.exit(getattr(stop, "exit_code", 130))
 
 if __name__ == "__main__":
     main()

@@ -5,12 +5,13 @@ file, the key and the allowed keys named.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 import typing
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cnnlab import metrics
 from cnnlab.data.registry import DATASETS
@@ -19,6 +20,16 @@ from cnnlab.models.layers import ACTIVATIONS, UPSAMPLE_MODES
 from cnnlab.models.zoo import ZOO
 
 MONITORS = tuple(metrics.split_key("val", m) for m in metrics.SPLIT_METRICS)  # validation metrics best.pt can follow
+MAX_SEED = 2**32 - 1  # torch's generators take 64 bits; per-epoch seeds are derived as seed * 100003 + epoch
+NAME_FORM = re.compile(r"[^\W_][\w.+=,-]*")  # one folder name: never a path, never . or ..
+
+
+def name_problem(name: str) -> Optional[str]:
+    """Why `name` (of an experiment or a sweep, which names a folder) is not a name, or None."""
+    if NAME_FORM.fullmatch(name):
+        return None
+    return ("a name is one folder name: letters, digits and _ . - + = , starting with a letter or digit "
+            "(no /, no .., no absolute path)")
 
 
 class Section(BaseModel):
@@ -38,7 +49,7 @@ class DataConfig(Section):
     palette_size: int = Field(24, ge=2, le=254, description="colourize: NC, the number of k-means palette colours")
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share held out for testing when a dataset has no test split (Penn-Fudan)")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    split_seed: int = Field(0, ge=0, description="seed of the subset and train/validation split (the run's seed does not move it)")
+    split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the subset and train/validation split (the run's seed does not move it)")
     train_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced training images (validation is held out of these)")
     test_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced test images")
     normalize: bool = True
@@ -176,9 +187,9 @@ def key_problem(key: str) -> Optional[str]:
 
 
 class Config(Section):
-    name: str = "experiment"
+    name: str = Field("experiment", description="names the folder of its runs (runs/<name>/): letters, digits and _ . - + = ,")
     task: Literal["classify", "colourize", "segment"] = "classify"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     deterministic: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig = DataConfig()
@@ -188,6 +199,14 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     figures: FiguresConfig = FiguresConfig()
     search: Optional[SearchConfig] = Field(None, description="an Optuna search space for `cnnlab sweep --optuna TRIALS`")
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, name: str) -> str:
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
 
     @model_validator(mode="after")
     def _task_fits_dataset(self):
@@ -286,6 +305,9 @@ def read_yaml(path: Path) -> dict:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CnnlabError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise CnnlabError(f"config file {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                          f"save it as UTF-8") from None
     except yaml.YAMLError as e:
         raise CnnlabError(f"config file {path} is not valid YAML: {e}") from None
     if raw is None:
@@ -343,6 +365,17 @@ def load_experiment(name_or_path: str, overrides: list[str] = ()) -> Config:
     raw.setdefault("name", path.stem)
     source = str(path) + (f" with overrides {' '.join(overrides)}" if overrides else "")
     return validate(apply_overrides(raw, list(overrides)), source)
+
+
+def flatten(raw: dict, prefix: str = "") -> dict:
+    """{"optim": {"lr": 0.01}} -> {"optim.lr": 0.01} (an empty section stays a value: {})."""
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def dump(config: Config) -> str:

@@ -7,17 +7,32 @@
         architecture.json  the per-layer table of the model
         checkpoints/best.pt, checkpoints/last.pt
         figures/*.png, report.html, report.md
+        error.log          the traceback of an error that failed the run (only then)
+        .lock              locked (flock) by the one process training the run; its PID inside
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from cnnlab import config as config_mod
-from cnnlab.atomic import write_json, write_jsonl, write_text
+from cnnlab.atomic import remove_leftovers, write_json, write_jsonl, write_text
 from cnnlab.errors import CnnlabError
 from cnnlab.metrics import TIMING_KEYS  # noqa: F401  readers drop these metrics.jsonl keys to compare two runs
+
+
+class DamagedRecord(CnnlabError):
+    """summary.json or metrics.jsonl of the run folder `run` cannot be read; resuming the run writes it again."""
+
+    def __init__(self, run: Path, path: Path, what: str):
+        super().__init__(f"{path} is damaged ({what}); `cnnlab resume {run}` writes it again from checkpoints/last.pt")
+        self.path, self.what = path, what
 
 
 class RunFolder:
@@ -73,19 +88,62 @@ class RunFolder:
     last_path = property(lambda self: self.path / "checkpoints" / "last.pt")
     figures = property(lambda self: self.path / "figures")
 
+    lock_path = property(lambda self: self.path / ".lock")
+    error_log = property(lambda self: self.path / "error.log")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's lock while training it, so that no second process trains it at the same time. It is
+        an OS lock (flock): it ends with the process, also after kill -9, so a dead holder never blocks a resume.
+        Temporary files that a killed writer left are removed once the lock is held."""
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise CnnlabError(f"{self.path} is being trained by {holder} (it holds {self.lock_path.name}); wait for "
+                              f"that process to end, or stop it, before resuming this run") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+            remove_leftovers(self.path)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def config(self):
         return config_mod.validate(config_mod.read_yaml(self.config_path), str(self.config_path))
 
     def metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(self.metrics_path.read_bytes().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise DamagedRecord(self.path, self.metrics_path, f"line {number} is not JSON: {e}") from None
+            if not isinstance(row, dict):
+                raise DamagedRecord(self.path, self.metrics_path, f"line {number} is not a JSON object")
+            rows.append(row)
+        return rows
 
     def write_metrics(self, rows: list[dict]) -> None:
         write_jsonl(self.metrics_path, rows)
 
     def summary(self) -> dict:
-        return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
+        if not self.summary_path.exists():
+            return {}
+        try:
+            summary = json.loads(self.summary_path.read_bytes())
+        except ValueError as e:
+            raise DamagedRecord(self.path, self.summary_path, f"not JSON: {e}") from None
+        if not isinstance(summary, dict):
+            raise DamagedRecord(self.path, self.summary_path, "not a JSON object")
+        return summary
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.summary_path, summary)

@@ -1,43 +1,134 @@
 """Start or resume one run and finish it: `cnnlab run`, `cnnlab resume` and sweep workers call these.
 
-The end of a run is decided and recorded here and nowhere else: completed (with its prediction figures),
-failed (the loss diverged, or another error while training), pruned (a sweep's pruner stopped it) or
-stopped (Ctrl-C); each but stopped ends with the run's report.
+Only the process holding a run folder's lock trains it (RunFolder.lock). The end of a run is decided and
+recorded here and nowhere else, in summary.json:
+- completed: the report is written first, then summary.json says completed, so a run recorded as completed
+  has its report (a kill in between leaves a run that `cnnlab resume` finishes);
+- failed: the loss diverged (the trainer's message), or any other error (its one-line text in summary.json,
+  its traceback in error.log);
+- pruned: a sweep's pruner stopped it;
+- stopped: SIGTERM or SIGINT (Ctrl-C) asked it to stop. The trainer stops after the training step under way
+  (or before the next epoch, when the signal came while an epoch was being evaluated or saved); the unfinished
+  epoch is dropped and last.pt keeps the last finished one. summary.json records the signal and the command
+  that resumes; a second signal interrupts at once, recorded the same way.
+Each but stopped ends with the run's report.
 """
 from __future__ import annotations
 
+import shlex
+import signal
+import threading
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
+from cnnlab.atomic import write_text
 from cnnlab.engine.build import BuiltRun, build_run
 from cnnlab.engine.flags import torch_flags
-from cnnlab.engine.trainer import Progress, Pruned, Trainer
-from cnnlab.errors import CnnlabError
+from cnnlab.engine.trainer import Diverged, Progress, Pruned, StopRequested, Trainer
+from cnnlab.errors import CnnlabError, Stopped
 from cnnlab.report.predictions import draw_predictions
 from cnnlab.report.run_report import write_run_report
-from cnnlab.runfolder import RunFolder
+from cnnlab.runfolder import DamagedRecord, RunFolder
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def resume_command(run: RunFolder, data_root: Path) -> str:
+    return f"cnnlab resume {shlex.quote(str(run.path.resolve()))} --data-dir {shlex.quote(str(data_root))}"
+
+
+def one_line(error: BaseException) -> str:
+    """A CnnlabError's message; for any other error its type and the first line of its text."""
+    if isinstance(error, CnnlabError):
+        return str(error)
+    text = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@contextmanager
+def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
+    """While training: SIGTERM and SIGINT ask for a stop at the next safe point; a second one interrupts at once.
+    (Signal handlers belong to the main thread; elsewhere the default behaviour stays, and so does a signal the
+    process was started ignoring, as a shell's background job ignores SIGINT.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked: list[int] = []
+
+    def handler(signum, frame):
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+        request_stop(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _end(run: RunFolder, summary: dict) -> None:
+    """The report first, then summary.json: a run recorded as ended has its report."""
+    write_run_report(run.path, summary)
     run.write_summary(summary)
-    write_run_report(run.path)
 
 
-def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress) -> RunFolder:
-    trainer = Trainer(built, progress)
-    trainer.attach(run)
+def _fit(trainer: Trainer, built: BuiltRun, run: RunFolder) -> dict:
+    """Train; the summary of a completed or pruned run (its prediction figures drawn)."""
     try:
         trainer.fit()
-    except CnnlabError as e:
-        _end(run, trainer.summary("failed", str(e)))  # a failed run keeps its report (curves so far)
-        raise
     except Pruned:
-        _end(run, {**trainer.summary("pruned"), "pruned_at_epoch": trainer.state.epoch})
-        return run
-    except KeyboardInterrupt:
-        run.write_summary(trainer.summary("stopped"))
-        raise
-    _end(run, {**trainer.summary("completed"), "figures": draw_predictions(built, run)})
+        return {**trainer.summary("pruned"), "pruned_at_epoch": trainer.state.epoch}
+    return {**trainer.summary("completed"), "figures": draw_predictions(built, run)}
+
+
+def _stopped(trainer: Trainer, run: RunFolder, data_root: Path) -> Stopped:
+    by = trainer.stop_reason or "SIGINT"  # a KeyboardInterrupt without our handler is Ctrl-C too
+    command = resume_command(run, data_root)
+    run.write_summary({**trainer.summary("stopped"), "stopped_by": by, "resume": command})
+    done, epochs = trainer.state.epoch, trainer.built.cfg.train.epochs
+    return Stopped(f"stopped by {by} after epoch {done} of {epochs} (an unfinished epoch is dropped); "
+                   f"resume with: {command}", 128 + signal.Signals[by].value)
+
+
+def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path) -> CnnlabError:
+    """Record the run as failed (the report too, where it can still be written); the error for the user."""
+    diverged = isinstance(error, Diverged)
+    summary = {**trainer.summary("failed", one_line(error)), "failure": "diverged" if diverged else "error"}
+    if not isinstance(error, CnnlabError):
+        write_text(run.error_log, "".join(traceback.format_exception(error)))
+    try:
+        _end(run, summary)
+    except Exception:  # e.g. the disk is still full: record the ending without its report
+        run.write_summary(summary)
+    if diverged:
+        return error
+    where = "" if isinstance(error, CnnlabError) else f" (the traceback is in {run.error_log}; --debug shows it)"
+    return CnnlabError(f"{one_line(error)}{where}. The run is recorded as failed after epoch {trainer.state.epoch}; "
+                       f"when the cause is fixed, resume with: {resume_command(run, data_root)}")
+
+
+def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_root: Path) -> RunFolder:
+    trainer = Trainer(built, progress)
+    trainer.attach(run)  # a last.pt that cannot continue this run is refused, and the run left as it was
+    with stop_on_signals(trainer.request_stop):
+        try:
+            _end(run, _fit(trainer, built, run))
+        except (StopRequested, KeyboardInterrupt):
+            raise _stopped(trainer, run, data_root) from None
+        except Exception as e:
+            try:
+                failure = _failed(trainer, run, e, data_root)
+            except Exception as recording:
+                raise CnnlabError(f"{one_line(e)}; and recording the failure in {run.path} failed too: "
+                                  f"{one_line(recording)}") from e
+            if failure is e:
+                raise
+            raise failure from e
     return run
 
 
@@ -47,19 +138,39 @@ def start_run(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progres
     with torch_flags(cfg.deterministic):
         built = build_run(cfg, data_root, progress.decode)  # before the folder: a bad config or missing data makes none
         run = RunFolder.create(runs_dir, cfg) if run_dir is None else RunFolder.create_at(run_dir, cfg)
-        progress.message(f"run folder: {run.path}")
-        return _train_and_finish(built, run, progress)
+        with run.lock():
+            progress.message(f"run folder: {run.path}")
+            return _train_and_finish(built, run, progress, data_root)
+
+
+def _left_to_do(run: RunFolder) -> tuple[bool, str]:
+    """(whether the run must be trained or finished, what to tell the user first). A completed run whose
+    summary.json or metrics.jsonl is damaged, or that has no report, is finished again from last.pt."""
+    try:
+        status = run.summary().get("status")
+        run.metrics()
+    except DamagedRecord as e:
+        return True, f"notice: {e.path} is damaged ({e.what}); writing it again from checkpoints/last.pt"
+    if status != "completed":
+        return True, ""
+    if not (run.path / "report.html").exists():
+        return True, f"{run.path} completed without its report; writing it"
+    return False, f"{run.path} has already completed; nothing to resume"
 
 
 def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress()) -> RunFolder:
-    """Continue a run from its last.pt, as if it had never stopped; a completed run is left as it is."""
+    """Continue a run from its last.pt, as if it had never stopped; a completed run is left as it is unless its
+    records are damaged or its report is missing."""
     run = RunFolder.open(run_dir)
-    if run.summary().get("status") == "completed":
-        progress.message(f"{run.path} has already completed; nothing to resume")
-        return run
-    cfg = run.config()
-    with torch_flags(cfg.deterministic):
-        return _train_and_finish(build_run(cfg, data_root, progress.decode), run, progress)
+    with run.lock():
+        todo, note = _left_to_do(run)
+        if note:
+            progress.message(note)
+        if not todo:
+            return run
+        cfg = run.config()
+        with torch_flags(cfg.deterministic):
+            return _train_and_finish(build_run(cfg, data_root, progress.decode), run, progress, data_root)
 
 
 def run_invariance(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress()) -> Path:

@@ -89,6 +89,9 @@ def split_indices(data_cfg, train: ImageSet, test: ImageSet) -> tuple[torch.Tens
     test_idx = take_subset(test, data_cfg.test_subset, "test_subset", gen)
     if len(va) == 0:
         raise CnnlabError("the validation split is empty; raise data.val_fraction or data.train_subset")
+    if len(tr) == 0:
+        raise CnnlabError(f"the training split is empty: data.val_fraction={data_cfg.val_fraction} of "
+                          f"{len(pool)} images leaves none to train on; lower data.val_fraction or raise data.train_subset")
     return pool[tr], pool[va], test_idx
 
 

@@ -6,40 +6,76 @@ Python 3.11); data.path may name any archive, so extraction here refuses such en
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
+import shutil
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from cnnlab.atomic import disk_full, is_disk_full, temporary_beside
 from cnnlab.data.decoders import Classes, ImageSet, Layout
 from cnnlab.data.progress import Progress, counter
 from cnnlab.data.root import cache_dir
 from cnnlab.errors import CnnlabError
 
+BROKEN = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error)  # a corrupt or truncated archive
+
+
+def _unpack(archive: Path, folder: Path, progress: Optional[Progress]) -> None:
+    what = f"extracting {archive.name} into {folder.parent}"
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            members = z.infolist()
+            tick = counter(progress, len(members), what)
+            for member in members:
+                z.extract(member, folder)
+                tick()
+    else:
+        with open(archive, "rb") as raw, tarfile.open(fileobj=raw) as t:
+            _extract_tar(t, folder, raw, archive.stat().st_size, progress, what)
+
+
+def _extraction_error(e: BaseException, archive: Path, folder: Path) -> BaseException:
+    if is_disk_full(e):
+        return disk_full(folder, f"the files of {archive} (none were kept)",
+                         also=" (or set CNNLAB_CACHE to a folder on a disk with room)")
+    if isinstance(e, BROKEN):
+        return CnnlabError(f"cannot extract {archive}: {e}; the archive is corrupt or truncated, get it again")
+    if isinstance(e, OSError):
+        return CnnlabError(f"cannot extract {archive} into {folder}: {e}")
+    return e
+
 
 def extract_once(archive: Path, progress: Optional[Progress] = None) -> Path:
-    """Extract an archive into the cache (once; a marker file says it finished) and return the folder."""
-    stem = archive.name.split(".")[0]
-    target = cache_dir() / "extracted" / f"{stem}-{archive.stat().st_size}"
-    done = target / ".complete"
-    if done.exists():
+    """The archive extracted into the cache: once per archive (its path, size and mtime name the folder), into a
+    temporary folder that is renamed into place when complete (so a folder of that name is whole) and removed
+    when extraction fails."""
+    st = archive.stat()
+    key = hashlib.blake2b(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode(), digest_size=6).hexdigest()
+    target = cache_dir() / "extracted" / f"{archive.name.split('.')[0]}-{key}"
+    if target.is_dir():
         return target
-    target.mkdir(parents=True, exist_ok=True)
-    what = f"extracting {archive.name} into {target.parent}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_beside(target)
     try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as z:
-                members = z.infolist()
-                tick = counter(progress, len(members), what)
-                for member in members:
-                    z.extract(member, target)
-                    tick()
-        else:
-            with open(archive, "rb") as raw, tarfile.open(fileobj=raw) as t:
-                _extract_tar(t, target, raw, archive.stat().st_size, progress, what)
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as e:
-        raise CnnlabError(f"cannot extract {archive}: {e}; the archive is corrupt or truncated, get it again") from None
-    done.touch()
+        tmp.mkdir()
+        _unpack(archive, tmp, progress)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        error = _extraction_error(e, archive, target.parent)
+        if error is e:
+            raise
+        raise error from None
+    try:
+        tmp.rename(target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.is_dir():
+            raise
+        # another process finished the same extraction first: use its folder
     return target
 
 

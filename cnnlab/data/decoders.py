@@ -199,13 +199,18 @@ def _is_image_root(folder: Path) -> bool:
 
 def read_image_folder(root: Path, size: Optional[int] = None, classes: Classes = None,
                       progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
-    """`root/{train,test}/<class>/*.png|jpg`; classes are the sorted folder names under train/ (checked against `classes`)."""
+    """`root/{train,test}/<class>/*.png|jpg`; classes are the sorted folder names under train/, the same under test/
+    (and checked against `classes`)."""
     for split in ("train", "test"):
         if not (root / split).is_dir():
             raise CnnlabError(f"image folder {root} has no {split}/ folder; the layout is {root}/{{train,test}}/<class>/*.png|jpg")
     found = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
     if not found:
         raise CnnlabError(f"{root / 'train'} has no class folders; the layout is {root}/train/<class>/*.png|jpg")
+    in_test = sorted(p.name for p in (root / "test").iterdir() if p.is_dir())
+    if in_test != found:
+        raise CnnlabError(f"image folder {root}: train/ has the classes {found} but test/ has {in_test}; "
+                          f"give both splits the same class folders")
     if classes and found != list(classes):
         raise CnnlabError(f"{root} has classes {found}, not the dataset's {list(classes)}")
     files = {split: image_files(root / split, found) for split in ("train", "test")}

@@ -1,28 +1,43 @@
-"""Checkpoints: written atomically, read with weights_only=True (never runs code from the file), and the
-policy that decides which epoch's weights best.pt keeps."""
+"""Checkpoints: written atomically, read weights-only (never runs code from the file), checked before a run
+continues from one, and the policy that decides which epoch's weights best.pt keeps."""
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 from cnnlab.atomic import save_torch
+from cnnlab.config import flatten
 from cnnlab.errors import CnnlabError
+from cnnlab.torchfile import read_weights_only
+
+LAST_KEYS = ("model", "optimizer", "state")  # what last.pt holds beyond best.pt's weights of one epoch
+MAY_CHANGE = ("name", "device", "train.compile", "train.eval_batch_size", "figures.")  # keys a resumed run may change
 
 
 def save(path: Path, **state) -> None:
     save_torch(path, state)
 
 
-def load(path: Path, map_location="cpu") -> dict:
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CnnlabError(f"checkpoint {path} does not exist") from None
-    except Exception as e:  # unpickling errors come in many types; name the file and the reason
-        raise CnnlabError(f"cannot load checkpoint {path} safely (weights only): {e}") from None
+def load(path: Path) -> dict:
+    """A checkpoint's tensors on the CPU; a file that holds code, or is no torch file, is one CnnlabError."""
+    return read_weights_only(path, "checkpoint")
+
+
+def check_resumable(saved: dict, path: Path, config: dict) -> None:
+    """Refuse to continue a run from `saved` (read from last.pt at `path`) when it is another kind of file (a best.pt)
+    or was trained with another config than `config` (the run's config.yaml, as JSON) in a key that matters."""
+    missing = [k for k in LAST_KEYS if k not in saved]
+    if missing:
+        kind = "a best.pt (one epoch's weights)" if "epoch" in saved and "model" in saved else "not a cnnlab last.pt"
+        raise CnnlabError(f"{path} is {kind}: it lacks {', '.join(missing)}, which a run continues from; put back the "
+                          f"run's own last.pt, or start the run again with `cnnlab run`")
+    before, now = flatten(saved.get("config") or {}), flatten(config)
+    changed = [k for k in before.keys() & now.keys() if before[k] != now[k] and not k.startswith(MAY_CHANGE)]
+    if changed:
+        shown = "; ".join(f"{k}: {before[k]!r} in last.pt, {now[k]!r} in config.yaml" for k in sorted(changed))
+        raise CnnlabError(f"the run's config.yaml differs from the config its checkpoint {path} was trained with ({shown}); "
+                          f"put back the values it was started with, or start a new run with `cnnlab run`")
 
 
 @dataclass

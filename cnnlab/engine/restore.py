@@ -18,7 +18,7 @@ def restore(run: RunFolder, data_root: Path, which: str = "best") -> BuiltRun:
 
 
 def load_weights(built: BuiltRun, path: Path) -> None:
-    built.model.load_state_dict(checkpoint.load(path, built.device)["model"])
+    built.model.load_state_dict(checkpoint.load(path)["model"])
     built.model.eval()
 
 

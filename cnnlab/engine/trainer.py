@@ -2,14 +2,17 @@
 
 Each epoch trains, evaluates validation and test, appends one metrics row, lets the checkpoint policy
 keep `best.pt` and writes `last.pt`. Every random draw of epoch e comes from seeds derived from
-(seed, e), so a resumed run repeats exactly what an uninterrupted run would have done. How a run ends
+(seed, e), so a resumed run repeats exactly what an uninterrupted run would have done. A stop asked for
+(`request_stop`, from a signal) takes effect at the next safe point: after the training step under way, or
+before an epoch starts; the unfinished epoch is dropped, last.pt keeps the last finished one. How a run ends
 (completed, failed, stopped, pruned) is recorded by cnnlab.runner, not here.
 """
 from __future__ import annotations
 
+import copy
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import torch
@@ -29,6 +32,14 @@ NAN_CHECK_EVERY = 20  # steps between finiteness checks and running-loss reports
 
 class Pruned(Exception):
     """Raised by a Progress hook to end a run early on purpose (a sweep's pruner): the run ends as pruned."""
+
+
+class StopRequested(Exception):
+    """Raised by the trainer at a safe point after `request_stop`: the run ends as stopped."""
+
+
+class Diverged(CnnlabError):
+    """The training loss stopped being finite: the run ends as failed, keeping its last good epoch."""
 
 
 @dataclass
@@ -92,21 +103,32 @@ class Trainer:
         self.policy = CheckpointPolicy(built.monitor, metrics.mode(built.monitor))
         self.steps_per_epoch = len(built.data.train)
         self.total_steps = self.steps_per_epoch * built.cfg.train.epochs
+        self.stop_reason: Optional[str] = None
+
+    def request_stop(self, reason: str) -> None:
+        """Stop at the next safe point (`reason`, e.g. SIGTERM, is what the runner records)."""
+        self.stop_reason = reason
 
     def attach(self, run: RunFolder) -> None:
-        """Train into `run` from its last checkpoint (if any); metrics.jsonl is rewritten from last.pt's history."""
+        """Train into `run` from its last checkpoint (if any); metrics.jsonl is rewritten from last.pt's history.
+        A last.pt that cannot continue this run (a best.pt, another config, another model) is refused."""
         self.run = run
         if run.last_path.exists():
-            ck = checkpoint.load(run.last_path, self.built.device)
-            self.built.model.load_state_dict(ck["model"])
-            self.built.optimizer.load_state_dict(ck["optimizer"])
+            ck = checkpoint.load(run.last_path)
+            checkpoint.check_resumable(ck, run.last_path, self.built.cfg.model_dump(mode="json"))
+            try:
+                self.built.model.load_state_dict(ck["model"])
+                self.built.optimizer.load_state_dict(ck["optimizer"])
+            except (RuntimeError, ValueError, KeyError) as e:
+                raise CnnlabError(f"{run.last_path} does not fit the model and optimizer of {run.config_path} "
+                                  f"({str(e).strip().splitlines()[0]}); resume with the config the run was started with") from None
             self.state, legacy = split_state(ck["state"], self.policy)
             self.policy.load_state_dict(ck.get("policy", legacy))
         run.write_metrics(self.state.history)
 
-    def save_last(self) -> None:
+    def save_last(self, state: RunState, policy: CheckpointPolicy) -> None:
         checkpoint.save(self.run.last_path, model=self.built.model.state_dict(), optimizer=self.built.optimizer.state_dict(),
-                        state=self.state.__dict__, policy=self.policy.state_dict(),
+                        state=state.__dict__, policy=policy.state_dict(),
                         config=self.built.cfg.model_dump(mode="json"), classes=self.built.data.classes)
 
     def summary(self, status: str, error: Optional[str] = None) -> dict:
@@ -147,6 +169,8 @@ class Trainer:
             b.optimizer.step()
             b.task.update(tally, out.detach(), y, loss)
             self.progress.step(running)
+            if self.stop_reason:
+                raise StopRequested(self.stop_reason)
         if bad.item():
             return None
         return {**b.task.result(tally), "lr": lr}
@@ -168,10 +192,13 @@ class Trainer:
         self.run.write_summary(self.summary("running"))
 
     def fit(self) -> None:
-        """Train the remaining epochs. A CnnlabError says the loss stopped being finite (the last good epoch
-        stays on disk); whatever a progress hook raises (Pruned, KeyboardInterrupt) passes through."""
+        """Train the remaining epochs. Diverged says the loss stopped being finite (the last good epoch stays on
+        disk), StopRequested that a stop was asked for; whatever a progress hook raises (Pruned,
+        KeyboardInterrupt) passes through."""
         self.begin()
         for epoch in range(self.state.epoch + 1, self.built.cfg.train.epochs + 1):
+            if self.stop_reason:
+                raise StopRequested(self.stop_reason)
             self.run_epoch(epoch)
 
     def run_epoch(self, epoch: int) -> None:
@@ -182,8 +209,10 @@ class Trainer:
         train = self.train_epoch(epoch)
         if train is None:
             self.state.wall_seconds += time.perf_counter() - started
-            raise CnnlabError(f"the training loss became NaN or infinite in epoch {epoch}; the run stopped and keeps the "
-                           f"checkpoint of epoch {self.state.epoch}. Lower optim.lr or check the data.")
+            kept = (f"keeps the checkpoint of epoch {self.state.epoch}" if self.state.epoch
+                    else "has no checkpoint (no epoch finished)")
+            raise Diverged(f"the training loss became NaN or infinite in epoch {epoch}; the run stopped and {kept}. "
+                           f"Lower optim.lr or check the data.")
         train_seconds = time.perf_counter() - started
         val, test = evaluate(b, b.data.val), evaluate(b, b.data.test)
         seconds = time.perf_counter() - started
@@ -191,16 +220,23 @@ class Trainer:
         for split, result in (("train", train), ("val", val), ("test", test)):
             row.update({metrics.split_key(split, k): v for k, v in result.items() if k != "lr"})
         row.update(self.timing(train["lr"], seconds, train_seconds))
-        self.state.epoch = epoch
-        self.state.history.append(row)
-        self.state.wall_seconds += seconds
-        if self.policy.update(row):
-            checkpoint.save(self.run.best_path, model=b.model.state_dict(), epoch=epoch, metric=self.policy.monitor,
-                            value=row[self.policy.monitor], config=b.cfg.model_dump(mode="json"), classes=b.data.classes)
-        self.save_last()  # last.pt carries the history, so a kill between these writes loses nothing
+        self.save_epoch(row, seconds)
         self.run.write_metrics(self.state.history)
         self.run.write_summary(self.summary("running"))
         self.progress.epoch_end(row)
+
+    def save_epoch(self, row: dict, seconds: float) -> None:
+        """best.pt (when the epoch is the best) and last.pt with the epoch; the trainer's state moves on only once
+        both are written, so a failed write (a full disk) leaves it describing the checkpoints on disk."""
+        b = self.built
+        state = replace(self.state, epoch=row["epoch"], history=[*self.state.history, row],
+                        wall_seconds=self.state.wall_seconds + seconds)
+        policy = copy.copy(self.policy)
+        if policy.update(row):
+            checkpoint.save(self.run.best_path, model=b.model.state_dict(), epoch=row["epoch"], metric=policy.monitor,
+                            value=row[policy.monitor], config=b.cfg.model_dump(mode="json"), classes=b.data.classes)
+        self.save_last(state, policy)  # last.pt carries the history, so a kill between these writes loses nothing
+        self.state, self.policy = state, policy
 
     def timing(self, lr: float, seconds: float, train_seconds: float) -> dict:
         """The once-per-epoch keys of a metrics row (see cnnlab.metrics.EPOCH_METRICS)."""

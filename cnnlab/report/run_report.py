@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Optional
 
 import jinja2
 
@@ -72,10 +73,11 @@ def epoch_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, [[str(row["epoch"])] + [cell(row, k) for k in keys] for row in history]
 
 
-def write_run_report(run_dir: Path) -> Path:
-    """Draw the figures into the run folder and write report.html and report.md beside them."""
+def write_run_report(run_dir: Path, summary: Optional[dict] = None) -> Path:
+    """Draw the figures into the run folder and write report.html and report.md beside them; of `summary` when
+    given (the runner writes the report of a run's end before it records that end in summary.json)."""
     run = RunFolder.open(run_dir)
-    history, summary = run.metrics(), run.summary()
+    history, summary = run.metrics(), run.summary() if summary is None else summary
     figures = []
     for metric in metrics.families(history[0]) if history else []:  # loss and accuracy; IoU too for segmentation
         title = f"{metrics.SPLIT_METRICS[metric].title} per epoch"

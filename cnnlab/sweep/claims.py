@@ -14,6 +14,9 @@ Each cell is an Optuna trial whose user attribute `cell` names it. Protocol:
   `stale`) and enqueues the cell again; the next worker resumes the half-finished run folder.
 - Finish: COMPLETE (value: the objective), PRUNED, or FAIL with an outcome: `run-failed` (the run itself
   failed, e.g. a NaN loss: done, not retried), `error` or `interrupted` (retried by a later sweep command).
+- Identity: the study holds the sweep's identity (a random id, also in the sweep folder's sweep.json). A worker
+  whose storage holds no study of that name, or one of another identity, is refused before it claims a cell,
+  so a mistyped --storage cannot run (and rewrite) the sweep's run folders a second time.
 
 Why not Optuna's own heartbeat (RDBStorage(heartbeat_interval, grace_period), fail_stale_trials,
 RetryHeartbeatStaleTrialCallback, checked on Optuna 5.0): it decides by heartbeat age alone, so a worker
@@ -33,6 +36,7 @@ import random
 import socket
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -46,6 +50,7 @@ from cnnlab.errors import CnnlabError
 
 CELL, OUTCOME, WORKER, BEAT = "cell", "outcome", "worker", "heartbeat"
 DEFINITION = "cnnlab:sweep"  # study attribute: the hash of the sweep definition
+SWEEP_ID = "cnnlab:sweep-id"  # study attribute: the sweep's identity, also in its folder's sweep.json
 HEARTBEAT_S = 5.0  # seconds between heartbeats of a running cell
 STALE_AFTER_S = 120.0  # a running cell whose heartbeat is this old is taken to be dead (owners on other machines)
 LOCK_STALE_S = 60.0  # the sweep lock is held for a moment; a holder this old (or dead) has its lock broken
@@ -114,19 +119,42 @@ class Board:
     """The sweep's cells as trials in one study; what workers use to enqueue, claim, beat and finish."""
 
     def __init__(self, storage, name: str, cells: list[str], definition_hash: str,
-                 direction: str = "maximize", stale_after: float = STALE_AFTER_S):
+                 direction: str = "maximize", stale_after: float = STALE_AFTER_S, sweep_id: Optional[str] = None):
+        """`sweep_id`: the identity recorded in the sweep's folder, which the study must hold (a worker given
+        another storage is refused here, before it claims anything); None while a sweep folder is being set up:
+        the study is created, or found (a second machine's folder), and its identity is `self.sweep_id`."""
         self.storage, self.name, self.cells, self.stale_after = storage, name, list(cells), stale_after
         self.me = identity()
         try:
-            self.study_id = storage.create_new_study([StudyDirection[direction.upper()]], name)
-        except DuplicatedStudyError:
             self.study_id = storage.get_study_id_from_name(name)
+        except KeyError:
+            if sweep_id is not None:
+                raise CnnlabError(f"the storage holds no sweep named {name}, but the sweep folder has run it there "
+                                  f"(sweep {sweep_id}); give the --storage the sweep was started with") from None
+            try:
+                self.study_id = storage.create_new_study([StudyDirection[direction.upper()]], name)
+            except DuplicatedStudyError:
+                self.study_id = storage.get_study_id_from_name(name)
         held = storage.get_study_user_attrs(self.study_id).get(DEFINITION)
         if held is None:
             storage.set_study_user_attr(self.study_id, DEFINITION, definition_hash)
         elif held != definition_hash:
             raise CnnlabError(f"the storage already holds a different sweep named {name} (another grid, seeds or config); "
                               f"give this one another --name, or use another --storage")
+        self.sweep_id = self._bind(sweep_id)
+
+    def _bind(self, sweep_id: Optional[str]) -> str:
+        """The sweep's identity in the study: given it to a study that has none yet (under the lock, so that two
+        machines setting up at once agree), else checked against `sweep_id`."""
+        with self.locked():
+            held = self.storage.get_study_user_attrs(self.study_id).get(SWEEP_ID)
+            if held is None and sweep_id is None:
+                held = uuid.uuid4().hex
+                self.storage.set_study_user_attr(self.study_id, SWEEP_ID, held)
+        if sweep_id is not None and held != sweep_id:
+            raise CnnlabError(f"the storage holds another sweep named {self.name} (sweep {held}, not this folder's "
+                              f"{sweep_id}); give the --storage this sweep was started with")
+        return held
 
     # ---- reading -------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from cnnlab.config import read_yaml
+from cnnlab.config import flatten, read_yaml
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
 
@@ -49,17 +49,6 @@ class Variant:
     runs: list[Run] = field(default_factory=list)
 
 
-def flatten(raw: dict, prefix: str = "") -> dict:
-    """{"optim": {"lr": 0.01}} -> {"optim.lr": 0.01} (an empty section stays a value: {})."""
-    out = {}
-    for key, value in raw.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def find_run_dirs(paths: list[Path]) -> list[Path]:
     """Run folders at or below each path (a run folder, a sweep folder, a runs/ folder), in path order."""
     found: list[Path] = []
@@ -79,12 +68,7 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
 
 def load_run(path: Path) -> Run:
     folder = RunFolder.open(path)
-    try:
-        summary = folder.summary()
-        history = folder.metrics()
-    except json.JSONDecodeError as e:
-        raise CnnlabError(f"{path}: summary.json or metrics.jsonl is not valid JSON ({e})") from None
-    return Run(folder.path, flatten(read_yaml(folder.config_path)), summary, history)
+    return Run(folder.path, flatten(read_yaml(folder.config_path)), folder.summary(), folder.metrics())
 
 
 def load_runs(paths: list[Path]) -> tuple[list[Run], list[Run]]:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import yaml
 
 from cnnlab.atomic import write_json
-from cnnlab.config import Config, find_experiment, key_problem, load_experiment, set_key, validate
+from cnnlab.config import Config, find_experiment, key_problem, load_experiment, name_problem, set_key, validate
 from cnnlab.errors import CnnlabError
 from cnnlab.sweep.collect import show
 
@@ -73,6 +73,8 @@ class SweepDef:
     hash: str
     command: list[str] = field(default_factory=list)
     created: str = ""
+    identity: str = ""  # the sweep's identity, also held by its study in the storage (see sweep.claims)
+    storage: str = ""  # the storage URL the sweep was set up with (password hidden), for messages
 
     def cell(self, key: str) -> Cell:
         for c in self.cells:
@@ -188,8 +190,9 @@ def define(experiment: str, overrides: list[str], grid: list[str], seeds: Option
                           sort_keys=True)
     definition.hash = hashlib.sha256(identity.encode()).hexdigest()[:16]
     definition.name = name or f"{cfg.name}-{definition.hash[:8]}"
-    if not re.fullmatch(r"[A-Za-z0-9._=,+-]+", definition.name):
-        raise CnnlabError(f"sweep name '{definition.name}' may hold only letters, digits and . _ = , + -")
+    problem = name_problem(definition.name)
+    if problem:
+        raise CnnlabError(f"--name {definition.name}: {problem}")
     definition.created = time.strftime("%Y-%m-%d %H:%M:%S")
     return definition
 

@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Stopped
 from cnnlab.sweep.claims import STALE_AFTER_S
 from cnnlab.sweep.grid import DEFINITION, SweepDef
 from cnnlab.sweep.storage import open_storage, redact
 from cnnlab.sweep.worker import STORAGE_ENV, board_for, params_of
 
+STOP_GRACE_S = 10.0  # after Ctrl-C, how long workers get to stop at a safe point before SIGINT is passed on
 WORKER_MODULE = "cnnlab.sweep_worker"  # the worker process's entry point (a top module: it hands the worker the runner)
 
 
@@ -31,7 +32,8 @@ def cores() -> int:
 
 
 def prepare_folder(definition: SweepDef, sweeps_dir: Path) -> tuple[Path, SweepDef]:
-    """The sweep's folder with its sweep.json; an existing one must hold the same sweep."""
+    """The sweep's folder and its definition: the one in its sweep.json, which must be this sweep, or for a new
+    folder this one (its sweep.json is written once the storage holds the sweep: see bind)."""
     folder = Path(sweeps_dir) / definition.name
     if (folder / DEFINITION).exists():
         existing = SweepDef.read(folder)
@@ -40,14 +42,23 @@ def prepare_folder(definition: SweepDef, sweeps_dir: Path) -> tuple[Path, SweepD
                               f"give this one another --name or --sweeps-dir")
         return folder, existing
     folder.mkdir(parents=True, exist_ok=True)
-    definition.write(folder)
     return folder, definition
+
+
+def bind(definition: SweepDef, folder: Path, url: str, stale_after: float):
+    """The sweep's board in the storage at `url`; a folder that has no identity yet (new, or from an older
+    cnnlab) records the study's in its sweep.json."""
+    board = board_for(definition, open_storage(url), stale_after)
+    if definition.identity != board.sweep_id:
+        definition.identity, definition.storage = board.sweep_id, redact(url)
+        definition.write(folder)
+    return board
 
 
 def _describe_exit(code: int) -> str:
     if code < 0:
         return f"killed by signal {-code} ({signal.Signals(-code).name})"
-    return {2: "stopped by an error (shown above)", 130: "interrupted"}.get(code, f"exited with code {code}")
+    return {2: "stopped by an error (shown above)", 130: "interrupted", 143: "stopped by SIGTERM"}.get(code, f"exited with code {code}")
 
 
 def start_workers(folder: Path, url: str, count: int, threads: int, data_root: Path, stale_after: float) -> list:
@@ -60,22 +71,34 @@ def start_workers(folder: Path, url: str, count: int, threads: int, data_root: P
     return procs
 
 
+def _wait_all(procs: list, seconds: float) -> bool:
+    """Whether every worker ended within `seconds`."""
+    deadline = time.time() + seconds
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            return False
+    return True
+
+
 def wait_for(procs: list) -> list[tuple[int, int]]:
-    """Wait for every worker; on Ctrl-C pass it on, so each marks its cell interrupted and its run stopped."""
+    """Wait for every worker. On Ctrl-C each marks its cell interrupted and its run stopped: a Ctrl-C typed in the
+    terminal reaches the workers too, and they stop at their next safe point; a worker still running after
+    STOP_GRACE_S (the signal came to this process alone) is sent SIGINT, and killed after a minute more."""
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.3)
     except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        deadline = time.time() + 60
-        for p in procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-        raise
+        if not _wait_all(procs, STOP_GRACE_S):
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGINT)
+            if not _wait_all(procs, 60):
+                for p in procs:
+                    p.kill()
+        raise Stopped("the sweep was interrupted; run the same command again to continue: finished runs are kept, "
+                      "a stopped run resumes from its last epoch") from None
     return [(i, p.returncode) for i, p in enumerate(procs, 1)]
 
 
@@ -88,7 +111,7 @@ def run_sweep(definition: SweepDef, sweeps_dir: Path, storage_url: Optional[str]
         raise CnnlabError(f"--workers and --threads must be at least 1 (got {workers} and {threads})")
     folder, definition = prepare_folder(definition, sweeps_dir)
     url = storage_url or default_storage(folder)
-    board = board_for(definition, open_storage(url), stale_after)
+    board = bind(definition, folder, url, stale_after)
     status = board.sync(params_of)
     todo = status.cells - status.done
     count = min(workers, todo)

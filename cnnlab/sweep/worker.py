@@ -45,10 +45,26 @@ class LostClaim(Exception):
 
 
 def board_for(definition: SweepDef, storage, stale_after: float) -> Board:
+    """The sweep's board; the study must hold the identity in the folder's sweep.json (where it has one)."""
     from cnnlab.sweep.search import direction
 
     way = direction(definition.base["search"]) if definition.mode == "optuna" else "maximize"
-    return Board(storage, definition.name, [c.key for c in definition.cells], definition.hash, way, stale_after)
+    try:
+        return Board(storage, definition.name, [c.key for c in definition.cells], definition.hash, way, stale_after,
+                     sweep_id=definition.identity or None)
+    except CnnlabError as e:
+        if not definition.storage:
+            raise
+        raise CnnlabError(f"{e} (its sweep.json says it was set up with {definition.storage})") from None
+
+
+def finished_outcome(summary: dict) -> Optional[str]:
+    """The outcome of a run folder finished for good, or None: running, stopped, or failed by an error that is
+    not the run's own result (a full disk, a crash) and may not come back, so the run is resumed."""
+    status = summary.get("status")
+    if status == "failed" and summary.get("failure", "diverged") != "diverged":
+        return None
+    return FINISHED.get(status)
 
 
 def params_of(cell: str, trials: list) -> dict:
@@ -60,7 +76,7 @@ def params_of(cell: str, trials: list) -> dict:
 def append_event(folder: Path, **event) -> None:
     """One JSON line per event in events.jsonl (a single O_APPEND write: lines of workers never interleave)."""
     line = json.dumps({"time": round(time.time(), 3), "host": socket.gethostname(), "pid": os.getpid(), **event}) + "\n"
-    fd = os.open(folder / EVENTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(folder / EVENTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)  # the umask applies
     try:
         os.write(fd, line.encode())
     finally:
@@ -130,8 +146,7 @@ class Worker:
                 append_event(self.folder, cell=cell.key, event="interrupted", worker=self.index)
                 raise
             except BaseException as e:
-                summary = RunFolder(run_dir).summary() if (run_dir / "summary.json").exists() else {}
-                outcome = "run-failed" if summary.get("status") == "failed" else "error"
+                outcome = finished_outcome(RunFolder(run_dir).summary()) or "error"
                 self.board.finish(trial._trial_id, outcome)
                 append_event(self.folder, cell=cell.key, event=outcome, worker=self.index, error=str(e))
                 if outcome == "error":
@@ -186,10 +201,10 @@ class Worker:
             if run.config().model_dump(mode="json") != cfg.model_dump(mode="json"):
                 raise CnnlabError(f"{run_dir} holds a run of another config than this sweep's cell {cell.key}; "
                                   f"move it away and run the sweep again")
-            status = run.summary().get("status")
-            if status in FINISHED:
-                append_event(self.folder, cell=cell.key, event="found", worker=self.index, status=status)
-                return FINISHED[status]
+            summary = run.summary()
+            if finished_outcome(summary):
+                append_event(self.folder, cell=cell.key, event="found", worker=self.index, status=summary["status"])
+                return finished_outcome(summary)
             for row in run.metrics() if otrial is not None else []:
                 otrial.report(row[metric], row["epoch"])  # what the pruner saw before the interruption
             self.say(f"resume {label} from epoch {len(run.metrics()) + 1} in {run_dir}")
