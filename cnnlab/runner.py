@@ -1,6 +1,6 @@
 """Start or resume one run and finish it: `cnnlab run`, `cnnlab resume` and sweep workers call these.
 
-The end of a run is decided and recorded here and nowhere else: completed (with its prediction figures),
+The end of a run is decided and recorded here and nowhere else: completed (with the figures and records of its best checkpoint),
 failed (the loss diverged, or another error while training), pruned (a sweep's pruner stopped it) or
 stopped (Ctrl-C); each but stopped ends with the run's report.
 """
@@ -13,7 +13,7 @@ from cnnlab.engine.build import BuiltRun, build_run
 from cnnlab.engine.flags import torch_flags
 from cnnlab.engine.trainer import Progress, Pruned, Trainer
 from cnnlab.errors import CnnlabError
-from cnnlab.report.predictions import draw_predictions
+from cnnlab.report.inside import best_checkpoint_record
 from cnnlab.report.run_report import write_run_report
 from cnnlab.runfolder import RunFolder
 
@@ -37,7 +37,7 @@ def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress) -> Ru
     except KeyboardInterrupt:
         run.write_summary(trainer.summary("stopped"))
         raise
-    _end(run, {**trainer.summary("completed"), "figures": draw_predictions(built, run)})
+    _end(run, {**trainer.summary("completed"), **best_checkpoint_record(built, run)})
     return run
 
 

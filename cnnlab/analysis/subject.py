@@ -3,7 +3,7 @@
 MODEL is looked up in this order:
   1. a zoo name (`colour_cnn`), its hyper-parameters given as NAME=VALUE (`NF=32 NC=24 k=3`);
   2. an inline spec (text containing '->');
-  3. a file: .yaml/.yml is an experiment, any other file a spec;
+  3. a file: .yaml/.yml is an experiment, any other file a spec; a run folder: the experiment it ran;
   4. an experiment name from experiments/ (its input shape and classes come from its dataset);
   5. a torchvision model name (`resnet18`), built with weights=None (nothing is downloaded);
      NAME=VALUE go to its builder (`num_classes=10`; `classes=10` means the same).
@@ -74,7 +74,7 @@ def _torchvision(name: str, kwargs: dict) -> Optional[Subject]:
     return Subject(label, (3, 224, 224), factory=lambda: build_untrained(name, **kwargs))
 
 
-def _experiment(path_or_name: str, given: dict, data_dir) -> Subject:
+def _experiment(path_or_name: str, given: dict, data_dir, what: str = "experiment") -> Subject:
     from cnnlab.config import load_experiment
     from cnnlab.data import input_shape
     from cnnlab.data.root import data_root
@@ -82,7 +82,7 @@ def _experiment(path_or_name: str, given: dict, data_dir) -> Subject:
     cfg = load_experiment(path_or_name)
     shape, classes = input_shape(cfg.data, data_root(data_dir))
     recipe = recipes.from_config(cfg.model, classes).with_values(given)
-    return Subject(f"experiment {cfg.name} ({cfg.model.name or 'spec'})", tuple(shape), recipe=recipe, optim=cfg.optim)
+    return Subject(f"{what} {cfg.name} ({cfg.model.name or 'spec'})", tuple(shape), recipe=recipe, optim=cfg.optim)
 
 
 def _experiment_exists(name: str) -> bool:
@@ -104,6 +104,8 @@ def resolve(model: str, args: list[str] = (), data_dir=None) -> Subject:
     if "->" in model:
         return Subject("spec", None, recipe=recipes.from_spec(model).with_values(given))
     path = Path(model)
+    if (path / "config.yaml").is_file():  # a run folder: the config it was trained with
+        return _experiment(str(path / "config.yaml"), given, data_dir, what=f"run {path.name} of")
     if path.is_file():
         if path.suffix in (".yaml", ".yml"):
             return _experiment(str(path), given, data_dir)
@@ -114,6 +116,6 @@ def resolve(model: str, args: list[str] = (), data_dir=None) -> Subject:
     if found is not None:
         return found
     raise CnnlabError(
-        f"'{model}' is not a zoo model ({', '.join(ZOO)}), a spec (text with '->' or a file), an experiment "
-        f"or a torchvision model (e.g. resnet18); see `cnnlab zoo`"
+        f"'{model}' is not a zoo model ({', '.join(ZOO)}), a spec (text with '->' or a file), an experiment, "
+        f"a run folder or a torchvision model (e.g. resnet18); see `cnnlab zoo`"
     )
