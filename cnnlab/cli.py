@@ -178,7 +178,8 @@ def print_comparison(analysis) -> None:
         return
     table = Table(Column("variant", overflow="fold"), "n", "final mean ± std", "min", "max", "95% CI",
                   "best mean ± std", "95% CI",
-                  title=f"{metrics.label(result['metric'])} over seeds (final: last epoch; best: epoch of the best checkpoint)")
+                  title=f"{metrics.label(result['metric'])} over seeds " + ("(one value of summary.json per run)"
+                        if result["source"] == "summary" else "(final: last epoch; best: epoch of the best checkpoint)"))
     ci = lambda s: f"[{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]" if s["ci95"] else "-"
     for v in result["variants"]:
         f, b = v["final"], v["best"]
@@ -198,7 +199,8 @@ def print_comparison(analysis) -> None:
 @app.command()
 def compare(
     paths: List[Path] = typer.Argument(..., help="a sweep folder, or run folders (or folders that hold run folders)"),
-    metric: str = typer.Option("val_acc", "--metric", help="a metric recorded per epoch: val_acc, test_acc, val_loss, train_loss, ..."),
+    metric: str = typer.Option("val_acc", "--metric", help="a metric recorded per epoch (val_acc, test_acc, val_loss, "
+                               "train_loss, ...) or any number of summary.json by its dotted key (sparsity.total.share_below)"),
     by: Optional[List[str]] = typer.Option(None, "--by", help="group runs by these config keys (repeat, or comma-separate); default: the sweep's grid, else every key that differs"),
     output: str = typer.Option("table", "--format", help="table or json"),
     alpha: float = typer.Option(0.05, "--alpha", help="significance level of the tests"),

@@ -17,12 +17,24 @@ from cnnlab.explain.confusion import confusion, most_confused, split_outputs
 from cnnlab.explain.example import Example, denormalise, model_input, split_example
 from cnnlab.explain.filters import filter_tiles
 from cnnlab.explain.gradcam import grad_cam
-from cnnlab.explain.layers import find_layer, list_layers
+from cnnlab.explain.layers import LayerListing, find_layer, list_layers
 from cnnlab.explain.sparsity import sparsity
 from cnnlab.viz.activations import plot_activations
 from cnnlab.viz.cam import plot_cam
 from cnnlab.viz.confusion import plot_confusion, plot_most_confused
 from cnnlab.viz.filters import plot_filter_grid
+
+
+def _check_maps(listing: LayerListing, name: str) -> None:
+    """Activations and Grad-CAM are drawn for layers that output channel maps (C, H, W) on every call."""
+    shapes = next(row.output_shapes for row in listing.rows if row.name == name)
+    if not shapes:
+        raise CnnlabError(f"layer '{name}' does not run in the forward pass; pick one that does (see `cnnlab layers`)")
+    flat = [s for s in shapes if s is None or len(s) != 3]
+    if flat:
+        what = "no single tensor" if flat[0] is None else f"{' x '.join(map(str, flat[0]))} values, not channel maps"
+        raise CnnlabError(f"layer '{name}' gives {what}; activations and class activation maps are drawn for layers "
+                          "with C x H x W output, such as convolutions (see `cnnlab layers`)")
 
 
 def _image_figures(model: nn.Module, example: Example, classes: list[str], names: list[str], cam_layer: str,
@@ -69,6 +81,8 @@ def explain_run(model: nn.Module, test, classes: list[str], out_dir: Path, layer
     listing = list_layers(model, tuple(test.images.shape[1:]))
     names = list(dict.fromkeys(listing.resolve(n) for n in (layers or ["first", "last"])))
     cam_name = listing.resolve(cam_layer)
+    for name in names + [cam_name]:
+        _check_maps(listing, name)
     figures = []  # each tagged with what it is of: the weights, the example, or the test split
     if listing.first is not None:
         tiles = filter_tiles(find_layer(model, listing.first), listing.first)
