@@ -100,6 +100,7 @@ def test_compare_json_matches_the_run_folders(grid_sweep, data_root):
     assert (folder / "report.md").exists() and (folder / "compare.json").exists()
 
 
+@pytest.mark.slow
 def test_compare_a_summary_json_number_of_real_runs(grid_sweep, data_root, tmp_path):
     tmp, exp, folder, _ = grid_sweep
     key = "sparsity.total.share_below"
