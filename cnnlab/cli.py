@@ -211,7 +211,8 @@ def print_comparison(analysis) -> None:
         return
     table = Table(Column("variant", overflow="fold"), "n", "final mean ± std", "min", "max", "95% CI",
                   "best mean ± std", "95% CI",
-                  title=f"{metrics.label(result['metric'])} over seeds (final: last epoch; best: epoch of the best checkpoint)")
+                  title=f"{metrics.label(result['metric'])} over seeds " + ("(one value of summary.json per run)"
+                        if result["source"] == "summary" else "(final: last epoch; best: epoch of the best checkpoint)"))
     ci = lambda s: f"[{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]" if s["ci95"] else "-"
     for v in result["variants"]:
         f, b = v["final"], v["best"]
@@ -241,7 +242,8 @@ def print_comparison(analysis) -> None:
 @app.command()
 def compare(
     paths: List[Path] = typer.Argument(..., help="a sweep folder, or run folders (or folders that hold run folders)"),
-    metric: str = typer.Option("val_acc", "--metric", help="a metric recorded per epoch: val_acc, test_acc, val_loss, train_loss, ..."),
+    metric: str = typer.Option("val_acc", "--metric", help="a metric recorded per epoch (val_acc, test_acc, val_loss, "
+                               "train_loss, ...) or any number of summary.json by its dotted key (sparsity.total.share_below)"),
     by: Optional[List[str]] = typer.Option(None, "--by", help="group runs by these config keys (repeat, or comma-separate); default: the sweep's grid, else every key that differs"),
     output: str = typer.Option("table", "--format", help="table or json"),
     alpha: float = typer.Option(0.05, "--alpha", help="significance level of the tests"),
@@ -371,6 +373,69 @@ def summary(
         print_output(json.dumps(summary_json(result), indent=2))
     else:
         print_output(render(document(result, cols), fmt))
+
+
+@app.command()
+def layers(
+    model: str = typer.Argument(..., help="a zoo name, a spec (file or inline), an experiment, a run folder or a "
+                                          "torchvision model (resnet18)"),
+    args: Optional[List[str]] = MODEL_ARGS,
+    input: Optional[str] = typer.Option(None, "--input", "-i", help="input CxHxW, e.g. 3x256x256 (default: the model's own)"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
+    data_dir: Optional[str] = DATA_DIR,
+):
+    """Every module by the name `cnnlab explain --layer` takes, its type and output shape, in order of execution;
+    convolutions marked, and the convolutions that `first` and `last` stand for."""
+    import json
+
+    from cnnlab.analysis.summary import concrete, subject_and_input
+    from cnnlab.explain.layers import list_layers
+
+    if fmt not in ("table", "json"):
+        raise CnnlabError(f"--format {fmt}: choose table or json")
+    subject, in_shape, given = subject_and_input(model, args or [], input, False, data_dir)
+    shape = concrete(in_shape, given)
+    listing = list_layers(subject.build(shape), shape)
+    if fmt == "json":
+        print_output(json.dumps(listing.as_dict(), indent=2))
+        return
+    table = Table("layer", "type", "output shape", "conv", title=f"{subject.label}, input {'x'.join(map(str, shape))}")
+    for row in listing.rows:
+        shapes = [" x ".join(map(str, s)) if s is not None else "(not a tensor)" for s in row.output_shapes]
+        shown = shapes[0] if len(shapes) == 1 else "; ".join(f"call {i + 1}: {s}" for i, s in enumerate(shapes))
+        table.add_row(escape(row.name), row.type, shown or "(did not run)", "conv" if row.is_conv else "")
+    Console(width=max(Console().width, 100)).print(table)
+    if listing.first is None:
+        print("no Conv2d runs in this model: name layers for `cnnlab explain --layer`")
+        return
+    print(f"first convolution (--layer first): {listing.first}")
+    held = (f" (the module that holds {listing.last_conv}, the last Conv2d executed, and ends with its map)"
+            if listing.last != listing.last_conv else "")
+    print(f"last convolution (--layer last): {listing.last}{held}")
+
+
+@app.command()
+def explain(
+    run_dir: Path = typer.Argument(..., help="a classification run folder made by `cnnlab run`"),
+    image: Optional[Path] = typer.Option(None, "--image", help="an image file to explain (resized to the model's input, "
+                                         "normalised as the run's data)"),
+    split: Optional[str] = typer.Option(None, "--split", help="train | val | test: take the image from this split (default test)"),
+    index: Optional[int] = typer.Option(None, "--index", help="the example's index in --split (default 0)"),
+    layer: Optional[List[str]] = typer.Option(None, "--layer", help="a layer whose activations to show (repeat; "
+                                              "names as `cnnlab layers` lists them; default: first and last)"),
+    cam_layer: str = typer.Option("last", "--cam-layer", help="the layer of the class activation maps"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    data_dir: Optional[str] = DATA_DIR,
+):
+    """Filters, activations and class activation maps for one image, the confusion matrix and most-confused test
+    examples of a run's checkpoint: figures and a self-contained explain.html in the run folder."""
+    from cnnlab.data.root import data_root
+    from cnnlab.report.explain_report import write_explain
+
+    if image is not None and (split is not None or index is not None):
+        raise CnnlabError("give either --image FILE or --split/--index, not both")
+    print(write_explain(run_dir, data_root(data_dir), image, split or "test", index or 0, layer or None, cam_layer,
+                        checkpoint))
 
 
 @cost_app.command("finetune")

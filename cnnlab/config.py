@@ -115,6 +115,7 @@ class TrainConfig(Section):
 class FiguresConfig(Section):
     count: int = Field(6, ge=1, le=32, description="validation and test images shown in prediction figures")
     temperature: Optional[float] = Field(None, gt=0.0, le=1.0, description="colourize: annealed-mean temperature (none: most likely colour)")
+    sparsity_threshold: float = Field(1e-3, gt=0.0, description="a weight with |w| below this counts as (nearly) zero in the sparsity figures")
 
 
 class SearchParam(Section):

@@ -51,6 +51,8 @@ EPOCH_METRICS = {m.key: m for m in (
     Metric("images_per_s", "training speed", "images/s", higher_is_better=True, digits=0, timing=True),
     # training costs about 3 forward passes: 6 FLOPs per multiply-accumulate of weights
     Metric("train_gflop_per_s", "training throughput", "GFLOP/s", higher_is_better=True, digits=2, timing=True),
+    # train_gflop_per_s over the machine's measured matmul peak at the run's precision (summary.json's peak)
+    Metric("peak_percent", "share of peak", "%", higher_is_better=True, digits=1, timing=True),
     Metric("peak_mem_mb", "peak memory", "MB", higher_is_better=False, digits=0, timing=True),
 )}
 

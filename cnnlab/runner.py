@@ -2,8 +2,9 @@
 
 Only the process holding a run folder's lock trains it (RunFolder.lock). The end of a run is decided and
 recorded here and nowhere else, in summary.json:
-- completed: the report is written first, then summary.json says completed, so a run recorded as completed
-  has its report (a kill in between leaves a run that `cnnlab resume` finishes);
+- completed (with the figures and records of its best checkpoint): the report is written first, then
+  summary.json says completed, so a run recorded as completed has its report (a kill in between leaves a run
+  that `cnnlab resume` finishes);
 - failed: the loss diverged (the trainer's message), or any other error (its one-line text in summary.json,
   its traceback in error.log);
 - pruned: a sweep's pruner stopped it;
@@ -28,7 +29,7 @@ from cnnlab.engine.build import BuiltRun, build_run
 from cnnlab.engine.flags import torch_flags
 from cnnlab.engine.trainer import Diverged, Progress, Pruned, StopRequested, Trainer
 from cnnlab.errors import CnnlabError, Stopped
-from cnnlab.report.predictions import draw_predictions
+from cnnlab.report.inside import best_checkpoint_record
 from cnnlab.report.run_report import write_run_report
 from cnnlab.runfolder import DamagedRecord, RunFolder
 
@@ -83,7 +84,7 @@ def _fit(trainer: Trainer, built: BuiltRun, run: RunFolder) -> dict:
         trainer.fit()
     except Pruned:
         return {**trainer.summary("pruned"), "pruned_at_epoch": trainer.state.epoch}
-    return {**trainer.summary("completed"), "figures": draw_predictions(built, run)}
+    return {**trainer.summary("completed"), **best_checkpoint_record(built, run)}
 
 
 def _stopped(trainer: Trainer, run: RunFolder, data_root: Path) -> Stopped:

@@ -154,8 +154,13 @@ def test_segment_run_end_to_end(data_root, tmp_path):
     for key in ("train_iou", "val_iou", "test_iou", "train_miou", "val_miou", "test_miou", "test_acc"):
         assert 0 <= summary["final"][key] <= 1
     assert summary["test_iou_at_best"] is not None
+    iou = summary["test_class_iou_at_best"]  # from the best checkpoint, evaluated again at the end
+    assert list(iou) == ["background", "person"] and iou["person"] == pytest.approx(summary["test_iou_at_best"])
+    assert summary["test_miou_at_best"] == pytest.approx((iou["background"] + iou["person"]) / 2)
+    assert summary["sparsity"]["total"]["weights"] > 0
     assert (run.figures / "segment-test.png").exists()
-    assert "test IoU" in (run.path / "report.html").read_text()
+    html = (run.path / "report.html").read_text()
+    assert "test IoU" in html and "IoU per class (test split, best checkpoint)" in html and "Sparsity of the weights" in html
 
 
 def test_segment_needs_masks():

@@ -26,8 +26,8 @@ from tests.conftest import quick_config
 def trained(data_root, tmp_path_factory):
     """SimpleNN trained one epoch on a Fashion-MNIST slice by cnnlab's trainer, back from its best checkpoint."""
     run = start_run(quick_config(), tmp_path_factory.mktemp("runs"), data_root)
-    cfg, splits, model = restore(run, data_root, "best")
-    return run, splits, model
+    built = restore(run, data_root, "best")
+    return run, built.data, built.model
 
 
 def hooks_left(model: nn.Module) -> int:
@@ -252,7 +252,7 @@ def test_sparsity_on_hand_made_weights():
 def test_explain_run_writes_every_figure(trained, tmp_path):
     _, splits, model = trained
     model.train()
-    record = explain_run(model, splits.test, splits.classes, tmp_path, image_index=3, confused=6)
+    record = explain_run(model, splits.test, splits.classes, tmp_path, example=3, confused=6)
     assert model.training and hooks_left(model) == 0
     files = [f["file"] for f in record["figures"]]
     assert files == ["filters.png", "activations-conv1.png", "activations-conv2.png", "gradcam.png",

@@ -34,20 +34,31 @@ def test_report_is_self_contained(run):
         assert f">{layer}<" in html
 
 
-def test_report_renders_in_chromium(run, tmp_path):
-    # a copy of the report that writes into its title whether every figure decoded
-    probe = tmp_path / "probe.html"
+def open_in_chromium(page, tmp_path, images: int) -> str:
+    """The DOM of a copy of `page` that writes into its title whether all `images` figures decoded and nothing but
+    data: URLs was fetched (the Resource Timing API lists every fetch the page made)."""
+    probe = tmp_path / f"probe-{page.name}"
     check = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-             " document.title = (imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 300))"
-             " ? 'FIGURES-OK' : 'FIGURES-BAD ' + imgs.map(i => i.naturalWidth).join(','); });</script>")
-    probe.write_text((run.path / "report.html").read_text().replace("</body>", check + "</body>"))
-    profile = tmp_path / "profile"
-    dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+             " const fetched = performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'));"
+             f" document.title = (imgs.length === {images} && imgs.every(i => i.complete && i.naturalWidth > 300)"
+             " && fetched.length === 0) ? 'FIGURES-OK' : 'FIGURES-BAD ' + imgs.map(i => i.naturalWidth).join(',')"
+             " + ' fetched: ' + fetched.join(','); });</script>")
+    probe.write_text(page.read_text().replace("</body>", check + "</body>"))
+    dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
                           "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     assert "<title>FIGURES-OK</title>" in dom.stdout, dom.stdout[:300] + dom.stderr[-2000:]
-    assert "test accuracy at best validation accuracy" in dom.stdout
+    return dom.stdout
+
+
+def test_report_renders_in_chromium(run, tmp_path):
+    # 2 curves; filters, 2 activations, Grad-CAM, confusion, most confused
+    dom = open_in_chromium(run.path / "report.html", tmp_path, images=8)
+    assert "test accuracy at best validation accuracy" in dom
+    for heading in ("Look inside", "Accuracy per class (test split)", "Sparsity of the weights"):
+        assert heading in dom
+    assert "share of peak (%)" in dom
     shot = tmp_path / "report.png"
-    subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
+    subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
                     "--window-size=1100,1400", (run.path / "report.html").as_uri()], capture_output=True, timeout=120)
     from PIL import Image
 
@@ -57,6 +68,15 @@ def test_report_renders_in_chromium(run, tmp_path):
     assert len(colours) > 50  # text, tables and plot lines, not a blank page
     background = max(colours)[0] / (page.width * page.height)
     assert background < 0.97, f"{background:.1%} of the page is one colour"
+
+
+def test_explain_page_renders_in_chromium(run, data_root, tmp_path):
+    from cnnlab.report.explain_report import write_explain
+
+    page = write_explain(run.path, data_root, index=4, layers=["conv1", "relu2"])
+    # filters, activations of conv1 and relu2, Grad-CAM, confusion, most confused
+    dom = open_in_chromium(page, tmp_path, images=6)
+    assert "test example 4" in dom and "Accuracy per class" in dom
 
 
 def test_report_reads_an_older_run_folder(run, tmp_path):

@@ -106,6 +106,19 @@ def test_compare_json_matches_the_run_folders(grid_sweep, data_root):
     assert (folder / "report.md").exists() and (folder / "compare.json").exists()
 
 
+@pytest.mark.slow
+def test_compare_a_summary_json_number_of_real_runs(grid_sweep, data_root, tmp_path):
+    tmp, exp, folder, _ = grid_sweep
+    key = "sparsity.total.share_below"
+    done = cnnlab("compare", folder, "--format", "json", "--metric", key, "--out", tmp_path, cwd=tmp, data_root=data_root)
+    result = json.loads(done.stdout)
+    assert result["source"] == "summary" and "final and best are the same value" in result["note"]
+    for v in result["variants"]:
+        shares = [json.loads(Path(r, "summary.json").read_text())["sparsity"]["total"]["share_below"] for r in v["runs"]]
+        assert v["values"] == shares and v["final"] == v["best"]
+    assert key in (tmp_path / "report.html").read_text()
+
+
 def test_band_plot_from_real_run_folders(grid_sweep):
     from cnnlab.sweep.collect import group, load_runs
     from cnnlab.viz.bands import draw_bands, plot_bands

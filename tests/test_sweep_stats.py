@@ -11,7 +11,8 @@ from scipy import stats as sp
 
 from cnnlab.errors import CnnlabError
 from cnnlab.sweep import stats
-from cnnlab.sweep.collect import Run, differing_keys, flatten, group
+from cnnlab.config import flatten
+from cnnlab.sweep.collect import Run, differing_keys, group
 from cnnlab.sweep.compare import compare
 
 A = [0.812, 0.797, 0.825]
@@ -81,14 +82,14 @@ def test_holm_by_hand():
     assert stats.holm([0.5, 0.9]) == [1.0, 1.0]
 
 
-def fake_run(path: str, seed: int, finals: list[float], **config) -> Run:
+def fake_run(path: str, seed: int, finals: list[float], summary: dict = {}, **config) -> Run:
     raw = {"name": "exp", "seed": seed, "optim": {"name": "sgd", "lr": 0.01}, "model": {"bn": True}}
     for key, value in config.items():
         section, name = key.split("__")
         raw[section] = {**raw[section], name: value}
     history = [{"epoch": e + 1, "val_acc": v, "val_loss": 1 - v, "train_loss": 1.0} for e, v in enumerate(finals)]
     best = max(range(len(finals)), key=lambda i: finals[i]) + 1
-    return Run(Path(path), flatten(raw), {"status": "completed", "best_epoch": best}, history)
+    return Run(Path(path), flatten(raw), {"status": "completed", "best_epoch": best, **summary}, history)
 
 
 def test_flatten_and_differing_keys():
@@ -134,7 +135,7 @@ def test_compare_final_and_best_and_words():
 
 def test_compare_refuses_bad_metric_and_says_when_nothing_can_be_tested():
     runs = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("b", 0, [0.6], optim__name="sgd")]
-    with pytest.raises(CnnlabError, match="--metric val_ac: the runs record no such metric; choose one of: val_acc"):
+    with pytest.raises(CnnlabError, match=r"--metric val_ac: the runs record no such metric; choose a per-epoch metric \(val_acc"):
         compare(group(runs), "val_ac")
     result = compare(group(runs), "val_acc")
     assert result["tests"] == [] and "single run" in result["note"]
@@ -190,3 +191,26 @@ def test_terminal_table_shows_the_z_score_and_the_holm_verdict(capsys):
         assert f"{test['z']:.2f}" in out and f"{test['df']:.1f}" in out
     assert "x vs optim.name=y (final): optim.name=x is lower by 0.0520" in out
     assert "not significant after Holm's correction" in out
+
+
+def test_compare_any_number_of_summary_json_by_its_dotted_key():
+    def sparse(share: float, zeros: int) -> dict:
+        return {"sparsity": {"threshold": 0.001, "layers": [{"name": "conv1", "share_below": share}],
+                             "total": {"share_below": share, "zeros": zeros}}, "peak": {"key": "cpu", "gflops": 90.0}}
+
+    l1 = [fake_run(f"l1-{s}", s, [0.8, 0.81], sparse(v, 0), optim__l1=0.0005) for s, v in enumerate([0.50, 0.52, 0.55])]
+    l2 = [fake_run(f"l2-{s}", s, [0.8, 0.82], sparse(v, 0), optim__l1=0.0) for s, v in enumerate([0.02, 0.017, 0.019])]
+    variants = group(l1 + l2, ["optim.l1"], {"optim.l1": [0.0005, 0.0]})
+    result = compare(variants, "sparsity.total.share_below")
+    va, vb = result["variants"]
+    assert result["source"] == "summary" and "number of summary.json" in result["note"]
+    assert va["values"] == [0.50, 0.52, 0.55] and va["final"] == va["best"] == stats.describe([0.50, 0.52, 0.55])
+    (test,) = result["tests"]
+    assert test["p_value"] == pytest.approx(sp.ttest_ind([0.50, 0.52, 0.55], [0.02, 0.017, 0.019], equal_var=False).pvalue)
+    assert compare(variants, "val_acc")["source"] == "epochs"  # per-epoch metrics as before
+    assert compare(variants, "peak.gflops")["variants"][0]["mean"] == 90.0
+    with pytest.raises(CnnlabError, match="--metric sparsity is a section of summary.json, not one number; choose one of: "
+                                          "sparsity.threshold, sparsity.total.share_below, sparsity.total.zeros"):
+        compare(variants, "sparsity")
+    with pytest.raises(CnnlabError, match="or a number of summary.json by its dotted key"):
+        compare(variants, "sparsity.layers")  # a list: no number to compare

@@ -51,7 +51,8 @@ def test_run_folder_contents(data_root, tmp_path):
     # the resolved config repeats the run
     assert run.config() == cfg
     html = (run.path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "test accuracy at best validation accuracy" in html
+    # 2 curves, then the best checkpoint's filters, 2 activations, Grad-CAM, confusion and most-confused examples
+    assert html.count("data:image/png;base64,") == 8 and "test accuracy at best validation accuracy" in html
     assert (run.path / "report.md").exists() and (run.figures / "loss.png").exists()
 
 

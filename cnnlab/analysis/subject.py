@@ -2,7 +2,7 @@
 
 MODEL is looked up in this order:
   1. a zoo name (`colour_cnn`), its hyper-parameters given as NAME=VALUE (`NF=32 NC=24 k=3`);
-  2. a file: .yaml/.yml is an experiment, any other file a spec;
+  2. a file: .yaml/.yml is an experiment, any other file a spec; a run folder: the experiment it ran;
   3. an inline spec: text with a space, a new line or '->' (`conv 100 k3`, `conv 8 k3 -> relu`), which no
      name has, so a spec is never mistaken for a name nor a misspelt name for a spec;
   4. an experiment name from experiments/ (its input shape and class count come from --input, classes=K,
@@ -113,13 +113,13 @@ def _experiment_io(cfg, given: dict, in_shape: Optional[tuple], data_dir) -> tup
     return shape, classes
 
 
-def _experiment(path_or_name: str, given: dict, data_dir, in_shape: Optional[tuple]) -> Subject:
+def _experiment(path_or_name: str, given: dict, data_dir, in_shape: Optional[tuple], what: str = "experiment") -> Subject:
     from cnnlab.config import load_experiment
 
     cfg = load_experiment(path_or_name)
     shape, classes = _experiment_io(cfg, given, in_shape, data_dir)
     recipe = recipes.from_config(cfg.model, classes).with_values(given)
-    return Subject(f"experiment {cfg.name} ({cfg.model.name or 'spec'})", shape, recipe=recipe, optim=cfg.optim)
+    return Subject(f"{what} {cfg.name} ({cfg.model.name or 'spec'})", shape, recipe=recipe, optim=cfg.optim)
 
 
 def _experiment_exists(name: str) -> bool:
@@ -146,6 +146,8 @@ def resolve(model: str, args: list[str] = (), data_dir=None, in_shape: Optional[
     if model in ZOO:
         return Subject(label, ZOO[model].input, recipe=recipes.from_zoo(model).with_values(given))
     path = Path(model)
+    if (path / "config.yaml").is_file():  # a run folder: the config it was trained with
+        return _experiment(str(path / "config.yaml"), given, data_dir, in_shape, what=f"run {path.name} of")
     if path.is_file():
         if path.suffix in (".yaml", ".yml"):
             return _experiment(str(path), given, data_dir, in_shape)
@@ -158,7 +160,7 @@ def resolve(model: str, args: list[str] = (), data_dir=None, in_shape: Optional[
     if found is not None:
         return found
     raise CnnlabError(
-        f"'{model}' is not a zoo model ({', '.join(ZOO)}), a spec file, an experiment or a torchvision model "
+        f"'{model}' is not a zoo model ({', '.join(ZOO)}), a spec file, an experiment, a run folder or a torchvision model "
         f"(e.g. resnet18); an inline spec is layers with their numbers, e.g. 'conv 100 k3' or "
         f"'conv 8 k3 -> relu -> flatten -> dense 10'; see `cnnlab zoo`"
     )

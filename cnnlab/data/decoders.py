@@ -10,7 +10,7 @@ import gzip
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -149,19 +149,20 @@ def read_cifar_batches(folder: Path, size: Optional[int] = None, classes: Classe
 # ---- image files and folders --------------------------------------------------------------------
 
 
-def decode_image(path: Path, size: Optional[int] = None, mode: Optional[str] = "RGB") -> torch.Tensor:
-    """One image file as uint8 (C, H, W); a corrupt file is named in the error.
+def decode_image(path: Path, size: Union[int, tuple[int, int], None] = None, mode: Optional[str] = "RGB") -> torch.Tensor:
+    """One image file as uint8 (C, H, W), resized to size x size or to size (H, W); a corrupt file is named in the error.
 
     mode "RGB" or "L" converts (and resizes bilinearly); mode None keeps the stored values (a mask
     of instance numbers) and resizes with nearest neighbours, so no new values are invented.
     """
     from PIL import Image, UnidentifiedImageError
 
+    wanted = None if size is None else ((size, size) if isinstance(size, int) else (size[1], size[0]))  # PIL: (W, H)
     try:
         with Image.open(path) as img:
             img = img.convert(mode) if mode else img
-            if size is not None and img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR if mode else Image.NEAREST)
+            if wanted is not None and img.size != wanted:
+                img = img.resize(wanted, Image.BILINEAR if mode else Image.NEAREST)
             arr = np.asarray(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise CnnlabError(f"cannot decode image {path}: {e}; remove or replace the file") from None

@@ -6,6 +6,7 @@ tasks       losses and metric tallies (classification, per-pixel)
 optim       learning-rate schedules, L1 penalty
 checkpoint  atomic checkpoints and the policy that picks best.pt
 summary     the layout of summary.json
+peak        the machine's matmul peak per precision, measured once and cached
 flags       torch's process-wide switches, set for one run and put back
 restore     a finished run's model and data, for reports
 """

@@ -3,6 +3,7 @@ and the metric that picks best.pt. A new run, a resumed one and a restored one a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -13,6 +14,7 @@ from cnnlab import metrics
 from cnnlab.analysis.layers import layer_table
 from cnnlab.data.progress import Progress
 from cnnlab.device import pick_device
+from cnnlab.engine.peak import machine_peak
 from cnnlab.engine.tasks import make_task
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
@@ -34,6 +36,11 @@ class BuiltRun:
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
+
+    @cached_property
+    def peak(self) -> dict:
+        """The machine's matmul peak at the run's precision (cnnlab.engine.peak): measured once per machine, then read."""
+        return machine_peak(self.device, self.cfg.train.precision)
 
 
 def monitored_metric(cfg, task) -> str:

@@ -42,6 +42,7 @@ def run_summary(built, state, policy, status: str, error: Optional[str] = None) 
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "device": device_name(built.device),
         "threads": torch.get_num_threads(),
+        "peak": built.peak,
         "seed": cfg.seed,
         "wall_seconds": round(state.wall_seconds, 3),
         "task": task.name,

@@ -88,14 +88,18 @@ class PixelTask:
             k = self.num_classes
             tally["confusion"] += torch.bincount(targets[valid] * k + pred[valid], minlength=k * k)
 
+    def class_iou(self, tally: dict) -> torch.Tensor:
+        """IoU of each class (K,) from the tallied confusion matrix; NaN for a class in neither targets nor predictions."""
+        cm = tally["confusion"].view(self.num_classes, self.num_classes).double()
+        inter = cm.diag()
+        union = cm.sum(0) + cm.sum(1) - inter
+        return torch.where(union > 0, inter / union.clamp_min(1), torch.nan)
+
     def result(self, tally: dict) -> dict[str, float]:
         count = max(tally["count"].item(), 1)
         out = {"loss": tally["loss_sum"].item() / count, "acc": tally["correct"].item() / count}
         if self.iou:
-            cm = tally["confusion"].view(self.num_classes, self.num_classes).double()
-            inter = cm.diag()
-            union = cm.sum(0) + cm.sum(1) - inter
-            per_class = torch.where(union > 0, inter / union.clamp_min(1), torch.nan)
+            per_class = self.class_iou(tally)
             out["iou"] = per_class[1].item() if self.num_classes == 2 else per_class[1:].nanmean().item()
             out["miou"] = per_class.nanmean().item()
         return out

@@ -74,14 +74,19 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def evaluate(built: BuiltRun, batches) -> dict[str, float]:
+def tally_split(built: BuiltRun, batches) -> dict[str, torch.Tensor]:
+    """The task's tally over every example of a split, in eval mode (the metrics before `result`)."""
     built.model.eval()
     tally = built.task.new_tally(built.device)
     with torch.no_grad(), built.autocast():
         for x, y in batches.batches():
             out = built.model(x)
             built.task.update(tally, out, y, built.task.loss(out, y))
-    return built.task.result(tally)
+    return tally
+
+
+def evaluate(built: BuiltRun, batches) -> dict[str, float]:
+    return built.task.result(tally_split(built, batches))
 
 
 def split_state(saved: dict, policy: CheckpointPolicy) -> tuple[RunState, dict]:
@@ -241,7 +246,8 @@ class Trainer:
     def timing(self, lr: float, seconds: float, train_seconds: float) -> dict:
         """The once-per-epoch keys of a metrics row (see cnnlab.metrics.EPOCH_METRICS)."""
         images = self.built.data.train.num_images
+        gflop_per_s = 6 * self.built.macs_per_image * images / train_seconds / 1e9
         return {"lr": lr, "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3),
-                "images_per_s": round(images / train_seconds, 1),
-                "train_gflop_per_s": round(6 * self.built.macs_per_image * images / train_seconds / 1e9, 2),
+                "images_per_s": round(images / train_seconds, 1), "train_gflop_per_s": round(gflop_per_s, 2),
+                "peak_percent": round(100 * gflop_per_s / self.built.peak["gflops"], 2),
                 "peak_mem_mb": round(peak_memory_mb(self.built.device), 1)}

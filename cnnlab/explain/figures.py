@@ -6,7 +6,7 @@ normalisation x = img*scale + shift) and a folder for the PNG files, and returns
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -14,9 +14,10 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.activations import activations
 from cnnlab.explain.confusion import confusion, most_confused, split_outputs
+from cnnlab.explain.example import Example, denormalise, model_input, split_example
 from cnnlab.explain.filters import filter_tiles
 from cnnlab.explain.gradcam import grad_cam
-from cnnlab.explain.layers import find_layer, list_layers
+from cnnlab.explain.layers import LayerListing, find_layer, list_layers
 from cnnlab.explain.sparsity import sparsity
 from cnnlab.viz.activations import plot_activations
 from cnnlab.viz.cam import plot_cam
@@ -24,81 +25,83 @@ from cnnlab.viz.confusion import plot_confusion, plot_most_confused
 from cnnlab.viz.filters import plot_filter_grid
 
 
-def model_input(batches, index: torch.Tensor) -> torch.Tensor:
-    """The normalised inputs of examples `index` of a split, as the model sees them."""
-    return batches.images[index].float() * batches.scale + batches.shift
+def _check_maps(listing: LayerListing, name: str) -> None:
+    """Activations and Grad-CAM are drawn for layers that output channel maps (C, H, W) on every call."""
+    shapes = next(row.output_shapes for row in listing.rows if row.name == name)
+    if not shapes:
+        raise CnnlabError(f"layer '{name}' does not run in the forward pass; pick one that does (see `cnnlab layers`)")
+    flat = [s for s in shapes if s is None or len(s) != 3]
+    if flat:
+        what = "no single tensor" if flat[0] is None else f"{' x '.join(map(str, flat[0]))} values, not channel maps"
+        raise CnnlabError(f"layer '{name}' gives {what}; activations and class activation maps are drawn for layers "
+                          "with C x H x W output, such as convolutions (see `cnnlab layers`)")
 
 
-def denormalise(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Model inputs back to pictures in 0..1: img = (x - shift) / scale, then / 255."""
-    if bool((scale == 0).any()):
-        raise CnnlabError("the input transform multiplies by 0 (data.affine_a = 0), so the images cannot be recovered")
-    return ((x - shift) / scale / 255).clamp(0, 1)
-
-
-def _image_figures(model: nn.Module, x: torch.Tensor, label: int, picture: torch.Tensor,
-                   classes: list[str], names: list[str], cam_layer: str, channels: int, out: Path) -> tuple[list, dict]:
-    """Activations of `names` and Grad-CAM (predicted and true class) for one input `x` (1, C, H, W)."""
+def _image_figures(model: nn.Module, example: Example, classes: list[str], names: list[str], cam_layer: str,
+                   channels: int, out: Path) -> tuple[list, dict]:
+    """Activations of `names` and Grad-CAM (the predicted class, and the true one when known) for one example."""
     figures = []
-    for name, calls in activations(model, x, names).items():
+    for name, calls in activations(model, example.x, names).items():
         for i, act in enumerate(calls):
             note = f"call {i + 1} of {len(calls)}" if len(calls) > 1 else ""
             suffix = f"-call{i + 1}" if len(calls) > 1 else ""
-            figures.append(plot_activations(picture, act[0], out / f"activations-{name}{suffix}.png", name, channels, note))
-    cam = grad_cam(model, x, cam_layer)  # the predicted class
+            figures.append(plot_activations(example.picture, act[0], out / f"activations-{name}{suffix}.png", name,
+                                            channels, note))
+    cam = grad_cam(model, example.x, cam_layer)  # the predicted class
     probs = cam.probs[0]
-    predicted = int(probs.argmax())
-    truth = cam if predicted == label else grad_cam(model, x, cam_layer, torch.tensor([label]))
-    panels = [(f"predicted: {classes[predicted]} (p={probs[predicted]:.2f})", cam.maps[0]),
-              (f"true: {classes[label]} (p={probs[label]:.2f})", truth.maps[0])]
+    predicted, label = int(probs.argmax()), example.label
+    panels = [(f"predicted: {classes[predicted]} (p={probs[predicted]:.2f})", cam.maps[0])]
+    if label is not None:
+        truth = cam if predicted == label else grad_cam(model, example.x, cam_layer, torch.tensor([label]))
+        panels.append((f"true: {classes[label]} (p={probs[label]:.2f})", truth.maps[0]))
     caption = (f"Grad-CAM at {cam_layer} (call {cam.call}): the layer's channels weighted by the mean gradient of the "
                "class's score (logit), ReLU, upsampled to the input; each map scaled to its own maximum")
-    figures.append(plot_cam(picture, panels, out / "gradcam.png", f"class activation maps at {cam_layer}", caption))
-    image = {"true": classes[label], "predicted": classes[predicted], "probability": float(probs[predicted]),
-             "true_probability": float(probs[label])}
+    figures.append(plot_cam(example.picture, panels, out / "gradcam.png", f"class activation maps at {cam_layer}", caption))
+    image = {"source": example.source, "index": example.index, "predicted": classes[predicted],
+             "probability": float(probs[predicted]), "true": None if label is None else classes[label],
+             "true_probability": None if label is None else float(probs[label])}
     return figures, image
 
 
 def explain_run(model: nn.Module, test, classes: list[str], out_dir: Path, layers: Optional[list[str]] = None,
-                image_index: int = 0, cam_layer: str = "last", confused: int = 16, channels: int = 16,
+                example: Union[Example, int] = 0, cam_layer: str = "last", confused: int = 16, channels: int = 16,
                 sparsity_threshold: float = 1e-3, bf16: bool = False) -> dict:
     """Write the filter grid, activations, Grad-CAM, confusion matrix and most-confused figures into `out_dir`.
 
     `layers` (default: the first and last convolution) and `cam_layer` take module names, `first` or
-    `last`; `image_index` picks the test example shown. Returns the record: figures, layer names, the
-    example's prediction, the confusion matrix with per-class accuracy, the most-confused examples and
-    the sparsity of the weights.
+    `last`; `example` is the input shown: a test example's index or any Example. Returns the record:
+    figures, layer names, the example's prediction, the confusion matrix with per-class accuracy, the
+    most-confused examples and the sparsity of the weights.
     """
     if test.labels.dim() != 1:
         raise CnnlabError("explain's figures are for classification; this split has per-pixel targets")
-    if not 0 <= image_index < test.num_images:
-        raise CnnlabError(f"image index {image_index} is outside the test split (0..{test.num_images - 1})")
+    if isinstance(example, int):
+        example = split_example(test, example)
     out = Path(out_dir)
     listing = list_layers(model, tuple(test.images.shape[1:]))
-    names = list(dict.fromkeys(listing.resolve(n) for n in (layers or ["first", "last"])))
-    cam_name = listing.resolve(cam_layer)
-    figures = []
+    maps = layers is not None or listing.first is not None  # a network of dense layers alone has no maps to show
+    names = list(dict.fromkeys(listing.resolve(n) for n in (layers or ["first", "last"]))) if maps else []
+    cam_name = listing.resolve(cam_layer) if maps else None
+    for name in names + ([cam_name] if maps else []):
+        _check_maps(listing, name)
+    figures = []  # each tagged with what it is of: the weights, the example, or the test split
     if listing.first is not None:
         tiles = filter_tiles(find_layer(model, listing.first), listing.first)
-        figures.append(plot_filter_grid(tiles.tiles, tiles.ranges, tiles.per_row, out / "filters.png",
-                                        listing.first, tiles.rgb))
-    index = torch.tensor([image_index], device=test.images.device)
-    x = model_input(test, index)
-    picture = denormalise(x, test.scale, test.shift)[0]
-    shown, image = _image_figures(model, x, int(test.labels[image_index]), picture, classes, names,
-                                  cam_name, channels, out)
-    figures += shown
+        figures.append({**plot_filter_grid(tiles.tiles, tiles.ranges, tiles.per_row, out / "filters.png",
+                                           listing.first, tiles.rgb), "of": "weights"})
+    shown, image = _image_figures(model, example, classes, names, cam_name, channels, out) if maps else ([], None)
+    figures += [{**fig, "of": "example"} for fig in shown]
     outputs, labels = split_outputs(model, test, bf16)
     matrix = confusion(outputs, labels, classes)
-    figures.append(plot_confusion(matrix.counts, matrix.row_normalised(), classes, out / "confusion.png",
-                                  f"confusion matrix, test split ({matrix.total} examples)"))
+    figures.append({**plot_confusion(matrix.counts, matrix.row_normalised(), classes, out / "confusion.png",
+                                     f"confusion matrix, test split ({matrix.total} examples)"), "of": "test split"})
     worst = most_confused(outputs, labels, classes, confused)
     if worst:
         wrong = torch.tensor([ex["index"] for ex in worst], device=test.images.device)
         pictures = list(denormalise(model_input(test, wrong), test.scale, test.shift))
-        figures.append(plot_most_confused(pictures, worst, out / "most-confused.png",
-                                          f"the {len(worst)} most confident wrong predictions"))
+        figures.append({**plot_most_confused(pictures, worst, out / "most-confused.png",
+                                             f"the {len(worst)} most confident wrong predictions"), "of": "test split"})
     return {"layers": {"first": listing.first, "last": listing.last, "last_conv": listing.last_conv,
                        "shown": names, "cam": cam_name},
-            "image": {"index": image_index, **image}, "figures": figures, "confusion": matrix.as_dict(),
+            "image": image, "figures": figures, "confusion": matrix.as_dict(),
             "most_confused": worst, "sparsity": sparsity(model, sparsity_threshold)}

@@ -1,23 +1,19 @@
-"""Prediction pictures of a finished per-pixel run: its best checkpoint on fixed validation and test images."""
+"""Prediction pictures of a finished per-pixel run: its model on fixed validation and test images."""
 from __future__ import annotations
 
 import torch
 
 from cnnlab.data.colour import decode, decode_targets
 from cnnlab.engine.build import BuiltRun
-from cnnlab.engine.restore import load_weights
 from cnnlab.metrics import SPLITS
 from cnnlab.runfolder import RunFolder
 from cnnlab.viz.predictions import colour_rows, segmentation_rows
 
 
 def draw_predictions(built: BuiltRun, run: RunFolder) -> list[dict]:
-    """Draw into run/figures; the list of {file, title} that summary.json records (empty for classification).
-    `built` is the run's own, as trained; it is left holding best.pt's weights."""
+    """Draw the predictions of `built` (a per-pixel run, holding the weights to show) into run/figures; the
+    list of {file, title} that summary.json records."""
     task, cfg = built.task, built.cfg
-    if task.name == "classify":
-        return []
-    load_weights(built, run.best_path)
     n = cfg.figures.count
     drawn = []
     for split in ("val", "test"):

@@ -73,6 +73,30 @@ def epoch_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, [[str(row["epoch"])] + [cell(row, k) for k in keys] for row in history]
 
 
+def class_rows(confusion: dict) -> list[dict]:
+    """Per class (a row of the confusion counts): its test examples, how many were predicted right, the share."""
+    rows = []
+    for i, (name, row) in enumerate(zip(confusion["classes"], confusion["counts"])):
+        n = sum(row)
+        rows.append({"name": name, "examples": n, "right": row[i], "accuracy": fmt(row[i] / n) if n else "-"})
+    return rows
+
+
+def embedded(run_path: Path, records: list[dict]) -> list[dict]:
+    """Figure records (file relative to `run_path`) with their PNG embedded; figures no longer on disk left out."""
+    return [{**fig, "data": embed_png(run_path / fig["file"])} for fig in records if (run_path / fig["file"]).exists()]
+
+
+def peak_note(summary: dict) -> str:
+    """Which peak the per-epoch share is of, in words ('' for a run recorded before peaks were)."""
+    peak = summary.get("peak")
+    if not peak:
+        return ""
+    return (f"Share of peak: training throughput (6 FLOPs per weight multiply-accumulate per training image) over "
+            f"{peak['gflops']:,.1f} GFLOP/s, the {peak['precision']} {peak['size']}x{peak['size']} matrix product measured "
+            f"on this machine ({peak['key']}; measured {peak['measured']}).")
+
+
 def write_run_report(run_dir: Path, summary: Optional[dict] = None) -> Path:
     """Draw the figures into the run folder and write report.html and report.md beside them; of `summary` when
     given (the runner writes the report of a run's end before it records that end in summary.json)."""
@@ -83,8 +107,8 @@ def write_run_report(run_dir: Path, summary: Optional[dict] = None) -> Path:
         title = f"{metrics.SPLIT_METRICS[metric].title} per epoch"
         path = plot_metric(history, metric, run.figures / f"{metric}.png", title=title)
         figures.append({"title": title, "file": f"figures/{path.name}", "data": embed_png(path)})
-    pictures = [{**fig, "data": embed_png(run.path / fig["file"])} for fig in summary.get("figures", [])
-                if (run.path / fig["file"]).exists()]
+    pictures = embedded(run.path, summary.get("figures", []))
+    iou = summary.get("test_class_iou_at_best") or {}
     header, epoch_rows = epoch_table(history)
     arch_rows, arch_total = architecture_table(run.architecture())
     context = {
@@ -97,6 +121,11 @@ def write_run_report(run_dir: Path, summary: Optional[dict] = None) -> Path:
         "epoch_header": header,
         "epoch_rows": epoch_rows,
         "pictures": pictures,
+        "class_rows": class_rows(summary["test_confusion_at_best"]) if "test_confusion_at_best" in summary else [],
+        "iou_rows": [(name, fmt(v)) for name, v in iou.items()],
+        "sparsity": summary.get("sparsity"),
+        "inside": summary.get("look_inside"),
+        "peak_note": peak_note(summary),
         "final": final_table(summary),
         "figures": figures,
         "fmt": fmt,

@@ -31,10 +31,11 @@ class Run:
         return self.summary.get("status", "unknown")
 
     def value(self, metric: str, stat: str) -> Optional[float]:
-        """The metric at the last epoch ("final"), or at the epoch best.pt holds ("best": by train.monitor; run
-        folders that do not record it fall back to validation accuracy)."""
-        if not self.history:
-            return None
+        """A per-epoch metric at the last epoch ("final"), or at the epoch best.pt holds ("best": by train.monitor;
+        run folders that do not record it fall back to validation accuracy). Any other key is a number of
+        summary.json (dotted: sparsity.total.share_below), one per run: the same for both."""
+        if not any(metric in row for row in self.history):
+            return summary_numbers(self.summary).get(metric)
         if stat == "final":
             return self.history[-1].get(metric)
         best = self.summary.get("best_epoch") or max(self.history, key=lambda r: r.get("val_acc", float("-inf")))["epoch"]
@@ -47,6 +48,11 @@ class Variant:
     name: str
     config: dict  # the grouping keys and their values
     runs: list[Run] = field(default_factory=list)
+
+
+def summary_numbers(summary: dict) -> dict[str, float]:
+    """The numbers of a summary.json by dotted key ({"peak": {"gflops": 90}} -> peak.gflops); lists and text left out."""
+    return {k: v for k, v in flatten(summary).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:

@@ -9,18 +9,43 @@ from typing import Optional
 
 from cnnlab.errors import CnnlabError
 from cnnlab.sweep import stats
-from cnnlab.sweep.collect import Run, Variant, group, load_runs
+from cnnlab.sweep.collect import Run, Variant, group, load_runs, summary_numbers
 from cnnlab.sweep.grid import DEFINITION, SweepDef
 
 STATS = ("final", "best")
 
 
 def metric_names(runs: list[Run]) -> list[str]:
+    """The per-epoch metrics the runs record (metrics.jsonl)."""
     keys: dict[str, None] = {}
     for run in runs:
         for row in run.history[:1]:
             keys.update(dict.fromkeys(k for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"))
     return list(keys)
+
+
+def summary_names(runs: list[Run]) -> list[str]:
+    """The dotted keys of the numbers the runs' summary.json files hold."""
+    keys: dict[str, None] = {}
+    for run in runs:
+        keys.update(dict.fromkeys(summary_numbers(run.summary)))
+    return list(keys)
+
+
+def metric_source(runs: list[Run], metric: str) -> str:
+    """'epochs' for a per-epoch metric, 'summary' for a number of summary.json; a clear error for anything else."""
+    if metric in metric_names(runs):
+        return "epochs"
+    numbers = summary_names(runs)
+    if metric in numbers:
+        return "summary"
+    inside = [k for k in numbers if k.startswith(metric + ".")]
+    if inside:
+        raise CnnlabError(f"--metric {metric} is a section of summary.json, not one number; choose one of: "
+                          f"{', '.join(inside[:12])}{', ...' if len(inside) > 12 else ''}")
+    raise CnnlabError(f"--metric {metric}: the runs record no such metric; choose a per-epoch metric "
+                      f"({', '.join(metric_names(runs))}) or a number of summary.json by its dotted key "
+                      "(e.g. sparsity.total.share_below, test_acc_at_best, peak.gflops)")
 
 
 def _p(p: float) -> str:
@@ -70,10 +95,8 @@ def compare(variants: list[Variant], metric: str, alpha: float = 0.05, stat: str
     if stat not in STATS:
         raise CnnlabError(f"--stat must be one of {', '.join(STATS)} (got {stat})")
     runs = [r for v in variants for r in v.runs]
-    known = metric_names(runs)
-    if metric not in known:
-        raise CnnlabError(f"--metric {metric}: the runs record no such metric; choose one of: {', '.join(known)}")
-    out = {"metric": metric, "stat": stat, "alpha": alpha, "variants": [], "tests": []}
+    source = metric_source(runs, metric)
+    out = {"metric": metric, "source": source, "stat": stat, "alpha": alpha, "variants": [], "tests": []}
     values = {}
     for v in variants:
         per = {s: [r.value(metric, s) for r in v.runs] for s in STATS}
@@ -90,9 +113,15 @@ def compare(variants: list[Variant], metric: str, alpha: float = 0.05, stat: str
                        f"samples, so the statistics overstate the evidence"
                        for v in out["variants"] if distinct[v["name"]] < v["n"]]
     pairs = list(combinations(variants, 2))
+    notes = []
+    if source == "summary":
+        notes.append(f"{metric} is a number of summary.json, one per run (written when the run ended), so final and "
+                     "best are the same value")
     if all(len(v.runs) < 2 for v in variants):
         pairs = []  # e.g. the trials of an Optuna search: one run each, nothing to test
-        out["note"] = "every variant has a single run, so no difference can be tested; run several seeds (--seeds)"
+        notes.append("every variant has a single run, so no difference can be tested; run several seeds (--seeds)")
+    if notes:
+        out["note"] = "; ".join(notes)
     for a, b in pairs:
         test = stats.welch(values[a.name], values[b.name])
         test["significant"] = None if test["p_value"] is None else test["p_value"] < alpha

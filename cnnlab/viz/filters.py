@@ -17,7 +17,7 @@ def plot_filter_grid(tiles: torch.Tensor, ranges: torch.Tensor, per_row: int, pa
     filters, (kh, kw) = ranges.shape[0], tiles.shape[-2:]
     rows = (tiles.shape[0] + per_row - 1) // per_row
     inch = max(0.12 * kh, 0.35)
-    fig, ax = plt.subplots(figsize=(max(per_row * inch, 4.5), max(rows * inch, 1.5) + 1.2))
+    fig, ax = plt.subplots(figsize=(max(per_row * inch, 4.5), rows * inch + 1.2))
     ax.imshow(picture(grid if rgb else grid[:1]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     bare(ax)
     if not rgb and per_row > 1 and tiles.shape[0] > filters:
