@@ -6,23 +6,19 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 from cnnlab.atomic import save_torch
 from cnnlab.errors import CnnlabError
+from cnnlab.torchfile import read_weights_only
 
 
 def save(path: Path, **state) -> None:
     save_torch(path, state)
 
 
-def load(path: Path, map_location="cpu") -> dict:
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CnnlabError(f"checkpoint {path} does not exist") from None
-    except Exception as e:  # unpickling errors come in many types; name the file and the reason
-        raise CnnlabError(f"cannot load checkpoint {path} safely (weights only): {e}") from None
+def load(path: Path) -> dict:
+    """A checkpoint's contents on the CPU (load_state_dict copies them to the model's device); a file that holds
+    code, or is no torch file, is refused in one line."""
+    return read_weights_only(path, "checkpoint")
 
 
 @dataclass

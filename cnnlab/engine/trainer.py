@@ -21,6 +21,8 @@ from cnnlab.engine.build import BuiltRun
 from cnnlab.engine.checkpoint import CheckpointPolicy
 from cnnlab.engine.optim import l1_penalty, lr_at
 from cnnlab.engine.summary import initial_loss_ok, run_summary
+from cnnlab.analysis.layers import layer_table, training_macs
+from cnnlab.engine.transfer import select_for_epoch
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
 
@@ -96,17 +98,20 @@ class Trainer:
         """Train into `run` from its last checkpoint (if any); metrics.jsonl is rewritten from last.pt's history."""
         self.run = run
         if run.last_path.exists():
-            ck = checkpoint.load(run.last_path, self.built.device)
+            ck = checkpoint.load(run.last_path)
             self.built.model.load_state_dict(ck["model"])
             self.built.optimizer.load_state_dict(ck["optimizer"])
             self.state, legacy = split_state(ck["state"], self.policy)
             self.policy.load_state_dict(ck.get("policy", legacy))
+            if self.built.transfer is not None and self.built.transfer.pretrained is None:
+                self.built.transfer.pretrained = ck.get("pretrained")  # what the run started from, as recorded
         run.write_metrics(self.state.history)
 
     def save_last(self) -> None:
         checkpoint.save(self.run.last_path, model=self.built.model.state_dict(), optimizer=self.built.optimizer.state_dict(),
                         state=self.state.__dict__, policy=self.policy.state_dict(),
-                        config=self.built.cfg.model_dump(mode="json"), classes=self.built.data.classes)
+                        config=self.built.cfg.model_dump(mode="json"), classes=self.built.data.classes,
+                        pretrained=self.built.transfer.pretrained if self.built.transfer else None)
 
     def summary(self, status: str, error: Optional[str] = None) -> dict:
         return run_summary(self.built, self.state, self.policy, status, error)
@@ -127,7 +132,7 @@ class Trainer:
         for i, (x, y) in enumerate(b.data.train.batches(gen)):
             lr = lr_at(step + i, self.total_steps, self.steps_per_epoch, cfg.optim.lr, cfg.schedule)
             for group in b.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_mult", 1.0)  # optim.body_lr_mult for a transfer's body
             with b.autocast():
                 out = b.forward(x)
                 loss = b.task.loss(out, y)
@@ -167,8 +172,22 @@ class Trainer:
         for epoch in range(self.state.epoch + 1, self.built.cfg.train.epochs + 1):
             self.run_epoch(epoch)
 
+    def select_trainable(self, epoch: int) -> None:
+        """A torchvision model trains the selection of this epoch (train.unfreeze_after); say what it unfroze.
+        The cost of a training step follows the selection."""
+        b = self.built
+        if b.transfer is None:
+            return
+        before = b.transfer.freeze.trainable
+        unfrozen = select_for_epoch(b.transfer, epoch, b.cfg.train.unfreeze_after)
+        if b.transfer.freeze.trainable != before:
+            b.train_macs_per_image = training_macs(layer_table(b.model, b.data.shape))
+        if unfrozen:
+            self.progress.message(f"epoch {epoch}: {len(unfrozen)} parameter tensors train from now on: {', '.join(unfrozen)}")
+
     def run_epoch(self, epoch: int) -> None:
         b = self.built
+        self.select_trainable(epoch)
         started = time.perf_counter()
         if b.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(b.device)
@@ -199,6 +218,7 @@ class Trainer:
         """The once-per-epoch keys of a metrics row (see cnnlab.metrics.EPOCH_METRICS)."""
         images = self.built.data.train.num_images
         return {"lr": lr, "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3),
+                "seconds_per_step": round(train_seconds / self.steps_per_epoch, 5),
                 "images_per_s": round(images / train_seconds, 1),
-                "train_gflop_per_s": round(6 * self.built.macs_per_image * images / train_seconds / 1e9, 2),
+                "train_gflop_per_s": round(2 * self.built.train_macs_per_image * images / train_seconds / 1e9, 2),
                 "peak_mem_mb": round(peak_memory_mb(self.built.device), 1)}

@@ -41,6 +41,7 @@ class LoadRecord:
     skipped_head: list[str] = field(default_factory=list)  # head tensors whose shape changed
     missing: list[str] = field(default_factory=list)  # model tensors the file lacks (a new head, batch counters)
     unexpected: list[str] = field(default_factory=list)  # file tensors of parts this build leaves out
+    left_out: list[str] = field(default_factory=list)  # parts of torchvision's model not built (DeepLab's aux_classifier)
     mean: Optional[list[float]] = None  # input normalisation the weights were trained with (torchvision's only)
     std: Optional[list[float]] = None
 
@@ -59,6 +60,16 @@ def torchvision_weights(name: str, source: str):
                           f"set model.pretrained to the kind it has, to a weights file or to none")
     default = getattr(type(kind[0]), "DEFAULT", None)
     return default if default in kind else kind[0]
+
+
+def weights_statistics(name: str, source: str) -> Optional[tuple[str, list[float], list[float]]]:
+    """(weights' name, mean, std): the input normalisation torchvision's `source` weights for model `name` were
+    trained with, known without their file; None for files and run folders, which carry none."""
+    if source not in TORCHVISION_SOURCES:
+        return None
+    weights = torchvision_weights(name, source)
+    transform = weights.transforms()
+    return str(weights), list(transform.mean), list(transform.std)
 
 
 def cached_file(weights) -> Path:
@@ -146,16 +157,16 @@ def match(net: TransferNet, state: dict[str, torch.Tensor], record: LoadRecord) 
 
 def load_pretrained(net: TransferNet, source: str, download: bool = False) -> LoadRecord:
     """Load `source`'s weights into `net.module` (see the module docstring) and say what was loaded."""
+    left_out = list(net.absent_parts)
     if source == "none":
-        return LoadRecord("none")
+        return LoadRecord("none", left_out=left_out)
     if source in TORCHVISION_SOURCES:
-        weights = torchvision_weights(net.name, source)
-        path = torchvision_file(weights, download)
-        transform = weights.transforms()
-        record = LoadRecord(source, str(path), str(weights), mean=list(transform.mean), std=list(transform.std))
+        path = torchvision_file(torchvision_weights(net.name, source), download)
+        weights, mean, std = weights_statistics(net.name, source)
+        record = LoadRecord(source, str(path), weights, mean=mean, std=std, left_out=left_out)
     else:
         path = state_dict_file(Path(source))
-        record = LoadRecord(source, str(path))
+        record = LoadRecord(source, str(path), left_out=left_out)
     load = match(net, read_state_dict(path), record)
     net.module.load_state_dict(load, strict=False)
     record.loaded = len(load)
