@@ -4,7 +4,8 @@ MODEL is looked up in this order:
   1. a zoo name (`colour_cnn`), its hyper-parameters given as NAME=VALUE (`NF=32 NC=24 k=3`);
   2. an inline spec (text containing '->');
   3. a file: .yaml/.yml is an experiment, any other file a spec;
-  4. an experiment name from experiments/ (its input shape and classes come from its dataset);
+  4. an experiment name from experiments/ (its input shape and classes come from its dataset; a torchvision
+     model there is built with its head for those classes and its model.trainable selection);
   5. a torchvision model name (`resnet18`), built with weights=None (nothing is downloaded);
      NAME=VALUE go to its builder (`num_classes=10`; `classes=10` means the same).
 """
@@ -21,7 +22,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import recipe as recipes
 from cnnlab.models.build import ModelOptions
 from cnnlab.models.recipe import Recipe
-from cnnlab.models.torchvision_models import build_untrained, builder
+from cnnlab.models.freeze import set_trainable, trainable_prefixes
+from cnnlab.models.torchvision_models import build_for_classes, build_untrained, builder
 from cnnlab.models.zoo import ZOO
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
@@ -81,8 +83,20 @@ def _experiment(path_or_name: str, given: dict, data_dir) -> Subject:
 
     cfg = load_experiment(path_or_name)
     shape, classes = input_shape(cfg.data, data_root(data_dir))
+    if cfg.model.name is not None and cfg.model.name not in ZOO:
+        if given:
+            raise CnnlabError(f"experiment {cfg.name} uses torchvision's {cfg.model.name}, which has no named hyper-parameters")
+        return Subject(f"experiment {cfg.name} ({cfg.model.name})", tuple(shape),
+                       factory=lambda: _transfer_module(cfg.model, classes), optim=cfg.optim)
     recipe = recipes.from_config(cfg.model, classes).with_values(given)
     return Subject(f"experiment {cfg.name} ({cfg.model.name or 'spec'})", tuple(shape), recipe=recipe, optim=cfg.optim)
+
+
+def _transfer_module(model_cfg, classes: int) -> nn.Module:
+    """A torchvision model as an experiment trains it (untrained weights): its head and trainable selection."""
+    net = build_for_classes(model_cfg.name, classes)
+    set_trainable(net.module, trainable_prefixes(model_cfg.trainable, net.heads))
+    return net.module
 
 
 def _experiment_exists(name: str) -> bool:

@@ -34,6 +34,11 @@ class BuiltRun:
     train_macs_per_image: int  # of a training step (counting only the backward pass the trainable layers need)
     transfer: Optional[Transfer] = None  # a torchvision model: its heads, weights loaded and trainable selection
 
+    @property
+    def starts_trained(self) -> bool:
+        """Whether the weights before the first epoch are pretrained ones (no ln(K) loss to expect then)."""
+        return self.transfer is not None and self.cfg.model.pretrained != "none"
+
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
 

@@ -31,7 +31,8 @@ def run_summary(built, state, policy, status: str, error: Optional[str] = None) 
         "epochs": cfg.train.epochs,
         "initial_loss": state.initial_loss,
         "expected_initial_loss": expected,
-        "initial_loss_ok": None if state.initial_loss is None else initial_loss_ok(state.initial_loss, expected),
+        "initial_loss_ok": None if state.initial_loss is None or built.starts_trained
+        else initial_loss_ok(state.initial_loss, expected),
         "monitor": policy.monitor,
         "best_epoch": policy.best_epoch or None,
         "best_value": policy.best_value if policy.best_epoch else None,

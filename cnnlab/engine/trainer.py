@@ -160,7 +160,7 @@ class Trainer:
             torch.manual_seed(b.cfg.seed)
             self.state.initial_loss = evaluate(b, b.data.val)["loss"]
             expected = b.task.expected_initial_loss
-            if not initial_loss_ok(self.state.initial_loss, expected):
+            if not b.starts_trained and not initial_loss_ok(self.state.initial_loss, expected):
                 self.progress.message(f"warning: loss before training is {self.state.initial_loss:.3f}, far from "
                                       f"ln({b.task.num_classes}) = {expected:.3f}; check the initialisation and the output layer")
         self.run.write_summary(self.summary("running"))

@@ -5,7 +5,8 @@
                   from torchvision's cache, $TORCH_HOME/hub/checkpoints/<file name in the weights' URL>;
                   fetched there only when the caller passes download=True (nothing is fetched silently)
   a file          a torchvision-format state dict (.pth), or a cnnlab checkpoint (a dict with a 'model' key)
-  a folder        a cnnlab run folder: its checkpoints/best.pt
+  a folder        a cnnlab run folder: its checkpoints/best.pt; or a folder of run folders (runs/<experiment>):
+                  the newest run in it (run ids begin with the date and time) that has a best.pt
 Files are read with weights_only=True (cnnlab.torchfile). A tensor loads when its name and shape match the
 model's; a head whose shape changed (another number of classes) is skipped and keeps its fresh initialisation;
 any other difference means the file belongs to another architecture, and it is refused, naming the first keys
@@ -96,16 +97,20 @@ def torchvision_file(weights, download: bool) -> Path:
 
 
 def state_dict_file(source: Path) -> Path:
-    """The file to read for a path source: the file itself, or a run folder's checkpoints/best.pt."""
+    """The file to read for a path source: the file itself, a run folder's checkpoints/best.pt, or that of the
+    newest run in a folder of runs."""
     if not source.exists():
         raise CnnlabError(f"model.pretrained: {source} does not exist; give none, imagenet, coco, a weights file "
-                          f"or a cnnlab run folder")
-    if source.is_dir():
-        if not (source / RUN_CHECKPOINT).is_file():
-            raise CnnlabError(f"model.pretrained: {source} is a folder without {RUN_CHECKPOINT}; give a cnnlab run "
-                              f"folder that has finished at least one epoch, or a weights file")
+                          f"or a cnnlab run folder (run its source experiment first)")
+    if not source.is_dir():
+        return source
+    if (source / RUN_CHECKPOINT).is_file():
         return source / RUN_CHECKPOINT
-    return source
+    runs = sorted(run for run in source.iterdir() if (run / RUN_CHECKPOINT).is_file())
+    if not runs:
+        raise CnnlabError(f"model.pretrained: {source} holds no {RUN_CHECKPOINT}, neither itself nor in a run folder "
+                          f"inside it; give a cnnlab run that has finished at least one epoch, or a weights file")
+    return runs[-1] / RUN_CHECKPOINT
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
