@@ -15,13 +15,13 @@ from typing import Callable, Optional
 import torch
 
 from cnnlab import metrics
+from cnnlab.analysis.layers import layer_table, training_macs
 from cnnlab.atomic import write_json
 from cnnlab.engine import checkpoint
 from cnnlab.engine.build import BuiltRun
 from cnnlab.engine.checkpoint import CheckpointPolicy
 from cnnlab.engine.optim import l1_penalty, lr_at
 from cnnlab.engine.summary import initial_loss_ok, run_summary
-from cnnlab.analysis.layers import layer_table, training_macs
 from cnnlab.engine.transfer import select_for_epoch
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
