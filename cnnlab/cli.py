@@ -112,7 +112,8 @@ def run(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.epochs=2 optim.lr=0.01"),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run folders go"),
     data_dir: Optional[str] = DATA_DIR,
-    download: bool = typer.Option(False, "--download", help="download the dataset through torchvision if it is missing"),
+    download: bool = typer.Option(False, "--download", help="download the dataset and torchvision's pretrained weights "
+                                  "(model.pretrained: imagenet or coco) if they are missing"),
 ):
     """Train one experiment into a new run folder, ending with its report; prints the folder last."""
     from cnnlab.config import load_experiment
@@ -124,7 +125,7 @@ def run(
     root = data_root(data_dir)
     if download and (found := fetch(cfg.data.dataset, root)) is not None:
         print(f"{cfg.data.dataset} is already at {found}; nothing downloaded")
-    run_folder = start_run(cfg, runs_dir, root, ConsoleProgress(cfg.train.epochs).hooks())
+    run_folder = start_run(cfg, runs_dir, root, ConsoleProgress(cfg.train.epochs).hooks(), download=download)
     print(run_folder.path)
 
 

@@ -17,6 +17,7 @@ from cnnlab import metrics
 from cnnlab.data.registry import DATASETS
 from cnnlab.errors import CnnlabError
 from cnnlab.models.layers import ACTIVATIONS, UPSAMPLE_MODES
+from cnnlab.models.torchvision_models import segmentation_names, transfer_names
 from cnnlab.models.zoo import ZOO
 
 MONITORS = tuple(metrics.split_key("val", m) for m in metrics.SPLIT_METRICS)  # validation metrics best.pt can follow
@@ -56,10 +57,22 @@ class DataConfig(Section):
     augment: AugmentConfig = AugmentConfig()
     affine_a: float = Field(1.0, description="input transform y = a*x + b, applied after normalisation")
     affine_b: float = 0.0
+    input_size: Optional[int] = Field(None, ge=8, description="classify: resize each batch on the device to NxN (bilinear, "
+                                      "after augmentation), e.g. 224 for a network pretrained on ImageNet")
+    classes: Optional[list[str]] = Field(None, min_length=2, description="classify: keep only these classes, relabelled "
+                                         "0..K-1 in this order, in every split (e.g. [cat, dog])")
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, value):
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("data.classes names a class twice")
+        return value
 
 
 class ModelConfig(Section):
-    name: Optional[str] = Field(None, description="a zoo model (see `cnnlab zoo`)")
+    name: Optional[str] = Field(None, description="a zoo model (see `cnnlab zoo`) or a torchvision model by its name "
+                                "(resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large, ...)")
     spec: Optional[str] = Field(None, description="a layer spec, e.g. 'conv 32 k5 p2 -> act -> maxpool 2 -> flatten -> dense classes'")
     args: dict[str, int] = Field(default_factory=dict, description="named hyper-parameters of the spec, e.g. NF: 32")
     bn: Optional[bool] = Field(None, description="batch norm on/off (default: the model's own)")
@@ -68,6 +81,17 @@ class ModelConfig(Section):
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)
     init: Literal["default", "xavier", "kaiming"] = "default"
     upsample: Literal[UPSAMPLE_MODES] = Field("nearest", description="what the spec's 'upsample' layers do")
+    pretrained: str = Field("none", min_length=1, description="torchvision models: the starting weights: none, imagenet or "
+                            "coco (torchvision's; --download fetches them), a weights file, or a cnnlab run folder (its best.pt)")
+    trainable: Union[str, list[str]] = Field("all", description="torchvision models: all, last (the new head only), or "
+                                             "module-name prefixes that train, the rest frozen (e.g. [layer4, fc])")
+
+    @field_validator("trainable", mode="before")
+    @classmethod
+    def _trainable_policy(cls, value):
+        if value in ("all", "last") or (isinstance(value, list) and value and all(isinstance(p, str) for p in value)):
+            return value
+        raise ValueError("model.trainable is all, last or a list of module names (e.g. [layer4, fc])")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -84,6 +108,8 @@ class OptimConfig(Section):
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (decoupled for adamw)")
     l1: float = Field(0.0, ge=0.0, description="L1 penalty on weights, added to the loss")
+    body_lr_mult: float = Field(1.0, gt=0.0, description="learning rate of the trainable body (all but the new head) "
+                                "as a multiple of lr, e.g. 0.1 to move pretrained layers less")
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self):
@@ -110,6 +136,8 @@ class TrainConfig(Section):
     compile: bool = False
     monitor: Optional[Literal[MONITORS]] = Field(None, description="the validation metric that picks best.pt, e.g. val_loss "
                                                  "(lowest kept) or val_acc (highest kept); default: the task's, val_acc (val_iou for segment)")
+    unfreeze_after: Optional[int] = Field(None, ge=1, description="torchvision models: train the new head alone for this "
+                                          "many epochs, then model.trainable too (at optim.body_lr_mult)")
 
 
 class FiguresConfig(Section):
@@ -227,8 +255,45 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _known_model(self):
-        if self.model.name is not None and self.model.name not in ZOO:
-            raise ValueError(f"model.name '{self.model.name}' is not in the zoo; choose one of: {', '.join(sorted(ZOO))}")
+        if self.model.name is not None and self.model.name not in ZOO and self.model.name not in transfer_names():
+            raise ValueError(f"model.name '{self.model.name}' is not in the zoo ({', '.join(sorted(ZOO))}) nor a torchvision "
+                             f"model; torchvision's classification and segmentation models are accepted by their names, "
+                             f"e.g. resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large")
+        return self
+
+    @model_validator(mode="after")
+    def _transfer_keys(self):
+        """Pretrained weights and freezing are for torchvision models, which take none of the spec's options and
+        fit one task: classification models classify, segmentation models segment."""
+        m = self.model
+        if m.name is None or m.name in ZOO:
+            given = [k for k, v in (("model.pretrained", m.pretrained != "none"), ("model.trainable", m.trainable != "all"),
+                                    ("train.unfreeze_after", self.train.unfreeze_after is not None)) if v]
+            if given:
+                raise ValueError(f"{', '.join(given)}: for torchvision models (e.g. model.name: resnet18); zoo and spec "
+                                 f"models train from scratch")
+            return self
+        spec_options = [k for k in ("args", "bn", "activation", "dropout") if getattr(m, k)] + \
+                       [k for k, default in (("bn_position", "before"), ("init", "default"), ("upsample", "nearest"))
+                        if getattr(m, k) != default]
+        if spec_options:
+            raise ValueError(f"model.{', model.'.join(spec_options)}: options of zoo and spec models; torchvision's "
+                             f"{m.name} is built as torchvision defines it")
+        task = "segment" if m.name in segmentation_names() else "classify"
+        if self.task != task:
+            raise ValueError(f"{m.name} is a {'segmentation' if task == 'segment' else 'classification'} model: it "
+                             f"needs task: {task}, not {self.task}")
+        if self.train.unfreeze_after is not None and m.trainable == "last":
+            raise ValueError("train.unfreeze_after unfreezes model.trainable after the head trained alone; with "
+                             "model.trainable: last there is nothing to unfreeze (name the parts, e.g. [layer4, fc])")
+        return self
+
+    @model_validator(mode="after")
+    def _classification_data_keys(self):
+        for key, value in (("data.classes", self.data.classes), ("data.input_size", self.data.input_size)):
+            if value is not None and self.task != "classify":
+                raise ValueError(f"{key} is for task: classify (per-pixel tasks keep every class of their dataset and "
+                                 f"are sized by data.image_size)")
         return self
 
 

@@ -48,8 +48,10 @@ EPOCH_METRICS = {m.key: m for m in (
     Metric("lr", "learning rate", digits=5),
     Metric("seconds", "epoch time", "s", higher_is_better=False, digits=1, timing=True),
     Metric("train_seconds", "training time", "s", higher_is_better=False, digits=1, timing=True),
+    Metric("seconds_per_step", "time per step", "s", higher_is_better=False, digits=4, timing=True),
     Metric("images_per_s", "training speed", "images/s", higher_is_better=True, digits=0, timing=True),
-    # training costs about 3 forward passes: 6 FLOPs per multiply-accumulate of weights
+    # 2 FLOPs per multiply-accumulate of a training step: 3 forward passes when every layer trains, fewer when
+    # a front is frozen (cnnlab.analysis.layers.training_macs)
     Metric("train_gflop_per_s", "training throughput", "GFLOP/s", higher_is_better=True, digits=2, timing=True),
     # train_gflop_per_s over the machine's measured matmul peak at the run's precision (summary.json's peak)
     Metric("peak_percent", "share of peak", "%", higher_is_better=True, digits=1, timing=True),

@@ -8,9 +8,13 @@ from cnnlab.errors import CnnlabError
 
 
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
-    """SGD (with momentum and Nesterov), Adam or AdamW over the trainable `params`, as `cfg` (an optim section) says."""
-    params = [p for p in params if p.requires_grad]
-    if not params:
+    """SGD (with momentum and Nesterov), Adam or AdamW, as `cfg` (an optim section) says, over the trainable
+    `params`, or over parameter groups (dicts) taken as given: a group may hold parameters that are frozen now
+    and unfrozen later (train.unfreeze_after); without a gradient they get no step and no state."""
+    params = list(params)
+    if not (params and isinstance(params[0], dict)):
+        params = [{"params": [p for p in params if p.requires_grad]}]
+    if not any(group["params"] for group in params):
         raise CnnlabError("the model has no trainable parameters; unfreeze at least one layer")
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)

@@ -134,10 +134,11 @@ def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_
 
 
 def start_run(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress(),
-              run_dir: Optional[Path] = None) -> RunFolder:
-    """Train a new run into `runs_dir/<name>/<date-time>-s<seed>`, or into `run_dir` when one is given."""
+              run_dir: Optional[Path] = None, download: bool = False) -> RunFolder:
+    """Train a new run into `runs_dir/<name>/<date-time>-s<seed>`, or into `run_dir` when one is given;
+    `download` lets torchvision's pretrained weights be fetched."""
     with torch_flags(cfg.deterministic):
-        built = build_run(cfg, data_root, progress.decode)  # before the folder: a bad config or missing data makes none
+        built = build_run(cfg, data_root, progress.decode, download=download)  # before the folder: a bad config, missing data or weights make none
         run = RunFolder.create(runs_dir, cfg) if run_dir is None else RunFolder.create_at(run_dir, cfg)
         with run.lock():
             progress.message(f"run folder: {run.path}")
@@ -170,8 +171,8 @@ def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress()) 
         if not todo:
             return run
         cfg = run.config()
-        with torch_flags(cfg.deterministic):
-            return _train_and_finish(build_run(cfg, data_root, progress.decode), run, progress, data_root)
+        with torch_flags(cfg.deterministic):  # pretrained weights only when no last.pt replaces them
+            return _train_and_finish(build_run(cfg, data_root, progress.decode, pretrained=not run.last_path.exists()), run, progress, data_root)
 
 
 def run_invariance(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress()) -> Path:

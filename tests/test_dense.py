@@ -37,7 +37,7 @@ def pennfudan(data_root):
 
 def test_palette_and_quantisation_on_real_horses(horses):
     images = horses.images[:500]
-    assert len(horses) == 5000 and set(horses.labels.tolist()) == {7}
+    assert len(horses) == 5000 and set(horses.labels.tolist()) == {0} and horses.classes == ["horse"]  # kept, relabelled
     palette = fit_palette(images, 12, seed=0)
     assert palette.shape == (12, 3) and torch.equal(palette, fit_palette(images, 12, seed=0))
     idx = quantise(images[:20], palette)

@@ -149,8 +149,12 @@ def test_cnnlab_run_folder_is_a_source(tmp_path):
     same_classes = build_for_classes("resnet18", 6)
     assert load_pretrained(same_classes, str(run)).skipped_head == []  # the head fits, so it loads too
     assert torch.equal(same_classes.module.fc.weight, trained.fc.weight)
-    with pytest.raises(CnnlabError, match="without checkpoints/best.pt"):
+    with pytest.raises(CnnlabError, match="holds no checkpoints/best.pt"):
         load_pretrained(target, str(tmp_path / "runs"))
+    newer = run.parent / "20250102-000000-s0"  # a folder of runs stands for its newest run with a best.pt
+    checkpoint.save(newer / "checkpoints" / "best.pt", model=build_for_classes("resnet18", 6).module.state_dict())
+    (run.parent / "20250103-000000-s0").mkdir()  # newer still, but it never finished an epoch
+    assert load_pretrained(build_for_classes("resnet18", 4), str(run.parent)).file == str(newer / "checkpoints" / "best.pt")
 
 
 class Payload:

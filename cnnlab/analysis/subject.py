@@ -6,7 +6,8 @@ MODEL is looked up in this order:
   3. an inline spec: text with a space, a new line or '->' (`conv 100 k3`, `conv 8 k3 -> relu`), which no
      name has, so a spec is never mistaken for a name nor a misspelt name for a spec;
   4. an experiment name from experiments/ (its input shape and class count come from --input, classes=K,
-     the task and the dataset's fixed facts; its data is loaded only when none of these tells);
+     the task and the dataset's fixed facts; its data is loaded only when none of these tells; a torchvision
+     model there is built with its head for those classes and its model.trainable selection);
   5. a torchvision model name (`resnet18`), built with weights=None (nothing is downloaded);
      NAME=VALUE go to its builder (`num_classes=10`; `classes=10` means the same).
 """
@@ -23,7 +24,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import recipe as recipes
 from cnnlab.models.build import ModelOptions
 from cnnlab.models.recipe import Recipe
-from cnnlab.models.torchvision_models import build_untrained, builder
+from cnnlab.models.freeze import set_trainable, trainable_prefixes
+from cnnlab.models.torchvision_models import build_for_classes, build_untrained, builder
 from cnnlab.models.zoo import ZOO
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
@@ -100,6 +102,9 @@ def _experiment_io(cfg, given: dict, in_shape: Optional[tuple], data_dir) -> tup
         return (1,) + tuple(images[1:]) if cfg.task == "colourize" else tuple(images)
 
     images, classes = _fixed_by_files(cfg.data.dataset, cfg.data.image_size)
+    if images and cfg.data.input_size:  # batches are resized on the device before the model sees them
+        images = (images[0], cfg.data.input_size, cfg.data.input_size)
+    classes = len(cfg.data.classes) if cfg.data.classes else classes
     shape = in_shape or (model_input(images) if images else None)
     classes = cfg.data.palette_size if cfg.task == "colourize" else given.get("classes", classes)
     if shape is None or classes is None:
@@ -118,8 +123,20 @@ def _experiment(path_or_name: str, given: dict, data_dir, in_shape: Optional[tup
 
     cfg = load_experiment(path_or_name)
     shape, classes = _experiment_io(cfg, given, in_shape, data_dir)
+    if cfg.model.name is not None and cfg.model.name not in ZOO:
+        if given:
+            raise CnnlabError(f"experiment {cfg.name} uses torchvision's {cfg.model.name}, which has no named hyper-parameters")
+        return Subject(f"experiment {cfg.name} ({cfg.model.name})", tuple(shape),
+                       factory=lambda: _transfer_module(cfg.model, classes), optim=cfg.optim)
     recipe = recipes.from_config(cfg.model, classes).with_values(given)
     return Subject(f"{what} {cfg.name} ({cfg.model.name or 'spec'})", shape, recipe=recipe, optim=cfg.optim)
+
+
+def _transfer_module(model_cfg, classes: int) -> nn.Module:
+    """A torchvision model as an experiment trains it (untrained weights): its head and trainable selection."""
+    net = build_for_classes(model_cfg.name, classes)
+    set_trainable(net.module, trainable_prefixes(model_cfg.trainable, net.heads))
+    return net.module
 
 
 def _experiment_exists(name: str) -> bool:

@@ -37,12 +37,17 @@ class Splits:
 
 
 def input_shape(data_cfg, root: Path) -> tuple[tuple[int, int, int], int]:
-    """((C, H, W), number of classes): from the registry where the files fix them, else from the loaded images."""
+    """((C, H, W), number of classes) the model sees: from the registry where the files fix them, else from the
+    loaded images; data.input_size and data.classes change them."""
     record = lookup(data_cfg.dataset)
     if record.shape is not None:
-        return record.shape, len(record.classes)
-    train, _, _ = load_images(data_cfg, root)
-    return tuple(train.images.shape[1:]), len(train.classes)
+        shape, classes = record.shape, len(record.classes)
+    else:
+        train, _, _ = load_images(data_cfg, root)
+        shape, classes = tuple(train.images.shape[1:]), len(train.classes)
+    if data_cfg.input_size:
+        shape = (shape[0], data_cfg.input_size, data_cfg.input_size)
+    return shape, len(data_cfg.classes) if data_cfg.classes else classes
 
 
 def load_images(data_cfg, root: Path, progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet, Path]:
@@ -95,10 +100,22 @@ def split_indices(data_cfg, train: ImageSet, test: ImageSet) -> tuple[torch.Tens
     return pool[tr], pool[va], test_idx
 
 
-def normalisation(data_cfg, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list, list]:
-    """Per-channel (scale, shift) so that x = img*scale + shift is normalised, then y = a*x + b applied."""
+@dataclass(frozen=True)
+class Statistics:
+    """Per-channel mean and std (of pixels scaled to 0..1) that inputs are normalised with, and where they came from."""
+
+    mean: list[float]
+    std: list[float]
+    source: str  # e.g. "training split", or the pretrained weights' name
+
+
+def normalisation(data_cfg, images: torch.Tensor, fixed: Optional[Statistics] = None) -> tuple[torch.Tensor, torch.Tensor, list, list]:
+    """Per-channel (scale, shift) so that x = img*scale + shift is normalised, then y = a*x + b applied.
+    The statistics are the training split's, or `fixed` ones (those pretrained weights were trained with)."""
     c = images.shape[1]
-    if data_cfg.normalize:
+    if data_cfg.normalize and fixed is not None:
+        mean, std = torch.tensor(fixed.mean), torch.tensor(fixed.std)
+    elif data_cfg.normalize:
         pixels = images.transpose(0, 1).reshape(c, -1).float() / 255
         mean, std = pixels.mean(1), pixels.std(1).clamp_min(1e-3)
     else:
@@ -108,13 +125,21 @@ def normalisation(data_cfg, images: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return scale, shift, mean.tolist(), std.tolist()
 
 
+def keep_classes(images: ImageSet, names: list[str], key: str = "data.classes", also: str = "") -> ImageSet:
+    """Only the images of the classes `names`, relabelled 0..K-1 in that order; `key` and `also` word the refusal."""
+    unknown = [n for n in names if n not in images.classes]
+    if unknown:
+        raise CnnlabError(f"{key}: {', '.join(repr(n) for n in unknown)} is not a class of this dataset; choose from: "
+                          f"{', '.join(images.classes)}{also}")
+    new_label = torch.full((len(images.classes),), -1, dtype=torch.long)
+    new_label[[images.classes.index(n) for n in names]] = torch.arange(len(names))
+    mapped = new_label[images.labels.long()]
+    idx = torch.nonzero(mapped >= 0).flatten()
+    return ImageSet(images.images[idx], mapped[idx].to(images.labels.dtype), list(names))
+
+
 def only_class(images: ImageSet, name: str) -> ImageSet:
-    if name == "all":
-        return images
-    if name not in images.classes:
-        raise CnnlabError(f"data.colour_class '{name}' is not a class of this dataset; choose one of: "
-                          f"{', '.join(images.classes)}, or all")
-    return subset(images, torch.nonzero(images.labels == images.classes.index(name)).flatten())
+    return images if name == "all" else keep_classes(images, [name], "data.colour_class", ", or all")
 
 
 def colourize(train: ImageSet, test: ImageSet, tr, va, te, data_cfg) -> tuple[dict, torch.Tensor, dict]:
@@ -130,10 +155,14 @@ def colourize(train: ImageSet, test: ImageSet, tr, va, te, data_cfg) -> tuple[di
     return parts, palette, originals
 
 
-def prepare(cfg, root: Path, device: torch.device, progress: Optional[Progress] = None) -> Splits:
-    """Everything the engine needs from the data section of a config (`progress`: see load_images)."""
+def prepare(cfg, root: Path, device: torch.device, statistics: Optional[Statistics] = None,
+            progress: Optional[Progress] = None) -> Splits:
+    """Everything the engine needs from the data section of a config; inputs are normalised with `statistics`
+    when given (pretrained weights' own), else with the training split's (`progress`: see load_images)."""
     data_cfg = cfg.data
     train, test, source = load_images(data_cfg, root, progress)
+    if data_cfg.classes:
+        train, test = keep_classes(train, data_cfg.classes), keep_classes(test, data_cfg.classes)
     if cfg.task == "colourize":
         train, test = only_class(train, data_cfg.colour_class), only_class(test, data_cfg.colour_class)
     train, test = hold_out_test(data_cfg, train, test)
@@ -146,17 +175,22 @@ def prepare(cfg, root: Path, device: torch.device, progress: Optional[Progress] 
         parts = {"train": (train.images[tr], train.labels[tr]), "val": (train.images[va], train.labels[va]),
                  "test": (test.images[te], test.labels[te])}
         classes = train.classes
-    scale, shift, mean, std = normalisation(data_cfg, parts["train"][0])
+    scale, shift, mean, std = normalisation(data_cfg, parts["train"][0], statistics)
     aug = data_cfg.augment
-    common = dict(device=device, scale=scale, shift=shift, channels_last=cfg.train.channels_last)
+    common = dict(device=device, scale=scale, shift=shift, channels_last=cfg.train.channels_last,
+                  input_size=data_cfg.input_size)
     batches = {
         "train": DeviceBatches(*parts["train"], cfg.train.batch_size, shuffle=True,
                                crop_padding=aug.crop_padding, flip=aug.flip, **common),
         "val": DeviceBatches(*parts["val"], cfg.train.eval_batch_size, **common),
         "test": DeviceBatches(*parts["test"], cfg.train.eval_batch_size, **common),
     }
-    info = {"source": str(source), "train": len(tr), "val": len(va), "test": len(te), "mean": mean, "std": std}
+    info = {"source": str(source), "train": len(tr), "val": len(va), "test": len(te), "mean": mean, "std": std,
+            "normalised_with": (statistics.source if statistics else "training split") if data_cfg.normalize else "none"}
+    shape = tuple(parts["train"][0].shape[1:])
+    if data_cfg.input_size:
+        info["input_size"] = data_cfg.input_size
+        shape = (shape[0], data_cfg.input_size, data_cfg.input_size)
     if palette is not None:
         info["colour_class"] = data_cfg.colour_class
-    return Splits(**batches, classes=classes, shape=tuple(parts["train"][0].shape[1:]), info=info,
-                  originals=originals, palette=palette)
+    return Splits(**batches, classes=classes, shape=shape, info=info, originals=originals, palette=palette)

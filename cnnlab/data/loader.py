@@ -6,6 +6,7 @@ from typing import Iterator, Optional
 import torch
 
 from cnnlab.data.augment import random_crop, random_flip
+from cnnlab.data.resize import resize_batch
 
 
 class DeviceBatches:
@@ -14,12 +15,13 @@ class DeviceBatches:
     Targets are class indices (N,) or per-pixel classes (N, H, W), uint8 or int64.
 
     Normalisation and the affine input transform y = a*x + b are folded into one per-channel
-    scale and shift: x = img * scale + shift.
+    scale and shift: x = img * scale + shift. With `input_size`, normalised batches are then resized to
+    input_size x input_size (after augmentation, so the images stay small in memory).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
                  scale: torch.Tensor, shift: torch.Tensor, crop_padding: int = 0, flip: bool = False,
-                 shuffle: bool = False, channels_last: bool = True):
+                 shuffle: bool = False, channels_last: bool = True, input_size: Optional[int] = None):
         self.images = images.to(device)
         self.labels = labels.to(device)
         self.batch_size = batch_size
@@ -28,6 +30,7 @@ class DeviceBatches:
         self.shift = shift.to(device).view(1, -1, 1, 1)
         self.crop_padding, self.flip, self.shuffle = crop_padding, flip, shuffle
         self.channels_last = channels_last
+        self.input_size = input_size
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
@@ -42,7 +45,8 @@ class DeviceBatches:
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         memory = torch.channels_last if self.channels_last else torch.contiguous_format
-        return x.to(memory_format=memory).float() * self.scale + self.shift
+        x = x.to(memory_format=memory).float() * self.scale + self.shift
+        return x if self.input_size is None else resize_batch(x, self.input_size)
 
     def batches(self, generator: Optional[torch.Generator] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every image once, in a seeded random order when shuffling, augmented when configured."""

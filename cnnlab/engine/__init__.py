@@ -1,6 +1,7 @@
 """Engine: train one run, nothing else (no figures, no reports; cnnlab.runner records how a run ends).
 
 build       build_run: data, model, optimizer, task and monitored metric from a config
+transfer    torchvision models: pretrained weights, the trainable selection per epoch, optimizer groups
 trainer     the loop: epochs into a run folder, resumable from last.pt
 tasks       losses and metric tallies (classification, per-pixel)
 optim       learning-rate schedules, L1 penalty

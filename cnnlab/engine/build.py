@@ -11,11 +11,12 @@ import torch
 
 from cnnlab import data as data_mod
 from cnnlab import metrics
-from cnnlab.analysis.layers import layer_table
+from cnnlab.analysis.layers import layer_table, training_macs
 from cnnlab.data.progress import Progress
 from cnnlab.device import pick_device
 from cnnlab.engine.peak import machine_peak
 from cnnlab.engine.tasks import make_task
+from cnnlab.engine.transfer import Transfer, build_transfer, input_statistics, optimizer_groups, uses_torchvision
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.optimizers import make_optimizer
@@ -33,6 +34,13 @@ class BuiltRun:
     monitor: str  # the validation metric that picks best.pt, e.g. val_acc
     architecture: list[dict]  # the per-layer table of cnnlab.analysis.layers
     macs_per_image: int
+    train_macs_per_image: int  # of a training step (counting only the backward pass the trainable layers need)
+    transfer: Optional[Transfer] = None  # a torchvision model: its heads, weights loaded and trainable selection
+
+    @property
+    def starts_trained(self) -> bool:
+        """Whether the weights before the first epoch are pretrained ones (no ln(K) loss to expect then)."""
+        return self.transfer is not None and self.cfg.model.pretrained != "none"
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
@@ -53,20 +61,29 @@ def monitored_metric(cfg, task) -> str:
     return monitor
 
 
-def build_run(cfg, data_root: Path, decode: Optional[Progress] = None) -> BuiltRun:
-    """Load the data and build the model before anything is written, so a bad config or missing data fails
-    before a run folder is made (`decode` hears how far a first decode of the data is). The model's initial
-    weights come from cfg.seed."""
+def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretrained: bool = True,
+              download: bool = False) -> BuiltRun:
+    """Load the data and build the model before anything is written, so a bad config, missing data or missing
+    weights fail before a run folder is made (`decode` hears how far a first decode of the data is). The model's
+    initial weights come from cfg.seed, then from model.pretrained unless `pretrained` is false (a checkpoint's
+    weights follow: resume, restore); `download` lets torchvision's weights be fetched."""
     device = pick_device(cfg.device)
-    data = data_mod.prepare(cfg, data_root, device, decode)
+    data = data_mod.prepare(cfg, data_root, device, input_statistics(cfg), decode)
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, data.shape, len(data.classes))
+    transfer = None
+    if uses_torchvision(cfg):
+        transfer = build_transfer(cfg, data.shape, len(data.classes), pretrained, download)
+        model = transfer.net.module
+    else:
+        model = create_model(cfg.model, data.shape, len(data.classes))
     architecture = layer_table(model, data.shape)
     memory = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory)
     task = make_task(cfg, len(data.classes))
+    params = optimizer_groups(transfer, cfg.optim.body_lr_mult) if transfer else model.parameters()
     return BuiltRun(cfg=cfg, device=device, data=data, model=model,
                     forward=torch.compile(model) if cfg.train.compile else model,
-                    optimizer=make_optimizer(model.parameters(), cfg.optim), task=task,
+                    optimizer=make_optimizer(params, cfg.optim), task=task,
                     monitor=monitored_metric(cfg, task), architecture=architecture,
-                    macs_per_image=sum(row["macs"] for row in architecture))
+                    macs_per_image=sum(row["macs"] for row in architecture),
+                    train_macs_per_image=training_macs(architecture), transfer=transfer)

@@ -21,6 +21,8 @@ def run_summary(built, state, policy, status: str, error: Optional[str] = None) 
     cfg, task, model = built.cfg, built.task, built.model
     at_best = next((r for r in state.history if r["epoch"] == policy.best_epoch), {})
     expected = task.expected_initial_loss
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
         "name": cfg.name,
         "status": status,
@@ -29,7 +31,8 @@ def run_summary(built, state, policy, status: str, error: Optional[str] = None) 
         "epochs": cfg.train.epochs,
         "initial_loss": state.initial_loss,
         "expected_initial_loss": expected,
-        "initial_loss_ok": None if state.initial_loss is None else initial_loss_ok(state.initial_loss, expected),
+        "initial_loss_ok": None if state.initial_loss is None or built.starts_trained
+        else initial_loss_ok(state.initial_loss, expected),
         "monitor": policy.monitor,
         "best_epoch": policy.best_epoch or None,
         "best_value": policy.best_value if policy.best_epoch else None,
@@ -37,9 +40,12 @@ def run_summary(built, state, policy, status: str, error: Optional[str] = None) 
         "test_acc_at_best": at_best.get("test_acc"),
         **{f"{k}_at_best": v for k, v in at_best.items() if k.startswith("test_") and k != "test_loss"},
         "final": state.history[-1] if state.history else None,
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": params,
         "macs_per_image": built.macs_per_image,
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "train_macs_per_image": built.train_macs_per_image,
+        "trainable_params": trainable,  # in the last epoch trained (train.unfreeze_after changes it)
+        "frozen_params": params - trainable,
+        **({"transfer": built.transfer.summary(cfg.train.unfreeze_after)} if built.transfer else {}),
         "device": device_name(built.device),
         "threads": torch.get_num_threads(),
         "peak": built.peak,

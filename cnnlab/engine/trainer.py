@@ -18,12 +18,14 @@ from typing import Callable, Optional
 import torch
 
 from cnnlab import metrics
+from cnnlab.analysis.layers import layer_table, training_macs
 from cnnlab.atomic import write_json
 from cnnlab.engine import checkpoint
 from cnnlab.engine.build import BuiltRun
 from cnnlab.engine.checkpoint import CheckpointPolicy
 from cnnlab.engine.optim import l1_penalty, lr_at
 from cnnlab.engine.summary import initial_loss_ok, run_summary
+from cnnlab.engine.transfer import select_for_epoch
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
 
@@ -129,12 +131,15 @@ class Trainer:
                                   f"({str(e).strip().splitlines()[0]}); resume with the config the run was started with") from None
             self.state, legacy = split_state(ck["state"], self.policy)
             self.policy.load_state_dict(ck.get("policy", legacy))
+            if self.built.transfer is not None and self.built.transfer.pretrained is None:
+                self.built.transfer.pretrained = ck.get("pretrained")  # what the run started from, as recorded
         run.write_metrics(self.state.history)
 
     def save_last(self, state: RunState, policy: CheckpointPolicy) -> None:
         checkpoint.save(self.run.last_path, model=self.built.model.state_dict(), optimizer=self.built.optimizer.state_dict(),
                         state=state.__dict__, policy=policy.state_dict(),
-                        config=self.built.cfg.model_dump(mode="json"), classes=self.built.data.classes)
+                        config=self.built.cfg.model_dump(mode="json"), classes=self.built.data.classes,
+                        pretrained=self.built.transfer.pretrained if self.built.transfer else None)
 
     def summary(self, status: str, error: Optional[str] = None) -> dict:
         return run_summary(self.built, self.state, self.policy, status, error)
@@ -156,7 +161,7 @@ class Trainer:
         for i, (x, y) in enumerate(b.data.train.batches(gen)):
             lr = lr_at(step + i, self.total_steps, self.steps_per_epoch, cfg.optim.lr, cfg.schedule)
             for group in b.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_mult", 1.0)  # optim.body_lr_mult for a transfer's body
             with b.autocast():
                 out = b.forward(x)
                 loss = b.task.loss(out, y)
@@ -191,7 +196,7 @@ class Trainer:
             torch.manual_seed(b.cfg.seed)
             self.state.initial_loss = evaluate(b, b.data.val)["loss"]
             expected = b.task.expected_initial_loss
-            if not initial_loss_ok(self.state.initial_loss, expected):
+            if not b.starts_trained and not initial_loss_ok(self.state.initial_loss, expected):
                 self.progress.message(f"warning: loss before training is {self.state.initial_loss:.3f}, far from "
                                       f"ln({b.task.num_classes}) = {expected:.3f}; check the initialisation and the output layer")
         self.run.write_summary(self.summary("running"))
@@ -206,8 +211,22 @@ class Trainer:
                 raise StopRequested(self.stop_reason)
             self.run_epoch(epoch)
 
+    def select_trainable(self, epoch: int) -> None:
+        """A torchvision model trains the selection of this epoch (train.unfreeze_after); say what it unfroze.
+        The cost of a training step follows the selection."""
+        b = self.built
+        if b.transfer is None:
+            return
+        before = b.transfer.freeze.trainable
+        unfrozen = select_for_epoch(b.transfer, epoch, b.cfg.train.unfreeze_after)
+        if b.transfer.freeze.trainable != before:
+            b.train_macs_per_image = training_macs(layer_table(b.model, b.data.shape))
+        if unfrozen:
+            self.progress.message(f"epoch {epoch}: {len(unfrozen)} parameter tensors train from now on: {', '.join(unfrozen)}")
+
     def run_epoch(self, epoch: int) -> None:
         b = self.built
+        self.select_trainable(epoch)
         started = time.perf_counter()
         if b.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(b.device)
@@ -246,8 +265,9 @@ class Trainer:
     def timing(self, lr: float, seconds: float, train_seconds: float) -> dict:
         """The once-per-epoch keys of a metrics row (see cnnlab.metrics.EPOCH_METRICS)."""
         images = self.built.data.train.num_images
-        gflop_per_s = 6 * self.built.macs_per_image * images / train_seconds / 1e9
+        gflop_per_s = 2 * self.built.train_macs_per_image * images / train_seconds / 1e9  # a MAC is 2 FLOPs
         return {"lr": lr, "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3),
+                "seconds_per_step": round(train_seconds / self.steps_per_epoch, 5),
                 "images_per_s": round(images / train_seconds, 1), "train_gflop_per_s": round(gflop_per_s, 2),
                 "peak_percent": round(100 * gflop_per_s / self.built.peak["gflops"], 2),
                 "peak_mem_mb": round(peak_memory_mb(self.built.device), 1)}

@@ -5,7 +5,8 @@
                   from torchvision's cache, $TORCH_HOME/hub/checkpoints/<file name in the weights' URL>;
                   fetched there only when the caller passes download=True (nothing is fetched silently)
   a file          a torchvision-format state dict (.pth), or a cnnlab checkpoint (a dict with a 'model' key)
-  a folder        a cnnlab run folder: its checkpoints/best.pt
+  a folder        a cnnlab run folder: its checkpoints/best.pt; or a folder of run folders (runs/<experiment>):
+                  the newest run in it (run ids begin with the date and time) that has a best.pt
 Files are read with weights_only=True (cnnlab.torchfile). A tensor loads when its name and shape match the
 model's; a head whose shape changed (another number of classes) is skipped and keeps its fresh initialisation;
 any other difference means the file belongs to another architecture, and it is refused, naming the first keys
@@ -41,6 +42,7 @@ class LoadRecord:
     skipped_head: list[str] = field(default_factory=list)  # head tensors whose shape changed
     missing: list[str] = field(default_factory=list)  # model tensors the file lacks (a new head, batch counters)
     unexpected: list[str] = field(default_factory=list)  # file tensors of parts this build leaves out
+    left_out: list[str] = field(default_factory=list)  # parts of torchvision's model not built (DeepLab's aux_classifier)
     mean: Optional[list[float]] = None  # input normalisation the weights were trained with (torchvision's only)
     std: Optional[list[float]] = None
 
@@ -59,6 +61,16 @@ def torchvision_weights(name: str, source: str):
                           f"set model.pretrained to the kind it has, to a weights file or to none")
     default = getattr(type(kind[0]), "DEFAULT", None)
     return default if default in kind else kind[0]
+
+
+def weights_statistics(name: str, source: str) -> Optional[tuple[str, list[float], list[float]]]:
+    """(weights' name, mean, std): the input normalisation torchvision's `source` weights for model `name` were
+    trained with, known without their file; None for files and run folders, which carry none."""
+    if source not in TORCHVISION_SOURCES:
+        return None
+    weights = torchvision_weights(name, source)
+    transform = weights.transforms()
+    return str(weights), list(transform.mean), list(transform.std)
 
 
 def cached_file(weights) -> Path:
@@ -85,16 +97,20 @@ def torchvision_file(weights, download: bool) -> Path:
 
 
 def state_dict_file(source: Path) -> Path:
-    """The file to read for a path source: the file itself, or a run folder's checkpoints/best.pt."""
+    """The file to read for a path source: the file itself, a run folder's checkpoints/best.pt, or that of the
+    newest run in a folder of runs."""
     if not source.exists():
         raise CnnlabError(f"model.pretrained: {source} does not exist; give none, imagenet, coco, a weights file "
-                          f"or a cnnlab run folder")
-    if source.is_dir():
-        if not (source / RUN_CHECKPOINT).is_file():
-            raise CnnlabError(f"model.pretrained: {source} is a folder without {RUN_CHECKPOINT}; give a cnnlab run "
-                              f"folder that has finished at least one epoch, or a weights file")
+                          f"or a cnnlab run folder (run its source experiment first)")
+    if not source.is_dir():
+        return source
+    if (source / RUN_CHECKPOINT).is_file():
         return source / RUN_CHECKPOINT
-    return source
+    runs = sorted(run for run in source.iterdir() if (run / RUN_CHECKPOINT).is_file())
+    if not runs:
+        raise CnnlabError(f"model.pretrained: {source} holds no {RUN_CHECKPOINT}, neither itself nor in a run folder "
+                          f"inside it; give a cnnlab run that has finished at least one epoch, or a weights file")
+    return runs[-1] / RUN_CHECKPOINT
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -146,16 +162,16 @@ def match(net: TransferNet, state: dict[str, torch.Tensor], record: LoadRecord) 
 
 def load_pretrained(net: TransferNet, source: str, download: bool = False) -> LoadRecord:
     """Load `source`'s weights into `net.module` (see the module docstring) and say what was loaded."""
+    left_out = list(net.absent_parts)
     if source == "none":
-        return LoadRecord("none")
+        return LoadRecord("none", left_out=left_out)
     if source in TORCHVISION_SOURCES:
-        weights = torchvision_weights(net.name, source)
-        path = torchvision_file(weights, download)
-        transform = weights.transforms()
-        record = LoadRecord(source, str(path), str(weights), mean=list(transform.mean), std=list(transform.std))
+        path = torchvision_file(torchvision_weights(net.name, source), download)
+        weights, mean, std = weights_statistics(net.name, source)
+        record = LoadRecord(source, str(path), weights, mean=mean, std=std, left_out=left_out)
     else:
         path = state_dict_file(Path(source))
-        record = LoadRecord(source, str(path))
+        record = LoadRecord(source, str(path), left_out=left_out)
     load = match(net, read_state_dict(path), record)
     net.module.load_state_dict(load, strict=False)
     record.loaded = len(load)

@@ -43,18 +43,48 @@ def final_table(summary: dict) -> list[tuple[str, str]]:
     return [(name, fmt(v)) for name, v in rows]
 
 
-ARCH_COLUMNS = ("params", "buffers", "macs")
+ARCH_COLUMNS = ("params", "trainable_params", "frozen_params", "buffers", "macs")
 
 
 def architecture_table(rows: list[dict]) -> tuple[list[dict], dict]:
-    """Rows with thousands separators and totals; a count an older run folder lacks shows as '-'."""
+    """Rows with thousands separators and totals; a count an older run folder lacks shows as '-'.
+    `split` is the row's parameters as 'trainable / frozen' (model.trainable)."""
     def show(v):
         return f"{v:,}" if isinstance(v, int) else "-"
 
-    shown = [{"name": r.get("name", ""), "type": r.get("type", ""), "shape": " x ".join(map(str, r.get("output_shape") or [])),
-              **{c: show(r.get(c)) for c in ARCH_COLUMNS}} for r in rows]
+    def with_split(counts: dict) -> dict:
+        return {**counts, "split": f"{counts['trainable_params']} / {counts['frozen_params']}"}
+
+    shown = [with_split({"name": r.get("name", ""), "type": r.get("type", ""),
+                         "shape": " x ".join(map(str, r.get("output_shape") or [])),
+                         **{c: show(r.get(c)) for c in ARCH_COLUMNS}}) for r in rows]
     totals = {c: show(sum(r[c] for r in rows)) if all(isinstance(r.get(c), int) for r in rows) else "-" for c in ARCH_COLUMNS}
-    return shown, totals
+    return shown, with_split(totals)
+
+
+def transfer_table(summary: dict) -> list[tuple[str, str]]:
+    """What a torchvision model started from and what trained: the pretrained record, heads, trainable parts."""
+    transfer = summary.get("transfer")
+    if not transfer:
+        return []
+    record = transfer.get("pretrained") or {}
+
+    def names(values) -> str:
+        return f"{len(values)}: {', '.join(values)}" if values else "none"
+
+    rows = [("new head(s)", ", ".join(transfer["heads"])),
+            ("trainable", transfer["trainable"] if isinstance(transfer["trainable"], str) else ", ".join(transfer["trainable"])),
+            ("head alone for the first epochs", fmt(transfer.get("unfreeze_after"))),
+            ("trainable / frozen parameters", f"{summary.get('trainable_params', 0):,} / {summary.get('frozen_params', 0):,}"),
+            ("inputs normalised with", (summary.get("data") or {}).get("normalised_with", "-"))]
+    if record:
+        rows += [("pretrained", record["source"]), ("file read", fmt(record.get("file"))),
+                 ("torchvision weights", fmt(record.get("weights"))), ("tensors loaded", fmt(record.get("loaded"))),
+                 ("head tensors skipped (shape changed)", names(record.get("skipped_head"))),
+                 ("missing from the file", names(record.get("missing"))),
+                 ("unexpected in the file", names(record.get("unexpected"))),
+                 ("parts not built", names(record.get("left_out"))) if record.get("left_out") else None]
+    return [r for r in rows if r is not None]
 
 
 def epoch_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -127,6 +157,7 @@ def write_run_report(run_dir: Path, summary: Optional[dict] = None) -> Path:
         "inside": summary.get("look_inside"),
         "peak_note": peak_note(summary),
         "final": final_table(summary),
+        "transfer": transfer_table(summary),
         "figures": figures,
         "fmt": fmt,
     }
