@@ -1,6 +1,8 @@
-"""The machine: which torch device to use, and how fast it multiplies matrices (the limit speed figures are read against)."""
+"""The machine: which torch device to use, how many cores it lends us, and how fast it multiplies matrices (the
+limit speed figures are read against)."""
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -15,6 +17,14 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise CnnlabError("device cuda was asked for but no CUDA GPU is available; use device auto or cpu")
     return torch.device(name)
+
+
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity), which may be fewer than the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def matmul_peak_gflops(dtype=torch.float32, n: int = 1024, seconds: float = 0.6, device: str = "cpu") -> float:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from cnnlab.device import cores
 from cnnlab.errors import CnnlabError, Stopped
 from cnnlab.sweep.claims import STALE_AFTER_S
 from cnnlab.sweep.grid import DEFINITION, SweepDef
@@ -22,13 +23,6 @@ WORKER_MODULE = "cnnlab.sweep_worker"  # the worker process's entry point (a top
 
 def default_storage(folder: Path) -> str:
     return f"sqlite:///{(folder / 'study.db').resolve()}"
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def prepare_folder(definition: SweepDef, sweeps_dir: Path) -> tuple[Path, SweepDef]:
