@@ -22,13 +22,18 @@ def _windows(t: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator,
-                masks: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Zero-pad each image by `padding` and cut a random window of the original size (masks alike)."""
+                masks: Optional[torch.Tensor] = None, drawn: Optional[int] = None,
+                rows: slice = slice(None)) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Zero-pad each image by `padding` and cut a random window of the original size (masks alike).
+
+    The offsets are drawn for a batch of `drawn` images (default: all of `images`) and those of `rows` are
+    used: a process of a spread run holds only its rows of the global batch, yet draws what one process would."""
     if padding == 0:
         return images, masks
     b, _, h, w = images.shape
-    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(images.device)
-    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(images.device)
+    drawn = b if drawn is None else drawn
+    dy = torch.randint(0, 2 * padding + 1, (drawn,), generator=generator)[rows].to(images.device)
+    dx = torch.randint(0, 2 * padding + 1, (drawn,), generator=generator)[rows].to(images.device)
     pad = (padding, padding, padding, padding)
     images = _windows(torch.nn.functional.pad(images, pad), dy, dx, h, w)
     if masks is not None:
@@ -36,10 +41,11 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator,
     return images, masks
 
 
-def random_flip(images: torch.Tensor, generator: torch.Generator,
-                masks: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Mirror a random half of the batch left-right (masks alike)."""
-    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
+def random_flip(images: torch.Tensor, generator: torch.Generator, masks: Optional[torch.Tensor] = None,
+                drawn: Optional[int] = None, rows: slice = slice(None)) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Mirror a random half of the batch left-right (masks alike); `drawn` and `rows` as for random_crop."""
+    drawn = images.shape[0] if drawn is None else drawn
+    flip = (torch.rand(drawn, generator=generator) < 0.5)[rows].to(images.device)
     images = torch.where(flip[:, None, None, None], images.flip(3), images)
     if masks is not None:
         masks = torch.where(flip[:, None, None], masks.flip(2), masks)

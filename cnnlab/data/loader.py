@@ -1,7 +1,7 @@
 """Batches served from tensors that live on the device: no DataLoader, no per-image work."""
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -33,7 +33,17 @@ class DeviceBatches:
         self.input_size = input_size
 
     def __len__(self) -> int:
-        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+        return self.num_batches()
+
+    def num_batches(self, world: int = 1) -> int:
+        """Batches per pass over the split when it is spread over `world` processes (global batches in training)."""
+        n = self.used(world) if self.shuffle else len(self.labels)
+        return (n + self.batch_size - 1) // self.batch_size
+
+    def used(self, world: int = 1) -> int:
+        """Training examples taken per epoch by `world` processes: the last n % world of each epoch's permutation
+        sit out (a different few each epoch), so that every process takes as many."""
+        return len(self.labels) - len(self.labels) % world
 
     @property
     def num_images(self) -> int:
@@ -48,20 +58,35 @@ class DeviceBatches:
         x = x.to(memory_format=memory).float() * self.scale + self.shift
         return x if self.input_size is None else resize_batch(x, self.input_size)
 
-    def batches(self, generator: Optional[torch.Generator] = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Every image once, in a seeded random order when shuffling, augmented when configured."""
-        n = len(self.labels)
-        order = torch.randperm(n, generator=generator).to(self.device) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
-            if order is None:
-                x, y = self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
-            else:
-                idx = order[start:start + self.batch_size]
-                x, y = self.images[idx], self.labels[idx]
+    def batches(self, generator: Optional[torch.Generator] = None, rank: int = 0,
+                world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every image once, in a seeded random order when shuffling, augmented when configured.
+
+        Spread over `world` processes, the part of process `rank`. A shuffled (training) split: each global batch
+        order[s:s+B] of the epoch's permutation is cut by rows rank::world, and its augmentation is drawn for the
+        whole global batch, of which each process takes its rows; so the processes together train on exactly the
+        batches one process would, B/world images each. A split in order (evaluation): a contiguous 1/world of
+        it, nothing repeated (shares differ by at most one image; only sums over them are kept)."""
+        for idx, drawn, rows in self._plan(generator, rank, world):
+            x, y = self.images[idx], self.labels[idx]
             masks = y if y.dim() == 3 else None  # per-pixel targets move with their images
             if self.crop_padding:
-                x, masks = random_crop(x, self.crop_padding, generator, masks)
+                x, masks = random_crop(x, self.crop_padding, generator, masks, drawn, rows)
             if self.flip:
-                x, masks = random_flip(x, generator, masks)
+                x, masks = random_flip(x, generator, masks, drawn, rows)
             y = y if masks is None else masks
             yield self._normalise(x), y
+
+    def _plan(self, generator, rank: int, world: int) -> Iterator[tuple[Any, int, slice]]:
+        """Per batch: which examples this process takes, how many the (global) batch holds, which of its rows they are."""
+        n, size = len(self.labels), self.batch_size
+        if not self.shuffle:
+            low, high = n * rank // world, n * (rank + 1) // world
+            for start in range(low, high, size):
+                stop = min(start + size, high)
+                yield slice(start, stop), stop - start, slice(None)
+            return
+        order = torch.randperm(n, generator=generator).to(self.device)[:self.used(world)]
+        for start in range(0, len(order), size):
+            batch = order[start:start + size]
+            yield batch[rank::world], len(batch), slice(rank, None, world)
