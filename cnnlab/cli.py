@@ -5,9 +5,10 @@ that resumes it (exit code 130 or 143); `--debug` anywhere shows the traceback.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
@@ -106,6 +107,13 @@ class ConsoleProgress:
         print(text, flush=True)
 
 
+def console_progress(spread, epochs: Callable[[], int]):
+    """Progress shown by rank 0 alone (every process of a torchrun run would print the same lines)."""
+    from cnnlab.engine.trainer import Progress
+
+    return ConsoleProgress(epochs()).hooks() if spread.main else Progress()
+
+
 @app.command()
 def run(
     experiment: str = typer.Argument(..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"),
@@ -115,18 +123,29 @@ def run(
     download: bool = typer.Option(False, "--download", help="download the dataset and torchvision's pretrained weights "
                                   "(model.pretrained: imagenet or coco) if they are missing"),
 ):
-    """Train one experiment into a new run folder, ending with its report; prints the folder last."""
+    """Train one experiment into a new run folder, ending with its report; prints the folder last.
+    Under torchrun (`torchrun --nproc-per-node=N -m cnnlab run ...`) the N processes train one run."""
     from cnnlab.config import load_experiment
     from cnnlab.data.root import data_root
     from cnnlab.data.sources import download as fetch
+    from cnnlab.engine.distributed import join
     from cnnlab.runner import start_run
 
     cfg = load_experiment(experiment, overrides or [])
     root = data_root(data_dir)
-    if download and (found := fetch(cfg.data.dataset, root)) is not None:
-        print(f"{cfg.data.dataset} is already at {found}; nothing downloaded")
-    run_folder = start_run(cfg, runs_dir, root, ConsoleProgress(cfg.train.epochs).hooks(), download=download)
-    print(run_folder.path)
+    spread = join()
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
+        raise CnnlabError("torchrun restarted this run's processes (--max-restarts), and a restarted `cnnlab run` would "
+                          "start a second run; continue the first with `torchrun ... -m cnnlab resume RUN_DIR` "
+                          "(restarts of `cnnlab resume` continue from last.pt)")
+    if download:  # one process per machine downloads; the others wait for it
+        found = spread.everywhere(lambda: fetch(cfg.data.dataset, root) if spread.local_rank == 0 else None)
+        if found is not None and spread.main:
+            print(f"{cfg.data.dataset} is already at {found}; nothing downloaded")
+    run_folder = start_run(cfg, runs_dir, root, console_progress(spread, lambda: cfg.train.epochs), download=download,
+                           spread=spread)
+    if spread.main:
+        print(run_folder.path)
 
 
 @app.command()
@@ -147,14 +166,17 @@ def invariance(
 
 @app.command()
 def resume(run_dir: Path = typer.Argument(..., help="a run folder made by `cnnlab run`"), data_dir: Optional[str] = DATA_DIR):
-    """Continue a stopped run from its last checkpoint."""
+    """Continue a stopped run from its last checkpoint (under torchrun too: the folder need only be on rank 0's disk)."""
     from cnnlab.data.root import data_root
+    from cnnlab.engine.distributed import join
     from cnnlab.runfolder import RunFolder
     from cnnlab.runner import resume_run
 
-    epochs = RunFolder.open(run_dir).config().train.epochs
-    run_folder = resume_run(run_dir, data_root(data_dir), ConsoleProgress(epochs).hooks())
-    print(run_folder.path)
+    spread = join()
+    progress = console_progress(spread, lambda: RunFolder.open(run_dir).config().train.epochs)
+    run_folder = resume_run(run_dir, data_root(data_dir), progress, spread)
+    if spread.main:
+        print(run_folder.path)
 
 
 @app.command()
@@ -507,10 +529,16 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if a != "--debug"]
     try:
         app(args=args, prog_name="cnnlab")  # exits itself; usage errors are shown by typer
-    except CnnlabError as e:
-        if debug:
+    except Exception as e:
+        dist = sys.modules.get("torch.distributed")  # loaded only if a command used it
+        lost = dist is not None and isinstance(e, dist.DistError)
+        if debug or not (isinstance(e, CnnlabError) or lost):
             raise
-        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        message = (f"another process of this run stopped or cannot be reached ({type(e).__name__}); see its own "
+                   "messages" if lost else str(e))
+        rank = os.environ.get("RANK", "0")  # under torchrun every process reports; rank 0 plainly
+        err.print(f"{'' if rank == '0' else f'[rank {rank}] '}[bold red]error:[/] {escape(message)}",
+                  highlight=False, soft_wrap=True)
         sys.exit(2)
     except SystemExit as e:
         stop = interruption(e)

@@ -128,8 +128,8 @@ class ScheduleConfig(Section):
 
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
-    eval_batch_size: int = Field(1000, ge=1)
+    batch_size: int = Field(128, ge=1, description="the global batch: under torchrun each of N processes takes batch_size/N of it")
+    eval_batch_size: int = Field(1000, ge=1, description="evaluation batch (per process under torchrun)")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast on CPU and GPU")
     channels_last: bool = True
@@ -138,6 +138,8 @@ class TrainConfig(Section):
                                                  "(lowest kept) or val_acc (highest kept); default: the task's, val_acc (val_iou for segment)")
     unfreeze_after: Optional[int] = Field(None, ge=1, description="torchvision models: train the new head alone for this "
                                           "many epochs, then model.trainable too (at optim.body_lr_mult)")
+    sync_bn: bool = Field(False, description="under torchrun: batch norm over the global batch (SyncBatchNorm), not each "
+                          "process's share of it")
 
 
 class FiguresConfig(Section):

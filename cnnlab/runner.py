@@ -13,6 +13,11 @@ recorded here and nowhere else, in summary.json:
   epoch is dropped and last.pt keeps the last finished one. summary.json records the signal and the command
   that resumes; a second signal interrupts at once, recorded the same way.
 Each but stopped ends with the run's report.
+
+Under torchrun every process calls these with its Spread (cnnlab.engine.distributed); rank 0 alone holds the lock,
+reads and writes the run folder and records the ending, the others train and stop with it. A process of the run
+that dies makes the others fail at their next collective (the run is recorded as failed by rank 0, if it is the
+one still alive; torchrun then stops the rest with SIGTERM); `torchrun ... -m cnnlab resume` continues it.
 """
 from __future__ import annotations
 
@@ -20,12 +25,13 @@ import shlex
 import signal
 import threading
 import traceback
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from cnnlab.atomic import write_text
 from cnnlab.engine.build import BuiltRun, build_run
+from cnnlab.engine.distributed import ONE_PROCESS, Spread
 from cnnlab.engine.flags import torch_flags
 from cnnlab.engine.trainer import Diverged, Progress, Pruned, StopRequested, Trainer
 from cnnlab.errors import CnnlabError, Stopped
@@ -36,8 +42,9 @@ from cnnlab.runfolder import DamagedRecord, RunFolder
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def resume_command(run: RunFolder, data_root: Path) -> str:
-    return f"cnnlab resume {shlex.quote(str(run.path.resolve()))} --data-dir {shlex.quote(str(data_root))}"
+def resume_command(run: RunFolder, data_root: Path, spread: Spread = ONE_PROCESS) -> str:
+    command = f"cnnlab resume {shlex.quote(str(run.path.resolve()))} --data-dir {shlex.quote(str(data_root))}"
+    return f"torchrun [as before] -m {command}" if spread.launched else command
 
 
 def one_line(error: BaseException) -> str:
@@ -79,38 +86,43 @@ def _end(run: RunFolder, summary: dict) -> None:
 
 
 def _fit(trainer: Trainer, built: BuiltRun, run: RunFolder) -> dict:
-    """Train; the summary of a completed or pruned run (its prediction figures drawn)."""
+    """Train; the summary of a completed or pruned run (its prediction figures drawn, by rank 0 of a spread run)."""
     try:
         trainer.fit()
     except Pruned:
         return {**trainer.summary("pruned"), "pruned_at_epoch": trainer.state.epoch}
-    return {**trainer.summary("completed"), **best_checkpoint_record(built, run)}
+    return {**trainer.summary("completed"), **(best_checkpoint_record(built, run) if built.spread.main else {})}
 
 
 def _stopped(trainer: Trainer, run: RunFolder, data_root: Path) -> Stopped:
     by = trainer.stop_reason or "SIGINT"  # a KeyboardInterrupt without our handler is Ctrl-C too
-    command = resume_command(run, data_root)
-    run.write_summary({**trainer.summary("stopped"), "stopped_by": by, "resume": command})
+    spread = trainer.built.spread
+    command = resume_command(run, data_root, spread)
+    if spread.main:
+        run.write_summary({**trainer.summary("stopped"), "stopped_by": by, "resume": command})
     done, epochs = trainer.state.epoch, trainer.built.cfg.train.epochs
     return Stopped(f"stopped by {by} after epoch {done} of {epochs} (an unfinished epoch is dropped); "
                    f"resume with: {command}", 128 + signal.Signals[by].value)
 
 
 def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path) -> CnnlabError:
-    """Record the run as failed (the report too, where it can still be written); the error for the user."""
+    """Record the run as failed (the report too, where it can still be written; by rank 0 of a spread run); the
+    error for the user."""
     diverged = isinstance(error, Diverged)
+    spread = trainer.built.spread
     summary = {**trainer.summary("failed", one_line(error)), "failure": "diverged" if diverged else "error"}
-    if not isinstance(error, CnnlabError):
-        write_text(run.error_log, "".join(traceback.format_exception(error)))
-    try:
-        _end(run, summary)
-    except Exception:  # e.g. the disk is still full: record the ending without its report
-        run.write_summary(summary)
+    if spread.main:
+        if not isinstance(error, CnnlabError):
+            write_text(run.error_log, "".join(traceback.format_exception(error)))
+        try:
+            _end(run, summary)
+        except Exception:  # e.g. the disk is still full: record the ending without its report
+            run.write_summary(summary)
     if diverged:
         return error
     where = "" if isinstance(error, CnnlabError) else f" (the traceback is in {run.error_log}; --debug shows it)"
     return CnnlabError(f"{one_line(error)}{where}. The run is recorded as failed after epoch {trainer.state.epoch}; "
-                       f"when the cause is fixed, resume with: {resume_command(run, data_root)}")
+                       f"when the cause is fixed, resume with: {resume_command(run, data_root, spread)}")
 
 
 def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_root: Path) -> RunFolder:
@@ -118,7 +130,9 @@ def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_
     trainer.attach(run)  # a last.pt that cannot continue this run is refused, and the run left as it was
     with stop_on_signals(trainer.request_stop):
         try:
-            _end(run, _fit(trainer, built, run))
+            ending = _fit(trainer, built, run)
+            if built.spread.main:
+                _end(run, ending)
         except (StopRequested, KeyboardInterrupt):
             raise _stopped(trainer, run, data_root) from None
         except Exception as e:
@@ -133,16 +147,28 @@ def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_
     return run
 
 
+def _build(cfg, data_root: Path, spread: Spread, progress: Progress, **options) -> BuiltRun:
+    """Every process builds the run (build_run's `options`); if one cannot (a batch it cannot share, data missing on
+    its machine), all stop."""
+    return spread.everywhere(lambda: build_run(cfg, data_root, progress.decode, spread=spread, **options))
+
+
+def _locked(held: ExitStack, run: RunFolder) -> RunFolder:
+    """`run`, its lock held until `held` closes (by rank 0 alone in a spread run: the folder is on its disk)."""
+    held.enter_context(run.lock())
+    return run
+
+
 def start_run(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress(),
-              run_dir: Optional[Path] = None, download: bool = False) -> RunFolder:
+              run_dir: Optional[Path] = None, download: bool = False, spread: Spread = ONE_PROCESS) -> RunFolder:
     """Train a new run into `runs_dir/<name>/<date-time>-s<seed>`, or into `run_dir` when one is given;
     `download` lets torchvision's pretrained weights be fetched."""
-    with torch_flags(cfg.deterministic):
-        built = build_run(cfg, data_root, progress.decode, download=download)  # before the folder: a bad config, missing data or weights make none
-        run = RunFolder.create(runs_dir, cfg) if run_dir is None else RunFolder.create_at(run_dir, cfg)
-        with run.lock():
-            progress.message(f"run folder: {run.path}")
-            return _train_and_finish(built, run, progress, data_root)
+    with torch_flags(cfg.deterministic), ExitStack() as held:
+        built = _build(cfg, data_root, spread, progress, download=download)  # before the folder: a bad config, missing data or weights make none
+        run = spread.from_main(lambda: _locked(held, RunFolder.create(runs_dir, cfg) if run_dir is None
+                                               else RunFolder.create_at(run_dir, cfg)))
+        progress.message(f"run folder: {run.path}")
+        return _train_and_finish(built, run, progress, data_root)
 
 
 def _left_to_do(run: RunFolder) -> tuple[bool, str]:
@@ -160,19 +186,23 @@ def _left_to_do(run: RunFolder) -> tuple[bool, str]:
     return False, f"{run.path} has already completed; nothing to resume"
 
 
-def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress()) -> RunFolder:
+def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress(), spread: Spread = ONE_PROCESS) -> RunFolder:
     """Continue a run from its last.pt, as if it had never stopped; a completed run is left as it is unless its
-    records are damaged or its report is missing."""
-    run = RunFolder.open(run_dir)
-    with run.lock():
+    records are damaged or its report is missing. Under torchrun the folder need only be on rank 0's disk: the
+    others receive its config and last.pt."""
+    def open_locked(held: ExitStack):
+        run = _locked(held, RunFolder.open(run_dir))
         todo, note = _left_to_do(run)
+        return run, todo, note, run.config() if todo else None, run.last_path.exists()
+
+    with ExitStack() as held:
+        run, todo, note, cfg, has_last = spread.from_main(lambda: open_locked(held))
         if note:
             progress.message(note)
         if not todo:
             return run
-        cfg = run.config()
         with torch_flags(cfg.deterministic):  # pretrained weights only when no last.pt replaces them
-            return _train_and_finish(build_run(cfg, data_root, progress.decode, pretrained=not run.last_path.exists()), run, progress, data_root)
+            return _train_and_finish(_build(cfg, data_root, spread, progress, pretrained=not has_last), run, progress, data_root)
 
 
 def run_invariance(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress()) -> Path:

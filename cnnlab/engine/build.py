@@ -14,6 +14,7 @@ from cnnlab import metrics
 from cnnlab.analysis.layers import layer_table, training_macs
 from cnnlab.data.progress import Progress
 from cnnlab.device import pick_device
+from cnnlab.engine.distributed import ONE_PROCESS, Spread
 from cnnlab.engine.peak import machine_peak
 from cnnlab.engine.tasks import make_task
 from cnnlab.engine.transfer import Transfer, build_transfer, input_statistics, optimizer_groups, uses_torchvision
@@ -28,7 +29,7 @@ class BuiltRun:
     device: torch.device
     data: Any  # cnnlab.data.Splits
     model: torch.nn.Module
-    forward: Callable  # the model, compiled when train.compile is on
+    forward: Callable  # what a training step calls: the model, wrapped for DDP under torchrun, compiled when train.compile is on
     optimizer: torch.optim.Optimizer
     task: Any
     monitor: str  # the validation metric that picks best.pt, e.g. val_acc
@@ -36,6 +37,7 @@ class BuiltRun:
     macs_per_image: int
     train_macs_per_image: int  # of a training step (counting only the backward pass the trainable layers need)
     transfer: Optional[Transfer] = None  # a torchvision model: its heads, weights loaded and trainable selection
+    spread: Spread = ONE_PROCESS  # how the run is spread over processes (torchrun)
 
     @property
     def starts_trained(self) -> bool:
@@ -62,12 +64,14 @@ def monitored_metric(cfg, task) -> str:
 
 
 def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretrained: bool = True,
-              download: bool = False) -> BuiltRun:
+              download: bool = False, spread: Spread = ONE_PROCESS) -> BuiltRun:
     """Load the data and build the model before anything is written, so a bad config, missing data or missing
     weights fail before a run folder is made (`decode` hears how far a first decode of the data is). The model's
-    initial weights come from cfg.seed, then from model.pretrained unless `pretrained` is false (a checkpoint's
-    weights follow: resume, restore); `download` lets torchvision's weights be fetched."""
-    device = pick_device(cfg.device)
+    initial weights come from cfg.seed (the same in every process of a spread run), then from model.pretrained
+    unless `pretrained` is false (a checkpoint's weights follow: resume, restore); `download` lets torchvision's
+    weights be fetched."""
+    spread.check_batch(cfg.train.batch_size)
+    device = spread.device(pick_device(cfg.device))
     data = data_mod.prepare(cfg, data_root, device, input_statistics(cfg), decode)
     torch.manual_seed(cfg.seed)
     transfer = None
@@ -78,12 +82,18 @@ def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretraine
         model = create_model(cfg.model, data.shape, len(data.classes))
     architecture = layer_table(model, data.shape)
     memory = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory)
+    model = spread.prepare_model(model, cfg.train.sync_bn, device).to(device, memory_format=memory)
     task = make_task(cfg, len(data.classes))
     params = optimizer_groups(transfer, cfg.optim.body_lr_mult) if transfer else model.parameters()
-    return BuiltRun(cfg=cfg, device=device, data=data, model=model,
-                    forward=torch.compile(model) if cfg.train.compile else model,
+    return BuiltRun(cfg=cfg, device=device, data=data, model=model, forward=training_forward(model, cfg, spread, device),
                     optimizer=make_optimizer(params, cfg.optim), task=task,
                     monitor=monitored_metric(cfg, task), architecture=architecture,
                     macs_per_image=sum(row["macs"] for row in architecture),
-                    train_macs_per_image=training_macs(architecture), transfer=transfer)
+                    train_macs_per_image=training_macs(architecture), transfer=transfer, spread=spread)
+
+
+def training_forward(model: torch.nn.Module, cfg, spread: Spread, device: torch.device) -> Callable:
+    """What a training step calls: the model, wrapped for DDP under torchrun (for the parameters that train now),
+    compiled when train.compile is on."""
+    trained = spread.wrap(model, device)
+    return torch.compile(trained) if cfg.train.compile else trained

@@ -15,9 +15,18 @@ def device_name(device: torch.device) -> str:
     return str(device) + ("" if device.type == "cpu" else f" ({torch.cuda.get_device_name(device)})")
 
 
-def run_summary(built, state, policy, status: str, error: Optional[str] = None) -> dict:
+def spread_line(record: dict) -> str:
+    """How a run under torchrun was spread (summary.json's `spread`), in words: printed at its start, said in its report."""
+    devices = sorted({r["device"] for r in record["ranks"]})
+    return (f"spread over {record['world_size']} process(es) on {record['machines']} machine(s), {record['backend']}, "
+            f"{record['batch_per_process']} images of each batch per process, batch norm "
+            f"{'over the global batch' if record['sync_bn'] else 'per process'}; devices {', '.join(devices)}")
+
+
+def run_summary(built, state, policy, status: str, error: Optional[str] = None, spread: Optional[dict] = None) -> dict:
     """summary.json of a run built as `built` (cnnlab.engine.build) after the epochs in `state`, with best.pt
-    as `policy` (cnnlab.engine.checkpoint) chose it; `status` is running, completed, failed, stopped or pruned."""
+    as `policy` (cnnlab.engine.checkpoint) chose it; `status` is running, completed, failed, stopped or pruned.
+    `spread`: how a run under torchrun was spread over processes (backend, per-rank machine and device)."""
     cfg, task, model = built.cfg, built.task, built.model
     at_best = next((r for r in state.history if r["epoch"] == policy.best_epoch), {})
     expected = task.expected_initial_loss
@@ -49,6 +58,8 @@ def run_summary(built, state, policy, status: str, error: Optional[str] = None) 
         "device": device_name(built.device),
         "threads": torch.get_num_threads(),
         "peak": built.peak,
+        "world_size": built.spread.world,
+        **({"spread": spread} if spread else {}),
         "seed": cfg.seed,
         "wall_seconds": round(state.wall_seconds, 3),
         "task": task.name,

@@ -6,6 +6,11 @@ keep `best.pt` and writes `last.pt`. Every random draw of epoch e comes from see
 (`request_stop`, from a signal) takes effect at the next safe point: after the training step under way, or
 before an epoch starts; the unfinished epoch is dropped, last.pt keeps the last finished one. How a run ends
 (completed, failed, stopped, pruned) is recorded by cnnlab.runner, not here.
+
+Spread over processes (torchrun), every process trains its share of each global batch and evaluates its share
+of each split; tallies are summed over the processes, and rank 0 alone writes the run folder. The order and
+augmentation come from the stream every process shares (so N processes see the batches one would); dropout
+from a stream of each process's own, derived from the same seed.
 """
 from __future__ import annotations
 
@@ -21,10 +26,11 @@ from cnnlab import metrics
 from cnnlab.analysis.layers import layer_table, training_macs
 from cnnlab.atomic import write_json
 from cnnlab.engine import checkpoint
-from cnnlab.engine.build import BuiltRun
+from cnnlab.engine.build import BuiltRun, training_forward
 from cnnlab.engine.checkpoint import CheckpointPolicy
 from cnnlab.engine.optim import l1_penalty, lr_at
-from cnnlab.engine.summary import initial_loss_ok, run_summary
+from cnnlab.engine.distributed import ONE_PROCESS, Spread
+from cnnlab.engine.summary import initial_loss_ok, run_summary, spread_line
 from cnnlab.engine.transfer import select_for_epoch
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
@@ -76,19 +82,20 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def tally_split(built: BuiltRun, batches) -> dict[str, torch.Tensor]:
-    """The task's tally over every example of a split, in eval mode (the metrics before `result`)."""
+def tally_split(built: BuiltRun, batches, spread: Spread = ONE_PROCESS) -> dict[str, torch.Tensor]:
+    """The task's tally over every example of a split, in eval mode (the metrics before `result`). While a spread
+    run trains (spread given), each process tallies its share and the tallies are summed."""
     built.model.eval()
     tally = built.task.new_tally(built.device)
     with torch.no_grad(), built.autocast():
-        for x, y in batches.batches():
+        for x, y in batches.batches(rank=spread.rank, world=spread.world):
             out = built.model(x)
             built.task.update(tally, out, y, built.task.loss(out, y))
-    return tally
+    return spread.sum_tally(tally)
 
 
 def evaluate(built: BuiltRun, batches) -> dict[str, float]:
-    return built.task.result(tally_split(built, batches))
+    return built.task.result(tally_split(built, batches, built.spread))
 
 
 def split_state(saved: dict, policy: CheckpointPolicy) -> tuple[RunState, dict]:
@@ -108,21 +115,40 @@ class Trainer:
         self.run: Optional[RunFolder] = None
         self.state = RunState()
         self.policy = CheckpointPolicy(built.monitor, metrics.mode(built.monitor))
-        self.steps_per_epoch = len(built.data.train)
+        self.spread = built.spread
+        self.steps_per_epoch = built.data.train.num_batches(self.spread.world)
         self.total_steps = self.steps_per_epoch * built.cfg.train.epochs
         self.stop_reason: Optional[str] = None
+        self.spread_record: Optional[dict] = None  # how the run is spread (torchrun), filled in by begin()
+        self.ddp_trains: Optional[frozenset] = None  # a torchvision model's parameters DDP was last wrapped for
 
     def request_stop(self, reason: str) -> None:
         """Stop at the next safe point (`reason`, e.g. SIGTERM, is what the runner records)."""
         self.stop_reason = reason
 
+    def stop_asked(self) -> bool:
+        """Whether to stop at this safe point: asked in this process, or, spread, in any of them (all must stop at
+        the same point; torchrun stops a job with SIGTERM to every process, which arrive at different steps)."""
+        if not self.spread.launched:
+            return self.stop_reason is not None
+        asked = self.spread.any(torch.tensor(self.stop_reason is not None, device=self.built.device))
+        if asked and self.stop_reason is None:
+            self.stop_reason = "SIGTERM"  # asked in another process
+        return asked
+
     def attach(self, run: RunFolder) -> None:
         """Train into `run` from its last checkpoint (if any); metrics.jsonl is rewritten from last.pt's history.
         A last.pt that cannot continue this run (a best.pt, another config, another model) is refused."""
         self.run = run
-        if run.last_path.exists():
+        def last() -> Optional[dict]:  # read by rank 0, whose disk holds the run folder
+            if not run.last_path.exists():
+                return None
             ck = checkpoint.load(run.last_path)
             checkpoint.check_resumable(ck, run.last_path, self.built.cfg.model_dump(mode="json"))
+            return ck
+
+        ck = self.spread.from_main(last)
+        if ck is not None:
             try:
                 self.built.model.load_state_dict(ck["model"])
                 self.built.optimizer.load_state_dict(ck["optimizer"])
@@ -133,7 +159,8 @@ class Trainer:
             self.policy.load_state_dict(ck.get("policy", legacy))
             if self.built.transfer is not None and self.built.transfer.pretrained is None:
                 self.built.transfer.pretrained = ck.get("pretrained")  # what the run started from, as recorded
-        run.write_metrics(self.state.history)
+        if self.spread.main:
+            run.write_metrics(self.state.history)
 
     def save_last(self, state: RunState, policy: CheckpointPolicy) -> None:
         checkpoint.save(self.run.last_path, model=self.built.model.state_dict(), optimizer=self.built.optimizer.state_dict(),
@@ -142,14 +169,14 @@ class Trainer:
                         pretrained=self.built.transfer.pretrained if self.built.transfer else None)
 
     def summary(self, status: str, error: Optional[str] = None) -> dict:
-        return run_summary(self.built, self.state, self.policy, status, error)
+        return run_summary(self.built, self.state, self.policy, status, error, self.spread_record)
 
     # ---- the loop ------------------------------------------------------------------------------
 
     def train_epoch(self, epoch: int) -> Optional[dict]:
         """One pass over the training split; None if the loss stopped being finite."""
         b, cfg = self.built, self.built.cfg
-        torch.manual_seed(seed_for(cfg.seed, epoch))  # dropout and any other global draws
+        torch.manual_seed(self.spread.rank_seed(seed_for(cfg.seed, epoch)))  # dropout and any other global draws
         gen = torch.Generator().manual_seed(seed_for(cfg.seed, epoch))  # order and augmentation
         b.model.train()
         tally = b.task.new_tally(b.device)
@@ -158,7 +185,7 @@ class Trainer:
         l1 = cfg.optim.l1
         step = (epoch - 1) * self.steps_per_epoch
         self.progress.epoch_start(epoch, self.steps_per_epoch)
-        for i, (x, y) in enumerate(b.data.train.batches(gen)):
+        for i, (x, y) in enumerate(b.data.train.batches(gen, self.spread.rank, self.spread.world)):
             lr = lr_at(step + i, self.total_steps, self.steps_per_epoch, cfg.optim.lr, cfg.schedule)
             for group in b.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_mult", 1.0)  # optim.body_lr_mult for a transfer's body
@@ -172,24 +199,32 @@ class Trainer:
             recent += loss.detach().float()
             running = None
             if (i + 1) % NAN_CHECK_EVERY == 0:  # one device sync for the check and the running loss
-                stopped, running = torch.stack((bad.float(), recent / NAN_CHECK_EVERY)).tolist()
+                stopped, running = self.spread.sum(torch.stack((bad.float(), recent / NAN_CHECK_EVERY))).tolist()
                 if stopped:
                     return None
+                running /= self.spread.world  # the processes' mean
                 recent.zero_()
             b.optimizer.step()
             b.task.update(tally, out.detach(), y, loss)
             self.progress.step(running)
-            if self.stop_reason:
+            if (not self.spread.launched or (i + 1) % NAN_CHECK_EVERY == 0) and self.stop_asked():
                 raise StopRequested(self.stop_reason)
-        if bad.item():
+        if self.spread.any(bad):
             return None
-        return {**b.task.result(tally), "lr": lr}
+        return {**b.task.result(self.spread.sum_tally(tally)), "lr": lr}
 
     def begin(self) -> None:
-        """What a run folder holds before the first epoch: the architecture, the palette, the loss before training."""
+        """What a run folder holds before the first epoch: the architecture, the palette, the loss before training,
+        and how the run is spread."""
         b = self.built
-        self.run.write_architecture(b.architecture)
-        if b.data.palette is not None:
+        if self.spread.launched:
+            self.spread_record = {**self.spread.record(b.device), "batch_per_process": b.cfg.train.batch_size // self.spread.world,
+                                  "sync_bn": b.cfg.train.sync_bn,
+                                  "left_out_per_epoch": b.data.train.num_images - b.data.train.used(self.spread.world)}
+            self.progress.message(spread_line(self.spread_record))
+        if self.spread.main:
+            self.run.write_architecture(b.architecture)
+        if self.spread.main and b.data.palette is not None:
             write_json(self.run.path / "palette.json", {"colour_class": b.cfg.data.colour_class,
                                                         "rgb": b.data.palette.round(decimals=2).tolist()})
         if self.state.initial_loss is None:
@@ -199,7 +234,8 @@ class Trainer:
             if not b.starts_trained and not initial_loss_ok(self.state.initial_loss, expected):
                 self.progress.message(f"warning: loss before training is {self.state.initial_loss:.3f}, far from "
                                       f"ln({b.task.num_classes}) = {expected:.3f}; check the initialisation and the output layer")
-        self.run.write_summary(self.summary("running"))
+        if self.spread.main:
+            self.run.write_summary(self.summary("running"))
 
     def fit(self) -> None:
         """Train the remaining epochs. Diverged says the loss stopped being finite (the last good epoch stays on
@@ -207,13 +243,13 @@ class Trainer:
         KeyboardInterrupt) passes through."""
         self.begin()
         for epoch in range(self.state.epoch + 1, self.built.cfg.train.epochs + 1):
-            if self.stop_reason:
+            if self.stop_asked():
                 raise StopRequested(self.stop_reason)
             self.run_epoch(epoch)
 
     def select_trainable(self, epoch: int) -> None:
         """A torchvision model trains the selection of this epoch (train.unfreeze_after); say what it unfroze.
-        The cost of a training step follows the selection."""
+        The cost of a training step follows the selection, and so does DDP (wrapped again when it changes)."""
         b = self.built
         if b.transfer is None:
             return
@@ -223,6 +259,9 @@ class Trainer:
             b.train_macs_per_image = training_macs(layer_table(b.model, b.data.shape))
         if unfrozen:
             self.progress.message(f"epoch {epoch}: {len(unfrozen)} parameter tensors train from now on: {', '.join(unfrozen)}")
+        training = frozenset(name for name, p in b.model.named_parameters() if p.requires_grad)
+        if b.spread.launched and training != self.ddp_trains:  # DDP averages the gradients it was built for
+            b.forward, self.ddp_trains = training_forward(b.model, b.cfg, b.spread, b.device), training
 
     def run_epoch(self, epoch: int) -> None:
         b = self.built
@@ -245,26 +284,29 @@ class Trainer:
             row.update({metrics.split_key(split, k): v for k, v in result.items() if k != "lr"})
         row.update(self.timing(train["lr"], seconds, train_seconds))
         self.save_epoch(row, seconds)
-        self.run.write_metrics(self.state.history)
-        self.run.write_summary(self.summary("running"))
+        if self.spread.main:
+            self.run.write_metrics(self.state.history)
+            self.run.write_summary(self.summary("running"))
         self.progress.epoch_end(row)
 
     def save_epoch(self, row: dict, seconds: float) -> None:
-        """best.pt (when the epoch is the best) and last.pt with the epoch; the trainer's state moves on only once
-        both are written, so a failed write (a full disk) leaves it describing the checkpoints on disk."""
+        """best.pt (when the epoch is the best) and last.pt with the epoch (written by rank 0 of a spread run); the
+        trainer's state moves on only once both are written, so a failed write (a full disk) leaves it describing
+        the checkpoints on disk."""
         b = self.built
         state = replace(self.state, epoch=row["epoch"], history=[*self.state.history, row],
                         wall_seconds=self.state.wall_seconds + seconds)
         policy = copy.copy(self.policy)
-        if policy.update(row):
+        if policy.update(row) and self.spread.main:
             checkpoint.save(self.run.best_path, model=b.model.state_dict(), epoch=row["epoch"], metric=policy.monitor,
                             value=row[policy.monitor], config=b.cfg.model_dump(mode="json"), classes=b.data.classes)
-        self.save_last(state, policy)  # last.pt carries the history, so a kill between these writes loses nothing
+        if self.spread.main:
+            self.save_last(state, policy)  # last.pt carries the history, so a kill between these writes loses nothing
         self.state, self.policy = state, policy
 
     def timing(self, lr: float, seconds: float, train_seconds: float) -> dict:
         """The once-per-epoch keys of a metrics row (see cnnlab.metrics.EPOCH_METRICS)."""
-        images = self.built.data.train.num_images
+        images = self.built.data.train.used(self.spread.world)
         gflop_per_s = 2 * self.built.train_macs_per_image * images / train_seconds / 1e9  # a MAC is 2 FLOPs
         return {"lr": lr, "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3),
                 "seconds_per_step": round(train_seconds / self.steps_per_epoch, 5),

@@ -9,6 +9,7 @@ import jinja2
 
 from cnnlab import metrics
 from cnnlab.atomic import write_text
+from cnnlab.engine.summary import spread_line
 from cnnlab.runfolder import RunFolder
 from cnnlab.viz.curves import plot_metric
 
@@ -160,6 +161,7 @@ def write_run_report(run_dir: Path, summary: Optional[dict] = None) -> Path:
         "transfer": transfer_table(summary),
         "figures": figures,
         "fmt": fmt,
+        "spread": spread_line(summary["spread"]) if "spread" in summary else None,
     }
     html = TEMPLATES.get_template("run.html.j2").render(**context)
     write_text(run.path / "report.html", html)
