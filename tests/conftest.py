@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -18,6 +21,18 @@ def data_root() -> Path:
     if not root or not Path(root).is_dir():
         pytest.fail("set CNNLAB_DATA to the data root (e.g. CNNLAB_DATA=../shared/data make test); the tests use real data")
     return Path(root).resolve()
+
+
+def first_epoch_done(runs_dir: Path, proc: subprocess.Popen, timeout: float = 120) -> Optional[Path]:
+    """The folder of the run that `proc` trains under `runs_dir`, once epoch 1 is on disk (its first metrics.jsonl
+    line); None if that does not come within `timeout` s or `proc` ends first. Tests kill -9 runs mid-epoch 2."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        found = list(Path(runs_dir).glob("*/*/metrics.jsonl"))
+        if found and found[0].read_text().count("\n") >= 1:
+            return found[0].parent
+        time.sleep(0.05)
+    return None
 
 
 def quick_config(**sections) -> Config:

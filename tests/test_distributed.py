@@ -33,7 +33,7 @@ from cnnlab.engine.restore import restore
 from cnnlab.engine.syncbn import GlobalBatchNorm
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import TIMING_KEYS, RunFolder
-from tests.conftest import quick_config
+from tests.conftest import first_epoch_done, quick_config
 
 # 480 training images (600 less a fifth for validation): 10 global batches of 48, 24 per process
 SLICE = ["data.train_subset=600", "data.test_subset=100", "data.val_fraction=0.2", "train.batch_size=48"]
@@ -157,15 +157,20 @@ def test_threads_per_process(monkeypatch):
     assert threads_per_process(32) == 1
 
 
-def test_gloo_talks_over_loopback_when_the_rendezvous_is_there(monkeypatch):
+def test_gloo_talks_over_loopback_when_every_process_is_on_this_machine(monkeypatch):
     monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
-    monkeypatch.setenv("MASTER_ADDR", "localhost")
-    gloo_on_loopback()
-    assert os.environ["GLOO_SOCKET_IFNAME"].startswith("lo")
-    monkeypatch.delenv("GLOO_SOCKET_IFNAME")
-    monkeypatch.setenv("MASTER_ADDR", "192.0.2.77")  # another machine's address: gloo picks its own interface
-    gloo_on_loopback()
+    monkeypatch.setattr(socket, "if_nameindex", lambda: [(1, "lo"), (2, "eth0")])
+    gloo_on_loopback(world=4, local_world=2)  # other machines take part: gloo's own choice stands
     assert "GLOO_SOCKET_IFNAME" not in os.environ
+    gloo_on_loopback(world=2, local_world=2)
+    assert os.environ["GLOO_SOCKET_IFNAME"] == "lo"
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME")
+    monkeypatch.setattr(socket, "if_nameindex", lambda: [(1, "lo")])
+    gloo_on_loopback(world=4, local_world=2)  # no network on this machine: loopback is all there is
+    assert os.environ["GLOO_SOCKET_IFNAME"] == "lo"
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "eth7")
+    gloo_on_loopback(world=2, local_world=2)
+    assert os.environ["GLOO_SOCKET_IFNAME"] == "eth7"  # the user's choice is kept
 
 
 # ---- batch norm over the global batch, on two CPU processes --------------------------------------------------
@@ -309,14 +314,8 @@ def test_kill_9_of_one_process_stops_the_others_and_resume_finishes_the_run(data
     job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *STANDALONE, "-m", "cnnlab", "run", "quickstart",
                             *longer, "--runs-dir", str(tmp_path / "killed")], env=env(**dict([tag.split("=")])),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline, run_dir = time.time() + 240, None
-    while time.time() < deadline and job.poll() is None:  # kill -9 rank 1 during epoch 2, once epoch 1 is on disk
-        found = list((tmp_path / "killed").glob("quickstart/*/metrics.jsonl"))
-        if found and found[0].read_text().count("\n") >= 1:
-            run_dir = found[0].parent
-            time.sleep(0.5)
-            break
-        time.sleep(0.1)
+    run_dir = first_epoch_done(tmp_path / "killed", job, timeout=240)
+    time.sleep(0.5)  # kill -9 rank 1 during epoch 2
     victim = rank_pid(tag, 1)
     assert run_dir is not None and victim is not None, job.communicate()[0] if job.poll() is not None else "no rank 1"
     os.kill(victim, signal.SIGKILL)

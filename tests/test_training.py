@@ -15,7 +15,7 @@ from cnnlab.engine.trainer import Progress
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import TIMING_KEYS, RunFolder
 from cnnlab.runner import start_run
-from tests.conftest import quick_config
+from tests.conftest import first_epoch_done, quick_config
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -125,15 +125,8 @@ def test_resume_after_kill_9_equals_uninterrupted_run(data_root, tmp_path):
                  "data.test_subset=200", "data.val_fraction=0.2", "train.batch_size=64"]
     cmd = [sys.executable, "-m", "cnnlab.cli", "run", "quickstart", *overrides, "--runs-dir", str(tmp_path / "killed")]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    run_dir = None
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill -9 during epoch 2, once epoch 1 is on disk
-        found = list((tmp_path / "killed").glob("quickstart/*/metrics.jsonl"))
-        if found and found[0].read_text().count("\n") >= 1:
-            run_dir = found[0].parent
-            time.sleep(0.3)
-            break
-        time.sleep(0.05)
+    run_dir = first_epoch_done(tmp_path / "killed", proc)
+    time.sleep(0.3)  # kill -9 during epoch 2
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert run_dir is not None, proc.stdout.read()

@@ -7,7 +7,6 @@ these paths. Under torchrun every process trains the same run: rank 0 alone read
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from dataclasses import dataclass
@@ -158,7 +157,7 @@ def join() -> Spread:
         return ONE_PROCESS
     spread = Spread(rank=int(os.environ["RANK"]), world=int(os.environ["WORLD_SIZE"]),
                     local_rank=int(os.environ["LOCAL_RANK"]), local_world=int(os.environ["LOCAL_WORLD_SIZE"]), launched=True)
-    gloo_on_loopback()
+    gloo_on_loopback(spread.world, spread.local_world)
     cuda = torch.cuda.is_available()
     if cuda and spread.local_rank < torch.cuda.device_count():
         torch.cuda.set_device(spread.local_rank)
@@ -178,16 +177,14 @@ def threads_per_process(local_world: int) -> int:
     return max(1, cores() // local_world)
 
 
-def gloo_on_loopback() -> None:
-    """A rendezvous on a loopback address means every process is on this machine: gloo then talks over the loopback
-    interface (GLOO_SOCKET_IFNAME), not over whatever interface the host's name resolves to, which may be down or
-    missing. A GLOO_SOCKET_IFNAME already set is kept."""
+def gloo_on_loopback(world: int, local_world: int) -> None:
+    """Gloo talks over the loopback interface (GLOO_SOCKET_IFNAME) when every process of the run is on this machine,
+    or when the machine has no other interface: not over whatever interface the host's name resolves to, which may
+    be down or missing (gloo would fall back to loopback itself, with a warning). A GLOO_SOCKET_IFNAME set is kept;
+    on several machines gloo's own choice stands."""
     if "GLOO_SOCKET_IFNAME" in os.environ:
         return
-    try:
-        loopback = ipaddress.ip_address(socket.gethostbyname(os.environ["MASTER_ADDR"])).is_loopback
-    except (OSError, ValueError):
-        return
-    names = [name for _, name in socket.if_nameindex() if name.startswith("lo")]
-    if loopback and names:
-        os.environ["GLOO_SOCKET_IFNAME"] = names[0]
+    names = [name for _, name in socket.if_nameindex()]
+    loopback = [name for name in names if name.startswith("lo")]
+    if loopback and (world == local_world or len(loopback) == len(names)):
+        os.environ["GLOO_SOCKET_IFNAME"] = loopback[0]
