@@ -527,6 +527,8 @@ def interruption(error: Optional[BaseException]) -> Optional[KeyboardInterrupt]:
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     args = [a for a in sys.argv[1:] if a != "--debug"]
+    rank = os.environ.get("RANK", "0")
+    who = "" if rank == "0" else f"[rank {rank}] "  # under torchrun every process reports; rank 0 plainly
     try:
         app(args=args, prog_name="cnnlab")  # exits itself; usage errors are shown by typer
     except Exception as e:
@@ -536,9 +538,7 @@ def main() -> None:
             raise
         message = (f"another process of this run stopped or cannot be reached ({type(e).__name__}); see its own "
                    "messages" if lost else str(e))
-        rank = os.environ.get("RANK", "0")  # under torchrun every process reports; rank 0 plainly
-        err.print(f"{'' if rank == '0' else f'[rank {rank}] '}[bold red]error:[/] {escape(message)}",
-                  highlight=False, soft_wrap=True)
+        err.print(f"{who}[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except SystemExit as e:
         stop = interruption(e)
@@ -546,7 +546,7 @@ def main() -> None:
             raise
         if debug:
             raise stop from None
-        err.print(f"[bold yellow]{escape(str(stop) or 'interrupted')}[/]", highlight=False, soft_wrap=True)
+        err.print(f"{who}[bold yellow]{escape(str(stop) or 'interrupted')}[/]", highlight=False, soft_wrap=True)
         sys.exit(getattr(stop, "exit_code", 130))
 
 if __name__ == "__main__":
