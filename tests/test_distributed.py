@@ -60,8 +60,8 @@ def torchrun(launch: list[str], command: list[str], **kw) -> subprocess.Complete
                           env=kw.pop("env", env()), capture_output=True, text=True, timeout=kw.pop("timeout", 300), **kw)
 
 
-def one_process(runs_dir: Path, overrides: list[str]) -> RunFolder:
-    done = subprocess.run([sys.executable, "-m", "cnnlab", "run", "quickstart", *overrides, "--runs-dir", str(runs_dir)],
+def one_process(runs_dir: Path, overrides: list[str], experiment: str = "quickstart") -> RunFolder:
+    done = subprocess.run([sys.executable, "-m", "cnnlab", "run", experiment, *overrides, "--runs-dir", str(runs_dir)],
                           env=env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return RunFolder(Path(done.stdout.strip().splitlines()[-1]))
@@ -256,6 +256,20 @@ def test_sync_bn_two_processes_close_to_one_process(data_root, tmp_path):
     assert run.summary()["spread"]["sync_bn"] and "over the global batch" in done.stdout
     gap = weight_gap(run, one_process(tmp_path / "alone", bn))
     print(f"simplenn with sync_bn, 2 processes vs 1, 10 steps: max |weight difference| = {gap:.3g}")
+    assert gap < BN_TOL
+
+
+@pytest.mark.slow
+def test_a_torchvision_model_unfrozen_midway_trains_alike_on_two_processes(data_root, tmp_path):
+    """ResNet-18 (untrained weights), layer4 and fc trained from epoch 2 (train.unfreeze_after), batch norm over the
+    global batch: DDP is wrapped again when the trainable selection changes, frozen batch norm stays frozen."""
+    resnet = ["model.pretrained=none", "data.input_size=32", "data.train_subset=400", "data.test_subset=100",
+              "data.val_fraction=0.2", "train.epochs=2", "train.unfreeze_after=1", "train.sync_bn=true", *SGD]
+    done = torchrun(STANDALONE, ["run", "resnet18-transfer-cifar10", *resnet, "--runs-dir", str(tmp_path / "spread")])
+    assert done.returncode == 0, done.stderr
+    assert "epoch 2: 15 parameter tensors train from now on" in done.stdout
+    gap = weight_gap(only_run(tmp_path / "spread"), one_process(tmp_path / "alone", resnet, "resnet18-transfer-cifar10"))
+    print(f"resnet18 unfrozen after epoch 1, sync_bn, 2 processes vs 1: max |weight difference| = {gap:.3g}")
     assert gap < BN_TOL
 
 
