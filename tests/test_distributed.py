@@ -1,4 +1,5 @@
-"""One run on several processes (issue 12): torchrun with gloo on real Fashion-MNIST slices, one thread per process.
+"""One run on several processes (issue 12): torchrun with gloo on real Fashion-MNIST (and CIFAR-10) slices, one thread
+per process.
 
 What "the same run" means here: at the same global batch, N processes see exactly the batches one process sees
 (rows rank::N of each global batch, augmentation drawn for the whole batch), and DDP averages equal shares'
