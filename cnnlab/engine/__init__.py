@@ -10,4 +10,6 @@ summary     the layout of summary.json
 peak        the machine's matmul peak per precision, measured once and cached
 flags       torch's process-wide switches, set for one run and put back
 restore     a finished run's model and data, for reports
+distributed one run on several processes under torchrun: process group, collectives, DDP
+syncbn      batch norm over the global batch on CPUs (torch's SyncBatchNorm is GPU-only)
 """
