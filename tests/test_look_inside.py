@@ -7,7 +7,6 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from torch.nn import functional as F
 from typer.testing import CliRunner
 
 from cnnlab.cli import app
@@ -127,8 +126,8 @@ def test_an_image_file_is_prepared_as_the_run_prepared_its_data(run, data_root, 
 def test_explain_on_torchvision_resnet18_with_real_images(data_root, tmp_path):
     cfg = quick_config(data={"dataset": "cifar10", "train_subset": 100, "test_subset": 40})
     test = prepare(cfg, data_root, torch.device("cpu")).test
-    images = F.interpolate(test.images.float(), size=96, mode="bilinear").round().to(torch.uint8)  # CIFAR at 96x96
-    test = DeviceBatches(images, test.labels, 20, torch.device("cpu"), test.scale.flatten(), test.shift.flatten())
+    test = DeviceBatches(test.images, test.labels, 20, torch.device("cpu"), test.scale.flatten(), test.shift.flatten(),
+                         input_size=96)  # CIFAR resized to 96x96 on the device, as data.input_size does
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None, num_classes=10)
     record = explain_run(model, test, [str(i) for i in range(10)], tmp_path, confused=4)

@@ -53,6 +53,16 @@ class DeviceBatches:
         """The first n examples, normalised and unaugmented: the fixed images that figures show."""
         return self._normalise(self.images[:n]), self.labels[:n]
 
+    def take(self, index: torch.Tensor) -> torch.Tensor:
+        """Examples `index`, normalised and unaugmented, at the size the model sees (explain's inputs)."""
+        return self._normalise(self.images[index])
+
+    @property
+    def model_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the inputs the model sees: the stored images', or data.input_size square."""
+        c, h, w = self.images.shape[1:]
+        return (c, h, w) if self.input_size is None else (c, self.input_size, self.input_size)
+
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         memory = torch.channels_last if self.channels_last else torch.contiguous_format
         x = x.to(memory_format=memory).float() * self.scale + self.shift

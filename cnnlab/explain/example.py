@@ -24,11 +24,6 @@ class Example:
     index: Optional[int] = None  # its index in the split, for an example of a split
 
 
-def model_input(batches, index: torch.Tensor) -> torch.Tensor:
-    """The normalised inputs of examples `index` of a split (cnnlab DeviceBatches), as the model sees them."""
-    return batches.images[index].float() * batches.scale + batches.shift
-
-
 def denormalise(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Model inputs back to pictures in 0..1: img = (x - shift) / scale, then / 255."""
     if bool((scale == 0).any()):
@@ -42,7 +37,7 @@ def split_example(batches, index: int, split: str = "test") -> Example:
         raise CnnlabError("explain's figures are for classification; this split has per-pixel targets")
     if not 0 <= index < batches.num_images:
         raise CnnlabError(f"image index {index} is outside the {split} split (0..{batches.num_images - 1})")
-    x = model_input(batches, torch.tensor([index], device=batches.images.device))
+    x = batches.take(torch.tensor([index], device=batches.images.device))
     return Example(x, denormalise(x, batches.scale, batches.shift)[0], int(batches.labels[index]),
                    f"{split} example {index}", index)
 
@@ -53,7 +48,7 @@ def file_example(path: Path, batches) -> Example:
     path = Path(path)
     if not path.is_file():
         raise CnnlabError(f"--image {path}: no such file; give a PNG or JPEG file")
-    channels, height, width = batches.images.shape[1:]
+    channels, height, width = batches.model_shape
     if channels not in (1, 3):
         raise CnnlabError(f"the model takes {channels}-channel inputs; only grey (1) or RGB (3) images can be given")
     image = decode_image(path, (height, width), "L" if channels == 1 else "RGB").to(batches.images.device)

@@ -14,7 +14,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.activations import activations
 from cnnlab.explain.confusion import confusion, most_confused, split_outputs
-from cnnlab.explain.example import Example, denormalise, model_input, split_example
+from cnnlab.explain.example import Example, denormalise, split_example
 from cnnlab.explain.filters import filter_tiles
 from cnnlab.explain.gradcam import grad_cam
 from cnnlab.explain.layers import LayerListing, find_layer, list_layers
@@ -78,7 +78,7 @@ def explain_run(model: nn.Module, test, classes: list[str], out_dir: Path, layer
     if isinstance(example, int):
         example = split_example(test, example)
     out = Path(out_dir)
-    listing = list_layers(model, tuple(test.images.shape[1:]))
+    listing = list_layers(model, test.model_shape)
     maps = layers is not None or listing.first is not None  # a network of dense layers alone has no maps to show
     names = list(dict.fromkeys(listing.resolve(n) for n in (layers or ["first", "last"]))) if maps else []
     cam_name = listing.resolve(cam_layer) if maps else None
@@ -98,7 +98,7 @@ def explain_run(model: nn.Module, test, classes: list[str], out_dir: Path, layer
     worst = most_confused(outputs, labels, classes, confused)
     if worst:
         wrong = torch.tensor([ex["index"] for ex in worst], device=test.images.device)
-        pictures = list(denormalise(model_input(test, wrong), test.scale, test.shift))
+        pictures = list(denormalise(test.take(wrong), test.scale, test.shift))
         figures.append({**plot_most_confused(pictures, worst, out / "most-confused.png",
                                              f"the {len(worst)} most confident wrong predictions"), "of": "test split"})
     return {"layers": {"first": listing.first, "last": listing.last, "last_conv": listing.last_conv,
