@@ -11,6 +11,7 @@ from typing import Optional
 
 from cnnlab.engine.build import BuiltRun, build_run
 from cnnlab.engine.flags import torch_flags
+from cnnlab.engine.startup import clock_origin
 from cnnlab.engine.trainer import Progress, Pruned, Trainer
 from cnnlab.errors import CnnlabError
 from cnnlab.report.predictions import draw_predictions
@@ -44,8 +45,9 @@ def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress) -> Ru
 def start_run(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress(),
               run_dir: Optional[Path] = None) -> RunFolder:
     """Train a new run into `runs_dir/<name>/<date-time>-s<seed>`, or into `run_dir` when one is given."""
+    started_at = clock_origin()
     with torch_flags(cfg.deterministic):
-        built = build_run(cfg, data_root)  # before the folder: a bad config or missing data makes none
+        built = build_run(cfg, data_root, started_at)  # before the folder: a bad config or missing data makes none
         run = RunFolder.create(runs_dir, cfg) if run_dir is None else RunFolder.create_at(run_dir, cfg)
         progress.message(f"run folder: {run.path}")
         return _train_and_finish(built, run, progress)
@@ -57,9 +59,9 @@ def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress()) 
     if run.summary().get("status") == "completed":
         progress.message(f"{run.path} has already completed; nothing to resume")
         return run
-    cfg = run.config()
+    cfg, started_at = run.config(), clock_origin()
     with torch_flags(cfg.deterministic):
-        return _train_and_finish(build_run(cfg, data_root), run, progress)
+        return _train_and_finish(build_run(cfg, data_root, started_at), run, progress)
 
 
 def run_invariance(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress()) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -15,6 +15,7 @@ from cnnlab.device import pick_device
 from cnnlab.engine.tasks import make_task
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
+from cnnlab.models.init import WHITEN_IMAGES, whiten_first_conv
 from cnnlab.optimizers import make_optimizer
 
 
@@ -30,6 +31,8 @@ class BuiltRun:
     monitor: str  # the validation metric that picks best.pt, e.g. val_acc
     architecture: list[dict]  # the per-layer table of cnnlab.analysis.layers
     macs_per_image: int
+    whitened: Optional[torch.nn.Conv2d] = None  # model.whiten: the first convolution, set from the training images
+    started_at: Optional[float] = None  # where the run's startup began (time.time()), for startup_seconds
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
@@ -45,9 +48,10 @@ def monitored_metric(cfg, task) -> str:
     return monitor
 
 
-def build_run(cfg, data_root: Path) -> BuiltRun:
+def build_run(cfg, data_root: Path, started_at: Optional[float] = None) -> BuiltRun:
     """Load the data and build the model before anything is written, so a bad config or missing data fails
-    before a run folder is made. The model's initial weights come from cfg.seed."""
+    before a run folder is made. The model's initial weights come from cfg.seed (and, with model.whiten, the
+    first convolution's from the training images). `started_at`: where the run's clock started."""
     device = pick_device(cfg.device)
     data = data_mod.prepare(cfg, data_root, device)
     torch.manual_seed(cfg.seed)
@@ -55,9 +59,10 @@ def build_run(cfg, data_root: Path) -> BuiltRun:
     architecture = layer_table(model, data.shape)
     memory = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory)
+    whitened = whiten_first_conv(model, data.train.first(WHITEN_IMAGES)[0], cfg.model.whiten_eps) if cfg.model.whiten else None
     task = make_task(cfg, len(data.classes))
     return BuiltRun(cfg=cfg, device=device, data=data, model=model,
                     forward=torch.compile(model) if cfg.train.compile else model,
-                    optimizer=make_optimizer(model.parameters(), cfg.optim), task=task,
+                    optimizer=make_optimizer(model, cfg.optim, cfg.train.batch_size), task=task,
                     monitor=monitored_metric(cfg, task), architecture=architecture,
-                    macs_per_image=sum(row["macs"] for row in architecture))
+                    macs_per_image=sum(row["macs"] for row in architecture), whitened=whitened, started_at=started_at)

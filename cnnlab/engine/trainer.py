@@ -1,14 +1,16 @@
 """The training loop: a built run in, epochs into its run folder out. Nothing between you and the tensors.
 
-Each epoch trains, evaluates validation and test, appends one metrics row, lets the checkpoint policy
-keep `best.pt` and writes `last.pt`. Every random draw of epoch e comes from seeds derived from
-(seed, e), so a resumed run repeats exactly what an uninterrupted run would have done. How a run ends
-(completed, failed, stopped, pruned) is recorded by cnnlab.runner, not here.
+Each epoch trains, evaluates validation and test (every train.eval_every epochs and after the last; with a
+weight average, the average is evaluated), appends one metrics row, lets the checkpoint policy keep `best.pt`
+and writes `last.pt`. Every random draw of epoch e comes from seeds derived from (seed, e), so a resumed run
+repeats exactly what an uninterrupted run would have done. How a run ends (completed, failed, stopped, pruned)
+is recorded by cnnlab.runner, not here.
 """
 from __future__ import annotations
 
 import resource
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -17,10 +19,14 @@ import torch
 from cnnlab import metrics
 from cnnlab.atomic import write_json
 from cnnlab.engine import checkpoint
+from cnnlab.engine.average import weight_average
 from cnnlab.engine.build import BuiltRun
 from cnnlab.engine.checkpoint import CheckpointPolicy
+from cnnlab.engine.evaluate import evaluate
 from cnnlab.engine.optim import l1_penalty, lr_at
+from cnnlab.engine.startup import needs_warm_up, warm_up
 from cnnlab.engine.summary import initial_loss_ok, run_summary
+from cnnlab.optimizers import full_rate
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
 
@@ -49,6 +55,7 @@ class RunState:
     history: list = field(default_factory=list)
     wall_seconds: float = 0.0
     initial_loss: Optional[float] = None
+    startup_seconds: Optional[float] = None  # from the clock's origin (cnnlab.engine.startup) to the first step
 
 
 def seed_for(seed: int, epoch: int) -> int:
@@ -60,16 +67,6 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def evaluate(built: BuiltRun, batches) -> dict[str, float]:
-    built.model.eval()
-    tally = built.task.new_tally(built.device)
-    with torch.no_grad(), built.autocast():
-        for x, y in batches.batches():
-            out = built.model(x)
-            built.task.update(tally, out, y, built.task.loss(out, y))
-    return built.task.result(tally)
 
 
 def split_state(saved: dict, policy: CheckpointPolicy) -> tuple[RunState, dict]:
@@ -91,6 +88,7 @@ class Trainer:
         self.policy = CheckpointPolicy(built.monitor, metrics.mode(built.monitor))
         self.steps_per_epoch = len(built.data.train)
         self.total_steps = self.steps_per_epoch * built.cfg.train.epochs
+        self.average = weight_average(built.model, built.cfg, self.total_steps)
 
     def attach(self, run: RunFolder) -> None:
         """Train into `run` from its last checkpoint (if any); metrics.jsonl is rewritten from last.pt's history."""
@@ -101,11 +99,14 @@ class Trainer:
             self.built.optimizer.load_state_dict(ck["optimizer"])
             self.state, legacy = split_state(ck["state"], self.policy)
             self.policy.load_state_dict(ck.get("policy", legacy))
+            if self.average is not None:
+                self.average.load_state_dict(ck["average"])
         run.write_metrics(self.state.history)
 
     def save_last(self) -> None:
         checkpoint.save(self.run.last_path, model=self.built.model.state_dict(), optimizer=self.built.optimizer.state_dict(),
                         state=self.state.__dict__, policy=self.policy.state_dict(),
+                        average=None if self.average is None else self.average.state_dict(),
                         config=self.built.cfg.model_dump(mode="json"), classes=self.built.data.classes)
 
     def summary(self, status: str, error: Optional[str] = None) -> dict:
@@ -118,16 +119,19 @@ class Trainer:
         b, cfg = self.built, self.built.cfg
         torch.manual_seed(seed_for(cfg.seed, epoch))  # dropout and any other global draws
         gen = torch.Generator().manual_seed(seed_for(cfg.seed, epoch))  # order and augmentation
+        self.set_whitening_bias(epoch)
         b.model.train()
         tally = b.task.new_tally(b.device)
         bad = torch.zeros((), dtype=torch.bool, device=b.device)
-        l1 = cfg.optim.l1
+        l1, rate = cfg.optim.l1, full_rate(cfg.optim, cfg.train.batch_size)
         step = (epoch - 1) * self.steps_per_epoch
         self.progress.epoch_start(epoch, self.steps_per_epoch)
-        for i, (x, y) in enumerate(b.data.train.batches(gen)):
-            lr = lr_at(step + i, self.total_steps, self.steps_per_epoch, cfg.optim.lr, cfg.schedule)
+        for i, (x, y) in enumerate(b.data.train.batches(gen, epoch)):
+            if self.state.startup_seconds is None and b.started_at is not None:
+                self.state.startup_seconds = round(time.time() - b.started_at, 3)
+            lr = lr_at(step + i, self.total_steps, self.steps_per_epoch, rate, cfg.schedule)
             for group in b.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_mult", 1.0)
             with b.autocast():
                 out = b.forward(x)
                 loss = b.task.loss(out, y)
@@ -138,11 +142,19 @@ class Trainer:
             if (i + 1) % NAN_CHECK_EVERY == 0 and bad.item():
                 return None
             b.optimizer.step()
+            if self.average is not None:
+                self.average.update(b.model, step + i + 1)
             b.task.update(tally, out.detach(), y, loss)
             self.progress.step()
         if bad.item():
             return None
         return {**b.task.result(tally), "lr": lr}
+
+    def set_whitening_bias(self, epoch: int) -> None:
+        """model.whiten_bias_epochs: the whitening layer's bias trains in the first N epochs only."""
+        conv, epochs = self.built.whitened, self.built.cfg.model.whiten_bias_epochs
+        if conv is not None and conv.bias is not None and epochs is not None:
+            conv.bias.requires_grad_(epoch <= epochs)
 
     def begin(self) -> None:
         """What a run folder holds before the first epoch: the architecture, the palette, the loss before training."""
@@ -151,6 +163,8 @@ class Trainer:
         if b.data.palette is not None:
             write_json(self.run.path / "palette.json", {"colour_class": b.cfg.data.colour_class,
                                                         "rgb": b.data.palette.round(decimals=2).tolist()})
+        if needs_warm_up(b):
+            warm_up(b)
         if self.state.initial_loss is None:
             torch.manual_seed(b.cfg.seed)
             self.state.initial_loss = evaluate(b, b.data.val)["loss"]
@@ -166,6 +180,8 @@ class Trainer:
         self.begin()
         for epoch in range(self.state.epoch + 1, self.built.cfg.train.epochs + 1):
             self.run_epoch(epoch)
+        if self.average is not None:
+            self.average.copy_to(self.built.model)  # what was evaluated is what the run ends with
 
     def run_epoch(self, epoch: int) -> None:
         b = self.built
@@ -178,26 +194,41 @@ class Trainer:
             raise CnnlabError(f"the training loss became NaN or infinite in epoch {epoch}; the run stopped and keeps the "
                            f"checkpoint of epoch {self.state.epoch}. Lower optim.lr or check the data.")
         train_seconds = time.perf_counter() - started
-        val, test = evaluate(b, b.data.val), evaluate(b, b.data.test)
+        row = {"epoch": epoch, **{metrics.split_key("train", k): v for k, v in train.items() if k != "lr"}}
+        if self.evaluates(epoch):
+            with self.evaluated_weights():
+                for split in ("val", "test"):
+                    row.update({metrics.split_key(split, k): v for k, v in evaluate(b, getattr(b.data, split)).items()})
+                self.keep_best(row)
         seconds = time.perf_counter() - started
-        row = {"epoch": epoch}
-        for split, result in (("train", train), ("val", val), ("test", test)):
-            row.update({metrics.split_key(split, k): v for k, v in result.items() if k != "lr"})
         row.update(self.timing(train["lr"], seconds, train_seconds))
         self.state.epoch = epoch
         self.state.history.append(row)
         self.state.wall_seconds += seconds
-        if self.policy.update(row):
-            checkpoint.save(self.run.best_path, model=b.model.state_dict(), epoch=epoch, metric=self.policy.monitor,
-                            value=row[self.policy.monitor], config=b.cfg.model_dump(mode="json"), classes=b.data.classes)
         self.save_last()  # last.pt carries the history, so a kill between these writes loses nothing
         self.run.write_metrics(self.state.history)
         self.run.write_summary(self.summary("running"))
         self.progress.epoch_end(row)
 
+    def evaluates(self, epoch: int) -> bool:
+        """Validation and test run every train.eval_every epochs and after the last."""
+        epochs = self.built.cfg.train.epochs
+        return epoch % self.built.cfg.train.eval_every == 0 or epoch == epochs
+
+    def keep_best(self, row: dict) -> None:
+        """best.pt takes the model's weights (those just evaluated) when the policy finds the row's epoch best."""
+        b = self.built
+        if self.policy.update(row):
+            checkpoint.save(self.run.best_path, model=b.model.state_dict(), epoch=row["epoch"], metric=self.policy.monitor,
+                            value=row[self.policy.monitor], config=b.cfg.model_dump(mode="json"), classes=b.data.classes)
+
+    def evaluated_weights(self):
+        """The weights that are evaluated and kept in best.pt: the average when the run keeps one."""
+        return nullcontext() if self.average is None else self.average.applied(self.built.model)
+
     def timing(self, lr: float, seconds: float, train_seconds: float) -> dict:
         """The once-per-epoch keys of a metrics row (see cnnlab.metrics.EPOCH_METRICS)."""
-        images = self.built.data.train.num_images
+        images = self.built.data.train.images_per_epoch
         return {"lr": lr, "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3),
                 "images_per_s": round(images / train_seconds, 1),
                 "train_gflop_per_s": round(6 * self.built.macs_per_image * images / train_seconds / 1e9, 2),

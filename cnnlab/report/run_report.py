@@ -60,7 +60,8 @@ def epoch_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
     """One row per epoch: every split metric, then the learning rate and the timings, as the vocabulary shows them."""
     if not history:
         return [], []
-    keys = metrics.split_keys(history[0]) + metrics.epoch_keys(history[0])
+    present = metrics.all_keys(history)
+    keys = metrics.split_keys(present) + metrics.epoch_keys(present)
     header = ["epoch"] + [metrics.label(k, unit=k in metrics.EPOCH_METRICS) for k in keys]
 
     def cell(row: dict, key: str) -> str:
@@ -77,7 +78,7 @@ def write_run_report(run_dir: Path) -> Path:
     run = RunFolder.open(run_dir)
     history, summary = run.metrics(), run.summary()
     figures = []
-    for metric in metrics.families(history[0]) if history else []:  # loss and accuracy; IoU too for segmentation
+    for metric in metrics.families(metrics.all_keys(history)):  # loss and accuracy; IoU too for segmentation
         title = f"{metrics.SPLIT_METRICS[metric].title} per epoch"
         path = plot_metric(history, metric, run.figures / f"{metric}.png", title=title)
         figures.append({"title": title, "file": f"figures/{path.name}", "data": embed_png(path)})

@@ -18,7 +18,7 @@ STATS = ("final", "best")
 def metric_names(runs: list[Run]) -> list[str]:
     keys: dict[str, None] = {}
     for run in runs:
-        for row in run.history[:1]:
+        for row in run.history:
             keys.update(dict.fromkeys(k for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"))
     return list(keys)
 
