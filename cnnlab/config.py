@@ -214,7 +214,8 @@ def key_problem(key: str) -> Optional[str]:
             where = ".".join(path[:i]) or "the top level"
             return f"'{part}' is not a key of {where}; allowed: {', '.join(sorted(model.model_fields))}"
         model = _section_of(field.annotation)
-    if model is not None and model is not dict:
+    optional = type(None) in typing.get_args(field.annotation)  # a section that may be off (optim.lookahead: null)
+    if model is not None and model is not dict and not optional:
         return f"'{key}' is a section; name a key inside it"
     return None
 

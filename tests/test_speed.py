@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from cnnlab.config import validate
+from cnnlab.config import key_problem, validate
 from cnnlab.data import load_images
 from cnnlab.data.augment import random_crop
 from cnnlab.data.loader import DeviceBatches
@@ -26,6 +26,7 @@ from cnnlab.optimizers import full_rate, make_optimizer, torch_weight_decay
 from cnnlab.report.run_report import write_run_report
 from cnnlab.runner import start_run
 from cnnlab.sweep.compare import analyse
+from cnnlab.sweep.grid import parse_grid
 
 SPEC = "conv 12 k2 -> gelu -> conv 16 k3 p1 bias=0 -> maxpool 2 -> bn -> gelu -> maxpool 3 -> flatten -> dense classes"
 
@@ -281,6 +282,12 @@ def test_the_new_keys_refuse_what_does_not_fit():
                   "train": {"tta": "flip_translate"}}, "test")
     with pytest.raises(CnnlabError, match="train.targets are accuracies"):
         cifar_config(train={"targets": [75]})
+
+
+def test_a_sweep_can_turn_lookahead_off_and_on():
+    axis, = parse_grid(["optim.lookahead=null,{every: 5}"])
+    assert axis.values == [None, {"every": 5}]
+    assert key_problem("optim.lookahead") is None and "is a section" in key_problem("optim")
 
 
 def test_vs_airbench_says_it_needs_a_gpu_and_stops(monkeypatch, tmp_path, capsys):
