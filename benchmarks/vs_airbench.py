@@ -36,12 +36,15 @@ TIME_GOAL = 1.3  # at most 1.3x airbench's mean time
 
 
 def write_airbench_data(data_cfg, folder: Path) -> None:
-    """cifar10/train.pt and test.pt as airbench's loader reads them, from cnnlab's decoded cache."""
+    """cifar10/train.pt and test.pt as airbench's loader reads them, from cnnlab's decoded cache. The training
+    images are put in a seeded random order first (an image folder decodes class by class, and airbench whitens
+    with its first 5,000 images, which would all be airplanes)."""
     train, test, _ = load_images(data_cfg, data_root(None))
+    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(0))
     (folder / "cifar10").mkdir(parents=True, exist_ok=True)
-    for name, split in (("train", train), ("test", test)):
-        torch.save({"images": split.images.permute(0, 2, 3, 1).contiguous(), "labels": split.labels.long(),
-                    "classes": list(split.classes)}, folder / "cifar10" / f"{name}.pt")
+    for name, images, labels in (("train", train.images[order], train.labels[order]), ("test", test.images, test.labels)):
+        torch.save({"images": images.permute(0, 2, 3, 1).contiguous(), "labels": labels.long(),
+                    "classes": list(train.classes)}, folder / "cifar10" / f"{name}.pt")
 
 
 def load_airbench(path: Path):

@@ -58,6 +58,12 @@ class DeviceBatches:
         """The first n examples, normalised and unaugmented: the fixed images that figures show."""
         return self._normalise(self.images[:n]), self.labels[:n]
 
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n images drawn at random (all when there are fewer), normalised and unaugmented: statistics of a split
+        whose images are stored in class order."""
+        idx = torch.randperm(len(self.labels), generator=generator)[:n].to(self.device)
+        return self._normalise(self.images[idx])
+
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         memory = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.to(memory_format=memory).float() * self.scale + self.shift

@@ -59,7 +59,10 @@ def build_run(cfg, data_root: Path, started_at: Optional[float] = None) -> Built
     architecture = layer_table(model, data.shape)
     memory = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory)
-    whitened = whiten_first_conv(model, data.train.first(WHITEN_IMAGES)[0], cfg.model.whiten_eps) if cfg.model.whiten else None
+    whitened = None
+    if cfg.model.whiten:
+        images = data.train.sample(WHITEN_IMAGES, torch.Generator().manual_seed(cfg.seed))
+        whitened = whiten_first_conv(model, images, cfg.model.whiten_eps)
     task = make_task(cfg, len(data.classes))
     return BuiltRun(cfg=cfg, device=device, data=data, model=model,
                     forward=torch.compile(model) if cfg.train.compile else model,

@@ -76,8 +76,9 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
 
 
 def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float) -> nn.Conv2d:
-    """Set the first convolution's weights to whitening filters of `images` (normalised, (N, C, H, W)) and
-    freeze them; its bias (if any) stays trainable. Returns that convolution."""
+    """Set the first convolution's weights to whitening filters of `images` (normalised, (N, C, H, W); a random
+    sample of the training images, WHITEN_IMAGES are enough) and freeze them; its bias (if any) stays trainable.
+    Returns that convolution."""
     conv = first_conv(model)
     c, (kh, kw), out = conv.in_channels, conv.kernel_size, conv.out_channels
     most = 2 * c * kh * kw
@@ -86,6 +87,6 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float) -> nn.
                           f"{conv.groups}) must have a square kernel, groups=1 and an even number of filters, at most "
                           f"2*C*k*k = {most}; change it in the spec (e.g. 'conv {most} k{kh}') or turn model.whiten off")
     with torch.no_grad():
-        conv.weight.copy_(whitening_filters(images[:WHITEN_IMAGES], kh, out, eps).to(conv.weight.device))
+        conv.weight.copy_(whitening_filters(images, kh, out, eps).to(conv.weight.device))
     conv.weight.requires_grad_(False)
     return conv
