@@ -255,6 +255,8 @@ def test_summary_records_startup_and_time_to_targets(data_root, tmp_path):
     assert summary["startup_seconds"] > 0
     assert summary["time_to"] == {"0.05": rows[0]["train_seconds"], "0.99": None}
     assert summary["train_seconds"] == pytest.approx(sum(r["train_seconds"] for r in rows))
+    report = (run.path / "report.md").read_text()
+    assert "| training time (s) until test accuracy 0.99 | not reached |" in report and "| startup (s)" in report
 
 
 def test_time_to_counts_training_seconds_of_evaluated_epochs_only():

@@ -31,7 +31,8 @@ def fmt(value, digits: int = 4) -> str:
 
 
 def final_table(summary: dict) -> list[tuple[str, str]]:
-    """The metric table every report ends with: final epoch, then the best checkpoint's test metrics."""
+    """The metric table every report ends with: final epoch, the best checkpoint's test metrics, then the times
+    (startup, training, training until each target test accuracy)."""
     final = summary.get("final") or {}
     keys = metrics.split_keys(final)
     rows = [(metrics.label(key), final.get(key)) for key in keys]
@@ -39,7 +40,12 @@ def final_table(summary: dict) -> list[tuple[str, str]]:
     rows.append((f"best {monitor} (epoch {summary.get('best_epoch')})", summary.get("best_value")))
     rows += [(f"{metrics.label(key)} at best {monitor}", summary.get(f"{key}_at_best"))
              for key in keys if key.startswith("test_") and key != "test_loss"]
-    return [(name, fmt(v)) for name, v in rows]
+    timing = [("startup (s): process start to the first step", summary.get("startup_seconds")),
+              ("training time (s), evaluation apart", summary.get("train_seconds"))]
+    timing = [(name, fmt(v, 1)) for name, v in timing if v is not None]  # older run folders lack them
+    timing += [(f"training time (s) until test accuracy {target}", "not reached" if s is None else fmt(s, 1))
+               for target, s in (summary.get("time_to") or {}).items()]
+    return [(name, fmt(v)) for name, v in rows] + timing
 
 
 ARCH_COLUMNS = ("params", "buffers", "macs")
