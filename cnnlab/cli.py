@@ -36,7 +36,7 @@ def epoch_line(row: dict, epochs: int) -> str:
 
     splits = [f"{name} " + " ".join(f"{metrics.SPLIT_METRICS[m].label} {row[k]:.{metrics.digits(k)}f}"
                                     for m in metrics.SPLIT_METRICS if (k := metrics.split_key(split, m)) in row)
-              for split, name in metrics.SPLITS.items()]
+              for split, name in metrics.SPLITS.items() if metrics.split_key(split, "loss") in row]
     return (f"epoch {row['epoch']}/{epochs}  " + " | ".join(splits)
             + f" | {row['seconds']:.1f} s, {row['images_per_s']:,.0f} images/s")
 

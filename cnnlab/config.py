@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cnnlab import metrics
 from cnnlab.data.registry import DATASETS
 from cnnlab.errors import CnnlabError
+from cnnlab.models.init import INIT_SCHEMES
 from cnnlab.models.layers import ACTIVATIONS, UPSAMPLE_MODES
 from cnnlab.models.torchvision_models import segmentation_names, transfer_names
 from cnnlab.models.zoo import ZOO
@@ -39,7 +40,9 @@ class Section(BaseModel):
 
 class AugmentConfig(Section):
     crop_padding: int = Field(0, ge=0, le=16, description="random crop after zero padding by this many pixels (0: off)")
-    flip: bool = Field(False, description="random horizontal flip")
+    flip: Union[bool, Literal["alternating"]] = Field(False, description="true: mirror a random half of each batch; "
+                                                      "alternating: each image on every other epoch, from a seeded random half")
+    translate: int = Field(0, ge=0, le=16, description="random shift by up to N pixels, the border filled by reflection (0: off)")
 
 
 class DataConfig(Section):
@@ -79,8 +82,17 @@ class ModelConfig(Section):
     bn_position: Literal["before", "after"] = Field("before", description="batch norm before or after the activation")
     activation: Optional[Literal[tuple(ACTIVATIONS)]] = None
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)
-    init: Literal["default", "xavier", "kaiming"] = "default"
+    init: Literal[INIT_SCHEMES] = Field("default", description="conv and dense weights; dirac: each conv passes its "
+                                        "input channels through unchanged (identity), its other filters torch's default")
     upsample: Literal[UPSAMPLE_MODES] = Field("nearest", description="what the spec's 'upsample' layers do")
+    whiten: bool = Field(False, description="the first conv's weights whiten k x k patches of the training images "
+                         "(from their covariance's eigenvectors, both signs), frozen; needs 2*C*k*k filters or fewer, even")
+    whiten_bias_epochs: Optional[int] = Field(None, ge=0, description="whiten: its bias trains for the first N epochs "
+                                              "only (none: all)")
+    whiten_eps: float = Field(5e-4, gt=0.0, description="whiten: added to each eigenvalue before 1/sqrt")
+    bn_momentum: Optional[float] = Field(None, gt=0.0, le=1.0, description="weight of each batch in batch norm's "
+                                         "running statistics (torch's momentum; none: torch's 0.1)")
+    bn_weight_frozen: bool = Field(False, description="batch norm's scales stay 1 (only its shifts train)")
     pretrained: str = Field("none", min_length=1, description="torchvision models: the starting weights: none, imagenet or "
                             "coco (torchvision's; --download fetches them), a weights file, or a cnnlab run folder (its best.pt)")
     trainable: Union[str, list[str]] = Field("all", description="torchvision models: all, last (the new head only), or "
@@ -100,6 +112,15 @@ class ModelConfig(Section):
         return self
 
 
+class LookaheadConfig(Section):
+    """Lookahead as a running average written back: every `every` steps avg = d*avg + (1-d)*w, then w = avg,
+    with d = decay**every * progress**power (progress: the share of training done; power 0: constant)."""
+
+    every: int = Field(5, ge=1, description="steps between pulls")
+    decay: float = Field(0.95, ge=0.0, le=1.0, description="per step; one pull keeps decay**every of the average")
+    power: float = Field(3.0, ge=0.0, description="the decay grows from 0 as progress**power")
+
+
 class OptimConfig(Section):
     name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.01, gt=0.0)
@@ -110,6 +131,12 @@ class OptimConfig(Section):
     l1: float = Field(0.0, ge=0.0, description="L1 penalty on weights, added to the loss")
     body_lr_mult: float = Field(1.0, gt=0.0, description="learning rate of the trainable body (all but the new head) "
                                 "as a multiple of lr, e.g. 0.1 to move pretrained layers less")
+    lr_per: Optional[int] = Field(None, ge=1, description="lr and weight_decay are per this many examples: the rate is "
+                                  "lr*batch_size/lr_per and each step decays weights by weight_decay*batch_size/lr_per")
+    bn_bias_lr_mult: float = Field(1.0, gt=0.0, description="batch norm shifts learn this many times faster (their "
+                                   "decay per step stays the others')")
+    lookahead: Optional[LookaheadConfig] = Field(None, description="every few steps pull the weights towards their running "
+                                                 "average and evaluate that average")
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self):
@@ -124,6 +151,7 @@ class ScheduleConfig(Section):
     gamma: float = Field(0.1, gt=0.0, le=1.0)
     warmup_fraction: Optional[float] = Field(None, ge=0.0, lt=1.0, description="share of steps spent rising linearly (default: cosine 0, onecycle 0.25)")
     min_lr_fraction: float = Field(0.0, ge=0.0, le=1.0, description="cosine/onecycle: final rate as a fraction of lr")
+    start_lr_fraction: float = Field(0.0, ge=0.0, le=1.0, description="cosine/onecycle: the warm-up rises from this fraction of lr")
 
 
 class TrainConfig(Section):
@@ -140,6 +168,22 @@ class TrainConfig(Section):
                                           "many epochs, then model.trainable too (at optim.body_lr_mult)")
     sync_bn: bool = Field(False, description="under torchrun: batch norm over the global batch (SyncBatchNorm), not each "
                           "process's share of it")
+    drop_last: bool = Field(False, description="every batch one shape: training drops its partial last batch, "
+                            "evaluation pads its last one (the padding is not scored)")
+    eval_every: int = Field(1, ge=1, description="validation and test every K epochs and after the last; other epochs' "
+                            "metrics rows have training metrics only")
+    ema: Optional[float] = Field(None, gt=0.0, lt=1.0, description="evaluate (and keep in best.pt) an exponential moving "
+                                 "average of the weights with this decay per step")
+    tta: Literal["none", "flip", "flip_translate"] = Field("none", description="evaluation averages the outputs on the "
+                                                           "mirrored image (flip) and on 1-pixel shifts of both (flip_translate)")
+    targets: list[float] = Field([0.75, 0.9], description="summary.json's time_to: training seconds until test accuracy "
+                                 "first reaches each")
+
+    @model_validator(mode="after")
+    def _targets_are_accuracies(self):
+        if any(not 0 < t <= 1 for t in self.targets):
+            raise ValueError(f"train.targets are accuracies between 0 and 1, e.g. [0.75, 0.9]; got {self.targets}")
+        return self
 
 
 class FiguresConfig(Section):
@@ -212,7 +256,8 @@ def key_problem(key: str) -> Optional[str]:
             where = ".".join(path[:i]) or "the top level"
             return f"'{part}' is not a key of {where}; allowed: {', '.join(sorted(model.model_fields))}"
         model = _section_of(field.annotation)
-    if model is not None and model is not dict:
+    optional = type(None) in typing.get_args(field.annotation)  # a section that may be off (optim.lookahead: null)
+    if model is not None and model is not dict and not optional:
         return f"'{key}' is a section; name a key inside it"
     return None
 
@@ -253,6 +298,18 @@ class Config(Section):
             problem = "the search cannot vary itself" if key.split(".")[0] in ("search", "name") else key_problem(key)
             if problem:
                 raise ValueError(f"search.params key '{key}': {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _one_weight_average(self):
+        if self.optim.lookahead is not None and self.train.ema is not None:
+            raise ValueError("optim.lookahead and train.ema both average the weights; choose one")
+        return self
+
+    @model_validator(mode="after")
+    def _tta_fits_task(self):
+        if self.train.tta == "flip_translate" and self.task != "classify":
+            raise ValueError(f"train.tta: flip_translate is for task: classify; task {self.task} may use tta: flip")
         return self
 
     @model_validator(mode="after")

@@ -97,6 +97,12 @@ def split_keys(row: dict) -> list[str]:
     return [k for s in SPLITS for m in SPLIT_METRICS if (k := split_key(s, m)) in row]
 
 
+def all_keys(history: list[dict]) -> dict:
+    """Every key that some row of `history` holds, as one row (values None), in the order first met: epochs without
+    evaluation (train.eval_every) have rows without validation and test keys."""
+    return {key: None for row in history for key in row}
+
+
 def families(row: dict) -> list[str]:
     """The metric names (loss, acc, iou, ...) a row records on at least one split."""
     return [m for m in SPLIT_METRICS if any(split_key(s, m) in row for s in SPLITS)]

@@ -33,6 +33,7 @@ from cnnlab.atomic import write_text
 from cnnlab.engine.build import BuiltRun, build_run
 from cnnlab.engine.distributed import ONE_PROCESS, Spread
 from cnnlab.engine.flags import torch_flags
+from cnnlab.engine.startup import clock_origin
 from cnnlab.engine.trainer import Diverged, Progress, Pruned, StopRequested, Trainer
 from cnnlab.errors import CnnlabError, Stopped
 from cnnlab.report.inside import best_checkpoint_record
@@ -163,8 +164,9 @@ def start_run(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progres
               run_dir: Optional[Path] = None, download: bool = False, spread: Spread = ONE_PROCESS) -> RunFolder:
     """Train a new run into `runs_dir/<name>/<date-time>-s<seed>`, or into `run_dir` when one is given;
     `download` lets torchvision's pretrained weights be fetched."""
+    started_at = clock_origin()
     with torch_flags(cfg.deterministic), ExitStack() as held:
-        built = _build(cfg, data_root, spread, progress, download=download)  # before the folder: a bad config, missing data or weights make none
+        built = _build(cfg, data_root, spread, progress, download=download, started_at=started_at)  # before the folder: a bad config, missing data or weights make none
         run = spread.from_main(lambda: _locked(held, RunFolder.create(runs_dir, cfg) if run_dir is None
                                                else RunFolder.create_at(run_dir, cfg)))
         progress.message(f"run folder: {run.path}")
@@ -195,6 +197,7 @@ def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress(), 
         todo, note = _left_to_do(run)
         return run, todo, note, run.config() if todo else None, run.last_path.exists()
 
+    started_at = clock_origin()
     with ExitStack() as held:
         run, todo, note, cfg, has_last = spread.from_main(lambda: open_locked(held))
         if note:
@@ -202,7 +205,8 @@ def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress(), 
         if not todo:
             return run
         with torch_flags(cfg.deterministic):  # pretrained weights only when no last.pt replaces them
-            return _train_and_finish(_build(cfg, data_root, spread, progress, pretrained=not has_last), run, progress, data_root)
+            return _train_and_finish(_build(cfg, data_root, spread, progress, pretrained=not has_last,
+                                             started_at=started_at), run, progress, data_root)
 
 
 def run_invariance(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress()) -> Path:

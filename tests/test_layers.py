@@ -52,7 +52,7 @@ def test_learned_upsampling_is_counted_as_the_transposed_convolution_it_builds()
 def test_every_kind_builds_and_counts_as_torch_does():
     spec = """save x -> conv 6 k3 p1 groups=2 -> bn -> elu -> dwconv k3 p1 bias=0 -> conv 2 k1 -> add x
               save y -> maxpool 3 s2 p1 -> avgpool 2 -> convT 4 k2 s2 -> upsample 2 mode=bilinear -> cat y
-              act -> gap -> flatten -> dropout 0.5 -> bn -> dense 3"""
+              act -> gap -> flatten -> dropout 0.5 -> bn -> dense 3 -> mul 0.5"""
     recipe = from_spec(spec)
     assert {layer.kind for layer in recipe.layers} >= set(KINDS) - set(ACTIVATIONS)
     same_counts(recipe, (2, 12, 12), ModelOptions())

@@ -170,11 +170,12 @@ def test_param_groups_are_kept_as_given():
         p.requires_grad_(name.startswith("fc."))  # layer4 frozen until train.unfreeze_after
     groups = [{"params": list(net.fc.parameters()), "lr_mult": 1.0},
               {"params": list(net.layer4.parameters()), "lr_mult": 0.1}]
-    optimizer = make_optimizer(groups, quick_config().optim)
+    optimizer = make_optimizer(net, quick_config().optim, groups=groups)
     assert [len(g["params"]) for g in optimizer.param_groups] == [2, 15]
-    assert len(make_optimizer(net.parameters(), quick_config().optim).param_groups[0]["params"]) == 2
+    assert [g["lr_mult"] for g in optimizer.param_groups] == [1.0, 0.1]
+    assert len(make_optimizer(net, quick_config().optim).param_groups[0]["params"]) == 2
     with pytest.raises(CnnlabError, match="no trainable parameters"):
-        make_optimizer([{"params": []}], quick_config().optim)
+        make_optimizer(net, quick_config().optim, groups=[{"params": []}])
 
 
 def test_a_checkpoint_carrying_code_is_refused_in_one_line(tmp_path):

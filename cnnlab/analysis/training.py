@@ -267,7 +267,7 @@ class StepRunner:
     def __init__(self, model: nn.Module, input_shape: tuple, batch: int, optim: OptimConfig, device: torch.device):
         self.device = device
         self.net = copy.deepcopy(model).to(device).train()
-        self.optimizer = make_optimizer(self.net.parameters(), optim)
+        self.optimizer = make_optimizer(self.net, optim, batch)
         self.x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
         train_step(self.net, self.x, self.optimizer)  # warm-up: the optimizer state exists from here on
         _sync(device)

@@ -180,8 +180,9 @@ def prepare(cfg, root: Path, device: torch.device, statistics: Optional[Statisti
     common = dict(device=device, scale=scale, shift=shift, channels_last=cfg.train.channels_last,
                   input_size=data_cfg.input_size)
     batches = {
-        "train": DeviceBatches(*parts["train"], cfg.train.batch_size, shuffle=True,
-                               crop_padding=aug.crop_padding, flip=aug.flip, **common),
+        "train": DeviceBatches(*parts["train"], cfg.train.batch_size, shuffle=True, crop_padding=aug.crop_padding,
+                               flip=aug.flip, translate=aug.translate, drop_last=cfg.train.drop_last, seed=cfg.seed,
+                               **common),
         "val": DeviceBatches(*parts["val"], cfg.train.eval_batch_size, **common),
         "test": DeviceBatches(*parts["test"], cfg.train.eval_batch_size, **common),
     }

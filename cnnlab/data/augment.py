@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.nn import functional as F
 
 IGNORE = 255  # target value for pixels that carry no label (padding); uint8 targets allow up to 255 classes
 
@@ -22,9 +23,10 @@ def _windows(t: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator,
-                masks: Optional[torch.Tensor] = None, drawn: Optional[int] = None,
-                rows: slice = slice(None)) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Zero-pad each image by `padding` and cut a random window of the original size (masks alike).
+                masks: Optional[torch.Tensor] = None, drawn: Optional[int] = None, rows: slice = slice(None),
+                reflect: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Pad each image by `padding` (zeros, or the image reflected at its border) and cut a random window of the
+    original size: a random shift by up to `padding` pixels each way (masks alike; their zero border is IGNORE).
 
     The offsets are drawn for a batch of `drawn` images (default: all of `images`) and those of `rows` are
     used: a process of a spread run holds only its rows of the global batch, yet draws what one process would."""
@@ -35,9 +37,20 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator,
     dy = torch.randint(0, 2 * padding + 1, (drawn,), generator=generator)[rows].to(images.device)
     dx = torch.randint(0, 2 * padding + 1, (drawn,), generator=generator)[rows].to(images.device)
     pad = (padding, padding, padding, padding)
-    images = _windows(torch.nn.functional.pad(images, pad), dy, dx, h, w)
+    mode = "reflect" if reflect else "constant"
+    images = _windows(F.pad(images, pad, mode=mode), dy, dx, h, w)
     if masks is not None:
-        masks = _windows(torch.nn.functional.pad(masks.unsqueeze(1), pad, value=IGNORE), dy, dx, h, w).squeeze(1)
+        fill = {} if reflect else {"value": IGNORE}
+        masks = _windows(F.pad(masks.unsqueeze(1), pad, mode=mode, **fill), dy, dx, h, w).squeeze(1)
+    return images, masks
+
+
+def flip_where(images: torch.Tensor, flip: torch.Tensor,
+               masks: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Mirror left-right the images whose entry of the boolean `flip` (B,) is true (masks alike)."""
+    images = torch.where(flip[:, None, None, None], images.flip(3), images)
+    if masks is not None:
+        masks = torch.where(flip[:, None, None], masks.flip(2), masks)
     return images, masks
 
 
@@ -45,8 +58,4 @@ def random_flip(images: torch.Tensor, generator: torch.Generator, masks: Optiona
                 drawn: Optional[int] = None, rows: slice = slice(None)) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Mirror a random half of the batch left-right (masks alike); `drawn` and `rows` as for random_crop."""
     drawn = images.shape[0] if drawn is None else drawn
-    flip = (torch.rand(drawn, generator=generator) < 0.5)[rows].to(images.device)
-    images = torch.where(flip[:, None, None, None], images.flip(3), images)
-    if masks is not None:
-        masks = torch.where(flip[:, None, None], masks.flip(2), masks)
-    return images, masks
+    return flip_where(images, (torch.rand(drawn, generator=generator) < 0.5)[rows].to(images.device), masks)

@@ -3,6 +3,9 @@
 build       build_run: data, model, optimizer, task and monitored metric from a config
 transfer    torchvision models: pretrained weights, the trainable selection per epoch, optimizer groups
 trainer     the loop: epochs into a run folder, resumable from last.pt
+evaluate    scoring a split: test-time augmentation, fixed-shape batches
+average     running averages of the weights (EMA, lookahead), evaluated instead of the raw ones
+startup     the clock's origin and the warm-up before the first step
 tasks       losses and metric tallies (classification, per-pixel)
 optim       learning-rate schedules, L1 penalty
 checkpoint  atomic checkpoints and the policy that picks best.pt

@@ -20,6 +20,7 @@ from cnnlab.engine.tasks import make_task
 from cnnlab.engine.transfer import Transfer, build_transfer, input_statistics, optimizer_groups, uses_torchvision
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
+from cnnlab.models.init import WHITEN_IMAGES, whiten_first_conv
 from cnnlab.optimizers import make_optimizer
 
 
@@ -38,6 +39,8 @@ class BuiltRun:
     train_macs_per_image: int  # of a training step (counting only the backward pass the trainable layers need)
     transfer: Optional[Transfer] = None  # a torchvision model: its heads, weights loaded and trainable selection
     spread: Spread = ONE_PROCESS  # how the run is spread over processes (torchrun)
+    whitened: Optional[torch.nn.Conv2d] = None  # model.whiten: the first convolution, set from the training images
+    started_at: Optional[float] = None  # where the run's startup began (time.time()), for startup_seconds
 
     @property
     def starts_trained(self) -> bool:
@@ -64,12 +67,13 @@ def monitored_metric(cfg, task) -> str:
 
 
 def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretrained: bool = True,
-              download: bool = False, spread: Spread = ONE_PROCESS) -> BuiltRun:
+              download: bool = False, spread: Spread = ONE_PROCESS, started_at: Optional[float] = None) -> BuiltRun:
     """Load the data and build the model before anything is written, so a bad config, missing data or missing
     weights fail before a run folder is made (`decode` hears how far a first decode of the data is). The model's
-    initial weights come from cfg.seed (the same in every process of a spread run), then from model.pretrained
-    unless `pretrained` is false (a checkpoint's weights follow: resume, restore); `download` lets torchvision's
-    weights be fetched."""
+    initial weights come from cfg.seed (the same in every process of a spread run; with model.whiten, the first
+    convolution's from the training images), then from model.pretrained unless `pretrained` is false (a
+    checkpoint's weights follow: resume, restore); `download` lets torchvision's weights be fetched.
+    `started_at`: where the run's clock started."""
     spread.check_batch(cfg.train.batch_size)
     device = spread.device(pick_device(cfg.device))
     data = data_mod.prepare(cfg, data_root, device, input_statistics(cfg), decode)
@@ -83,13 +87,18 @@ def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretraine
     architecture = layer_table(model, data.shape)
     memory = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     model = spread.prepare_model(model, cfg.train.sync_bn, device).to(device, memory_format=memory)
+    whitened = None
+    if cfg.model.whiten:
+        images = data.train.sample(WHITEN_IMAGES, torch.Generator().manual_seed(cfg.seed))
+        whitened = whiten_first_conv(model, images, cfg.model.whiten_eps)
     task = make_task(cfg, len(data.classes))
-    params = optimizer_groups(transfer, cfg.optim.body_lr_mult) if transfer else model.parameters()
+    groups = optimizer_groups(transfer, cfg.optim.body_lr_mult) if transfer else None
     return BuiltRun(cfg=cfg, device=device, data=data, model=model, forward=training_forward(model, cfg, spread, device),
-                    optimizer=make_optimizer(params, cfg.optim), task=task,
+                    optimizer=make_optimizer(model, cfg.optim, cfg.train.batch_size, groups), task=task,
                     monitor=monitored_metric(cfg, task), architecture=architecture,
                     macs_per_image=sum(row["macs"] for row in architecture),
-                    train_macs_per_image=training_macs(architecture), transfer=transfer, spread=spread)
+                    train_macs_per_image=training_macs(architecture), transfer=transfer, spread=spread,
+                    whitened=whitened, started_at=started_at)
 
 
 def training_forward(model: torch.nn.Module, cfg, spread: Spread, device: torch.device) -> Callable:

@@ -11,8 +11,8 @@ def lr_at(step: int, total_steps: int, steps_per_epoch: int, lr: float, cfg) -> 
     """The learning rate for optimizer step `step` (0-based) of `total_steps`.
 
     constant; step (times gamma every step_epochs epochs); cosine (optional linear warm-up, then
-    cosine down to min_lr_fraction*lr); onecycle (linear rise from 0 over warmup_fraction, default
-    0.25, then linear fall to min_lr_fraction*lr).
+    cosine down to min_lr_fraction*lr); onecycle (linear rise over warmup_fraction, default 0.25,
+    then linear fall to min_lr_fraction*lr). A warm-up rises from start_lr_fraction*lr (default 0).
     """
     floor = lr * cfg.min_lr_fraction
     if cfg.name == "constant":
@@ -22,7 +22,8 @@ def lr_at(step: int, total_steps: int, steps_per_epoch: int, lr: float, cfg) -> 
     warm = cfg.warmup_fraction if cfg.warmup_fraction is not None else (0.25 if cfg.name == "onecycle" else 0.0)
     rise = int(warm * total_steps)
     if step < rise:
-        return lr * (step + 1) / rise
+        start = cfg.start_lr_fraction
+        return lr * (start + (1 - start) * (step + 1) / rise)
     progress = (step - rise) / max(1, total_steps - rise)
     if cfg.name == "cosine":
         return floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -11,6 +11,19 @@ def initial_loss_ok(loss: float, expected: float) -> bool:
     return abs(loss - expected) < 0.25 * expected
 
 
+def time_to(history: list[dict], targets: list[float]) -> dict[str, Optional[float]]:
+    """Per target ('0.75'): the training seconds (evaluation not counted) until the test accuracy first reached it,
+    as seen at the epochs that were evaluated; None if it never did."""
+    reached: dict[float, float] = {}
+    elapsed = 0.0
+    for row in history:
+        elapsed += row["train_seconds"]
+        for target in targets:
+            if target not in reached and row.get("test_acc", -1.0) >= target:
+                reached[target] = round(elapsed, 3)
+    return {f"{t:g}": reached.get(t) for t in targets}
+
+
 def device_name(device: torch.device) -> str:
     return str(device) + ("" if device.type == "cpu" else f" ({torch.cuda.get_device_name(device)})")
 
@@ -62,6 +75,9 @@ def run_summary(built, state, policy, status: str, error: Optional[str] = None, 
         **({"spread": spread} if spread else {}),
         "seed": cfg.seed,
         "wall_seconds": round(state.wall_seconds, 3),
+        "train_seconds": round(sum(row["train_seconds"] for row in state.history), 3),
+        "startup_seconds": state.startup_seconds,
+        "time_to": time_to(state.history, cfg.train.targets),
         "task": task.name,
         "classes": built.data.classes,
         "input_shape": list(built.data.shape),

@@ -1,11 +1,12 @@
 """The training loop: a built run in, epochs into its run folder out. Nothing between you and the tensors.
 
-Each epoch trains, evaluates validation and test, appends one metrics row, lets the checkpoint policy
-keep `best.pt` and writes `last.pt`. Every random draw of epoch e comes from seeds derived from
-(seed, e), so a resumed run repeats exactly what an uninterrupted run would have done. A stop asked for
-(`request_stop`, from a signal) takes effect at the next safe point: after the training step under way, or
-before an epoch starts; the unfinished epoch is dropped, last.pt keeps the last finished one. How a run ends
-(completed, failed, stopped, pruned) is recorded by cnnlab.runner, not here.
+Each epoch trains, evaluates validation and test (every train.eval_every epochs and after the last; with a
+weight average, the average is evaluated), appends one metrics row, lets the checkpoint policy keep `best.pt`
+and writes `last.pt`. Every random draw of epoch e comes from seeds derived from (seed, e), so a resumed run
+repeats exactly what an uninterrupted run would have done. How a run ends (completed, failed, stopped, pruned)
+is recorded by cnnlab.runner, not here. A stop asked for (`request_stop`, from a signal) takes effect at the
+next safe point: after the training step under way, or before an epoch starts; the unfinished epoch is dropped,
+last.pt keeps the last finished one.
 
 Spread over processes (torchrun), every process trains its share of each global batch and evaluates its share
 of each split; tallies are summed over the processes, and rank 0 alone writes the run folder. The order and
@@ -17,6 +18,7 @@ from __future__ import annotations
 import copy
 import resource
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
@@ -26,12 +28,16 @@ from cnnlab import metrics
 from cnnlab.analysis.layers import layer_table, training_macs
 from cnnlab.atomic import write_json
 from cnnlab.engine import checkpoint
+from cnnlab.engine.average import weight_average
 from cnnlab.engine.build import BuiltRun, training_forward
 from cnnlab.engine.checkpoint import CheckpointPolicy
+from cnnlab.engine.evaluate import evaluate
 from cnnlab.engine.optim import l1_penalty, lr_at
-from cnnlab.engine.distributed import ONE_PROCESS, Spread
+from cnnlab.engine.distributed import Spread
+from cnnlab.engine.startup import needs_warm_up, warm_up
 from cnnlab.engine.summary import initial_loss_ok, run_summary, spread_line
 from cnnlab.engine.transfer import select_for_epoch
+from cnnlab.optimizers import full_rate
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
 
@@ -69,6 +75,7 @@ class RunState:
     history: list = field(default_factory=list)
     wall_seconds: float = 0.0
     initial_loss: Optional[float] = None
+    startup_seconds: Optional[float] = None  # from the clock's origin (cnnlab.engine.startup) to the first step
 
 
 def seed_for(seed: int, epoch: int) -> int:
@@ -80,22 +87,6 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def tally_split(built: BuiltRun, batches, spread: Spread = ONE_PROCESS) -> dict[str, torch.Tensor]:
-    """The task's tally over every example of a split, in eval mode (the metrics before `result`). While a spread
-    run trains (spread given), each process tallies its share and the tallies are summed."""
-    built.model.eval()
-    tally = built.task.new_tally(built.device)
-    with torch.no_grad(), built.autocast():
-        for x, y in batches.batches(rank=spread.rank, world=spread.world):
-            out = built.model(x)
-            built.task.update(tally, out, y, built.task.loss(out, y))
-    return spread.sum_tally(tally)
-
-
-def evaluate(built: BuiltRun, batches) -> dict[str, float]:
-    return built.task.result(tally_split(built, batches, built.spread))
 
 
 def split_state(saved: dict, policy: CheckpointPolicy) -> tuple[RunState, dict]:
@@ -135,6 +126,7 @@ class Trainer:
         if asked and self.stop_reason is None:
             self.stop_reason = "SIGTERM"  # asked in another process
         return asked
+        self.average = weight_average(built.model, built.cfg, self.total_steps)
 
     def attach(self, run: RunFolder) -> None:
         """Train into `run` from its last checkpoint (if any); metrics.jsonl is rewritten from last.pt's history.
@@ -159,12 +151,15 @@ class Trainer:
             self.policy.load_state_dict(ck.get("policy", legacy))
             if self.built.transfer is not None and self.built.transfer.pretrained is None:
                 self.built.transfer.pretrained = ck.get("pretrained")  # what the run started from, as recorded
+            if self.average is not None:
+                self.average.load_state_dict(ck["average"])
         if self.spread.main:
             run.write_metrics(self.state.history)
 
     def save_last(self, state: RunState, policy: CheckpointPolicy) -> None:
         checkpoint.save(self.run.last_path, model=self.built.model.state_dict(), optimizer=self.built.optimizer.state_dict(),
                         state=state.__dict__, policy=policy.state_dict(),
+                        average=None if self.average is None else self.average.state_dict(),
                         config=self.built.cfg.model_dump(mode="json"), classes=self.built.data.classes,
                         pretrained=self.built.transfer.pretrained if self.built.transfer else None)
 
@@ -178,15 +173,18 @@ class Trainer:
         b, cfg = self.built, self.built.cfg
         torch.manual_seed(self.spread.rank_seed(seed_for(cfg.seed, epoch)))  # dropout and any other global draws
         gen = torch.Generator().manual_seed(seed_for(cfg.seed, epoch))  # order and augmentation
+        self.set_whitening_bias(epoch)
         b.model.train()
         tally = b.task.new_tally(b.device)
         bad = torch.zeros((), dtype=torch.bool, device=b.device)
         recent = torch.zeros((), device=b.device)  # the loss summed since the last check, for the progress bar
-        l1 = cfg.optim.l1
+        l1, rate = cfg.optim.l1, full_rate(cfg.optim, cfg.train.batch_size)
         step = (epoch - 1) * self.steps_per_epoch
         self.progress.epoch_start(epoch, self.steps_per_epoch)
-        for i, (x, y) in enumerate(b.data.train.batches(gen, self.spread.rank, self.spread.world)):
-            lr = lr_at(step + i, self.total_steps, self.steps_per_epoch, cfg.optim.lr, cfg.schedule)
+        for i, (x, y) in enumerate(b.data.train.batches(gen, self.spread.rank, self.spread.world, epoch)):
+            if self.state.startup_seconds is None and b.started_at is not None:
+                self.state.startup_seconds = round(time.time() - b.started_at, 3)
+            lr = lr_at(step + i, self.total_steps, self.steps_per_epoch, rate, cfg.schedule)
             for group in b.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_mult", 1.0)  # optim.body_lr_mult for a transfer's body
             with b.autocast():
@@ -205,6 +203,8 @@ class Trainer:
                 running /= self.spread.world  # the processes' mean
                 recent.zero_()
             b.optimizer.step()
+            if self.average is not None:
+                self.average.update(b.model, step + i + 1)
             b.task.update(tally, out.detach(), y, loss)
             self.progress.step(running)
             if (not self.spread.launched or (i + 1) % NAN_CHECK_EVERY == 0) and self.stop_asked():
@@ -212,6 +212,12 @@ class Trainer:
         if self.spread.any(bad):
             return None
         return {**b.task.result(self.spread.sum_tally(tally)), "lr": lr}
+
+    def set_whitening_bias(self, epoch: int) -> None:
+        """model.whiten_bias_epochs: the whitening layer's bias trains in the first N epochs only."""
+        conv, epochs = self.built.whitened, self.built.cfg.model.whiten_bias_epochs
+        if conv is not None and conv.bias is not None and epochs is not None:
+            conv.bias.requires_grad_(epoch <= epochs)
 
     def begin(self) -> None:
         """What a run folder holds before the first epoch: the architecture, the palette, the loss before training,
@@ -227,6 +233,8 @@ class Trainer:
         if self.spread.main and b.data.palette is not None:
             write_json(self.run.path / "palette.json", {"colour_class": b.cfg.data.colour_class,
                                                         "rgb": b.data.palette.round(decimals=2).tolist()})
+        if needs_warm_up(b):
+            warm_up(b)
         if self.state.initial_loss is None:
             torch.manual_seed(b.cfg.seed)
             self.state.initial_loss = evaluate(b, b.data.val)["loss"]
@@ -246,6 +254,8 @@ class Trainer:
             if self.stop_asked():
                 raise StopRequested(self.stop_reason)
             self.run_epoch(epoch)
+        if self.average is not None:
+            self.average.copy_to(self.built.model)  # what was evaluated is what the run ends with
 
     def select_trainable(self, epoch: int) -> None:
         """A torchvision model trains the selection of this epoch (train.unfreeze_after); say what it unfroze.
@@ -277,36 +287,46 @@ class Trainer:
             raise Diverged(f"the training loss became NaN or infinite in epoch {epoch}; the run stopped and {kept}. "
                            f"Lower optim.lr or check the data.")
         train_seconds = time.perf_counter() - started
-        val, test = evaluate(b, b.data.val), evaluate(b, b.data.test)
+        row = {"epoch": epoch, **{metrics.split_key("train", k): v for k, v in train.items() if k != "lr"}}
+        policy = copy.copy(self.policy)
+        if self.evaluates(epoch):
+            with self.evaluated_weights():  # best.pt keeps the weights that were evaluated
+                for split in ("val", "test"):
+                    row.update({metrics.split_key(split, k): v for k, v in evaluate(b, getattr(b.data, split)).items()})
+                if policy.update(row) and self.spread.main:
+                    checkpoint.save(self.run.best_path, model=b.model.state_dict(), epoch=epoch, metric=policy.monitor,
+                                    value=row[policy.monitor], config=b.cfg.model_dump(mode="json"), classes=b.data.classes)
         seconds = time.perf_counter() - started
-        row = {"epoch": epoch}
-        for split, result in (("train", train), ("val", val), ("test", test)):
-            row.update({metrics.split_key(split, k): v for k, v in result.items() if k != "lr"})
         row.update(self.timing(train["lr"], seconds, train_seconds))
-        self.save_epoch(row, seconds)
+        self.save_epoch(row, seconds, policy)
         if self.spread.main:
             self.run.write_metrics(self.state.history)
             self.run.write_summary(self.summary("running"))
         self.progress.epoch_end(row)
 
-    def save_epoch(self, row: dict, seconds: float) -> None:
-        """best.pt (when the epoch is the best) and last.pt with the epoch (written by rank 0 of a spread run); the
-        trainer's state moves on only once both are written, so a failed write (a full disk) leaves it describing
-        the checkpoints on disk."""
-        b = self.built
+    def evaluates(self, epoch: int) -> bool:
+        """Validation and test run every train.eval_every epochs and after the last."""
+        epochs = self.built.cfg.train.epochs
+        return epoch % self.built.cfg.train.eval_every == 0 or epoch == epochs
+
+    def evaluated_weights(self):
+        """The weights that are evaluated and kept in best.pt: the average when the run keeps one."""
+        return nullcontext() if self.average is None else self.average.applied(self.built.model)
+
+    def save_epoch(self, row: dict, seconds: float, policy: CheckpointPolicy) -> None:
+        """last.pt with the epoch (written by rank 0 of a spread run); the trainer's state and `policy` (already
+        updated, best.pt written) move on only once it is written, so a failed write (a full disk) leaves them
+        describing the checkpoints on disk."""
         state = replace(self.state, epoch=row["epoch"], history=[*self.state.history, row],
                         wall_seconds=self.state.wall_seconds + seconds)
-        policy = copy.copy(self.policy)
-        if policy.update(row) and self.spread.main:
-            checkpoint.save(self.run.best_path, model=b.model.state_dict(), epoch=row["epoch"], metric=policy.monitor,
-                            value=row[policy.monitor], config=b.cfg.model_dump(mode="json"), classes=b.data.classes)
         if self.spread.main:
             self.save_last(state, policy)  # last.pt carries the history, so a kill between these writes loses nothing
         self.state, self.policy = state, policy
 
     def timing(self, lr: float, seconds: float, train_seconds: float) -> dict:
         """The once-per-epoch keys of a metrics row (see cnnlab.metrics.EPOCH_METRICS)."""
-        images = self.built.data.train.used(self.spread.world)
+        images = self.built.data.train.num_batches(self.spread.world) * self.built.cfg.train.batch_size \
+            if self.built.data.train.drop_last else self.built.data.train.used(self.spread.world)
         gflop_per_s = 2 * self.built.train_macs_per_image * images / train_seconds / 1e9  # a MAC is 2 FLOPs
         return {"lr": lr, "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3),
                 "seconds_per_step": round(train_seconds / self.steps_per_epoch, 5),

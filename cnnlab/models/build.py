@@ -7,9 +7,11 @@ ever sees it. What each kind builds and checks is its record's business (`cnnlab
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from torch import nn
 
+from cnnlab.models.init import initialise
 from cnnlab.models.layers import ACTIVATIONS, KINDS
 from cnnlab.models.modules import Add, Concat, Save
 from cnnlab.models.spec import Layer
@@ -26,6 +28,8 @@ class ModelOptions:
     dropout: float = 0.0
     init: str = "default"
     upsample: str = "nearest"  # what `upsample` layers without a mode do: nearest | bilinear | transposed
+    bn_momentum: Optional[float] = None  # batch norm's running-statistics momentum (None: torch's 0.1)
+    bn_weight_frozen: bool = False  # batch norm's scales stay 1
 
 
 class SpecNet(nn.Module):
@@ -74,18 +78,14 @@ def module_names(layers: list[Layer]) -> list[str]:
     return names
 
 
-def initialise(model: nn.Module, scheme: str) -> None:
-    """Xavier or Kaiming for conv and dense weights (biases to zero); 'default' keeps torch's own."""
-    if scheme == "default":
-        return
+def set_batch_norms(model: nn.Module, momentum, weight_frozen: bool) -> None:
+    """Every batch norm's running-statistics momentum (None: torch's own) and whether its scale trains."""
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            if scheme == "xavier":
-                nn.init.xavier_uniform_(m.weight)
-            else:
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if momentum is not None:
+                m.momentum = momentum
+            if weight_frozen and m.weight is not None:
+                m.weight.requires_grad_(False)
 
 
 def build(layers: list[Layer], in_shape: tuple[int, int, int], values: dict[str, int], options: ModelOptions, spec_text: str = "") -> SpecNet:
@@ -101,4 +101,5 @@ def build(layers: list[Layer], in_shape: tuple[int, int, int], values: dict[str,
         walk.leave(at, out, at.kind.arithmetic(at, out))
     net = SpecNet(named, walk.steps, spec_text)
     initialise(net, options.init)
+    set_batch_norms(net, options.bn_momentum, options.bn_weight_frozen)
     return net

@@ -411,6 +411,18 @@ class Activation(LayerKind):
         return self.module_class()
 
 
+class Multiply(LayerKind):
+    """`mul F`: every value times the constant F (e.g. 'mul 0.111' after the last dense layer: cooler logits)."""
+
+    name = "mul"
+    positional = ("factor",)
+    module_class = modules.Mul
+    options = {"factor": REQUIRED}
+
+    def module(self, at: At, out: tuple) -> nn.Module:
+        return modules.Mul(at.opt["factor"])
+
+
 class Dropout(LayerKind):
     """A slot: its own p, or the model's dropout option (dropped when that is 0)."""
 
@@ -514,7 +526,7 @@ KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (
     Conv(), DepthwiseConv(), ConvTranspose(), Dense(), Pool("maxpool", nn.MaxPool2d), Pool("avgpool", nn.AvgPool2d),
     GlobalPool(), Flatten(), BatchNorm(), ActivationSlot(),
     *(Activation(name, cls) for name, cls in ACTIVATIONS.items()),
-    Dropout(), Upsample(), Save(), Cat(), Add(),
+    Dropout(), Multiply(), Upsample(), Save(), Cat(), Add(),
 )}
 
 

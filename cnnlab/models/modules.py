@@ -1,4 +1,4 @@
-"""The small torch modules a spec needs beyond torch's own: skip markers and global average pooling."""
+"""The small torch modules a spec needs beyond torch's own: skip markers, a constant factor, global average pooling."""
 from __future__ import annotations
 
 import torch
@@ -35,6 +35,20 @@ class Add(Named):
 
     def forward(self, x, skip):
         return x + skip
+
+
+class Mul(nn.Module):
+    """Multiply by a constant: a fixed output temperature (e.g. logits scaled by 1/9) without a trained scale."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+    def extra_repr(self):
+        return str(self.factor)
 
 
 class GlobalAvgPool(nn.Module):

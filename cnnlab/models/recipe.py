@@ -65,6 +65,8 @@ def from_config(model_cfg, classes: int) -> Recipe:
         dropout=base.options.dropout if model_cfg.dropout is None else model_cfg.dropout,
         init=model_cfg.init,
         upsample=model_cfg.upsample,
+        bn_momentum=model_cfg.bn_momentum,
+        bn_weight_frozen=model_cfg.bn_weight_frozen,
     )
     recipe = replace(base, options=options).with_values(dict(model_cfg.args))
     outputs = {"classes": classes}  # the dataset decides the class count

@@ -11,7 +11,7 @@ import math
 
 from cnnlab.engine.build import BuiltRun
 from cnnlab.engine.restore import load_weights
-from cnnlab.engine.trainer import tally_split
+from cnnlab.engine.evaluate import tally_split
 from cnnlab.explain import explain_run
 from cnnlab.explain.sparsity import sparsity
 from cnnlab.report.predictions import draw_predictions

@@ -11,8 +11,8 @@ from cnnlab.runfolder import RunFolder
 def curve_shift(plain: list[dict], moved: list[dict]) -> dict[str, dict]:
     """Per metric: the largest and the final |difference| between the two runs over the epochs both have."""
     out = {}
-    for key in metrics.split_keys(plain[0]) if plain else []:
-        diffs = [abs(p[key] - m[key]) for p, m in zip(plain, moved)]
+    for key in metrics.split_keys(metrics.all_keys(plain)):
+        diffs = [abs(p[key] - m[key]) for p, m in zip(plain, moved) if key in p and key in m]
         if diffs:
             out[key] = {"max_abs_diff": max(diffs), "final_abs_diff": diffs[-1]}
     return out

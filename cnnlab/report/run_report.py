@@ -33,7 +33,8 @@ def fmt(value, digits: int = 4) -> str:
 
 
 def final_table(summary: dict) -> list[tuple[str, str]]:
-    """The metric table every report ends with: final epoch, then the best checkpoint's test metrics."""
+    """The metric table every report ends with: final epoch, the best checkpoint's test metrics, then the times
+    (startup, training, training until each target test accuracy)."""
     final = summary.get("final") or {}
     keys = metrics.split_keys(final)
     rows = [(metrics.label(key), final.get(key)) for key in keys]
@@ -41,7 +42,12 @@ def final_table(summary: dict) -> list[tuple[str, str]]:
     rows.append((f"best {monitor} (epoch {summary.get('best_epoch')})", summary.get("best_value")))
     rows += [(f"{metrics.label(key)} at best {monitor}", summary.get(f"{key}_at_best"))
              for key in keys if key.startswith("test_") and key != "test_loss"]
-    return [(name, fmt(v)) for name, v in rows]
+    timing = [("startup (s): process start to the first step", summary.get("startup_seconds")),
+              ("training time (s), evaluation apart", summary.get("train_seconds"))]
+    timing = [(name, fmt(v, 1)) for name, v in timing if v is not None]  # older run folders lack them
+    timing += [(f"training time (s) until test accuracy {target}", "not reached" if s is None else fmt(s, 1))
+               for target, s in (summary.get("time_to") or {}).items()]
+    return [(name, fmt(v)) for name, v in rows] + timing
 
 
 ARCH_COLUMNS = ("params", "trainable_params", "frozen_params", "buffers", "macs")
@@ -92,7 +98,8 @@ def epoch_table(history: list[dict]) -> tuple[list[str], list[list[str]]]:
     """One row per epoch: every split metric, then the learning rate and the timings, as the vocabulary shows them."""
     if not history:
         return [], []
-    keys = metrics.split_keys(history[0]) + metrics.epoch_keys(history[0])
+    present = metrics.all_keys(history)
+    keys = metrics.split_keys(present) + metrics.epoch_keys(present)
     header = ["epoch"] + [metrics.label(k, unit=k in metrics.EPOCH_METRICS) for k in keys]
 
     def cell(row: dict, key: str) -> str:
@@ -134,7 +141,7 @@ def write_run_report(run_dir: Path, summary: Optional[dict] = None) -> Path:
     run = RunFolder.open(run_dir)
     history, summary = run.metrics(), run.summary() if summary is None else summary
     figures = []
-    for metric in metrics.families(history[0]) if history else []:  # loss and accuracy; IoU too for segmentation
+    for metric in metrics.families(metrics.all_keys(history)):  # loss and accuracy; IoU too for segmentation
         title = f"{metrics.SPLIT_METRICS[metric].title} per epoch"
         path = plot_metric(history, metric, run.figures / f"{metric}.png", title=title)
         figures.append({"title": title, "file": f"figures/{path.name}", "data": embed_png(path)})

@@ -69,7 +69,7 @@ def draw_figures(analysis: Analysis, out_dir: Path, log_x: bool = False) -> list
     """The compared metric against each numeric grid key, then the band plot of every metric the runs recorded."""
     result, definition = analysis.result, analysis.definition
     optuna_mode = definition is not None and definition.mode == "optuna"
-    present = {k for r in analysis.runs + analysis.skipped for row in r.history[:1] for k in row}
+    present = {k for r in analysis.runs + analysis.skipped for row in r.history for k in row}
     if optuna_mode:  # one curve per trial, pruned ones included: pruning shows as curves that stop early
         curves = [(r.path.name + ("" if r.status == "completed" else f" ({r.status})"), [r.history])
                   for r in sorted(analysis.runs + analysis.skipped, key=lambda r: r.path.name)]

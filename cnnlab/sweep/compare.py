@@ -19,7 +19,7 @@ def metric_names(runs: list[Run]) -> list[str]:
     """The per-epoch metrics the runs record (metrics.jsonl)."""
     keys: dict[str, None] = {}
     for run in runs:
-        for row in run.history[:1]:
+        for row in run.history:
             keys.update(dict.fromkeys(k for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"))
     return list(keys)
 

@@ -183,10 +183,11 @@ class Worker:
         epochs = cfg.train.epochs
 
         def epoch_end(row: dict) -> None:
-            self.say(f"{label}: epoch {row['epoch']}/{epochs} {metrics.label(metric)} {row[metric]:.4f} ({row['seconds']:.1f} s)")
+            value = f"{metrics.label(metric)} {row[metric]:.4f}" if metric in row else "not evaluated"
+            self.say(f"{label}: epoch {row['epoch']}/{epochs} {value} ({row['seconds']:.1f} s)")
             if beat.lost:
                 raise LostClaim()
-            if otrial is not None:
+            if otrial is not None and metric in row:
                 otrial.report(row[metric], row["epoch"])
                 if otrial.should_prune():
                     raise Pruned()  # the runner records the run as pruned
@@ -205,7 +206,7 @@ class Worker:
             if finished_outcome(summary):
                 append_event(self.folder, cell=cell.key, event="found", worker=self.index, status=summary["status"])
                 return finished_outcome(summary)
-            for row in run.metrics() if otrial is not None else []:
+            for row in [r for r in run.metrics() if metric in r] if otrial is not None else []:
                 otrial.report(row[metric], row["epoch"])  # what the pruner saw before the interruption
             self.say(f"resume {label} from epoch {len(run.metrics()) + 1} in {run_dir}")
             append_event(self.folder, cell=cell.key, event="resume", worker=self.index, epochs_done=len(run.metrics()))

@@ -20,13 +20,14 @@ def plot_metric(history: list[dict], metric: str, path: Path, title: str = "", l
 
 
 def draw_metric(history: list[dict], metric: str, title: str = "", log_x: bool = False):
-    """One figure: `<split>_<metric>` for each split present, x = epoch (1-based, as recorded)."""
+    """One figure: `<split>_<metric>` for each split present, x = epoch (1-based, as recorded); a split's line
+    joins the epochs that recorded it."""
     fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
-    epochs = [row["epoch"] for row in history]
     for split, label in SPLITS.items():
         key = split_key(split, metric)
-        if history and key in history[0]:
-            ax.plot(epochs, [row[key] for row in history], marker="o", markersize=3, label=label)
+        rows = [row for row in history if key in row]  # epochs without evaluation have no val and test values
+        if rows:
+            ax.plot([row["epoch"] for row in rows], [row[key] for row in rows], marker="o", markersize=3, label=label)
     epoch_axis(ax, log_x)
     ax.set_ylabel(_axis(metric))
     ax.set_title(title or _axis(metric))
@@ -41,11 +42,10 @@ def plot_runs(histories: dict[str, list[dict]], metric: str, path: Path, title: 
     fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
     for i, (label, history) in enumerate(histories.items()):
         colour = f"C{i}"
-        epochs = [row["epoch"] for row in history]
-        ax.plot(epochs, [row[split_key("val", metric)] for row in history], color=colour, marker="o", markersize=3,
-                label=f"{label} ({SPLITS['val']})")
-        ax.plot(epochs, [row[split_key("train", metric)] for row in history], color=colour, linestyle="--",
-                label=f"{label} ({SPLITS['train']})")
+        for split, style in (("val", {"marker": "o", "markersize": 3}), ("train", {"linestyle": "--"})):
+            rows = [row for row in history if split_key(split, metric) in row]
+            ax.plot([row["epoch"] for row in rows], [row[split_key(split, metric)] for row in rows], color=colour,
+                    label=f"{label} ({SPLITS[split]})", **style)
     epoch_axis(ax)
     ax.set_ylabel(_axis(metric))
     ax.set_title(title or _axis(metric))
