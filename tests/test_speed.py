@@ -120,7 +120,7 @@ def batches_of(images, **options):
 def mirrored_ones(batches, epoch: int, originals: torch.Tensor) -> torch.Tensor:
     """Which images of the split come out mirrored in `epoch` (shuffled order undone through the labels)."""
     flipped = torch.zeros(len(originals), dtype=torch.bool)
-    for x, y in batches.batches(torch.Generator().manual_seed(epoch), epoch):
+    for x, y in batches.batches(torch.Generator().manual_seed(epoch), epoch=epoch):
         assert all(torch.equal(x[i], originals[y[i]].float()) != torch.equal(x[i], originals[y[i]].flip(2).float())
                    for i in range(len(y)))
         flipped[y] = torch.tensor([torch.equal(x[i], originals[y[i]].flip(2).float()) for i in range(len(y))])

@@ -33,7 +33,6 @@ from cnnlab.engine.build import BuiltRun, training_forward
 from cnnlab.engine.checkpoint import CheckpointPolicy
 from cnnlab.engine.evaluate import evaluate
 from cnnlab.engine.optim import l1_penalty, lr_at
-from cnnlab.engine.distributed import Spread
 from cnnlab.engine.startup import needs_warm_up, warm_up
 from cnnlab.engine.summary import initial_loss_ok, run_summary, spread_line
 from cnnlab.engine.transfer import select_for_epoch
@@ -112,6 +111,7 @@ class Trainer:
         self.stop_reason: Optional[str] = None
         self.spread_record: Optional[dict] = None  # how the run is spread (torchrun), filled in by begin()
         self.ddp_trains: Optional[frozenset] = None  # a torchvision model's parameters DDP was last wrapped for
+        self.average = weight_average(built.model, built.cfg, self.total_steps)  # train.ema / optim.lookahead
 
     def request_stop(self, reason: str) -> None:
         """Stop at the next safe point (`reason`, e.g. SIGTERM, is what the runner records)."""
@@ -126,7 +126,6 @@ class Trainer:
         if asked and self.stop_reason is None:
             self.stop_reason = "SIGTERM"  # asked in another process
         return asked
-        self.average = weight_average(built.model, built.cfg, self.total_steps)
 
     def attach(self, run: RunFolder) -> None:
         """Train into `run` from its last checkpoint (if any); metrics.jsonl is rewritten from last.pt's history.
