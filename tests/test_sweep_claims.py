@@ -40,13 +40,13 @@ def test_sqlite_several_processes_never_claim_one_cell_twice(tmp_path):
     """Four processes start together on a fresh SQLite file (creating the study, enqueueing, claiming);
     without BEGIN IMMEDIATE this loses: some 35 double claims in 200 trials, 4 processes (see storage.py)."""
     out = tmp_path / "ran.txt"
-    procs = start_claimers(f"sqlite:///{tmp_path / 'study.db'}", 4, 30, out)
+    procs = start_claimers(f"sqlite:///{tmp_path / 'study.db'}", 4, 30, out, "--barrier", "4")
     assert_each_cell_once(out, 30, procs)
 
 
 def test_postgres_several_processes_never_claim_one_cell_twice(tmp_path, postgres_url):
     out = tmp_path / "ran.txt"
-    procs = start_claimers(postgres_url, 4, 30, out)
+    procs = start_claimers(postgres_url, 4, 30, out, "--barrier", "4")
     assert_each_cell_once(out, 30, procs)
 
 
