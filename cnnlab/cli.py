@@ -133,17 +133,17 @@ def run(
 
     cfg = load_experiment(experiment, overrides or [])
     root = data_root(data_dir)
-    spread = join()
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
         raise CnnlabError("torchrun restarted this run's processes (--max-restarts), and a restarted `cnnlab run` would "
                           "start a second run; continue the first with `torchrun ... -m cnnlab resume RUN_DIR` "
                           "(restarts of `cnnlab resume` continue from last.pt)")
-    if download:  # one process per machine downloads; the others wait for it
-        found = spread.everywhere(lambda: fetch(cfg.data.dataset, root) if spread.local_rank == 0 else None)
-        if found is not None and spread.main:
-            print(f"{cfg.data.dataset} is already at {found}; nothing downloaded")
-    run_folder = start_run(cfg, runs_dir, root, console_progress(spread, lambda: cfg.train.epochs), download=download,
-                           spread=spread)
+    with join() as spread:
+        if download:  # one process per machine downloads; the others wait for it
+            found = spread.everywhere(lambda: fetch(cfg.data.dataset, root) if spread.local_rank == 0 else None)
+            if found is not None and spread.main:
+                print(f"{cfg.data.dataset} is already at {found}; nothing downloaded")
+        run_folder = start_run(cfg, runs_dir, root, console_progress(spread, lambda: cfg.train.epochs),
+                               download=download, spread=spread)
     if spread.main:
         print(run_folder.path)
 
@@ -172,9 +172,9 @@ def resume(run_dir: Path = typer.Argument(..., help="a run folder made by `cnnla
     from cnnlab.runfolder import RunFolder
     from cnnlab.runner import resume_run
 
-    spread = join()
-    progress = console_progress(spread, lambda: RunFolder.open(run_dir).config().train.epochs)
-    run_folder = resume_run(run_dir, data_root(data_dir), progress, spread)
+    with join() as spread:
+        progress = console_progress(spread, lambda: RunFolder.open(run_dir).config().train.epochs)
+        run_folder = resume_run(run_dir, data_root(data_dir), progress, spread)
     if spread.main:
         print(run_folder.path)
 

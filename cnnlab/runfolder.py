@@ -24,7 +24,6 @@ from typing import Iterator
 from cnnlab import config as config_mod
 from cnnlab.atomic import remove_leftovers, write_json, write_jsonl, write_text
 from cnnlab.errors import CnnlabError
-from cnnlab.metrics import TIMING_KEYS  # noqa: F401  (re-exported) readers drop these keys to compare two runs
 
 
 class DamagedRecord(CnnlabError):

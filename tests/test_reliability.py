@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from cnnlab import config as config_mod
 from cnnlab.data import load_images
@@ -30,7 +29,8 @@ from cnnlab.data.sources import locate
 from cnnlab.engine import checkpoint
 from cnnlab.engine.trainer import Progress
 from cnnlab.errors import CnnlabError
-from cnnlab.runfolder import TIMING_KEYS, RunFolder
+from cnnlab.metrics import TIMING_KEYS
+from cnnlab.runfolder import RunFolder
 from cnnlab.runner import resume_run, start_run
 from tests.conftest import quick_config
 
@@ -281,7 +281,7 @@ def test_experiment_and_sweep_names_are_not_paths(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_records_stopped_and_resumes_bit_identical(data_root, tmp_path):
-    overrides = ["deterministic=true", "train.epochs=3", "data.train_subset=4000", "data.test_subset=200",
+    overrides = ["deterministic=true", "train.epochs=3", "data.train_subset=8000", "data.test_subset=200",
                  "data.val_fraction=0.2", "train.batch_size=64", "model.dropout=0.3", "data.augment.crop_padding=2"]
     proc = cli_background("run", "quickstart", *overrides, "--runs-dir", tmp_path / "stopped", "--data-dir", data_root)
     metrics = lambda: list((tmp_path / "stopped").glob("quickstart/*/metrics.jsonl"))

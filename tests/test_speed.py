@@ -23,7 +23,6 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.models.init import initialise, patch_covariance, whiten_first_conv
 from cnnlab.optimizers import full_rate, make_optimizer, torch_weight_decay
-from cnnlab.report.run_report import write_run_report
 from cnnlab.runner import start_run
 from cnnlab.sweep.compare import analyse
 from cnnlab.sweep.grid import parse_grid

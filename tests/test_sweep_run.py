@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cnnlab.runfolder import TIMING_KEYS
+from cnnlab.metrics import TIMING_KEYS
 
 pytestmark = pytest.mark.slow  # every test here runs real sweeps through the command line
 

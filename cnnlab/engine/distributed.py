@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -150,11 +151,15 @@ class Spread:
 ONE_PROCESS = Spread()
 
 
-def join() -> Spread:
-    """This process's Spread: ONE_PROCESS outside torchrun; under torchrun, a member of the run's process group
-    (gloo for CPU tensors, and NCCL for CUDA tensors when there are GPUs), with its torch threads set."""
+@contextmanager
+def join() -> Iterator[Spread]:
+    """This process's Spread for the length of a command: ONE_PROCESS outside torchrun; under torchrun, a member of
+    the run's process group (gloo for CPU tensors, and NCCL for CUDA tensors when there are GPUs), with its torch
+    threads set. The group is destroyed on the way out, however the command ends: left to the interpreter's exit,
+    gloo's threads outlive it and the process aborts (SIGABRT, "terminate called without an active exception")."""
     if not all(key in os.environ for key in TORCHRUN_ENV):
-        return ONE_PROCESS
+        yield ONE_PROCESS
+        return
     spread = Spread(rank=int(os.environ["RANK"]), world=int(os.environ["WORLD_SIZE"]),
                     local_rank=int(os.environ["LOCAL_RANK"]), local_world=int(os.environ["LOCAL_WORLD_SIZE"]), launched=True)
     gloo_on_loopback(spread.world, spread.local_world)
@@ -164,7 +169,11 @@ def join() -> Spread:
     if not dist.is_initialized():
         dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
     torch.set_num_threads(threads_per_process(spread.local_world))
-    return spread
+    try:
+        yield spread
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def threads_per_process(local_world: int) -> int:
