@@ -183,7 +183,7 @@ def test_no_value_plot_for_a_grid_of_names(grid_sweep):
 
 def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
     exp = experiment(tmp_path, train={**TINY["train"], "epochs": 3}, deterministic=True,
-                     data={**TINY["data"], "train_subset": 1200})
+                     data={**TINY["data"], "train_subset": 3000})
     args = ("sweep", exp, "--grid", "optim.lr=0.001,0.002,0.003", "--seeds", "1", "--threads", "1")
     proc = cnnlab(*args, cwd=tmp_path, data_root=data_root, background=True)
     folders = lambda: list((tmp_path / "sweeps").glob("*/events.jsonl"))
