@@ -24,6 +24,7 @@ from cnnlab.models import create_model
 from cnnlab.models.init import initialise, patch_covariance, whiten_first_conv
 from cnnlab.optimizers import full_rate, make_optimizer, torch_weight_decay
 from cnnlab.runner import start_run
+from cnnlab.sweep.collect import Run, group
 from cnnlab.sweep.compare import analyse
 from cnnlab.sweep.grid import parse_grid
 
@@ -286,10 +287,14 @@ def test_the_new_keys_refuse_what_does_not_fit():
         cifar_config(train={"targets": [75]})
 
 
-def test_a_sweep_can_turn_lookahead_off_and_on():
+def test_a_sweep_can_turn_lookahead_off_and_on_and_compare_tells_them_apart():
     axis, = parse_grid(["optim.lookahead=null,{every: 5}"])
     assert axis.values == [None, {"every": 5}]
     assert key_problem("optim.lookahead") is None and "is a section" in key_problem("optim")
+    on = {"optim.lookahead.every": 5, "optim.lookahead.decay": 0.95, "seed": 0}
+    runs = [Run(Path(f"r{i}"), config, {}, []) for i, config in enumerate([on, {"optim.lookahead": None, "seed": 0}])]
+    variants = group(runs, ["optim.lookahead"])
+    assert [v.config for v in variants] == [{"optim.lookahead": None}, {"optim.lookahead": {"every": 5, "decay": 0.95}}]
 
 
 def test_vs_airbench_says_it_needs_a_gpu_and_stops(monkeypatch, tmp_path, capsys):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from cnnlab.config import flatten, read_yaml
+from cnnlab.config import flatten, read_yaml, set_key
 from cnnlab.errors import CnnlabError
 from cnnlab.runfolder import RunFolder
 
@@ -87,6 +87,19 @@ def _varies(key: str) -> bool:
     return key not in IGNORED and key.split(".")[0] not in IGNORED_SECTIONS
 
 
+def setting(config: dict, key: str) -> Any:
+    """The value of `key` in a flattened config; a key naming a section ('optim.lookahead', a grid may switch it
+    on and off) gives the section as a dict, or None when the run has it off."""
+    if key in config:
+        return config[key]
+    prefix = key + "."
+    section: dict = {}
+    for k, v in config.items():
+        if k.startswith(prefix):
+            set_key(section, k[len(prefix):].split("."), v, key)
+    return section or None
+
+
 def differing_keys(runs: list[Run]) -> list[str]:
     """Keys whose value is not the same in every run, in the order they appear in the configs."""
     keys: dict[str, None] = {}
@@ -115,12 +128,12 @@ def group(runs: list[Run], by: Optional[list[str]] = None, order: Optional[dict[
         return []
     keys = list(by) if by else differing_keys(runs)
     for key in keys:
-        if not any(key in r.config for r in runs):
+        if not any(key in r.config or setting(r.config, key) is not None for r in runs):
             known = ", ".join(differing_keys(runs)) or "none (the runs differ only in seed)"
             raise CnnlabError(f"--by {key}: no run has this config key; keys that differ between these runs: {known}")
     variants: dict[str, Variant] = {}
     for run in runs:
-        config = {k: run.config.get(k) for k in keys}
+        config = {k: setting(run.config, k) for k in keys}
         name = " ".join(f"{k}={show(v)}" for k, v in config.items()) or str(runs[0].config.get("name", "all runs"))
         variants.setdefault(name, Variant(name, config)).runs.append(run)
     order = order or {}
