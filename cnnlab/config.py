@@ -91,7 +91,8 @@ class ModelConfig(Section):
                                               "only (none: all)")
     whiten_eps: float = Field(5e-4, gt=0.0, description="whiten: added to each eigenvalue before 1/sqrt")
     bn_momentum: Optional[float] = Field(None, gt=0.0, le=1.0, description="weight of each batch in batch norm's "
-                                         "running statistics (torch's momentum; none: torch's 0.1)")
+                                         "running statistics (torch's momentum; none: the network's own, torch's 0.1, "
+                                         "torchvision's MobileNets 0.01)")
     bn_weight_frozen: bool = Field(False, description="batch norm's scales stay 1 (only its shifts train)")
     pretrained: str = Field("none", min_length=1, description="torchvision models: the starting weights: none, imagenet or "
                             "coco (torchvision's; --download fetches them), a weights file, or a cnnlab run folder (its best.pt)")
@@ -332,7 +333,7 @@ class Config(Section):
                 raise ValueError(f"{', '.join(given)}: for torchvision models (e.g. model.name: resnet18); zoo and spec "
                                  f"models train from scratch")
             return self
-        spec_options = [k for k in ("args", "bn", "activation", "dropout") if getattr(m, k)] + \
+        spec_options = [k for k in ("args", "bn", "activation", "dropout", "bn_weight_frozen") if getattr(m, k)] + \
                        [k for k, default in (("bn_position", "before"), ("init", "default"), ("upsample", "nearest"))
                         if getattr(m, k) != default]
         if spec_options:

@@ -192,6 +192,7 @@ def test_a_checkpoint_carrying_code_is_refused_in_one_line(tmp_path):
     ({"model": {"name": "simplenn", "pretrained": "imagenet"}}, "model.pretrained: for torchvision models"),
     ({"model": {"name": "simplenn"}, "train": {"unfreeze_after": 1}}, "train.unfreeze_after: for torchvision models"),
     ({"model": {"name": "resnet18", "dropout": 0.5, "activation": "elu"}}, "model.activation, model.dropout: options of zoo and spec models"),
+    ({"model": {"name": "resnet18", "bn_weight_frozen": True}}, "model.bn_weight_frozen: options of zoo and spec models"),
     ({"model": {"name": "resnet18", "trainable": "head"}}, "model.trainable is all, last or a list"),
     ({"model": {"name": "resnet18", "trainable": []}}, "model.trainable is all, last or a list"),
     ({"model": {"name": "resnet18", "trainable": "last"}, "train": {"unfreeze_after": 2}}, "nothing to unfreeze"),
@@ -205,3 +206,18 @@ def test_config_refuses_what_does_not_fit(raw, words):
     with pytest.raises(CnnlabError) as e:
         validate(raw, "test")
     assert words in str(e.value)
+
+
+@pytest.mark.parametrize("momentum, expected", [(None, {0.01, 0.1}), (0.3, {0.3})])
+def test_bn_momentum_reaches_a_torchvision_models_batch_norms(momentum, expected):
+    """torchvision's MobileNets keep batch norm's running statistics with momentum 0.01 (about the last 100 steps;
+    DeepLab's head has torch's 0.1): a short run from scratch then evaluates with statistics of much earlier weights.
+    model.bn_momentum sets every one."""
+    from cnnlab.config import validate
+    from cnnlab.engine.transfer import build_transfer
+
+    cfg = validate({"task": "segment", "data": {"dataset": "pennfudan"},
+                    "model": {"name": "deeplabv3_mobilenet_v3_large", "bn_momentum": momentum}}, "test")
+    net = build_transfer(cfg, (3, 64, 64), 2, load_weights=False, download=False).net.module
+    momenta = {m.momentum for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert momenta == expected

@@ -15,6 +15,7 @@ from typing import Optional
 
 from cnnlab.data import Statistics
 from cnnlab.errors import CnnlabError
+from cnnlab.models.build import set_batch_norms
 from cnnlab.models.freeze import FreezeRecord, Prefixes, param_groups, set_trainable, trainable_at, trainable_prefixes
 from cnnlab.models.pretrained import load_pretrained, weights_statistics
 from cnnlab.models.torchvision_models import TransferNet, build_for_classes
@@ -47,11 +48,13 @@ def input_statistics(cfg) -> Optional[Statistics]:
 
 
 def build_transfer(cfg, in_shape: tuple, classes: int, load_weights: bool, download: bool) -> Transfer:
-    """The network with its pretrained weights (unless `load_weights` is false) and the model.trainable selection."""
+    """The network with its pretrained weights (unless `load_weights` is false), model.bn_momentum and the
+    model.trainable selection."""
     if in_shape[0] != 3:
         raise CnnlabError(f"{cfg.model.name} takes colour images (3 channels); {cfg.data.dataset} has {in_shape[0]}; "
                           f"use a colour dataset or a zoo model")
     net = build_for_classes(cfg.model.name, classes)
+    set_batch_norms(net.module, cfg.model.bn_momentum, weight_frozen=False)
     record = load_pretrained(net, cfg.model.pretrained, download).as_dict() if load_weights else None
     prefixes = trainable_prefixes(cfg.model.trainable, net.heads)
     return Transfer(net, prefixes, record, set_trainable(net.module, prefixes))
