@@ -96,6 +96,8 @@ class ModelConfig(Section):
     bn_weight_frozen: bool = Field(False, description="batch norm's scales stay 1 (only its shifts train)")
     pretrained: str = Field("none", min_length=1, description="torchvision models: the starting weights: none, imagenet or "
                             "coco (torchvision's; --download fetches them), a weights file, or a cnnlab run folder (its best.pt)")
+    new_head: bool = Field(False, description="torchvision models: the head starts from a fresh initialisation even "
+                           "where model.pretrained's fits the classes (as a replaced 1000-way head would)")
     trainable: Union[str, list[str]] = Field("all", description="torchvision models: all, last (the new head only), or "
                                              "module-name prefixes that train, the rest frozen (e.g. [layer4, fc])")
 
@@ -328,6 +330,7 @@ class Config(Section):
         m = self.model
         if m.name is None or m.name in ZOO:
             given = [k for k, v in (("model.pretrained", m.pretrained != "none"), ("model.trainable", m.trainable != "all"),
+                                    ("model.new_head", m.new_head),
                                     ("train.unfreeze_after", self.train.unfreeze_after is not None)) if v]
             if given:
                 raise ValueError(f"{', '.join(given)}: for torchvision models (e.g. model.name: resnet18); zoo and spec "

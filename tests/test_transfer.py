@@ -149,6 +149,10 @@ def test_cnnlab_run_folder_is_a_source(tmp_path):
     same_classes = build_for_classes("resnet18", 6)
     assert load_pretrained(same_classes, str(run)).skipped_head == []  # the head fits, so it loads too
     assert torch.equal(same_classes.module.fc.weight, trained.fc.weight)
+    fresh = build_for_classes("resnet18", 6)  # model.new_head: the fitting head is not loaded either
+    fresh_fc = fresh.module.fc.weight.clone()
+    assert load_pretrained(fresh, str(run), new_head=True).skipped_head == ["fc.weight", "fc.bias"]
+    assert torch.equal(fresh.module.fc.weight, fresh_fc) and torch.equal(fresh.module.conv1.weight, trained.conv1.weight)
     with pytest.raises(CnnlabError, match="holds no checkpoints/best.pt"):
         load_pretrained(target, str(tmp_path / "runs"))
     newer = run.parent / "20250102-000000-s0"  # a folder of runs stands for its newest run with a best.pt

@@ -191,6 +191,7 @@ def test_a_checkpoint_carrying_code_is_refused_in_one_line(tmp_path):
     ({"task": "segment", "data": {"dataset": "pennfudan"}, "model": {"name": "resnet18"}}, "resnet18 is a classification model"),
     ({"model": {"name": "simplenn", "pretrained": "imagenet"}}, "model.pretrained: for torchvision models"),
     ({"model": {"name": "simplenn"}, "train": {"unfreeze_after": 1}}, "train.unfreeze_after: for torchvision models"),
+    ({"model": {"name": "simplenn", "new_head": True}}, "model.new_head: for torchvision models"),
     ({"model": {"name": "resnet18", "dropout": 0.5, "activation": "elu"}}, "model.activation, model.dropout: options of zoo and spec models"),
     ({"model": {"name": "resnet18", "bn_weight_frozen": True}}, "model.bn_weight_frozen: options of zoo and spec models"),
     ({"model": {"name": "resnet18", "trainable": "head"}}, "model.trainable is all, last or a list"),

@@ -55,7 +55,7 @@ def build_transfer(cfg, in_shape: tuple, classes: int, load_weights: bool, downl
                           f"use a colour dataset or a zoo model")
     net = build_for_classes(cfg.model.name, classes)
     set_batch_norms(net.module, cfg.model.bn_momentum, weight_frozen=False)
-    record = load_pretrained(net, cfg.model.pretrained, download).as_dict() if load_weights else None
+    record = load_pretrained(net, cfg.model.pretrained, download, cfg.model.new_head).as_dict() if load_weights else None
     prefixes = trainable_prefixes(cfg.model.trainable, net.heads)
     return Transfer(net, prefixes, record, set_trainable(net.module, prefixes))
 

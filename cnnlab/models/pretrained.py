@@ -8,7 +8,8 @@
   a folder        a cnnlab run folder: its checkpoints/best.pt; or a folder of run folders (runs/<experiment>):
                   the newest run in it (run ids begin with the date and time) that has a best.pt
 Files are read with weights_only=True (cnnlab.torchfile). A tensor loads when its name and shape match the
-model's; a head whose shape changed (another number of classes) is skipped and keeps its fresh initialisation;
+model's; a head whose shape changed (another number of classes), or any head when the caller asks for a new one
+(model.new_head), is skipped and keeps its fresh initialisation;
 any other difference means the file belongs to another architecture, and it is refused, naming the first keys
 that do not fit. The record keeps the normalisation torchvision's weights were trained with, so the data side
 can normalise inputs the same way.
@@ -39,7 +40,7 @@ class LoadRecord:
     file: Optional[str] = None  # the file read
     weights: Optional[str] = None  # torchvision's name for them, e.g. ResNet18_Weights.IMAGENET1K_V1
     loaded: int = 0  # tensors loaded
-    skipped_head: list[str] = field(default_factory=list)  # head tensors whose shape changed
+    skipped_head: list[str] = field(default_factory=list)  # head tensors not loaded: shape changed, or a new head asked for
     missing: list[str] = field(default_factory=list)  # model tensors the file lacks (a new head, batch counters)
     unexpected: list[str] = field(default_factory=list)  # file tensors of parts this build leaves out
     left_out: list[str] = field(default_factory=list)  # parts of torchvision's model not built (DeepLab's aux_classifier)
@@ -131,8 +132,9 @@ def _show(shape: torch.Size) -> str:
     return "x".join(map(str, shape)) or "scalar"
 
 
-def match(net: TransferNet, state: dict[str, torch.Tensor], record: LoadRecord) -> dict[str, torch.Tensor]:
-    """The tensors of `state` to load into `net`; fills the record's lists; refuses another architecture."""
+def match(net: TransferNet, state: dict[str, torch.Tensor], record: LoadRecord, new_head: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of `state` to load into `net` (none of its heads if `new_head`); fills the record's lists; refuses
+    another architecture."""
     own = net.module.state_dict()
     load, misfits = {}, []
     for key, tensor in state.items():
@@ -141,7 +143,7 @@ def match(net: TransferNet, state: dict[str, torch.Tensor], record: LoadRecord) 
                 record.unexpected.append(key)
             else:
                 misfits.append(f"{key} (only in the file)")
-        elif tensor.shape == own[key].shape:
+        elif tensor.shape == own[key].shape and not (new_head and _under(key, net.heads)):
             load[key] = tensor
         elif _under(key, net.heads):
             record.skipped_head.append(key)
@@ -160,8 +162,9 @@ def match(net: TransferNet, state: dict[str, torch.Tensor], record: LoadRecord) 
     return load
 
 
-def load_pretrained(net: TransferNet, source: str, download: bool = False) -> LoadRecord:
-    """Load `source`'s weights into `net.module` (see the module docstring) and say what was loaded."""
+def load_pretrained(net: TransferNet, source: str, download: bool = False, new_head: bool = False) -> LoadRecord:
+    """Load `source`'s weights into `net.module` (see the module docstring), its heads too unless `new_head`, and
+    say what was loaded."""
     left_out = list(net.absent_parts)
     if source == "none":
         return LoadRecord("none", left_out=left_out)
@@ -172,7 +175,7 @@ def load_pretrained(net: TransferNet, source: str, download: bool = False) -> Lo
     else:
         path = state_dict_file(Path(source))
         record = LoadRecord(source, str(path), left_out=left_out)
-    load = match(net, read_state_dict(path), record)
+    load = match(net, read_state_dict(path), record, new_head)
     net.module.load_state_dict(load, strict=False)
     record.loaded = len(load)
     return record
