@@ -140,6 +140,29 @@ def test_band_plot_from_real_run_folders(grid_sweep):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_training_and_validation_of_every_variant_in_one_figure(grid_sweep):
+    """The study's "transfer model's and best own model's train and validation losses in one plot": each variant's
+    training curve dashed and validation curve solid, in the variant's colour, means over its seeds."""
+    from cnnlab.sweep.collect import group, load_runs
+    from cnnlab.viz.bands import draw_train_val
+
+    _, _, folder, _ = grid_sweep
+    runs, _ = load_runs([folder])
+    variants = [(v.name, [r.history for r in v.runs]) for v in group(runs)]
+    ax = draw_train_val(variants, "loss").axes[0]
+    assert ax.get_ylabel() == "loss (cross-entropy, nats)" and "training (dashed) and validation (solid)" in ax.get_title()
+    lines = ax.get_lines()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        f"{name} ({split}, n=2)" for name, _ in variants for split in ("training", "validation")]
+    for i, (name, histories) in enumerate(variants):
+        for line, key, style in zip(lines[2 * i: 2 * i + 2], ("train_loss", "val_loss"), ("--", "-")):
+            expected = [np.mean([h[e][key] for h in histories]) for e in range(2)]
+            assert np.allclose(line.get_ydata(), expected) and line.get_linestyle() == style
+            assert line.get_color() == lines[2 * i].get_color()
+    assert (folder / "figures" / "train-val-loss.png").exists()  # the sweep's report draws it
+    assert "loss (cross-entropy, nats): training and validation" in (folder / "report.html").read_text()
+
+
 @pytest.fixture(scope="module")
 def batch_size_sweep(tmp_path_factory, data_root):
     """A numeric axis spanning a decade: batch sizes 25 and 250, 2 seeds, one epoch each."""

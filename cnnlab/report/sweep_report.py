@@ -12,7 +12,7 @@ from cnnlab.report.run_report import TEMPLATES, embed_png, fmt
 from cnnlab.sweep import stats
 from cnnlab.sweep.collect import Run, brief, show
 from cnnlab.sweep.compare import Analysis
-from cnnlab.viz.bands import plot_bands
+from cnnlab.viz.bands import plot_bands, plot_train_val
 from cnnlab.viz.by_value import Points, plot_by_value
 
 # band plots: per metric, its training, validation and test curves (those the runs recorded)
@@ -66,7 +66,8 @@ def _objective_name(definition) -> str:
 
 
 def draw_figures(analysis: Analysis, out_dir: Path, log_x: bool = False) -> list[dict]:
-    """The compared metric against each numeric grid key, then the band plot of every metric the runs recorded."""
+    """The compared metric against each numeric grid key, each metric's training and validation curves of every
+    variant in one figure, then the band plot of every metric the runs recorded."""
     result, definition = analysis.result, analysis.definition
     optuna_mode = definition is not None and definition.mode == "optuna"
     present = {k for r in analysis.runs + analysis.skipped for row in r.history for k in row}
@@ -79,6 +80,9 @@ def draw_figures(analysis: Analysis, out_dir: Path, log_x: bool = False) -> list
     drawn = [(f"{metrics.label(result['metric'])} ({result['stat']}) against {key}",
               plot_by_value(series, key, result["metric"], result["stat"], folder / f"by-{key}.png"))
              for key, series in ({} if optuna_mode else by_value_series(result)).items()]
+    drawn += [(f"{metrics.SPLIT_METRICS[m].axis_label()}: training and validation",
+               plot_train_val(curves, m, folder / f"train-val-{m}.png", log_x=log_x))
+              for m in metrics.SPLIT_METRICS if {metrics.split_key("train", m), metrics.split_key("val", m)} <= present]
     drawn += [(metrics.label(key), plot_bands(curves, key, folder / f"bands-{key}.png", log_x=log_x))
               for key in PLOTTED if key in present]
     return [{"title": title, "file": f"figures/{path.name}", "data": embed_png(path)} for title, path in drawn]
