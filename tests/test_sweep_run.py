@@ -204,6 +204,32 @@ def test_no_value_plot_for_a_grid_of_names(grid_sweep):
     assert not list((folder / "figures").glob("by-*")) and " against " not in (folder / "report.html").read_text()
 
 
+def test_sigterm_to_the_sweep_stops_its_workers_and_the_same_command_continues(tmp_path, data_root):
+    """SIGTERM (a batch scheduler, `docker stop`) reaches the launcher alone: it passes it on, the running cell's
+    run is recorded stopped, no worker is left behind, and the sweep exits 143 saying how to continue."""
+    exp = experiment(tmp_path, train={**TINY["train"], "epochs": 3}, data={**TINY["data"], "train_subset": 3000})
+    args = ("sweep", exp, "--grid", "optim.lr=0.001,0.002", "--seeds", "1", "--threads", "1")
+    proc = cnnlab(*args, cwd=tmp_path, data_root=data_root, background=True)
+    metrics = lambda: list((tmp_path / "sweeps").glob("*/runs/optim.lr=0.001/s0/metrics.jsonl"))
+    deadline = time.time() + 120
+    while not (metrics() and metrics()[0].read_text().count("\n") >= 1):  # the first cell is in its epoch 2
+        assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.05)
+    folder = metrics()[0].parents[3]
+    worker = next(e["pid"] for e in events(folder) if e["cell"] == "optim.lr=0.001/s0")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 143, out
+    assert "the sweep was stopped by SIGTERM; run the same command again to continue" in out
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)  # the worker is gone, not orphaned
+    summary = json.loads((folder / "runs/optim.lr=0.001/s0/summary.json").read_text())
+    assert (summary["status"], summary["stopped_by"]) == ("stopped", "SIGTERM")
+    done = cnnlab(*args, cwd=tmp_path, data_root=data_root)
+    assert "0 done, 2 to run" in done.stdout and "all 2 done" in done.stdout
+    assert [r["epoch"] for r in map(json.loads, metrics()[0].read_text().splitlines())] == [1, 2, 3]
+
+
 def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
     exp = experiment(tmp_path, train={**TINY["train"], "epochs": 3}, deterministic=True,
                      data={**TINY["data"], "train_subset": 3000})

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -79,11 +80,26 @@ def _wait_all(procs: list, seconds: float) -> bool:
 def wait_for(procs: list) -> list[tuple[int, int]]:
     """Wait for every worker. On Ctrl-C each marks its cell interrupted and its run stopped: a Ctrl-C typed in the
     terminal reaches the workers too, and they stop at their next safe point; a worker still running after
-    STOP_GRACE_S (the signal came to this process alone) is sent SIGINT, and killed after a minute more."""
+    STOP_GRACE_S (the signal came to this process alone) is sent SIGINT, and killed after a minute more. SIGTERM
+    (a batch scheduler, `docker stop`) reaches this process alone: it is passed on to the workers, which stop the
+    same way, and the sweep ends with exit code 143."""
+    signals: list[int] = []
+
+    def pass_on(signum, frame):
+        signals.append(signum)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers belong to it alone
+    previous = signal.signal(signal.SIGTERM, pass_on) if main_thread else None
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.3)
     except KeyboardInterrupt:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not cut the workers' stop short
         if not _wait_all(procs, STOP_GRACE_S):
             for p in procs:
                 if p.poll() is None:
@@ -91,8 +107,12 @@ def wait_for(procs: list) -> list[tuple[int, int]]:
             if not _wait_all(procs, 60):
                 for p in procs:
                     p.kill()
-        raise Stopped("the sweep was interrupted; run the same command again to continue: finished runs are kept, "
-                      "a stopped run resumes from its last epoch") from None
+        how = "stopped by SIGTERM" if signals else "interrupted"
+        raise Stopped(f"the sweep was {how}; run the same command again to continue: finished runs are kept, "
+                      "a stopped run resumes from its last epoch", exit_code=143 if signals else 130) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return [(i, p.returncode) for i, p in enumerate(procs, 1)]
 
 
