@@ -147,6 +147,7 @@ def test_peak_is_measured_once_per_machine_and_precision(tmp_path, monkeypatch):
         return 123.456
 
     monkeypatch.setattr(peak, "matmul_peak_gflops", fake)
+    monkeypatch.setattr(peak, "machine_load", lambda: 0.0)  # a calm machine, whatever this one is doing
     cpu = torch.device("cpu")
     first = peak.machine_peak(cpu, "fp32", tmp_path)
     assert first["gflops"] == 123.46 and first["precision"] == "fp32" and measured == [torch.float32]
@@ -161,6 +162,24 @@ def test_peak_is_measured_once_per_machine_and_precision(tmp_path, monkeypatch):
         torch.set_num_threads(threads)
     assert len(json.loads((tmp_path / peak.PEAKS_FILE).read_text())) == 3
     assert peak.cpu_model() in first["key"] and torch.__version__ in first["key"]
+
+
+def test_a_peak_measured_on_a_busy_machine_is_measured_again_once_it_is_calm(tmp_path, monkeypatch):
+    readings, load = iter([40.0, 190.0, 150.0]), [100.0]
+    monkeypatch.setattr(peak, "matmul_peak_gflops", lambda dtype, n, device: next(readings))
+    monkeypatch.setattr(peak, "machine_load", lambda: load[0])
+    cpu = torch.device("cpu")
+    busy = peak.machine_peak(cpu, "fp32", tmp_path)
+    assert (busy["gflops"], busy["busy"]) == (40.0, True)
+    assert peak.machine_peak(cpu, "fp32", tmp_path)["gflops"] == 40.0  # still busy: read back, not measured again
+    load[0] = 0.5
+    calm = peak.machine_peak(cpu, "fp32", tmp_path)
+    assert (calm["gflops"], calm["busy"]) == (190.0, False)
+    assert peak.machine_peak(cpu, "fp32", tmp_path) == calm  # calm entries stay: the third reading is never taken
+    assert next(readings) == 150.0
+    from cnnlab.report.run_report import peak_note
+
+    assert "busy when it was measured" in peak_note({"peak": busy}) and "busy" not in peak_note({"peak": calm})
 
 
 def test_the_run_records_its_peak_and_the_share_per_epoch(run):

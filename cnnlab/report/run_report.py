@@ -132,7 +132,9 @@ def peak_note(summary: dict) -> str:
         return ""
     return (f"Share of peak: training throughput (6 FLOPs per weight multiply-accumulate per training image) over "
             f"{peak['gflops']:,.1f} GFLOP/s, the {peak['precision']} {peak['size']}x{peak['size']} matrix product measured "
-            f"on this machine ({peak['key']}; measured {peak['measured']}).")
+            f"on this machine ({peak['key']}; measured {peak['measured']})."
+            + (" The machine was busy when it was measured, so the share may read high; the first run on a calm "
+               "machine measures it again." if peak.get("busy") else ""))
 
 
 def write_run_report(run_dir: Path, summary: Optional[dict] = None) -> Path:
