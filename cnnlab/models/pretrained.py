@@ -143,9 +143,11 @@ def match(net: TransferNet, state: dict[str, torch.Tensor], record: LoadRecord, 
                 record.unexpected.append(key)
             else:
                 misfits.append(f"{key} (only in the file)")
-        elif tensor.shape == own[key].shape and not (new_head and _under(key, net.heads)):
+            continue
+        head = _under(key, net.heads)
+        if tensor.shape == own[key].shape and not (new_head and head):
             load[key] = tensor
-        elif _under(key, net.heads):
+        elif head:
             record.skipped_head.append(key)
         else:
             misfits.append(f"{key} (file {_show(tensor.shape)}, model {_show(own[key].shape)})")
