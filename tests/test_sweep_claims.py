@@ -19,6 +19,9 @@ from cnnlab.sweep.claims import Board
 from cnnlab.sweep.storage import open_storage
 
 CLAIMER = Path(__file__).with_name("sweep_claimer.py")
+# Four claimers start together (a ready barrier), and each cell takes 50 ms of "work": with no work one process,
+# scheduled first on two busy cores, could claim all 30 cells before the others woke, and nothing would race.
+RACE = ("--barrier", "4", "--work", "0.05")
 
 
 def start_claimers(url: str, count: int, cells: int, out: Path, *extra: str) -> list[subprocess.Popen]:
@@ -40,13 +43,13 @@ def test_sqlite_several_processes_never_claim_one_cell_twice(tmp_path):
     """Four processes start together on a fresh SQLite file (creating the study, enqueueing, claiming);
     without BEGIN IMMEDIATE this loses: some 35 double claims in 200 trials, 4 processes (see storage.py)."""
     out = tmp_path / "ran.txt"
-    procs = start_claimers(f"sqlite:///{tmp_path / 'study.db'}", 4, 30, out, "--barrier", "4")
+    procs = start_claimers(f"sqlite:///{tmp_path / 'study.db'}", 4, 30, out, *RACE)
     assert_each_cell_once(out, 30, procs)
 
 
 def test_postgres_several_processes_never_claim_one_cell_twice(tmp_path, postgres_url):
     out = tmp_path / "ran.txt"
-    procs = start_claimers(postgres_url, 4, 30, out, "--barrier", "4")
+    procs = start_claimers(postgres_url, 4, 30, out, *RACE)
     assert_each_cell_once(out, 30, procs)
 
 
