@@ -228,7 +228,9 @@ class SearchConfig(Section):
     """The search space of `cnnlab sweep --optuna TRIALS`: which keys vary, what is optimised, what prunes."""
 
     params: dict[str, SearchParam] = Field(..., min_length=1, description="dotted config keys, e.g. optim.lr: {type: float, low: 0.0001, high: 0.1, log: true}")
-    metric: Literal["val_acc", "val_loss"] = Field("val_acc", description="maximise the best validation accuracy, or minimise the lowest validation loss")
+    metric: Optional[Literal[MONITORS]] = Field(None, description="the validation metric a trial is scored by, its best "
+                                                "epoch's value (highest, or lowest for val_loss); default: the task's, val_acc "
+                                                "(val_iou for segment)")
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = Field("median", description="stops trials whose per-epoch validation metric lags the others")
     startup_trials: int = Field(3, ge=0, description="median pruner: trials that finish before any is pruned")
@@ -301,6 +303,17 @@ class Config(Section):
             problem = "the search cannot vary itself" if key.split(".")[0] in ("search", "name") else key_problem(key)
             if problem:
                 raise ValueError(f"search.params key '{key}': {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _monitors_what_the_task_records(self):
+        """train.monitor and search.metric name a validation metric the task records; search.metric defaults to the
+        task's own, so a sweep's objective is always written in its config."""
+        if self.search is not None and self.search.metric is None:
+            self.search.metric = metrics.split_key("val", metrics.TASK_MONITOR[self.task])
+        for where, key in (("train.monitor", self.train.monitor), ("search.metric", self.search and self.search.metric)):
+            if key and (problem := metrics.monitor_problem(self.task, key)):
+                raise ValueError(f"{where} {key}: {problem}")
         return self
 
     @model_validator(mode="after")

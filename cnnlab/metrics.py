@@ -60,9 +60,20 @@ EPOCH_METRICS = {m.key: m for m in (
 
 TIMING_KEYS = tuple(k for k, m in EPOCH_METRICS.items() if m.timing)
 
+# the split metrics each task records, and the one a run keeps best.pt by (and a search optimises) by default
+TASK_METRICS = {"classify": ("loss", "acc"), "colourize": ("loss", "acc"), "segment": ("loss", "acc", "iou", "miou")}
+TASK_MONITOR = {"classify": "acc", "colourize": "acc", "segment": "iou"}
+
 
 def split_key(split: str, metric: str) -> str:
     return f"{split}_{metric}"
+
+
+def monitor_problem(task: str, key: str) -> Optional[str]:
+    """Why validation metric `key` cannot pick a best epoch of a `task` run (the task does not record it), or None."""
+    if key in (choices := [split_key("val", m) for m in TASK_METRICS[task]]):
+        return None
+    return f"task {task} does not record {key}; choose one of {', '.join(choices)}"
 
 
 def lookup(key: str) -> tuple[Optional[str], Optional[Metric]]:

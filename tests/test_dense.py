@@ -111,7 +111,7 @@ def test_mask_moves_with_its_photo(pennfudan):
 
 
 def test_iou_tally_against_hand_counts():
-    task = PixelTask("segment", 2, iou=True)
+    task = PixelTask("segment", 2)
     tally = task.new_tally("cpu")
     targets = torch.tensor([[[1, 1, 0, 0], [1, 0, 0, IGNORE]]])
     pred = torch.tensor([[[1, 0, 0, 1], [1, 0, 1, 1]]])

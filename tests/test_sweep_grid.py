@@ -74,6 +74,15 @@ def test_search_section_is_validated_like_the_rest(tmp_path):
     ok = validate({**base, "search": {"params": {"optim.lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
                                                  "model.args.NF": {"type": "int", "low": 8, "high": 32, "step": 8}}}}, "f.yaml")
     assert ok.search.pruner == "median" and ok.search.metric == "val_acc"
+    segment = {"task": "segment", "data": {"dataset": "pennfudan"}, "model": {"name": "seg_unet"},
+               "search": {"params": {"optim.lr": {"type": "float", "low": 1e-4, "high": 0.1}}}}
+    assert validate(segment, "f.yaml").search.metric == "val_iou"  # the task's own metric, as best.pt's
+    segment["search"]["metric"] = "val_miou"
+    assert validate(segment, "f.yaml").search.metric == "val_miou"
+    with pytest.raises(CnnlabError, match="search.metric val_miou: task classify does not record val_miou; choose one of "
+                                          "val_loss, val_acc"):
+        validate({**base, "search": {"params": {"optim.lr": {"type": "float", "low": 0.1, "high": 1}}, "metric": "val_miou"}},
+                 "f.yaml")
     bad = [({"optim.lrr": {"type": "float", "low": 0.1, "high": 1}}, "search.params key 'optim.lrr': 'lrr' is not a key of optim"),
            ({"optim.lr": {"type": "float", "low": 0.1, "high": 0.01}}, "needs low < high"),
            ({"optim.name": {"type": "categorical"}}, "needs choices"),

@@ -11,6 +11,7 @@ import math
 import torch
 from torch.nn import functional as F
 
+from cnnlab.metrics import TASK_METRICS, TASK_MONITOR
 from cnnlab.data.augment import IGNORE
 
 
@@ -18,8 +19,8 @@ class ClassificationTask:
     """Cross-entropy over classes; accuracy is the share of top-1 predictions that are right."""
 
     name = "classify"
-    metrics = ("loss", "acc")  # what `result` returns
-    monitor = "acc"  # the validation metric that picks best.pt unless train.monitor names another
+    metrics = TASK_METRICS["classify"]  # what `result` returns
+    monitor = TASK_MONITOR["classify"]  # the validation metric that picks best.pt unless train.monitor names another
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0):
         self.num_classes = num_classes
@@ -55,13 +56,13 @@ class PixelTask:
     the mean IoU over all classes. Pixels marked IGNORE (crop padding) count nowhere.
     """
 
-    def __init__(self, name: str, num_classes: int, iou: bool, label_smoothing: float = 0.0):
+    def __init__(self, name: str, num_classes: int, label_smoothing: float = 0.0):
         self.name = name
         self.num_classes = num_classes
-        self.iou = iou
         self.label_smoothing = label_smoothing
-        self.metrics = ("loss", "acc", "iou", "miou") if iou else ("loss", "acc")
-        self.monitor = "iou" if iou else "acc"
+        self.metrics = TASK_METRICS[name]
+        self.monitor = TASK_MONITOR[name]
+        self.iou = "iou" in self.metrics
 
     @property
     def expected_initial_loss(self) -> float:
@@ -108,4 +109,4 @@ class PixelTask:
 def make_task(cfg, num_classes: int):
     if cfg.task == "classify":
         return ClassificationTask(num_classes, cfg.train.label_smoothing)
-    return PixelTask(cfg.task, num_classes, iou=cfg.task == "segment", label_smoothing=cfg.train.label_smoothing)
+    return PixelTask(cfg.task, num_classes, label_smoothing=cfg.train.label_smoothing)
