@@ -4,7 +4,8 @@ per process.
 What "the same run" means here: at the same global batch, N processes see exactly the batches one process sees
 (rows rank::N of each global batch, augmentation drawn for the whole batch), and DDP averages equal shares'
 mean gradients, which is the global batch's mean gradient. Only the order of float sums differs, so:
-- without batch norm (table1): final weights within WEIGHT_TOL of one process's;
+- without batch norm (table1; seg_unet with bn off, whose processes hold different numbers of labelled pixels): final
+  weights within WEIGHT_TOL of one process's;
 - with batch norm and sync_bn: within BN_TOL (looser: see its comment).
 Over a few steps only: training amplifies any float difference, the more so at high learning rates, as it would
 between two one-process runs whose sums are ordered differently (table1 at lr 0.01, 1600 images an epoch: 3e-8 after
@@ -261,6 +262,19 @@ def test_sync_bn_two_processes_close_to_one_process(data_root, tmp_path):
     gap = weight_gap(run, one_process(tmp_path / "alone", bn))
     print(f"simplenn with sync_bn, 2 processes vs 1, 10 steps: max |weight difference| = {gap:.3g}")
     assert gap < BN_TOL
+
+
+@pytest.mark.slow
+def test_segmentation_with_unlabelled_padding_trains_alike_on_two_processes(data_root, tmp_path):
+    """Crop padding leaves pixels unlabelled, so the two halves of a batch hold different numbers of labelled pixels:
+    each process's mean loss is weighted by its share of them, and the gradient is the whole batch's mean."""
+    seg = ["model.bn=false", "model.args.NF=4", "data.image_size=32", "data.augment.crop_padding=8", "train.epochs=2",
+           "train.batch_size=8", "train.precision=fp32", *SGD]
+    done = torchrun(STANDALONE, ["run", "seg-unet", *seg, "--runs-dir", str(tmp_path / "spread")])
+    assert done.returncode == 0, done.stderr
+    gap = weight_gap(only_run(tmp_path / "spread"), one_process(tmp_path / "alone", seg, "seg-unet"))
+    print(f"seg_unet with crop padding, 2 processes vs 1: max |weight difference| = {gap:.3g}")
+    assert gap < WEIGHT_TOL
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -91,6 +91,16 @@ class Spread:
         for value in tally.values():
             self.sum(value)
         return tally
+
+    def pooled_mean(self, loss: torch.Tensor, scored: Optional[torch.Tensor]) -> torch.Tensor:
+        """This process's mean `loss` over its `scored` items, weighted so that DDP's average of the processes'
+        gradients is the gradient of the mean over all their items, as one process would take it. Processes score
+        different numbers when crop padding leaves pixels unlabelled; None: equal numbers, nothing to weigh."""
+        if not self.launched or scored is None:
+            return loss
+        total = scored.to(torch.float32)  # a copy: all_reduce works in place
+        dist.all_reduce(total)
+        return loss * (scored * self.world / total.clamp(min=1))
 
     def any(self, flag: torch.Tensor) -> bool:
         """Whether `flag` is true in any process (all stop together, e.g. when the loss is no longer finite)."""

@@ -37,6 +37,10 @@ class ClassificationTask:
     def new_tally(self, device) -> dict[str, torch.Tensor]:
         return {k: torch.zeros((), device=device, dtype=torch.float64) for k in ("loss_sum", "correct", "count")}
 
+    def scored(self, targets: torch.Tensor) -> None:
+        """Every image is scored, so processes sharing a batch score equal numbers: nothing to weigh."""
+        return None
+
     def update(self, tally: dict, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
         n = targets.shape[0]
         tally["loss_sum"] += loss.detach().double() * n
@@ -70,6 +74,10 @@ class PixelTask:
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs.float(), targets.long(), ignore_index=IGNORE, label_smoothing=self.label_smoothing)
+
+    def scored(self, targets: torch.Tensor) -> torch.Tensor:
+        """The labelled pixels `loss` averages over: processes sharing a batch may hold different numbers."""
+        return (targets != IGNORE).sum()
 
     def new_tally(self, device) -> dict[str, torch.Tensor]:
         tally = {k: torch.zeros((), device=device, dtype=torch.float64) for k in ("loss_sum", "correct", "count")}

@@ -189,7 +189,8 @@ class Trainer:
             with b.autocast():
                 out = b.forward(x)
                 loss = b.task.loss(out, y)
-            total = loss + l1 * l1_penalty(b.model) if l1 else loss
+            total = self.spread.pooled_mean(loss, b.task.scored(y)) if self.spread.launched else loss
+            total = total + l1 * l1_penalty(b.model) if l1 else total
             b.optimizer.zero_grad(set_to_none=True)
             total.backward()
             bad |= ~torch.isfinite(total.detach())
