@@ -320,6 +320,23 @@ def test_cost_finetune_measures_both_configurations():
     assert data["ratio"]["peak_bytes"] > 1
 
 
+def test_cost_finetune_of_an_experiment_with_a_frozen_selection_measures_the_whole_network_trained():
+    """resnet18-transfer-cifar10 builds its model with model.trainable [layer4, fc] applied (the frozen front runs
+    without autograd, its batch norms in eval): the whole-network configuration must undo that selection."""
+    out = CliRunner().invoke(app, ["cost", "finetune", "resnet18-transfer-cifar10", "--input", "3x32x32", "--batch-size",
+                                   "2", "--steps", "1", "--device", "cpu", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    whole, last = data["whole"], data["last_layer_only"]
+    assert data["last_layer"] == "fc" and last["estimate"]["trainable_params"] == 512 * 10 + 10
+    assert whole["estimate"]["trainable_params"] * F32 == whole["estimate"]["parameters"]  # every parameter trains
+    measured = whole["measured"]["by_kind"]  # Adam: two moments per parameter of the whole network
+    assert measured["optimizer state"] >= 2 * whole["estimate"]["parameters"]
+    assert measured["gradients and temporaries (backward)"] > 0
+    assert whole["estimate"]["first_saving"] == "bn1"  # activations kept from the front on (conv1's is the input batch)
+    assert data["ratio"]["peak_bytes"] > 3
+
+
 def test_layer_table_keeps_the_keys_runs_and_reports_read():
     from cnnlab.analysis.layers import layer_table
 

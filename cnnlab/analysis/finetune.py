@@ -2,7 +2,7 @@
 
 Two configurations of the same network, each run for real on the current device:
   whole       every parameter trainable
-  last layer  only the last layer that has parameters trainable (all others frozen)
+  last layer  only the last layer that has parameters trainable (all others frozen as a run freezes them)
 For each: the peak tensor memory of one step (`training.LiveTensors`) and the median time of a few
 steps after a warm-up (the two configurations' steps taken in turn, so that a change in the machine's
 load falls on both alike); then the estimate by kind (training.estimate_step), which shows where the
@@ -11,6 +11,7 @@ activations below the first trainable layer, and the backward pass stops there.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,7 @@ from cnnlab.analysis.count import count
 from cnnlab.analysis.render import Block, Table, Text, human_bytes
 from cnnlab.analysis.training import StepMeasurement, StepMemory, StepRunner, estimate_step
 from cnnlab.errors import CnnlabError
+from cnnlab.models.freeze import set_trainable
 
 
 @dataclass
@@ -66,20 +68,17 @@ def last_layer(model: torch.nn.Module, shape: tuple) -> str:
 
 def finetune_cost(model: torch.nn.Module, label: str, shape: tuple, batch: int, optim, device: torch.device,
                   steps: int = 5) -> FinetuneCost:
+    """Both configurations frozen as a run freezes them (`set_trainable`: no gradients, batch norm kept in eval,
+    the frozen front run without autograd), on a copy: whatever selection `model` arrives with (an experiment's
+    model.trainable) is replaced in the copy and kept in `model`."""
     name = last_layer(model, shape)
-    keep = {id(p) for p in model.get_submodule(name).parameters()}
-    was = {id(p): p.requires_grad for p in model.parameters()}
+    subject = copy.deepcopy(model)
     estimates, runners = {}, {}
-    try:
-        for config in ("whole", "last"):
-            for p in model.parameters():
-                p.requires_grad_(config == "whole" or id(p) in keep)
-            estimates[config] = estimate_step(model, shape, batch, optim)
-            runners[config] = StepRunner(model, shape, batch, optim, device)  # a copy, with these flags
-            runners[config].measure_memory()
-    finally:
-        for p in model.parameters():
-            p.requires_grad_(was[id(p)])
+    for config, prefixes in (("whole", None), ("last", [name])):
+        set_trainable(subject, prefixes)
+        estimates[config] = estimate_step(subject, shape, batch, optim)
+        runners[config] = StepRunner(subject, shape, batch, optim, device)  # a copy, with this selection
+        runners[config].measure_memory()
     for _ in range(steps):  # alternate, so that a change in the machine's load falls on both alike
         for runner in runners.values():
             runner.time_step()
