@@ -177,6 +177,7 @@ def test_grad_cam_on_a_frozen_backbone_and_the_predicted_class():
         p.requires_grad_(False)
     cam = grad_cam(model, torch.randn(2, 3, 64, 64), "layer4")
     assert cam.maps.shape == (2, 64, 64) and cam.maps.max() <= 1 and cam.call == 1
+    assert cam.grid == (2, 2) and grad_cam(model, torch.randn(1, 3, 32, 32), "layer4").grid == (1, 1)  # stride 32
 
 
 def test_filter_grid_has_one_tile_per_filter(tmp_path):
@@ -265,6 +266,7 @@ def test_explain_run_writes_every_figure(trained, tmp_path):
     activation = record["figures"][1]
     assert activation["shape"] == [8, 24, 24] and activation["channels"] == list(range(8))  # all of conv1's 8
     assert len(record["figures"][2]["channels"]) == 16
+    assert "(call 1, a 10x10 map)" in record["figures"][3]["caption"]  # conv2's own map: 28 -> 24 -> 12 -> 10
     assert record["confusion"]["total"] == 200 and len(record["most_confused"]) == 6
     assert record["image"]["index"] == 3 and record["image"]["true"] == splits.classes[int(splits.test.labels[3])]
     assert math.isclose(record["sparsity"]["threshold"], 1e-3)

@@ -54,8 +54,11 @@ def _image_figures(model: nn.Module, example: Example, classes: list[str], names
     if label is not None:
         truth = cam if predicted == label else grad_cam(model, example.x, cam_layer, torch.tensor([label]))
         panels.append((f"true: {classes[label]} (p={probs[label]:.2f})", truth.maps[0]))
-    caption = (f"Grad-CAM at {cam_layer} (call {cam.call}): the layer's channels weighted by the mean gradient of the "
-               "class's score (logit), ReLU, upsampled to the input; each map scaled to its own maximum")
+    h, w = cam.grid
+    caption = (f"Grad-CAM at {cam_layer} (call {cam.call}, a {h}x{w} map): the layer's channels weighted by the mean "
+               "gradient of the class's score (logit), ReLU, upsampled to the input; each map scaled to its own maximum")
+    if h * w == 1:
+        caption += ". A 1x1 map cannot show where: pick an earlier layer with --cam-layer (see `cnnlab layers`)"
     figures.append(plot_cam(example.picture, panels, out / "gradcam.png", f"class activation maps at {cam_layer}", caption))
     image = {"source": example.source, "index": example.index, "predicted": classes[predicted],
              "probability": float(probs[predicted]), "true": None if label is None else classes[label],

@@ -35,6 +35,7 @@ class ClassMap:
     probs: torch.Tensor  # (N, classes) softmax of the model's outputs
     layer: str
     call: int  # which call of the layer (1-based)
+    grid: tuple[int, int]  # the layer's own map (H, W) before upsampling: the finest detail the map can show
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, targets: Optional[torch.Tensor] = None,
@@ -62,4 +63,4 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, targets: Optional[to
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     peak = cam.flatten(1).amax(1)
     maps = cam / peak.clamp_min(torch.finfo(cam.dtype).tiny).view(-1, 1, 1)
-    return ClassMap(maps, peak, logits.detach().float().softmax(1), layer, call)
+    return ClassMap(maps, peak, logits.detach().float().softmax(1), layer, call, tuple(a.shape[-2:]))
