@@ -57,23 +57,29 @@ def test_negative_a_mirrors_the_first_normalised_layer(a):
 
 
 @pytest.mark.slow
-def test_invariance_command_compares_two_real_runs(data_root, tmp_path):
+def test_invariance_command_compares_two_real_runs(data_root, tmp_path, monkeypatch):
     import json
+    import re
+    from pathlib import Path
 
     from cnnlab.config import load_experiment
     from cnnlab.errors import CnnlabError
     from cnnlab.runner import run_invariance
 
     cfg = load_experiment("affine-invariance", ["train.epochs=1", "data.train_subset=200", "data.test_subset=40", "model.args.NF=8"])
-    folder = run_invariance(cfg, tmp_path, data_root)
+    monkeypatch.chdir(tmp_path)
+    runs = Path("runs")  # relative, as `cnnlab invariance` has it by default
+    folder = run_invariance(cfg, runs, data_root)
     comparison = json.loads((folder / "comparison.json").read_text())
     assert (comparison["affine_a"], comparison["affine_b"]) == (2.5, -1.0)
-    plain, moved = (json.loads((tmp_path / f"affine-invariance-{k}").glob("*/summary.json").__next__().read_text()) for k in ("plain", "affine"))
+    plain, moved = (json.loads((runs / f"affine-invariance-{k}").glob("*/summary.json").__next__().read_text()) for k in ("plain", "affine"))
     assert plain["status"] == moved["status"] == "completed"
     # one epoch of batch statistics absorbs a and b: the training loss barely moves
     assert comparison["curves"]["train_loss"]["max_abs_diff"] < 0.02 * plain["final"]["train_loss"]
     assert comparison["outputs"]["test_outputs"] == 40 and 0 <= comparison["outputs"]["prediction_agreement"] <= 1
     html = (folder / "report.html").read_text()
     assert "a=2.5, b=-1" in html and html.count("data:image/png;base64,") == 2
+    links = re.findall(r'href="([^"]*report.html)"', html)  # relative: the folders can move together
+    assert len(links) == 2 and all((folder / link).is_file() for link in links), links
     with pytest.raises(CnnlabError, match="no input transform"):
         run_invariance(load_experiment("colour-cnn"), tmp_path, data_root)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from cnnlab import metrics
 from cnnlab.atomic import write_json, write_text
-from cnnlab.report.run_report import TEMPLATES, embed_png, fmt
+from cnnlab.report.run_report import TEMPLATES, embed_png, fmt, report_link
 from cnnlab.runfolder import RunFolder
 from cnnlab.viz.curves import plot_runs
 
@@ -21,7 +21,7 @@ def write_invariance_report(folder: Path, comparison: dict, plain: RunFolder, mo
         path = plot_runs(histories, metric, folder / "figures" / f"{metric}.png", f"{title}: plain vs {label}")
         figures.append({"title": title, "file": f"figures/{path.name}", "data": embed_png(path)})
     context = {"c": comparison, "label": label, "figures": figures, "fmt": fmt,
-               "plain_report": Path(plain.path, "report.html"), "moved_report": Path(moved.path, "report.html")}
+               "plain_report": report_link(folder, plain.path), "moved_report": report_link(folder, moved.path)}
     write_text(folder / "report.html", TEMPLATES.get_template("invariance.html.j2").render(**context))
     write_text(folder / "report.md", TEMPLATES.get_template("invariance.md.j2").render(**context))
     return folder / "report.html"

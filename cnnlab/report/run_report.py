@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +23,11 @@ TEMPLATES = jinja2.Environment(
 
 def embed_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def report_link(out_dir: Path, run_dir: Path) -> str:
+    """A link from a report in `out_dir` to a run's report.html, relative, so that the folders can move together."""
+    return Path(os.path.relpath(Path(run_dir, "report.html"), out_dir)).as_posix()
 
 
 def fmt(value, digits: int = 4) -> str:

@@ -3,24 +3,19 @@ words, the compared metric against each numeric grid key, band plots of every me
 own report. HTML (images embedded) and Markdown."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cnnlab import metrics
 from cnnlab.atomic import write_json, write_text
-from cnnlab.report.run_report import TEMPLATES, embed_png, fmt
+from cnnlab.report.run_report import TEMPLATES, embed_png, fmt, report_link
 from cnnlab.sweep import stats
-from cnnlab.sweep.collect import Run, brief, show
+from cnnlab.sweep.collect import brief, show
 from cnnlab.sweep.compare import Analysis
 from cnnlab.viz.bands import plot_bands, plot_train_val
 from cnnlab.viz.by_value import Points, plot_by_value
 
 # band plots: per metric, its training, validation and test curves (those the runs recorded)
 PLOTTED = tuple(metrics.split_key(s, m) for m in metrics.SPLIT_METRICS for s in metrics.SPLITS)
-
-
-def _link(out_dir: Path, run: Run) -> str:
-    return Path(os.path.relpath(run.path / "report.html", out_dir)).as_posix()
 
 
 def _trials(analysis: Analysis, out_dir: Path) -> list[dict]:
@@ -32,7 +27,7 @@ def _trials(analysis: Analysis, out_dir: Path) -> list[dict]:
     for run in sorted(analysis.runs + analysis.skipped, key=lambda r: r.path.name):
         value = objective(run.history, search)
         rows.append({"trial": run.path.name, "status": run.status, "value": value, "epochs": len(run.history),
-                     "params": {k: run.config.get(k) for k in search["params"]}, "link": _link(out_dir, run)})
+                     "params": {k: run.config.get(k) for k in search["params"]}, "link": report_link(out_dir, run.path)})
     sign = 1 if metrics.mode(search["metric"]) == "min" else -1
     worst = sign * float("inf")
     return sorted(rows, key=lambda r: sign * (worst if r["value"] is None else r["value"]))
@@ -96,9 +91,9 @@ def write_sweep_report(analysis: Analysis, out_dir: Path, log_x: bool = False) -
     figures = draw_figures(analysis, out_dir, log_x)
     runs = [{"variant": v.name, "seed": r.config.get("seed"), "status": r.status, "path": str(r.path),
              "final": r.value(result["metric"], "final"), "best": r.value(result["metric"], "best"),
-             "link": _link(out_dir, r)} for v in analysis.variants for r in v.runs]
+             "link": report_link(out_dir, r.path)} for v in analysis.variants for r in v.runs]
     runs += [{"variant": "", "seed": r.config.get("seed"), "status": r.status, "path": str(r.path), "final": None,
-              "best": None, "link": _link(out_dir, r)} for r in analysis.skipped]
+              "best": None, "link": report_link(out_dir, r.path)} for r in analysis.skipped]
     context = {
         "title": definition.name if definition else "comparison",
         "definition": definition,
