@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -442,6 +443,23 @@ def test_full_disk_while_extracting_names_the_folder_and_keeps_nothing(data_root
     assert str(caught.value).startswith(f"no space left on the disk that holds {cache / 'extracted'} while writing "
                                         f"the files of {data_root / 'cifar10-jpeg.tar.gz'} (none were kept)")
     assert list((cache / "extracted").iterdir()) == []
+
+
+def test_an_archive_changed_on_disk_is_extracted_again_and_its_old_extraction_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    archives = []
+    for place in ("a", "b"):  # two archives of the same name in two folders: two datasets
+        (tmp_path / place / "pics" / "cat").mkdir(parents=True)
+        (tmp_path / place / "pics" / "cat" / "1.png").write_bytes(b"png")
+        with tarfile.open(tmp_path / place / "pics.tar.gz", "w:gz") as t:
+            t.add(tmp_path / place / "pics", arcname="pics")
+        archives.append(tmp_path / place / "pics.tar.gz")
+    first, other = extract_once(archives[0]), extract_once(archives[1])
+    assert first != other and extract_once(archives[0]) == first  # once
+    os.utime(archives[0], ns=(0, archives[0].stat().st_mtime_ns + 10**9))  # the archive was replaced
+    again = extract_once(archives[0])
+    assert again != first and (again / "pics" / "cat" / "1.png").read_bytes() == b"png"
+    assert sorted((tmp_path / "cache" / "extracted").iterdir()) == sorted([again, other])  # the stale copy is gone
 
 
 def test_truncated_archive_is_named_and_leaves_nothing(data_root, tmp_path, monkeypatch):

@@ -49,13 +49,18 @@ def _extraction_error(e: BaseException, archive: Path, folder: Path) -> BaseExce
     return e
 
 
+def _key(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+
+
 def extract_once(archive: Path, progress: Optional[Progress] = None) -> Path:
-    """The archive extracted into the cache: once per archive (its path, size and mtime name the folder), into a
-    temporary folder that is renamed into place when complete (so a folder of that name is whole) and removed
-    when extraction fails."""
+    """The archive extracted into the cache: once per archive state (its path, then its size and mtime, name the
+    folder), into a temporary folder that is renamed into place when complete (so a folder of that name is whole)
+    and removed when extraction fails. Extractions of an earlier state of the same archive are then removed: each
+    is as large as the archive unpacked, and no cache reads them any more."""
     st = archive.stat()
-    key = hashlib.blake2b(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode(), digest_size=6).hexdigest()
-    target = cache_dir() / "extracted" / f"{archive.name.split('.')[0]}-{key}"
+    same_archive = f"{archive.name.split('.')[0]}-{_key(str(archive.resolve()))}-"
+    target = cache_dir() / "extracted" / f"{same_archive}{_key(f'{st.st_size}|{st.st_mtime_ns}')}"
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +81,9 @@ def extract_once(archive: Path, progress: Optional[Progress] = None) -> Path:
         if not target.is_dir():
             raise
         # another process finished the same extraction first: use its folder
+    for earlier in target.parent.glob(f"{same_archive}*"):
+        if earlier != target:
+            shutil.rmtree(earlier, ignore_errors=True)
     return target
 
 
