@@ -11,8 +11,8 @@ import math
 import torch
 from torch.nn import functional as F
 
-from cnnlab.metrics import TASK_METRICS, TASK_MONITOR
 from cnnlab.data.augment import IGNORE
+from cnnlab.metrics import TASK_METRICS, TASK_MONITOR
 
 
 class ClassificationTask:
