@@ -16,7 +16,7 @@ from cnnlab.viz.curves import plot_metric
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("cnnlab", "report/templates"),
-    autoescape=jinja2.select_autoescape(["html"]),
+    autoescape=jinja2.select_autoescape(["html", "html.j2"]),  # the templates are named *.html.j2
     undefined=jinja2.StrictUndefined,
 )
 
