@@ -296,17 +296,18 @@ def compare(
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="a run folder or a sweep folder")):
-    """(Re)write the report.html and report.md of a run or a sweep from its folder."""
-    from cnnlab.report.run_report import write_run_report
+def report(
+    run_dir: Path = typer.Argument(..., help="a run folder or a sweep folder"),
+    formats: Optional[List[str]] = typer.Option(None, "--format", "-f", help="html | md | latex | pdf (repeat for "
+                                                "several; default html and md): pdf prints the HTML report with "
+                                                "headless Chromium; latex writes latex/ with \\input-able tables"),
+):
+    """(Re)write the report of a run or a sweep from its folder, in the formats asked for; prints each file."""
+    from cnnlab.report.reports import write_folder_report
 
-    if (run_dir / "sweep.json").exists():
-        from cnnlab.report.sweep_report import write_sweep_report
-        from cnnlab.sweep.compare import analyse
-
-        print(write_sweep_report(analyse([run_dir]), run_dir))
-        return
-    print(write_run_report(run_dir))
+    for path in write_folder_report(run_dir, tuple(f for text in formats or ["html", "md"]
+                                                    for f in text.split(",") if f)).values():
+        print(path)
 
 
 @app.command()
@@ -376,8 +377,8 @@ def summary(
     The table fits the terminal's width (columns left out are named under it); --format markdown keeps them all."""
     import json
 
-    from cnnlab.analysis.render import render, to_csv
-    from cnnlab.analysis.summary import Options, document, main_table, subject_and_input, summarise, summary_json
+    from cnnlab.document import render, to_csv
+    from cnnlab.analysis.summary import Options, document, main_table, subject_and_input, summarise, counts_record
     from cnnlab.analysis.training import OPTIMIZERS
     from cnnlab.analysis.whatif import WhatIf
 
@@ -393,7 +394,7 @@ def summary(
     if csv_file is not None:
         csv_file.write_text(to_csv(main_table(result, cols)), encoding="utf-8")
     if fmt == "json":
-        print_output(json.dumps(summary_json(result), indent=2))
+        print_output(json.dumps(counts_record(result).to_dict(), indent=2))
     else:
         print_output(render(document(result, cols), fmt))
 
@@ -477,7 +478,7 @@ def cost_finetune(
     import json
 
     from cnnlab.analysis.finetune import finetune_blocks, finetune_cost
-    from cnnlab.analysis.render import render
+    from cnnlab.document import render
     from cnnlab.analysis.summary import concrete, subject_and_input
     from cnnlab.device import pick_device
     from cnnlab.analysis.training import OPTIMIZERS

@@ -522,3 +522,26 @@ def flatten(raw: dict, prefix: str = "") -> dict:
 
 def dump(config: Config) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _defaults(model: type[BaseModel], prefix: str = "") -> dict:
+    """Every key of `model` with its default, flattened; a required section by its own keys' defaults."""
+    out: dict = {}
+    for name, f in model.model_fields.items():
+        section = _section_of(f.annotation)
+        if f.is_required():
+            if isinstance(section, type) and issubclass(section, BaseModel):
+                out.update(_defaults(section, f"{prefix}{name}."))
+            continue
+        value = f.get_default(call_default_factory=True)
+        value = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        out.update(flatten({name: value}, prefix) if isinstance(value, dict) else {f"{prefix}{name}": value})
+    return out
+
+
+def changes(config: Config) -> list[tuple[str, Any, Any]]:
+    """(key, value, default) of every key whose value is not its default: what this run chose, as a report
+    shows it first (a section switched on shows its keys; one switched off, its name with None)."""
+    given = flatten(config.model_dump(mode="json"))
+    default = _defaults(type(config))
+    return [(k, v, default.get(k)) for k, v in given.items() if k not in default or default[k] != v]

@@ -36,6 +36,7 @@ from cnnlab.engine.flags import torch_flags
 from cnnlab.engine.startup import clock_origin
 from cnnlab.engine.trainer import Diverged, Progress, Pruned, StopRequested, Trainer
 from cnnlab.errors import CnnlabError, Stopped
+from cnnlab.records import RunSummary
 from cnnlab.report.inside import best_checkpoint_record
 from cnnlab.report.run_report import write_run_report
 from cnnlab.runfolder import DamagedRecord, RunFolder
@@ -80,19 +81,19 @@ def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _end(run: RunFolder, summary: dict) -> None:
+def _end(run: RunFolder, summary: RunSummary) -> None:
     """The report first, then summary.json: a run recorded as ended has its report."""
     write_run_report(run.path, summary)
     run.write_summary(summary)
 
 
-def _fit(trainer: Trainer, built: BuiltRun, run: RunFolder) -> dict:
+def _fit(trainer: Trainer, built: BuiltRun, run: RunFolder) -> RunSummary:
     """Train; the summary of a completed or pruned run (its prediction figures drawn, by rank 0 of a spread run)."""
     try:
         trainer.fit()
     except Pruned:
-        return {**trainer.summary("pruned"), "pruned_at_epoch": trainer.state.epoch}
-    return {**trainer.summary("completed"), **(best_checkpoint_record(built, run) if built.spread.main else {})}
+        return trainer.summary("pruned").updated(pruned_at_epoch=trainer.state.epoch)
+    return trainer.summary("completed").updated(**(best_checkpoint_record(built, run) if built.spread.main else {}))
 
 
 def _stopped(trainer: Trainer, run: RunFolder, data_root: Path) -> Stopped:
@@ -100,7 +101,7 @@ def _stopped(trainer: Trainer, run: RunFolder, data_root: Path) -> Stopped:
     spread = trainer.built.spread
     command = resume_command(run, data_root, spread)
     if spread.main:
-        run.write_summary({**trainer.summary("stopped"), "stopped_by": by, "resume": command})
+        run.write_summary(trainer.summary("stopped").updated(stopped_by=by, resume=command))
     done, epochs = trainer.state.epoch, trainer.built.cfg.train.epochs
     return Stopped(f"stopped by {by} after epoch {done} of {epochs} (an unfinished epoch is dropped); "
                    f"resume with: {command}", 128 + signal.Signals[by].value)
@@ -111,7 +112,7 @@ def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path)
     error for the user."""
     diverged = isinstance(error, Diverged)
     spread = trainer.built.spread
-    summary = {**trainer.summary("failed", one_line(error)), "failure": "diverged" if diverged else "error"}
+    summary = trainer.summary("failed", one_line(error)).updated(failure="diverged" if diverged else "error")
     if spread.main:
         if not isinstance(error, CnnlabError):
             write_text(run.error_log, "".join(traceback.format_exception(error)))
@@ -177,11 +178,11 @@ def _left_to_do(run: RunFolder) -> tuple[bool, str]:
     """(whether the run must be trained or finished, what to tell the user first). A completed run whose
     summary.json or metrics.jsonl is damaged, or that has no report, is finished again from last.pt."""
     try:
-        status = run.summary().get("status")
+        summary = run.summary()
         run.metrics()
     except DamagedRecord as e:
         return True, f"notice: {e.path} is damaged ({e.what}); writing it again from checkpoints/last.pt"
-    if status != "completed":
+    if summary is None or summary.status != "completed":
         return True, ""
     if not (run.path / "report.html").exists():
         return True, f"{run.path} completed without its report; writing it"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from cnnlab.analysis.count import count
-from cnnlab.analysis.render import Block, Table, Text, human_bytes
+from cnnlab.document import Block, Table, Text, human_bytes
 from cnnlab.analysis.training import StepMeasurement, StepMemory, StepRunner, estimate_step
 from cnnlab.errors import CnnlabError
 from cnnlab.models.freeze import set_trainable

@@ -38,6 +38,7 @@ from cnnlab.engine.summary import initial_loss_ok, run_summary, spread_line
 from cnnlab.engine.transfer import select_for_epoch
 from cnnlab.optimizers import full_rate
 from cnnlab.errors import CnnlabError
+from cnnlab.records import RunSummary
 from cnnlab.runfolder import RunFolder
 
 NAN_CHECK_EVERY = 20  # steps between finiteness checks and running-loss reports (each one is a device sync)
@@ -162,7 +163,7 @@ class Trainer:
                         config=self.built.cfg.model_dump(mode="json"), classes=self.built.data.classes,
                         pretrained=self.built.transfer.pretrained if self.built.transfer else None)
 
-    def summary(self, status: str, error: Optional[str] = None) -> dict:
+    def summary(self, status: str, error: Optional[str] = None) -> RunSummary:
         return run_summary(self.built, self.state, self.policy, status, error, self.spread_record)
 
     # ---- the loop ------------------------------------------------------------------------------

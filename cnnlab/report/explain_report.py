@@ -9,20 +9,22 @@ from typing import Optional
 from cnnlab.atomic import write_json, write_text
 from cnnlab.engine.restore import restore
 from cnnlab.errors import CnnlabError
+from cnnlab.records import RunSummary
 from cnnlab.explain import explain_run
 from cnnlab.explain.example import Example, file_example, split_example
-from cnnlab.report.run_report import TEMPLATES, class_rows, embedded, fmt
+from cnnlab.report.page import TEMPLATES
+from cnnlab.report.templated import class_rows, embedded, fmt
 from cnnlab.runfolder import RunFolder
 
 CHECKPOINTS = ("best", "last")
 SPLITS = ("train", "val", "test")
 
 
-def _checkpoint_facts(summary: dict, which: str) -> tuple[Optional[int], Optional[float]]:
+def _checkpoint_facts(summary: RunSummary, which: str) -> tuple[Optional[int], Optional[float]]:
     """(epoch, recorded test accuracy) of checkpoint `which`, as summary.json tells them."""
     if which == "best":
-        return summary.get("best_epoch"), summary.get("test_acc_at_best")
-    return summary.get("epochs_done"), (summary.get("final") or {}).get("test_acc")
+        return summary.best_epoch, summary.at("test_acc")
+    return summary.epochs_done, (summary.final or {}).get("test_acc")
 
 
 def _example(built, image: Optional[Path], split: str, index: int) -> Example:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from cnnlab import metrics
 from cnnlab.atomic import write_json, write_text
-from cnnlab.report.run_report import TEMPLATES, embed_png, fmt, report_link
+from cnnlab.report.page import TEMPLATES, report_link
+from cnnlab.report.templated import embed_png, fmt
 from cnnlab.runfolder import RunFolder
 from cnnlab.viz.curves import plot_runs
 

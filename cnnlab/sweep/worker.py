@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 from cnnlab import metrics
 from cnnlab.errors import CnnlabError
+from cnnlab.records import RunSummary
 from cnnlab.sweep.claims import CELL, Board, Heartbeat
 from cnnlab.sweep.collect import brief
 from cnnlab.sweep.grid import Cell, SweepDef
@@ -58,11 +59,11 @@ def board_for(definition: SweepDef, storage, stale_after: float) -> Board:
         raise CnnlabError(f"{e} (its sweep.json says it was set up with {definition.storage})") from None
 
 
-def finished_outcome(summary: dict) -> Optional[str]:
+def finished_outcome(summary: Optional[RunSummary]) -> Optional[str]:
     """The outcome of a run folder finished for good, or None: running, stopped, or failed by an error that is
     not the run's own result (a full disk, a crash) and may not come back, so the run is resumed."""
-    status = summary.get("status")
-    if status == "failed" and summary.get("failure", "diverged") != "diverged":
+    status = summary.status if summary else None
+    if status == "failed" and (summary.failure or "diverged") != "diverged":
         return None
     return FINISHED.get(status)
 
@@ -169,7 +170,7 @@ class Worker:
 
     def objective(self, run) -> Optional[float]:
         if self.study is None:
-            return run.summary().get(f"best_{GRID_METRIC}")
+            return run.summary().best_val_acc  # GRID_METRIC at the best checkpoint
         from cnnlab.sweep.search import objective
 
         return objective(run.metrics(), self.definition.base["search"])
@@ -204,7 +205,7 @@ class Worker:
                                   f"move it away and run the sweep again")
             summary = run.summary()
             if finished_outcome(summary):
-                append_event(self.folder, cell=cell.key, event="found", worker=self.index, status=summary["status"])
+                append_event(self.folder, cell=cell.key, event="found", worker=self.index, status=summary.status)
                 return finished_outcome(summary)
             for row in [r for r in run.metrics() if metric in r] if otrial is not None else []:
                 otrial.report(row[metric], row["epoch"])  # what the pruner saw before the interruption
@@ -217,4 +218,4 @@ class Worker:
             self.say(f"start {label} in {run_dir}")
             append_event(self.folder, cell=cell.key, event="start", worker=self.index)
             self.cells.start(cfg, run_dir, progress)
-        return FINISHED[RunFolder(run_dir).summary()["status"]]  # completed or pruned
+        return FINISHED[RunFolder(run_dir).summary().status]  # completed or pruned

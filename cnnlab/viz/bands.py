@@ -28,12 +28,12 @@ def band(histories: Histories, key: str) -> tuple[list[int], np.ndarray, np.ndar
 
 def plot_bands(variants: list[tuple[str, Histories]], key: str, path: Path, log_x: bool = False) -> Path:
     """Draw the band figure of `key` and save it as a PNG at `path`."""
-    return write_png(draw_bands(variants, key, log_x), path)
+    return write_png(draw_bands(variants, key, log_x), path, vector=True)
 
 
 def plot_train_val(variants: list[tuple[str, Histories]], metric: str, path: Path, log_x: bool = False) -> Path:
     """Draw the training-and-validation figure of `metric` (e.g. loss) and save it as a PNG at `path`."""
-    return write_png(draw_train_val(variants, metric, log_x), path)
+    return write_png(draw_train_val(variants, metric, log_x), path, vector=True)
 
 
 def draw_bands(variants: list[tuple[str, Histories]], key: str, log_x: bool = False):

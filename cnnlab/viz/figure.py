@@ -1,4 +1,4 @@
-"""What the figures share: tensors made drawable, title and caption, and writing the PNG."""
+"""What the figures share: tensors made drawable, title and caption, and writing the PNG (and vector copies)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,9 +31,13 @@ def save(fig, path: Path, title: str, caption: str = "", **drawn) -> dict:
     return {"file": path.name, "title": title, "caption": caption, **drawn}
 
 
-def write_png(fig, path: Path) -> Path:
-    """Save `fig` at 100 dpi (its folder made first) and close it, so figures drawn in a loop free their memory."""
+def write_png(fig, path: Path, vector: bool = False) -> Path:
+    """Save `fig` at 150 dpi (its folder made first) and close it, so figures drawn in a loop free their memory.
+    `vector`: a chart, also saved as SVG (for HTML) and PDF (for LaTeX) beside it, which stay sharp when pasted."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=150)
+    if vector:
+        for suffix in (".svg", ".pdf"):
+            fig.savefig(path.with_suffix(suffix), metadata={"Date": None} if suffix == ".svg" else None)
     plt.close(fig)
     return path

@@ -1,0 +1,20 @@
+"""`cnnlab report FOLDER`: the report of whatever the folder holds, a run or a sweep."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+from cnnlab.report.run_report import write_run_report
+from cnnlab.report.sweep_report import write_sweep_report
+from cnnlab.sweep.compare import analyse
+from cnnlab.sweep.grid import DEFINITION
+
+
+def write_folder_report(folder: Path, formats: tuple = ("html", "md")) -> dict[str, Path]:
+    folder = Path(folder)
+    if (folder / DEFINITION).exists():
+        return write_sweep_report(analyse([folder]), folder, formats=formats)
+    if not (folder / "config.yaml").exists():
+        raise CnnlabError(f"{folder} is neither a run folder (config.yaml) nor a sweep folder ({DEFINITION}); give "
+                          "a folder that `cnnlab run` or `cnnlab sweep` made")
+    return write_run_report(folder, formats=formats)
