@@ -5,6 +5,7 @@ that resumes it (exit code 130 or 143); `--debug` anywhere shows the traceback.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -199,6 +200,8 @@ def sweep(
     under SWEEP_DIR/runs/; ends with the sweep report and prints the sweep folder last. Run the same command
     again after an interruption: only what is missing runs."""
     from cnnlab.data.root import data_root
+    from cnnlab.document import to_text
+    from cnnlab.report.compare_blocks import comparison_blocks
     from cnnlab.report.sweep_report import write_sweep_report
     from cnnlab.sweep.compare import analyse
     from cnnlab.sweep.grid import define
@@ -208,91 +211,46 @@ def sweep(
     folder = run_sweep(definition, sweeps_dir, storage, workers, data_root(data_dir), stale_after, threads=threads)
     if not worker:
         analysis = analyse([folder])
-        report_path = write_sweep_report(analysis, folder)
-        print_comparison(analysis)
-        print(f"report: {report_path}")
+        report = write_sweep_report(analysis, folder)
+        print_output(to_text(comparison_blocks(analysis.comparison)))
+        print(f"report: {report['html']}")
     print(folder)
-
-
-def print_comparison(analysis) -> None:
-    """The comparison as a table, then one line per test in words."""
-    from cnnlab import metrics
-    from cnnlab.report.run_report import fmt
-
-    result = analysis.result
-    console = Console() if sys.stdout.isatty() else Console(width=160)  # a log or a pipe: wide enough for variant names
-    if analysis.definition is not None and analysis.definition.mode == "optuna":
-        from cnnlab.sweep.collect import brief
-        from cnnlab.sweep.search import objective
-
-        search = analysis.definition.base["search"]
-        table = Table("trial", "status", "epochs", "objective", *search["params"], title="Optuna trials")
-        for run in sorted(analysis.runs + analysis.skipped, key=lambda r: r.path.name):
-            table.add_row(escape(run.path.name), run.status, str(len(run.history)), fmt(objective(run.history, search)),
-                          *(escape(brief(run.config.get(k))) for k in search["params"]))
-        console.print(table)
-        return
-    table = Table(Column("variant", overflow="fold"), "n", "final mean ± std", "min", "max", "95% CI",
-                  "best mean ± std", "95% CI",
-                  title=f"{metrics.label(result['metric'])} over seeds " + ("(one value of summary.json per run)"
-                        if result["source"] == "summary" else "(final: last epoch; best: epoch of the best checkpoint)"))
-    ci = lambda s: f"[{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]" if s["ci95"] else "-"
-    for v in result["variants"]:
-        f, b = v["final"], v["best"]
-        table.add_row(escape(v["name"]), str(v["n"]), f"{fmt(f['mean'])} ± {fmt(f['std'])}", fmt(f["min"]), fmt(f["max"]),
-                      ci(f), f"{fmt(b['mean'])} ± {fmt(b['std'])}", ci(b))
-    console.print(table)
-    if result["tests"]:
-        tests = Table(Column("a vs b", overflow="fold"), "a − b", "95% CI", "Welch's t", "df", "p", "z", "p (z)", "p (Holm)",
-                      title=f"Welch's t-test and z-score of the {result['stat']} {result['metric']}, alpha = {result['alpha']:g}")
-        for t in result["tests"]:
-            ci = f"[{t['ci95_diff'][0]:+.4f}, {t['ci95_diff'][1]:+.4f}]" if t["ci95_diff"] else "-"
-            tests.add_row(f"{escape(t['a'])} vs {escape(t['b'])}", fmt(t["diff"]), ci, fmt(t["t"], 2), fmt(t["df"], 1),
-                          fmt(t["p_value"]), fmt(t["z"], 2), fmt(t["z_p_value"]), fmt(t["p_holm"]),
-                          style="bold green" if t["significant_holm"] else None)
-        console.print(tests)
-    for t in result["tests"]:  # a clear win (significant after Holm's correction) in bold, everything else plain
-        line = f"{escape(t['a'])} vs {escape(t['b'])} ({result['stat']}): {escape(t['words'])}"
-        console.print(f"[bold green]{line}[/]" if t["significant_holm"] else line, highlight=False)
-    for line in [result.get("note")] + result["warnings"]:
-        if line:
-            console.print(f"note: {escape(line)}", highlight=False)
-    if result["skipped"]:
-        console.print(f"left out: {len(result['skipped'])} runs that did not complete "
-                      f"({', '.join(sorted({s['status'] for s in result['skipped']}))})", highlight=False)
 
 
 @app.command()
 def compare(
     paths: List[Path] = typer.Argument(..., help="a sweep folder, or run folders (or folders that hold run folders)"),
-    metric: str = typer.Option("val_acc", "--metric", help="a metric recorded per epoch (val_acc, test_acc, val_loss, "
-                               "train_loss, ...) or any number of summary.json by its dotted key (sparsity.total.share_below)"),
-    by: Optional[List[str]] = typer.Option(None, "--by", help="group runs by these config keys (repeat, or comma-separate); default: the sweep's grid, else every key that differs"),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", help="metrics to compare (repeat, or comma-separate): "
+                                               "per-epoch ones (val_acc, test_acc, val_loss, train_loss, ...) or numbers "
+                                               "of summary.json by dotted key (sparsity.total.share_below); default: "
+                                               "the task's final metrics (training and validation loss and accuracy "
+                                               "at the last epoch, test accuracy at the best checkpoint)"),
+    by: Optional[List[str]] = typer.Option(None, "--by", help="group runs by these config keys (repeat, or "
+                                           "comma-separate); default: the sweep's grid, else every key that differs"),
     output: str = typer.Option("table", "--format", help="table or json"),
     alpha: float = typer.Option(0.05, "--alpha", help="significance level of the tests"),
-    stat: str = typer.Option("final", "--stat", help="what the tests compare: final (last epoch) or best (epoch of the best checkpoint, by train.monitor)"),
+    stat: str = typer.Option("final", "--stat", help="for --metric: final (last epoch) or best (epoch of the best "
+                             "checkpoint, by train.monitor)"),
     log_x: bool = typer.Option(False, "--log-x", help="log-scale epochs in the band plots"),
-    out: Optional[Path] = typer.Option(None, "--out", help="where compare.json, the band plots and report.html go (default: the sweep folder, else ./comparison)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where compare.json, the figures and the report go "
+                                       "(default: comparisons/<sweep or experiment names>)"),
 ):
-    """Per variant n, mean, std, min, max and 95% CI of the final and best metric; Welch's t-test and z-score for
-    every pair, in words; band plots and a report."""
-    import json
-
-    from cnnlab.report.sweep_report import write_sweep_report
-    from cnnlab.sweep.compare import analyse
+    """One table of the final metrics per variant (mean ± std over seeds), then per metric n, mean, std, min,
+    max and 95% CI, and Welch's t-test for every pair in words; band plots and a report in a folder of its own."""
+    from cnnlab.document import to_text
+    from cnnlab.report.compare_blocks import comparison_blocks
+    from cnnlab.report.reports import write_comparison
 
     if output not in ("table", "json"):
         raise CnnlabError(f"--format must be table or json (got {output})")
-    keys = [k.strip() for text in by or [] for k in text.split(",") if k.strip()] or None
-    analysis = analyse(paths, metric, keys, alpha, stat)
-    target = out or (paths[0] if analysis.definition is not None else Path("comparison"))
-    report_path = write_sweep_report(analysis, target, log_x=log_x)
+    split = lambda texts: [k.strip() for text in texts or [] for k in text.split(",") if k.strip()] or None
+    analysis, written = write_comparison(paths, split(metric), split(by), alpha, stat, out, log_x)
     if output == "json":
-        print(json.dumps(analysis.result, indent=2))
-        err.print(f"report: {escape(str(report_path))}", highlight=False)
+        print(json.dumps(analysis.comparison.to_dict(), indent=2))
+        err.print(f"report: {escape(str(written['html']))}", highlight=False)
     else:
-        print_comparison(analysis)
-        print(f"report: {report_path}")
+        print_output(to_text(comparison_blocks(analysis.comparison)))
+        print(f"report: {written['html']}")
 
 
 @app.command()
@@ -375,7 +333,6 @@ def summary(
     """Per-layer costs of a network: shapes, weights, biases, buffers, MACs, activation memory; totals; training memory.
 
     The table fits the terminal's width (columns left out are named under it); --format markdown keeps them all."""
-    import json
 
     from cnnlab.document import render, to_csv
     from cnnlab.analysis.summary import Options, document, main_table, subject_and_input, summarise, counts_record
@@ -410,7 +367,6 @@ def layers(
 ):
     """Every module by the name `cnnlab explain --layer` takes, its type and output shape, in order of execution;
     convolutions marked, and the convolutions that `first` and `last` stand for."""
-    import json
 
     from cnnlab.analysis.summary import concrete, subject_and_input
     from cnnlab.explain.layers import list_layers
@@ -475,7 +431,6 @@ def cost_finetune(
     data_dir: Optional[str] = DATA_DIR,
 ):
     """Measured peak memory and time per step: the whole network trained vs only its last layer."""
-    import json
 
     from cnnlab.analysis.finetune import finetune_blocks, finetune_cost
     from cnnlab.document import render

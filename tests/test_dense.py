@@ -131,7 +131,7 @@ def test_colourize_run_end_to_end(data_root, tmp_path):
                   "val_fraction": 0.2, "palette_size": 8}, "model": {"name": "colour_unet", "args": {"NF": 8}},
                   "optim": {"name": "adam", "lr": 0.003}, "train": {"epochs": 2, "batch_size": 50}, "figures": {"count": 3, "temperature": 0.38}})
     run = start_run(cfg, tmp_path, data_root)
-    summary, rows = run.summary(), run.metrics()
+    summary, rows = run.summary().to_dict(), run.metrics()
     assert summary["status"] == "completed" and summary["task"] == "colourize"
     assert summary["expected_initial_loss"] == pytest.approx(math.log(8)) and summary["initial_loss_ok"]
     assert rows[-1]["val_loss"] < summary["initial_loss"] and rows[-1]["val_acc"] > 1 / 8
@@ -148,7 +148,7 @@ def test_segment_run_end_to_end(data_root, tmp_path):
                   "augment": {"flip": True, "crop_padding": 4}}, "model": {"name": "seg_unet", "args": {"NF": 4}, "upsample": "transposed"},
                   "optim": {"name": "adam", "lr": 0.01}, "train": {"epochs": 2, "batch_size": 16}})
     run = start_run(cfg, tmp_path, data_root)
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert summary["status"] == "completed" and summary["monitor"] == "val_iou"
     assert summary["data"]["test"] == 34 and summary["data"]["train"] + summary["data"]["val"] == 136
     for key in ("train_iou", "val_iou", "test_iou", "train_miou", "val_miou", "test_miou", "test_acc"):

@@ -208,7 +208,7 @@ def test_confusion_matrix_on_a_trained_checkpoint(trained):
     with torch.no_grad():
         independent = sum(int(model(x).argmax(1).eq(y).sum()) for x, y in splits.test.batches()) / 200
     assert matrix.accuracy == pytest.approx(independent)
-    assert matrix.accuracy == pytest.approx(run.summary()["test_acc_at_best"])
+    assert matrix.accuracy == pytest.approx(run.summary().to_dict()["test_acc_at_best"])
     per_class = matrix.per_class_accuracy()
     assert sum(per_class[c] * 20 for c in splits.classes) == pytest.approx(matrix.accuracy * 200)  # 20 a class
     normalised = matrix.row_normalised()

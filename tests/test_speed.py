@@ -233,7 +233,7 @@ def test_whitening_stays_frozen_and_its_bias_trains_only_in_its_epochs(data_root
     final = checkpoint.load(run.last_path)["model"]
     assert torch.equal(final["conv1.weight"], start["conv1.weight"])  # frozen
     assert not torch.equal(biases[0], start["conv1.bias"]) and torch.equal(biases[1], biases[0])
-    assert run.summary()["trainable_params"] < run.summary()["params"]
+    assert run.summary().to_dict()["trainable_params"] < run.summary().to_dict()["params"]
 
 
 def test_eval_every_skips_evaluations_and_the_report_and_compare_cope(data_root, tmp_path):
@@ -241,7 +241,7 @@ def test_eval_every_skips_evaluations_and_the_report_and_compare_cope(data_root,
     rows = run.metrics()
     assert ["val_acc" in r for r in rows] == [False, True, True] and ["test_acc" in r for r in rows] == [False, True, True]
     assert all("train_acc" in r for r in rows)
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert summary["best_epoch"] in (2, 3) and summary["final"] == rows[-1]
     report = (run.path / "report.md").read_text()
     assert "| 1 |" in report and " - |" in report  # the skipped epoch's row shows its missing values
@@ -251,7 +251,7 @@ def test_eval_every_skips_evaluations_and_the_report_and_compare_cope(data_root,
 
 def test_summary_records_startup_and_time_to_targets(data_root, tmp_path):
     run = start_run(cifar_config(train={"epochs": 2, "targets": [0.05, 0.99]}), tmp_path, data_root)
-    summary, rows = run.summary(), run.metrics()
+    summary, rows = run.summary().to_dict(), run.metrics()
     assert summary["startup_seconds"] > 0
     assert summary["time_to"] == {"0.05": rows[0]["train_seconds"], "0.99": None}
     assert summary["train_seconds"] == pytest.approx(sum(r["train_seconds"] for r in rows))

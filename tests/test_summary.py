@@ -17,8 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 from cnnlab.analysis.count import count, totals
-from cnnlab.analysis.render import render
-from cnnlab.analysis.summary import Options, counted_json, document, summarise, summary_json
+from cnnlab.document import render
+from cnnlab.analysis.summary import Options, counted_json, document, summarise, counts_record
 from cnnlab.analysis.training import OPTIMIZERS, measure_step, train_step
 from cnnlab.analysis.whatif import WhatIf
 from cnnlab.cli import app
@@ -222,7 +222,7 @@ def test_separable_what_if_by_hand():
     after = 4 * 9 * 36 + 4 * 8 * 36  # depthwise k^2 * Cin * HW + pointwise Cin * Cout * HW
     assert result.base.total["macs"] == before and result.variant.total["macs"] == after
     assert result.variant.total["params"] == 4 * 9 + (4 * 8 + 8)  # depthwise without bias, pointwise keeps it
-    data = summary_json(result)["whatif"]["separable"][0]
+    data = counts_record(result).extra["whatif"]["separable"][0]
     assert data["speedup_exact"] == pytest.approx(before / after)
     assert data["speedup_formula"] == pytest.approx(9 * 8 / (9 + 8))  # k^2 Cout / (k^2 + Cout), exact per layer
     assert data["limit"] == 9
@@ -230,7 +230,7 @@ def test_separable_what_if_by_hand():
 
 def test_scale_and_no_bn_what_ifs():
     result = summarise(resolve("colour_cnn"), (1, 32, 32), Options(whatif=WhatIf(scale=2), measure=False))
-    factor = summary_json(result)["whatif"]["factor"]
+    factor = counts_record(result).extra["whatif"]["factor"]
     assert factor == {"params": 1.0, "buffers": 1.0, "macs": 4.0, "activation_bytes": 4.0}
     result = summarise(resolve("colour_cnn"), (1, 32, 32), Options(whatif=WhatIf(no_bn=True), measure=False))
     nf, nc = 32, 24

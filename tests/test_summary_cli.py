@@ -14,7 +14,7 @@ import torch
 import torchvision
 from typer.testing import CliRunner
 
-from cnnlab.analysis.render import Table, latex_formula, to_text
+from cnnlab.document import Table, latex_formula, to_text
 from cnnlab.analysis.summary import Options, summarise
 from cnnlab.cli import app
 from cnnlab.errors import CnnlabError

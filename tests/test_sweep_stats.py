@@ -12,6 +12,7 @@ from scipy import stats as sp
 from cnnlab.errors import CnnlabError
 from cnnlab.sweep import stats
 from cnnlab.config import flatten
+from cnnlab.records import RunSummary, Stats
 from cnnlab.sweep.collect import Run, differing_keys, group
 from cnnlab.sweep.compare import compare
 
@@ -89,7 +90,8 @@ def fake_run(path: str, seed: int, finals: list[float], summary: dict = {}, **co
         raw[section] = {**raw[section], name: value}
     history = [{"epoch": e + 1, "val_acc": v, "val_loss": 1 - v, "train_loss": 1.0} for e, v in enumerate(finals)]
     best = max(range(len(finals)), key=lambda i: finals[i]) + 1
-    return Run(Path(path), flatten(raw), {"status": "completed", "best_epoch": best, **summary}, history)
+    record = RunSummary.from_dict({"name": "exp", "status": "completed", "best_epoch": best, **summary}, Path(path))
+    return Run(Path(path), flatten(raw), record, history)
 
 
 def test_flatten_and_differing_keys():
@@ -114,23 +116,23 @@ def test_compare_final_and_best_and_words():
     b = [fake_run(f"b{s}", s, [v, v - 0.02], optim__name="sgd") for s, v in enumerate([0.80, 0.81, 0.83])]
     c = [fake_run(f"c{s}", s, [v, v], optim__name="adamw") for s, v in enumerate([0.905, 0.93, 0.89])]
     result = compare(group(a + b + c, ["optim.name"], {"optim.name": ["adam", "sgd", "adamw"]}), "val_acc")
-    va, vb, vc = result["variants"]
-    assert (va["name"], va["n"], va["runs"]) == ("optim.name=adam", 3, ["a0", "a1", "a2"])
-    assert va["mean"] == pytest.approx(0.91) and va["final"] == stats.describe([0.90, 0.91, 0.92])
-    assert vb["best"]["mean"] == pytest.approx(np.mean([0.80, 0.81, 0.83]))  # best epoch (by validation) is epoch 1
-    assert vb["final"]["mean"] == pytest.approx(np.mean([0.78, 0.79, 0.81]))
-    ab, ac, bc = result["tests"]
-    assert (ab["a"], ab["b"]) == ("optim.name=adam", "optim.name=sgd") and ab["significant"]
-    assert ab["p_value"] == pytest.approx(sp.ttest_ind([0.90, 0.91, 0.92], [0.78, 0.79, 0.81], equal_var=False).pvalue)
-    assert ab["significant_holm"] and "higher by 0.1167" in ab["words"]
-    assert ab["words"].endswith("significant at the 0.05 level after Holm's correction")
-    assert not ac["significant"] and ac["seeds_needed"] == stats.seeds_needed(ac["effect_size"], 0.05)
-    assert f"not significant with 3 seeds; about {ac['seeds_needed']} seeds per variant would be needed" in ac["words"]
-    p = sorted(t["p_value"] for t in result["tests"])
+    va, vb, vc = result.variants
+    assert (va.name, len(va.runs), va.runs) == ("optim.name=adam", 3, ["a0", "a1", "a2"])
+    assert va.final.mean == pytest.approx(0.91) and va.final == Stats(**stats.describe([0.90, 0.91, 0.92]))
+    assert vb.best.mean == pytest.approx(np.mean([0.80, 0.81, 0.83]))  # best epoch (by validation) is epoch 1
+    assert vb.final.mean == pytest.approx(np.mean([0.78, 0.79, 0.81]))
+    ab, ac, bc = result.tests
+    assert (ab.a, ab.b) == ("optim.name=adam", "optim.name=sgd") and ab.significant
+    assert ab.p_value == pytest.approx(sp.ttest_ind([0.90, 0.91, 0.92], [0.78, 0.79, 0.81], equal_var=False).pvalue)
+    assert ab.significant_holm and "higher by 0.1167" in ab.words
+    assert ab.words.endswith("significant at the 0.05 level after Holm's correction")
+    assert not ac.significant and ac.seeds_needed == stats.seeds_needed(ac.effect_size, 0.05)
+    assert f"not significant with 3 seeds; about {ac.seeds_needed} seeds per variant would be needed" in ac.words
+    p = sorted(t.p_value for t in result.tests)
     by_hand = [min(1, 3 * p[0]), min(1, max(3 * p[0], 2 * p[1])), min(1, max(3 * p[0], 2 * p[1], p[2]))]
-    assert sorted(t["p_holm"] for t in result["tests"]) == pytest.approx(by_hand)
+    assert sorted(t.p_holm for t in result.tests) == pytest.approx(by_hand)
     loss = compare(group(a + b, ["optim.name"]), "val_loss", alpha=0.01, stat="best")
-    assert loss["stat"] == "best" and loss["alpha"] == 0.01
+    assert loss.stat == "best"
 
 
 def test_compare_refuses_bad_metric_and_says_when_nothing_can_be_tested():
@@ -138,15 +140,15 @@ def test_compare_refuses_bad_metric_and_says_when_nothing_can_be_tested():
     with pytest.raises(CnnlabError, match=r"--metric val_ac: the runs record no such metric; choose a per-epoch metric \(val_acc"):
         compare(group(runs), "val_ac")
     result = compare(group(runs), "val_acc")
-    assert result["tests"] == [] and "single run" in result["note"]
+    assert result.tests == [] and "single run" in result.note
     two = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("a1", 1, [0.5], optim__name="adam"),
            fake_run("b", 0, [0.6], optim__name="sgd")]
     result = compare(group(two), "val_acc")
-    (test,) = result["tests"]
-    assert test["p_value"] is None and "needs at least 2 runs" in test["words"]
-    assert result["warnings"] == []
+    (test,) = result.tests
+    assert test.p_value is None and "needs at least 2 runs" in test.words
+    assert result.warnings == []
     same_seed = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("a1", 0, [0.5], optim__name="adam")]
-    (warning,) = compare(group(same_seed), "val_acc")["warnings"]
+    (warning,) = compare(group(same_seed), "val_acc").warnings
     assert "2 runs but only 1 distinct seed;" in warning
 
 
@@ -158,11 +160,11 @@ def variants_of(**values: list[float]):
 def test_a_win_only_before_holm_does_not_read_like_one():
     """p = 0.03 alone, 0.09 after Holm's correction for 3 comparisons: the sentence leads with what holds."""
     result = compare(variants_of(x=[0.50, 0.52, 0.54], y=[0.552, 0.572, 0.592], z=[0.40, 0.55, 0.70]), "val_acc")
-    xy = result["tests"][0]
-    assert xy["significant"] and not xy["significant_holm"] and 0.01 < xy["p_value"] < 0.05 < xy["p_holm"]
-    assert ": not significant after Holm's correction for 3 comparisons (adjusted p = 0.1);" in xy["words"]
-    assert xy["words"].endswith("it would be significant at the 0.05 level only as the sole comparison")
-    assert "significant at the 0.05 level" not in xy["words"].split(";")[0]
+    xy = result.tests[0]
+    assert xy.significant and not xy.significant_holm and 0.01 < xy.p_value < 0.05 < xy.p_holm
+    assert ": not significant after Holm's correction for 3 comparisons (adjusted p = 0.1);" in xy.words
+    assert xy.words.endswith("it would be significant at the 0.05 level only as the sole comparison")
+    assert "significant at the 0.05 level" not in xy.words.split(";")[0]
 
 
 @pytest.mark.parametrize("m, words", [
@@ -173,23 +175,23 @@ def test_seeds_needed_is_only_asked_for_when_above_the_seeds_run(m, words):
     """A large effect that Welch's t (df about 2 with one spread-out variant) does not find: when the power estimate
     asks for no more seeds than were run, saying "about 3 seeds would be needed" to a user who ran 3 contradicts."""
     result = compare(variants_of(b=[0.5 + m - 0.1, 0.5 + m, 0.5 + m + 0.1], a=[0.500, 0.501, 0.502]), "val_acc")
-    (test,) = result["tests"]
-    assert test["significant"] is False and test["seeds_needed"] == (3 if m == 0.22 else 4)
-    assert words in test["words"] and ("would usually show with 3 seeds" in test["words"]) == (m == 0.22)
+    (test,) = result.tests
+    assert test.significant is False and test.seeds_needed == (3 if m == 0.22 else 4)
+    assert words in test.words and ("would usually show with 3 seeds" in test.words) == (m == 0.22)
 
 
-def test_terminal_table_shows_the_z_score_and_the_holm_verdict(capsys):
-    from cnnlab.cli import print_comparison
-    from cnnlab.sweep.compare import Analysis
+def test_terminal_table_shows_the_z_score_and_the_holm_verdict():
+    from cnnlab.document import to_text
+    from cnnlab.records import Comparison
+    from cnnlab.report.compare_blocks import comparison_blocks
 
     variants = variants_of(x=[0.50, 0.52, 0.54], y=[0.552, 0.572, 0.592], z=[0.40, 0.55, 0.70])
-    result = {**compare(variants, "val_acc"), "skipped": []}
-    print_comparison(Analysis([], [r for v in variants for r in v.runs], [], variants, result, None))
-    out = " ".join(capsys.readouterr().out.split())  # the words wrap at the console's width
-    assert "z" in out.split() and "p (Holm)" in out
-    for test in result["tests"]:
-        assert f"{test['z']:.2f}" in out and f"{test['df']:.1f}" in out
-    assert "x vs optim.name=y (final): optim.name=x is lower by 0.0520" in out
+    result = compare(variants, "val_acc")
+    out = " ".join(to_text(comparison_blocks(Comparison(0.05, [result])), width=400).split())  # words wrap
+    assert "z" in out.split() and "p (Holm)" in out and "95% CI of a − b" in out
+    for test in result.tests:
+        assert f"{test.z:.2f}" in out and f"{test.df:.1f}" in out
+    assert "optim.name=x is lower by 0.0520" in out
     assert "not significant after Holm's correction" in out
 
 
@@ -202,13 +204,13 @@ def test_compare_any_number_of_summary_json_by_its_dotted_key():
     l2 = [fake_run(f"l2-{s}", s, [0.8, 0.82], sparse(v, 0), optim__l1=0.0) for s, v in enumerate([0.02, 0.017, 0.019])]
     variants = group(l1 + l2, ["optim.l1"], {"optim.l1": [0.0005, 0.0]})
     result = compare(variants, "sparsity.total.share_below")
-    va, vb = result["variants"]
-    assert result["source"] == "summary" and "number of summary.json" in result["note"]
-    assert va["values"] == [0.50, 0.52, 0.55] and va["final"] == va["best"] == stats.describe([0.50, 0.52, 0.55])
-    (test,) = result["tests"]
-    assert test["p_value"] == pytest.approx(sp.ttest_ind([0.50, 0.52, 0.55], [0.02, 0.017, 0.019], equal_var=False).pvalue)
-    assert compare(variants, "val_acc")["source"] == "epochs"  # per-epoch metrics as before
-    assert compare(variants, "peak.gflops")["variants"][0]["mean"] == 90.0
+    va, vb = result.variants
+    assert result.source == "summary" and "number of summary.json" in result.note
+    assert va.values == [0.50, 0.52, 0.55] and va.final == va.best == Stats(**stats.describe([0.50, 0.52, 0.55]))
+    (test,) = result.tests
+    assert test.p_value == pytest.approx(sp.ttest_ind([0.50, 0.52, 0.55], [0.02, 0.017, 0.019], equal_var=False).pvalue)
+    assert compare(variants, "val_acc").source == "epochs"  # per-epoch metrics as before
+    assert compare(variants, "peak.gflops").variants[0].final.mean == 90.0
     with pytest.raises(CnnlabError, match="--metric sparsity is a section of summary.json, not one number; choose one of: "
                                           "sparsity.threshold, sparsity.total.share_below, sparsity.total.zeros"):
         compare(variants, "sparsity")

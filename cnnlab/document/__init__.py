@@ -1,6 +1,6 @@
 """Results shown one way: blocks (cnnlab.document.blocks) written by one writer per format."""
 from cnnlab.document.blocks import Block, Code, Figure, Heading, Table, Text
-from cnnlab.document.cells import Fixed, cell, human_bytes, latex_formula, line_text
+from cnnlab.document.cells import Fixed, Link, cell, human_bytes, latex_formula, line_text
 from cnnlab.document.csvfile import to_csv
 from cnnlab.document.html import to_html
 from cnnlab.document.latex import to_latex
@@ -21,6 +21,6 @@ def render(blocks: list[Block], fmt: str) -> str:
     return to_text(blocks)
 
 
-__all__ = ["Fixed", "Block", "Code", "Figure", "Heading", "Table", "Text", "cell", "human_bytes", "latex_formula",
+__all__ = ["Fixed", "Link", "Block", "Code", "Figure", "Heading", "Table", "Text", "cell", "human_bytes", "latex_formula",
            "line_text", "to_csv", "to_html", "to_latex", "to_markdown", "rich_blocks", "terminal_width", "to_text",
            "render", "FORMATS"]

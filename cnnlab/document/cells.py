@@ -35,6 +35,14 @@ class Fixed:
         return f"{self.value:.{self.digits}f}"
 
 
+@dataclass(frozen=True)
+class Link:
+    """Text that points at a file beside the document (a run's report): a link where the format has them."""
+
+    text: str
+    href: str
+
+
 def human_bytes(n) -> str:
     if n is None:
         return "-"
@@ -79,6 +87,10 @@ def cell(value: Any, fmt: str) -> str:
         return "yes" if value else "no"
     if isinstance(value, Fixed):
         return str(value)
+    if isinstance(value, Link):
+        if fmt == "html":
+            return f'<a href="{html.escape(value.href)}">{html.escape(value.text)}</a>'
+        return f"[{cell(value.text, fmt)}]({value.href})" if fmt == "markdown" else cell(value.text, fmt)
     if isinstance(value, sp.Basic) and value.is_Integer:
         value = int(value)
     if isinstance(value, int):

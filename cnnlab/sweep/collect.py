@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from cnnlab.config import flatten, read_yaml, set_key
 from cnnlab.errors import CnnlabError
+from cnnlab.records import RunSummary
 from cnnlab.runfolder import RunFolder
 
 IGNORED = ("name", "seed")  # keys that never make a variant (the seed is what a variant is repeated over)
@@ -23,22 +24,22 @@ IGNORED_SECTIONS = ("search",)  # an Optuna search space is the same for all run
 class Run:
     path: Path
     config: dict  # flattened: {"optim.lr": 0.01, ...}
-    summary: dict
+    summary: RunSummary
     history: list[dict]
 
     @property
     def status(self) -> str:
-        return self.summary.get("status", "unknown")
+        return self.summary.status
 
     def value(self, metric: str, stat: str) -> Optional[float]:
         """A per-epoch metric at the last epoch ("final"), or at the epoch best.pt holds ("best": by train.monitor;
         run folders that do not record it fall back to validation accuracy). Any other key is a number of
         summary.json (dotted: sparsity.total.share_below), one per run: the same for both."""
         if not any(metric in row for row in self.history):
-            return summary_numbers(self.summary).get(metric)
+            return summary_numbers(self.summary.to_dict()).get(metric)
         if stat == "final":
             return self.history[-1].get(metric)
-        best = self.summary.get("best_epoch") or max(self.history, key=lambda r: r.get("val_acc", float("-inf")))["epoch"]
+        best = self.summary.best_epoch or max(self.history, key=lambda r: r.get("val_acc", float("-inf")))["epoch"]
         row = next((r for r in self.history if r["epoch"] == best), self.history[-1])
         return row.get(metric)
 
@@ -74,7 +75,8 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
 
 def load_run(path: Path) -> Run:
     folder = RunFolder.open(path)
-    return Run(folder.path, flatten(read_yaml(folder.config_path)), folder.summary(), folder.metrics())
+    summary = folder.summary() or RunSummary(name=path.parent.name, status="running")  # not one epoch yet
+    return Run(folder.path, flatten(read_yaml(folder.config_path)), summary, folder.metrics())
 
 
 def load_runs(paths: list[Path]) -> tuple[list[Run], list[Run]]:
