@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from cnnlab.analysis.whatif import (Converted, WhatIf, match_rows, no_bn_module,
 from cnnlab.device import pick_device
 from cnnlab.analysis.subject import Subject
 from cnnlab.errors import CnnlabError
-from cnnlab.records import Counts
+from cnnlab.records import Counts, Provenance
 
 ALL_COLUMNS = ("name", "type", "input_shape", "output_shape", "weights", "biases", "params", "trainable_params",
                "frozen_params", "buffers", "macs", "bias_adds", "activation_bytes")
@@ -477,7 +478,7 @@ def _whatif_json(s: Summary) -> dict:
 
 def counts_record(s: Summary) -> Counts:
     """The count as a record (what `--format json` prints and the Python API returns)."""
-    out = counted_json(s.base)
+    out = {**counted_json(s.base), **dataclasses.asdict(Provenance.now())}
     out["conventions"] = CNNLAB
     if s.variant is not None:
         out["whatif"] = _whatif_json(s)

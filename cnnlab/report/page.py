@@ -34,16 +34,16 @@ def report_link(out_dir: Path, run_dir: Path) -> str:
     return Path(os.path.relpath(Path(run_dir, "report.html"), out_dir)).as_posix()
 
 
-def write_html(folder: Path, title: str, blocks: list[Block]) -> Path:
+def write_html(path: Path, title: str, blocks: list[Block]) -> Path:
     page = TEMPLATES.get_template("page.html.j2").render(
         title=title, body=jinja2.utils.markupsafe.Markup(to_html(blocks)), made_by=made_by(), torch=torch.__version__)
-    write_text(folder / "report.html", page)
-    return folder / "report.html"
+    write_text(path, page)
+    return path
 
 
-def write_markdown(folder: Path, blocks: list[Block]) -> Path:
-    write_text(folder / "report.md", to_markdown(blocks, folder) + f"\n*Made by {made_by()}.*\n")
-    return folder / "report.md"
+def write_markdown(path: Path, blocks: list[Block]) -> Path:
+    write_text(path, to_markdown(blocks, path.parent) + f"\n*Made by {made_by()}.*\n")
+    return path
 
 
 def write_latex(folder: Path, title: str, blocks: list[Block]) -> Path:
@@ -79,9 +79,9 @@ def find_browser() -> str:
     return found
 
 
-def write_pdf(folder: Path) -> Path:
-    """report.pdf from report.html, printed by headless Chromium (A4, the page's print rules)."""
-    browser, html_path, pdf = find_browser(), (folder / "report.html").resolve(), folder / "report.pdf"
+def write_pdf(html_path: Path) -> Path:
+    """The PDF beside an HTML report, printed by headless Chromium (A4, the page's print rules)."""
+    browser, html_path, pdf = find_browser(), html_path.resolve(), html_path.with_suffix(".pdf")
     with tempfile.TemporaryDirectory(prefix="cnnlab-pdf-") as scratch:
         target = Path(scratch) / "report.pdf"
         command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-pdf-header-footer",
@@ -98,17 +98,19 @@ def write_pdf(folder: Path) -> Path:
     return pdf
 
 
-def write_report(folder: Path, title: str, blocks: list[Block], formats: tuple = ("html", "md")) -> dict[str, Path]:
-    """The report in each of `formats` (html, md, latex, pdf: the PDF is printed from the HTML, written first)."""
+def write_report(folder: Path, title: str, blocks: list[Block], formats: tuple = ("html", "md"),
+                 stem: str = "report") -> dict[str, Path]:
+    """The report as folder/<stem>.html, .md, .pdf (printed from the HTML, written first) and folder/latex/,
+    those of `formats` (html, md, latex, pdf)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise CnnlabError(f"--format {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
     folder.mkdir(parents=True, exist_ok=True)
-    written = {"html": write_html(folder, title, blocks)} if "html" in formats or "pdf" in formats else {}
+    written = {"html": write_html(folder / f"{stem}.html", title, blocks)} if {"html", "pdf"} & set(formats) else {}
     if "md" in formats:
-        written["md"] = write_markdown(folder, blocks)
+        written["md"] = write_markdown(folder / f"{stem}.md", blocks)
     if "latex" in formats:
         written["latex"] = write_latex(folder, title, blocks)
     if "pdf" in formats:
-        written["pdf"] = write_pdf(folder)
+        written["pdf"] = write_pdf(written["html"])
     return written

@@ -87,15 +87,19 @@ def picture_blocks(run: RunFolder, s: RunSummary) -> list[Block]:
     out += pictures
     confusion = s.at("test_confusion")
     if confusion:
-        rows = [[name, sum(row), row[i], Fixed(row[i] / sum(row)) if sum(row) else None]
-                for i, (name, row) in enumerate(zip(confusion["classes"], confusion["counts"]))]
-        out.append(Table("Accuracy per class (test split, best checkpoint)",
-                         ["class", "test examples", "right", "accuracy"], rows, name="class-accuracy"))
+        out.append(class_accuracy_table(confusion, "Accuracy per class (test split, best checkpoint)"))
     iou = s.at("test_class_iou")
     if iou:
         out.append(Table("IoU per class (test split, best checkpoint)", ["class", "IoU"],
                          [[name, fixed(v, "test_iou")] for name, v in iou.items()], name="class-iou"))
     return out + sparsity_blocks(s.sparsity)
+
+
+def class_accuracy_table(confusion: dict, title: str) -> Table:
+    """Per class (a row of the confusion counts): its test examples, how many were predicted right, the share."""
+    rows = [[name, sum(row), row[i], Fixed(row[i] / sum(row)) if sum(row) else None]
+            for i, (name, row) in enumerate(zip(confusion["classes"], confusion["counts"]))]
+    return Table(title, ["class", "test examples", "right", "accuracy"], rows, name="class-accuracy")
 
 
 def sparsity_blocks(sp: Optional[dict]) -> list[Block]:
