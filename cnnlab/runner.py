@@ -116,10 +116,11 @@ def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path)
     if spread.main:
         if not isinstance(error, CnnlabError):
             write_text(run.error_log, "".join(traceback.format_exception(error)))
+        run.write_summary(summary)  # the ending first: drawing the report (a full disk) cannot lose it
         try:
-            _end(run, summary)
-        except Exception:  # e.g. the disk is still full: record the ending without its report
-            run.write_summary(summary)
+            write_run_report(run.path, summary)
+        except Exception:  # e.g. the disk is still full: the ending stays recorded, without its report
+            pass
     if diverged:
         return error
     where = "" if isinstance(error, CnnlabError) else f" (the traceback is in {run.error_log}; --debug shows it)"

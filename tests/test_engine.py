@@ -117,7 +117,7 @@ def test_run_report_draws_every_metric_family(tmp_path):
                        "data": {"source": "here", "train": 1, "val": 1, "test": 1}, "torch": torch.__version__},
                                            run.summary_path))
     html = write_run_report(run.path)["html"].read_text()
-    assert sorted(p.name for p in run.figures.iterdir()) == ["acc.png", "iou.png", "loss.png", "miou.png"]
+    assert sorted(p.name for p in run.figures.glob("*.png")) == ["acc.png", "iou.png", "loss.png", "miou.png"]
     assert html.count("data:image/svg+xml;base64,") == 4  # the curves as vector figures
     for text in ("training mean IoU", "test IoU at best validation IoU", "best validation IoU (epoch 2)", "epoch time (s)"):
         assert text in html

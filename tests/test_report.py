@@ -97,7 +97,7 @@ def test_report_reads_an_older_run_folder(run, tmp_path):
     rows = json.loads((old / "architecture.json").read_text())
     (old / "architecture.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "macs"} for r in rows]))
     html = write_run_report(old)["html"].read_text()
-    assert "<th>-</th>" in html and "conv1" in html
+    assert re.search(r"<th[^>]*>-</th>", html) and "conv1" in html  # the total of the MACs it lacks
 
 
 @pytest.mark.parametrize("threads, words", [(1, "(1 thread)"), (2, "(2 threads)")])

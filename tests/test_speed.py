@@ -245,7 +245,7 @@ def test_eval_every_skips_evaluations_and_the_report_and_compare_cope(data_root,
     assert summary["best_epoch"] in (2, 3) and summary["final"] == rows[-1]
     report = (run.path / "report.md").read_text()
     assert "| 1 |" in report and " - |" in report  # the skipped epoch's row shows its missing values
-    result = analyse([run.path], metric="test_acc")
+    result = analyse([run.path], ["test_acc"])
     assert result  # a comparison of one variant still reads every metric
 
 

@@ -52,7 +52,7 @@ def test_run_folder_contents(data_root, tmp_path):
     assert run.config() == cfg
     html = (run.path / "report.html").read_text()
     # 2 curves, then the best checkpoint's filters, 2 activations, Grad-CAM, confusion and most-confused examples
-    assert html.count("data:image/png;base64,") == 8 and "test accuracy at best validation accuracy" in html
+    assert html.count("data:image/png;base64,") == 6 and html.count("data:image/svg+xml;base64,") == 2 and "test accuracy at best validation accuracy" in html
     assert (run.path / "report.md").exists() and (run.figures / "loss.png").exists()
 
 

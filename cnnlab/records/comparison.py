@@ -73,10 +73,17 @@ class MetricComparison:
 @dataclass
 class Comparison:
     alpha: float
-    columns: list[MetricComparison]  # the first is the headline: sweeps and Optuna searches sort by it
+    columns: list[MetricComparison]
     task: Optional[str] = None
+    monitor: Optional[str] = None  # the validation metric the runs' best.pt follows (train.monitor)
     skipped: list[dict[str, str]] = field(default_factory=list)  # runs that did not complete: run, status
     provenance: Provenance = field(default_factory=Provenance.now)
+
+    @property
+    def headline(self) -> MetricComparison:
+        """The column a sweep is judged by: the runs' monitored metric at the last epoch where compared, else the
+        first column."""
+        return next((c for c in self.columns if (c.metric, c.stat) == (self.monitor, "final")), self.columns[0])
 
     @property
     def variant_names(self) -> list[str]:

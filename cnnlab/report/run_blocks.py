@@ -144,7 +144,7 @@ def architecture_blocks(rows: list[dict]) -> list[Block]:
     body = [[r.get("name", ""), r.get("type", ""), list(r.get("output_shape") or []),
              *(r.get(c) for c in ARCH_COLUMNS)] for r in rows]
     total = ["total", "", "", *(sum(r[c] for r in rows) if rows and all(isinstance(r.get(c), int) for r in rows)
-                                else None for c in ARCH_COLUMNS)]
+                                else "-" for c in ARCH_COLUMNS)]  # '-': a count an older run lacks
     return [Heading("Architecture"), Table("", ARCH_HEADER, body, total, name="architecture"),
             Text(["Parameters are the module's parameters (batch norm: 2 per channel), trainable or frozen as "
                   "model.trainable selects them; buffers (batch-norm running statistics) are not weights and are "

@@ -45,7 +45,7 @@ def _optuna(analysis: Analysis) -> bool:
 def draw_figures(analysis: Analysis, out_dir: Path, log_x: bool = False) -> list[Figure]:
     """The headline metric against each numeric grid key, each metric's training and validation curves of every
     variant in one figure, then the band plot of every metric the runs recorded."""
-    headline = analysis.comparison.columns[0]
+    headline = analysis.comparison.headline
     present = {k for r in analysis.runs + analysis.skipped for row in r.history for k in row}
     if _optuna(analysis):  # one curve per trial, pruned ones included: pruning shows as curves that stop early
         curves = [(r.path.name + ("" if r.status == "completed" else f" ({r.status})"), [r.history])
@@ -109,7 +109,7 @@ def trials_blocks(analysis: Analysis, out_dir: Path) -> list[Block]:
 
 
 def runs_table(analysis: Analysis, out_dir: Path) -> Table:
-    headline = analysis.comparison.columns[0]
+    headline = analysis.comparison.headline
     d = metrics.digits(headline.metric) or 1
 
     def value(run, stat):

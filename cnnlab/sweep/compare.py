@@ -190,6 +190,8 @@ def analyse(paths: list[Path], metric_names: Optional[list[str]] = None, by: Opt
         order = {k: values for a in definition.axes for k, values in a.order().items()}
     variants = group(runs, by, order)
     columns = [(m, stat) for m in metric_names] if metric_names else default_columns(task)
+    monitors = {r.summary.monitor for r in runs}
     result = Comparison(alpha, [compare(variants, m, alpha, s) for m, s in columns], task,
+                        monitors.pop() if len(monitors) == 1 else None,
                         [{"run": str(r.path), "status": r.status} for r in skipped])
     return Analysis(paths, runs, skipped, variants, result, definition)
