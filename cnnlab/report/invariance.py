@@ -54,8 +54,8 @@ def verdict(c: dict) -> list[str]:
         padded = f"zero padding in {_layers(path['padded'])} (not transformed with the input), " * bool(path["padded"])
         out.append("Every path from the input meets a batch norm after linear layers only: "
                    f"{_layers(path['absorbed_by'])} remove a and b with their batch statistics{moved}. "
-                   f"What remains comes from {padded}batch norm's eps (not scaled by a), running statistics still remembering their start, and floating-point "
-                   "rounding growing over many steps of training.")
+                   f"What remains comes from {padded}batch norm's eps (not scaled by a), running statistics still "
+                   "remembering their start, and floating-point rounding growing over many steps of training.")
     return out
 
 
