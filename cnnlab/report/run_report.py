@@ -143,6 +143,12 @@ def peak_note(summary: dict) -> str:
                "machine measures it again." if peak.get("busy") else ""))
 
 
+def curve_notes(run: RunFolder, metric: str) -> dict:
+    """The training loss is the one with label smoothing (validation and test report plain cross-entropy)."""
+    smoothing = run.config().train.label_smoothing
+    return {"train": f"with label smoothing {smoothing:g}"} if metric == "loss" and smoothing else {}
+
+
 def write_run_report(run_dir: Path, summary: Optional[dict] = None) -> Path:
     """Draw the figures into the run folder and write report.html and report.md beside them; of `summary` when
     given (the runner writes the report of a run's end before it records that end in summary.json)."""
@@ -151,7 +157,7 @@ def write_run_report(run_dir: Path, summary: Optional[dict] = None) -> Path:
     figures = []
     for metric in metrics.families(metrics.all_keys(history)):  # loss and accuracy; IoU too for segmentation
         title = f"{metrics.SPLIT_METRICS[metric].title} per epoch"
-        path = plot_metric(history, metric, run.figures / f"{metric}.png", title=title)
+        path = plot_metric(history, metric, run.figures / f"{metric}.png", title=title, notes=curve_notes(run, metric))
         figures.append({"title": title, "file": f"figures/{path.name}", "data": embed_png(path)})
     pictures = embedded(run.path, summary.get("figures", []))
     iou = summary.get("test_class_iou_at_best") or {}
