@@ -2,6 +2,7 @@
 Cohen's power tables), and the comparison's grouping and words."""
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
@@ -39,8 +40,7 @@ def test_welch_against_scipy_and_hand_formulas():
     va, vb = np.var(A, ddof=1) / 3, np.var(B, ddof=1) / 4
     df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
     assert w["df"] == pytest.approx(df) and w["diff"] == pytest.approx(np.mean(A) - np.mean(B))
-    assert w["z"] == pytest.approx(w["diff"] / math.sqrt(va + vb))
-    assert w["z_p_value"] == pytest.approx(2 * sp.norm.sf(abs(w["z"])))
+    assert w["z"] == pytest.approx(w["diff"] / math.sqrt(va + vb)) and w["test"] == "welch_t"
     half = sp.t.ppf(0.975, df) * math.sqrt(va + vb)
     assert w["ci95_diff"] == pytest.approx([w["diff"] - half, w["diff"] + half])
     pooled = math.sqrt((2 * np.var(A, ddof=1) + 3 * np.var(B, ddof=1)) / 5)
@@ -186,9 +186,9 @@ def test_terminal_table_shows_the_z_score_and_the_holm_verdict(capsys):
     result = {**compare(variants, "val_acc"), "skipped": []}
     print_comparison(Analysis([], [r for v in variants for r in v.runs], [], variants, result, None))
     out = " ".join(capsys.readouterr().out.split())  # the words wrap at the console's width
-    assert "z" in out.split() and "p (Holm)" in out
+    assert "z" in out.split() and "p (Holm)" in out and "p (z)" not in out
     for test in result["tests"]:
-        assert f"{test['z']:.2f}" in out and f"{test['df']:.1f}" in out
+        assert f"{test['z']:.2f}" in out and f"Welch's t, df {test['df']:.1f}" in out
     assert "x vs optim.name=y (final): optim.name=x is lower by 0.0520" in out
     assert "not significant after Holm's correction" in out
 
@@ -214,3 +214,33 @@ def test_compare_any_number_of_summary_json_by_its_dotted_key():
         compare(variants, "sparsity")
     with pytest.raises(CnnlabError, match="or a number of summary.json by its dotted key"):
         compare(variants, "sparsity.layers")  # a list: no number to compare
+
+
+def test_the_z_score_is_tested_by_what_fits_the_sample_size():
+    """Two seeds: z against Welch's t (a normal p would be far too small) and no second p-value anywhere; from
+    LARGE_SAMPLE seeds: z against the normal distribution."""
+    few = stats.welch([0.80, 0.81], [0.70, 0.72])
+    assert few["test"] == "welch_t" and "z_p_value" not in few
+    assert few["p_value"] == pytest.approx(sp.ttest_ind([0.80, 0.81], [0.70, 0.72], equal_var=False).pvalue)
+    assert few["p_value"] > 10 * 2 * sp.norm.sf(abs(few["z"]))
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.8, 0.02, stats.LARGE_SAMPLE), rng.normal(0.79, 0.02, stats.LARGE_SAMPLE)
+    many = stats.welch(a, b)
+    se = math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
+    assert many["test"] == "normal" and many["z"] == pytest.approx((a.mean() - b.mean()) / se)
+    assert many["p_value"] == pytest.approx(2 * sp.norm.sf(abs(many["z"])))
+    assert many["ci95_diff"] == pytest.approx([many["diff"] - 1.959964 * se, many["diff"] + 1.959964 * se])
+    assert stats.test_name(few) == f"Welch's t, df {few['df']:.1f}" and stats.test_name(many) == "normal"
+
+
+def test_sweep_report_shows_the_z_score_with_its_test_and_no_other_p(tmp_path):
+    from cnnlab.report.sweep_report import write_sweep_report
+    from cnnlab.sweep.compare import Analysis
+
+    variants = variants_of(x=[0.50, 0.52, 0.54], y=[0.552, 0.572, 0.592])
+    result = {**compare(variants, "val_acc"), "skipped": []}
+    (test,) = result["tests"]
+    write_sweep_report(Analysis([], [r for v in variants for r in v.runs], [], variants, result, None), tmp_path)
+    for page in ("report.html", "report.md"):
+        text = html.unescape((tmp_path / page).read_text())
+        assert f"Welch's t, df {test['df']:.1f}" in text and f"{test['z']:.2f}" in text and "p (z)" not in text

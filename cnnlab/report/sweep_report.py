@@ -105,6 +105,8 @@ def write_sweep_report(analysis: Analysis, out_dir: Path, log_x: bool = False) -
         "runs": runs,
         "trials": _trials(analysis, out_dir) if optuna_mode else [],
         "power": stats.POWER,
+        "large_sample": stats.LARGE_SAMPLE,
+        "test_name": stats.test_name,
         "fmt": fmt,
         "brief": brief,
     }

@@ -70,7 +70,8 @@ def verdict(test: dict, a: Variant, b: Variant, alpha: float, tests: int) -> str
         return f"no spread over seeds in either variant, so the difference of {test['diff']:+.4f} cannot be tested"
     diff, (lo, hi) = test["diff"], test["ci95_diff"]
     head = (f"{a.name} is {'higher' if diff > 0 else 'lower'} by {abs(diff):.4f} "
-            f"(95% CI of the difference [{lo:+.4f}, {hi:+.4f}]; Welch's t = {test['t']:.2f}, p = {_p(test['p_value'])})")
+            f"(95% CI of the difference [{lo:+.4f}, {hi:+.4f}]; z = {test['z']:.2f}, p = {_p(test['p_value'])} "
+            f"by {stats.test_name(test)})")
     if test["significant"]:
         if tests > 1 and not test["significant_holm"]:
             return (f"{head}: not significant after Holm's correction for {tests} comparisons (adjusted p = "
