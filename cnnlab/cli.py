@@ -266,8 +266,9 @@ def print_comparison(analysis) -> None:
 @app.command()
 def compare(
     paths: List[Path] = typer.Argument(..., help="a sweep folder, or run folders (or folders that hold run folders)"),
-    metric: str = typer.Option("val_acc", "--metric", help="a metric recorded per epoch (val_acc, test_acc, val_loss, "
-                               "train_loss, ...) or any number of summary.json by its dotted key (sparsity.total.share_below)"),
+    metric: Optional[str] = typer.Option(None, "--metric", help="a metric recorded per epoch (val_acc, test_acc, "
+                               "val_loss, train_loss, ...; default: the one the runs keep best.pt by, val_iou for "
+                               "segmentation) or any number of summary.json by its dotted key (sparsity.total.share_below)"),
     by: Optional[List[str]] = typer.Option(None, "--by", help="group runs by these config keys (repeat, or comma-separate); default: the sweep's grid, else every key that differs"),
     output: str = typer.Option("table", "--format", help="table or json"),
     alpha: float = typer.Option(0.05, "--alpha", help="significance level of the tests"),

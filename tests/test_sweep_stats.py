@@ -244,3 +244,26 @@ def test_sweep_report_shows_the_z_score_with_its_test_and_no_other_p(tmp_path):
     for page in ("report.html", "report.md"):
         text = html.unescape((tmp_path / page).read_text())
         assert f"Welch's t, df {test['df']:.1f}" in text and f"{test['z']:.2f}" in text and "p (z)" not in text
+
+
+def test_segmentation_is_compared_and_logged_by_its_own_metric():
+    """A segment run keeps best.pt by val_iou: compare defaults to it, the sweep's lines name it, an old run
+    folder without best_epoch finds its best epoch by it, and its report's table says it."""
+    from types import SimpleNamespace
+
+    from cnnlab import metrics
+    from cnnlab.report.run_report import final_table
+    from cnnlab.sweep.compare import default_metric
+    from cnnlab.sweep.worker import Worker
+
+    history = [{"epoch": 1, "val_acc": 0.9, "val_iou": 0.2}, {"epoch": 2, "val_acc": 0.8, "val_iou": 0.5}]
+    seg = [Run(Path(f"s{i}"), flatten({"task": "segment", "seed": i}), {"status": "completed"}, history)
+           for i in (0, 1)]
+    assert default_metric(seg) == "val_iou" and seg[0].value("val_acc", "best") == 0.8
+    assert default_metric(variants_of(x=[0.5, 0.6])[0].runs) == "val_acc"
+    with pytest.raises(CnnlabError, match="val_acc, val_iou.*--metric"):
+        default_metric(seg + variants_of(x=[0.5])[0].runs)
+    cfg = SimpleNamespace(task="segment", train=SimpleNamespace(monitor=None))
+    assert metrics.best_words(Worker.watched(SimpleNamespace(study=None), cfg)) == "best validation IoU"
+    table = dict(final_table({"task": "segment", "final": history[-1], "best_epoch": 2, "best_value": 0.5}))
+    assert table["best validation IoU (epoch 2)"] == "0.5000"

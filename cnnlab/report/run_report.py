@@ -44,7 +44,7 @@ def final_table(summary: dict) -> list[tuple[str, str]]:
     final = summary.get("final") or {}
     keys = metrics.split_keys(final)
     rows = [(metrics.label(key), final.get(key)) for key in keys]
-    monitor = metrics.label(summary.get("monitor", "val_acc"))
+    monitor = metrics.label(summary.get("monitor") or metrics.monitored(summary.get("task", "classify")))
     rows.append((f"best {monitor} (epoch {summary.get('best_epoch')})", summary.get("best_value")))
     rows += [(f"{metrics.label(key)} at best {monitor}", summary.get(f"{key}_at_best"))
              for key in keys if key.startswith("test_") and key != "test_loss"]

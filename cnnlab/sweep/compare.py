@@ -148,9 +148,19 @@ class Analysis:
     definition: Optional[SweepDef]
 
 
-def analyse(paths: list[Path], metric: str = "val_acc", by: Optional[list[str]] = None, alpha: float = 0.05,
+def default_metric(runs: list[Run]) -> str:
+    """The metric the runs keep best.pt by (val_iou for segmentation); runs that disagree must be told one."""
+    monitors = sorted({r.monitor for r in runs})
+    if len(monitors) > 1:
+        raise CnnlabError(f"these runs keep their best checkpoint by different metrics ({', '.join(monitors)}); "
+                          "choose the one to compare with --metric")
+    return monitors[0]
+
+
+def analyse(paths: list[Path], metric: Optional[str] = None, by: Optional[list[str]] = None, alpha: float = 0.05,
             stat: str = "final") -> Analysis:
-    """Group the completed runs under `paths` into variants (a sweep's grid keys by default) and compare them."""
+    """Group the completed runs under `paths` into variants (a sweep's grid keys by default) and compare them by
+    `metric` (default: the one their best.pt follows)."""
     paths = [Path(p) for p in paths]
     definition = SweepDef.read(paths[0]) if len(paths) == 1 and (paths[0] / DEFINITION).exists() else None
     runs, skipped = load_runs(paths)
@@ -162,6 +172,6 @@ def analyse(paths: list[Path], metric: str = "val_acc", by: Optional[list[str]] 
         by = by or [k for a in definition.axes for k in a.keys] or None
         order = {k: values for a in definition.axes for k, values in a.order().items()}
     variants = group(runs, by, order)
-    result = compare(variants, metric, alpha, stat)
+    result = compare(variants, metric or default_metric(runs), alpha, stat)
     result["skipped"] = [{"run": str(r.path), "status": r.status} for r in skipped]
     return Analysis(paths, runs, skipped, variants, result, definition)
