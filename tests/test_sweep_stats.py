@@ -135,7 +135,7 @@ def test_compare_final_and_best_and_words():
 
 def test_compare_refuses_bad_metric_and_says_when_nothing_can_be_tested():
     runs = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("b", 0, [0.6], optim__name="sgd")]
-    with pytest.raises(CnnlabError, match=r"--metric val_ac: the runs record no such metric; choose a per-epoch metric \(val_acc"):
+    with pytest.raises(CnnlabError, match=r"--metric val_ac: the runs record no such metric \(did you mean val_acc"):
         compare(group(runs), "val_ac")
     result = compare(group(runs), "val_acc")
     assert result["tests"] == [] and "single run" in result["note"]

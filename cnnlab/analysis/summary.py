@@ -22,7 +22,7 @@ from cnnlab.analysis.training import OPTIMIZERS, StepMeasurement, StepMemory, es
 from cnnlab.analysis.whatif import (Converted, WhatIf, match_rows, no_bn_module, ratio, scale_notes, scaled,
                                     separable_module, separable_spec, speedup_formula)
 from cnnlab.device import pick_device
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.analysis.subject import Subject
 
 ALL_COLUMNS = ("name", "type", "input_shape", "output_shape", "weights", "biases", "params", "trainable_params",
@@ -248,7 +248,8 @@ def check_columns(columns: Optional[list[str]], rows: list[LayerCount]) -> list[
         return cols
     unknown = [c for c in columns if c not in ALL_COLUMNS]
     if unknown:
-        raise CnnlabError(f"unknown column(s) {', '.join(unknown)}; choose from: {', '.join(ALL_COLUMNS)}")
+        close = "".join(did_you_mean(c, ALL_COLUMNS) for c in unknown)
+        raise CnnlabError(f"unknown column(s) {', '.join(unknown)}{close}; choose from: {', '.join(ALL_COLUMNS)}")
     return list(columns)
 
 

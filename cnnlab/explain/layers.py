@@ -12,7 +12,6 @@ early can run late.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.count import hooked, model_device, run_with_stand_ins
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, close_names
 from cnnlab.explain.hooks import evaluating
 
 ALIASES = ("first", "last")
@@ -88,7 +87,7 @@ class LayerListing:
 
 def unknown_layer(name: str, names: list[str]) -> CnnlabError:
     """The message for a layer name the model does not have: the closest names, and where to see them all."""
-    close = difflib.get_close_matches(name, [n for n in names if n] + list(ALIASES), n=5)
+    close = close_names(name, list(names) + list(ALIASES), n=5)
     hint = f"the closest names: {', '.join(close)}" if close else f"names look like: {', '.join(n for n in names[:6] if n)}"
     return CnnlabError(f"the model has no layer named '{name}'; {hint}; see `cnnlab layers` for every name")
 

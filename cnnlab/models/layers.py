@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.models import modules
 
 if TYPE_CHECKING:
@@ -539,5 +539,6 @@ KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (
 def kind_of(name: str, where: str) -> LayerKind:
     """The record of a layer kind; an unknown name is refused with every known kind listed."""
     if name not in KINDS:
-        raise CnnlabError(f"{where}: unknown layer kind '{name}'; known kinds: {', '.join(KINDS)}")
+        raise CnnlabError(f"{where}: unknown layer kind '{name}'{did_you_mean(name, KINDS)}; "
+                          f"known kinds: {', '.join(KINDS)}")
     return KINDS[name]

@@ -7,7 +7,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Optional
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.sweep import stats
 from cnnlab.sweep.collect import Run, Variant, group, load_runs, summary_numbers
 from cnnlab.sweep.grid import DEFINITION, SweepDef
@@ -43,7 +43,8 @@ def metric_source(runs: list[Run], metric: str) -> str:
     if inside:
         raise CnnlabError(f"--metric {metric} is a section of summary.json, not one number; choose one of: "
                           f"{', '.join(inside[:12])}{', ...' if len(inside) > 12 else ''}")
-    raise CnnlabError(f"--metric {metric}: the runs record no such metric; choose a per-epoch metric "
+    close = did_you_mean(metric, [*metric_names(runs), *numbers])
+    raise CnnlabError(f"--metric {metric}: the runs record no such metric{close}; choose a per-epoch metric "
                       f"({', '.join(metric_names(runs))}) or a number of summary.json by its dotted key "
                       "(e.g. sparsity.total.share_below, test_acc_at_best, peak.gflops)")
 
