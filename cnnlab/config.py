@@ -161,7 +161,8 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1, description="the global batch: under torchrun each of N processes takes batch_size/N of it")
     eval_batch_size: int = Field(1000, ge=1, description="evaluation batch (per process under torchrun)")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="training loss only: validation and test losses "
+                                   "are plain cross-entropy")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast on CPU and GPU")
     channels_last: bool = True
     compile: bool = False
