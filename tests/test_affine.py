@@ -79,7 +79,7 @@ def test_invariance_command_compares_two_real_runs(data_root, tmp_path, monkeypa
     assert comparison["outputs"]["test_outputs"] == 40 and 0 <= comparison["outputs"]["prediction_agreement"] <= 1
     html = (folder / "report.html").read_text()
     assert "a=2.5, b=-1" in html and html.count("data:image/png;base64,") == 2
-    assert comparison["path"]["absorbed_by"] == ["bn1"] and "bn1 remove a and b" in html
+    assert comparison["path"]["absorbed_by"] == ["bn1"] and "bn1 removes a and b" in html
     links = re.findall(r'href="([^"]*report.html)"', html)  # relative: the folders can move together
     assert len(links) == 2 and all((folder / link).is_file() for link in links), links
     with pytest.raises(CnnlabError, match="no input transform"):
@@ -110,9 +110,9 @@ def test_invariance_verdict_comes_from_the_network():
     assert unet["output"] == "affine" and unet["to_output"][-2:] == ["cat3", "conv6"]
     assert {"layer": "conv6", "type": "Conv2d", "input": "raw"} in unet["seen_by"]
     said_cnn, said_unet = (" ".join(verdict(measured(p))) for p in (cnn, unet))
-    assert "bn1 remove a and b" in said_cnn and "zero padding in conv1" in said_cnn
+    assert "bn1 removes a and b" in said_cnn and "zero padding in conv1" in said_cnn
     assert "without a batch norm" in said_unet and "conv6 sees a and b" in said_unet and "0.023" in said_unet
-    assert "remove a and b" not in said_unet
+    assert "removes a and b" not in said_unet and "bn1 removes it on the other paths" in said_unet
     assert "negated" in " ".join(verdict(measured(cnn, a=-1.0)))
 
 

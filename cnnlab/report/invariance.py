@@ -37,6 +37,11 @@ def _layers(names: list[str]) -> str:
     return ", ".join(names) if names else "none"
 
 
+def _remove(norms: list[str]) -> str:
+    """'bn1 removes' or 'bn1, bn2 remove'."""
+    return f"{_layers(norms)} {'removes' if len(norms) == 1 else 'remove'}"
+
+
 def verdict(c: dict) -> list[str]:
     """What the traced path of the transform (c["path"], from the built network) says about the measured shift."""
     path, a = c["path"], c["affine_a"]
@@ -51,11 +56,11 @@ def verdict(c: dict) -> list[str]:
     if path["output"]:
         out.append(f"It reaches the output without a batch norm in between, through {' -> '.join(path['to_output'])}: "
                    f"{path['to_output'][-1]} sees a and b, so the two runs train differently{moved}"
-                   + (f"; {_layers(path['absorbed_by'])} remove it on the other paths." if path["absorbed_by"] else "."))
+                   + (f"; {_remove(path['absorbed_by'])} it on the other paths." if path["absorbed_by"] else "."))
     elif a > 0:
         padded = f"zero padding in {_layers(path['padded'])} (not transformed with the input), " * bool(path["padded"])
         out.append("Every path from the input meets a batch norm after linear layers only: "
-                   f"{_layers(path['absorbed_by'])} remove a and b with their batch statistics{moved}. "
+                   f"{_remove(path['absorbed_by'])} a and b with the batch statistics{moved}. "
                    f"What remains comes from {padded}batch norm's eps (not scaled by a), running statistics still "
                    "remembering their start, and floating-point rounding growing over many steps of training.")
     return out
