@@ -37,8 +37,8 @@ from cnnlab.models.layers import transposed_text, window_text
 
 def _conv_backward_flops(grad_out_shape, x_shape, w_shape, *args, out_shape, **kwargs) -> int:
     """torch's count with the weight gradient divided by `groups`: torch (2.14) counts it as if groups were 1, so a
-    depthwise convolution's backward came out C times its weight-gradient work; pytorch/pytorch PR #183405 (no issue
-    found) divides it. Input gradient plus weight gradient is twice the forward, for any groups."""
+    depthwise convolution's backward came out C times its weight-gradient work (pytorch/pytorch PR #183405 proposes
+    the same division; no issue found). Input gradient plus weight gradient is twice the forward, for any groups."""
     bias, stride, padding, dilation, transposed, output_padding, groups, output_mask = args
     common = (grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed, output_padding, groups)
     grad_input = conv_backward_flop(*common, [output_mask[0], False, False], out_val=out_shape)
