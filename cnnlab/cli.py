@@ -184,7 +184,9 @@ def resume(run_dir: Path = typer.Argument(..., help="a run folder made by `cnnla
 def sweep(
     experiment: str = typer.Argument(..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every run, e.g. train.epochs=2"),
-    grid: Optional[List[str]] = typer.Option(None, "--grid", help="KEY=V1,V2,...: one axis of the grid (repeat for more axes; values read as YAML); K1,K2=[a,1],[b,2] moves two keys together"),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", help="KEY=V1,V2,...: one axis of the grid (repeat for "
+                                             "more axes; values read as YAML); "
+                                             + escape("K1,K2=[a,1],[b,2] moves two keys together")),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="runs per variant, with seeds seed, seed+1, ... (default 3)"),
     workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per worker (default: the machine's cores shared out between the workers)"),

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cnnlab import metrics
 from cnnlab.data.registry import DATASETS
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, close_names, did_you_mean
 from cnnlab.models.init import INIT_SCHEMES
 from cnnlab.models.layers import ACTIVATIONS, UPSAMPLE_MODES
 from cnnlab.models.torchvision_models import segmentation_names, transfer_names
@@ -161,7 +161,8 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1, description="the global batch: under torchrun each of N processes takes batch_size/N of it")
     eval_batch_size: int = Field(1000, ge=1, description="evaluation batch (per process under torchrun)")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="training loss only: validation and test losses "
+                                   "are plain cross-entropy")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast on CPU and GPU")
     channels_last: bool = True
     compile: bool = False
@@ -247,24 +248,33 @@ def _section_of(annotation) -> Any:
     return None
 
 
-def key_problem(key: str) -> Optional[str]:
-    """Why a dotted key (e.g. 'optim.lr') names no value of the config, or None if it does."""
-    path = key.split(".")
-    model: Any = Config
+def _walk(path: list[str]) -> tuple[Any, Optional[str]]:
+    """Follow a dotted key from Config, through Optional sections (optim.lookahead, search): the annotation of the
+    field it ends at (Config for no key, dict inside a free-form section), or why one of its parts names nothing."""
+    annotation: Any = Config
     for i, part in enumerate(path):
+        model = _section_of(annotation)
         if model is dict:
-            return None
+            return dict, None
         if model is None:
-            return f"'{'.'.join(path[:i])}' is a value, not a section"
+            return None, f"'{'.'.join(path[:i])}' is a value, not a section"
         field = model.model_fields.get(part)
         if field is None:
-            where = ".".join(path[:i]) or "the top level"
-            return f"'{part}' is not a key of {where}; allowed: {', '.join(sorted(model.model_fields))}"
-        model = _section_of(field.annotation)
-    optional = type(None) in typing.get_args(field.annotation)  # a section that may be off (optim.lookahead: null)
-    if model is not None and model is not dict and not optional:
+            allowed = sorted(model.model_fields)
+            return None, (f"'{part}' is not a key of {'.'.join(path[:i]) or 'the top level'}"
+                          f"{did_you_mean(part, allowed)}; allowed: {', '.join(allowed)}")
+        annotation = field.annotation
+    return annotation, None
+
+
+def key_problem(key: str) -> Optional[str]:
+    """Why a dotted key (e.g. 'optim.lr') names no value of the config, or None if it does."""
+    annotation, problem = _walk(key.split("."))
+    model = _section_of(annotation)
+    optional = type(None) in typing.get_args(annotation)  # a section that may be off (optim.lookahead: null)
+    if problem is None and model is not None and model is not dict and not optional:
         return f"'{key}' is a section; name a key inside it"
-    return None
+    return problem
 
 
 class Config(Section):
@@ -331,9 +341,10 @@ class Config(Section):
     @model_validator(mode="after")
     def _known_model(self):
         if self.model.name is not None and self.model.name not in ZOO and self.model.name not in transfer_names():
+            close = did_you_mean(self.model.name, [*ZOO, *transfer_names()])
             raise ValueError(f"model.name '{self.model.name}' is not in the zoo ({', '.join(sorted(ZOO))}) nor a torchvision "
-                             f"model; torchvision's classification and segmentation models are accepted by their names, "
-                             f"e.g. resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large")
+                             f"model{close}; torchvision's classification and segmentation models are accepted by "
+                             f"their names, e.g. resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large")
         return self
 
     @model_validator(mode="after")
@@ -373,28 +384,35 @@ class Config(Section):
         return self
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The keys allowed at `loc` (the section that holds the bad key)."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return sorted(model.model_fields)
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The keys allowed in the section that holds the bad key at `loc`."""
+    model = _section_of(_walk([str(p) for p in loc[:-1]])[0])
+    return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _choices(loc: tuple) -> list[str]:
+    """The values a Literal field at `loc` takes (data.dataset: cifar10, ...)."""
+    annotation = _walk([str(p) for p in loc])[0]
+    return [str(v) for ann in (annotation, *typing.get_args(annotation)) if typing.get_origin(ann) is Literal
+            for v in typing.get_args(ann)]
 
 
 def _describe(err: dict) -> str:
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(Config, loc)
-        return f"unknown key '{key}'; allowed here: {', '.join(allowed)}"
+        allowed = _allowed_keys(loc)
+        return f"unknown key '{key}'{did_you_mean(str(loc[-1]), allowed)}; allowed here: {', '.join(allowed)}"
     if err["type"] == "missing":
         return f"missing key '{key}'"
     msg = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
     shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    close = close_names(str(got), _choices(loc)) if err["type"] == "literal_error" else []
+    if close:
+        shown = f" (got {got!r}; did you mean {' or '.join(close)}?)"
+    if err["type"] in ("float_parsing", "int_parsing") and isinstance(got, str) and "," in got:
+        shown += f"; to run each of several values, `cnnlab sweep EXPERIMENT --grid {key}={got}`"
     return f"key '{key}': {msg}{shown}" if loc else msg
 
 
@@ -495,7 +513,8 @@ def find_experiment(name_or_path: str) -> Path:
     if name_or_path in known:
         return known[name_or_path]
     raise CnnlabError(
-        f"no experiment named '{name_or_path}' in {', '.join(str(f) for f in experiment_folders())}; "
+        f"no experiment named '{name_or_path}' in {', '.join(str(f) for f in experiment_folders())}"
+        f"{did_you_mean(name_or_path, known)}; "
         f"known experiments: {', '.join(sorted(known)) or 'none'} (`cnnlab experiments` describes them; "
         f"or give a path to a .yaml file)"
     )

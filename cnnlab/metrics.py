@@ -69,6 +69,16 @@ def split_key(split: str, metric: str) -> str:
     return f"{split}_{metric}"
 
 
+def monitored(task: str, monitor: Optional[str] = None) -> str:
+    """The validation metric that picks best.pt: train.monitor, else the task's own (val_acc; val_iou for segment)."""
+    return monitor or split_key("val", TASK_MONITOR[task])
+
+
+def best_words(key: str) -> str:
+    """'best validation IoU' or 'lowest validation loss': a kept best value of `key`, in words."""
+    return f"{'lowest' if mode(key) == 'min' else 'best'} {label(key)}"
+
+
 def monitor_problem(task: str, key: str) -> Optional[str]:
     """Why validation metric `key` cannot pick a best epoch of a `task` run (the task does not record it), or None."""
     if key in (choices := [split_key("val", m) for m in TASK_METRICS[task]]):

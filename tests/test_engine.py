@@ -129,3 +129,26 @@ def test_progress_hears_the_running_loss_every_20_steps(data_root, tmp_path):
     run = start_run(quick_config(train={"batch_size": 12}), tmp_path, data_root, Progress(step=heard.append))
     assert len(heard) == 40 and [i for i, loss in enumerate(heard) if loss is not None] == [19, 39]
     assert (heard[19] + heard[39]) / 2 == pytest.approx(run.metrics()[0]["train_loss"], rel=1e-5)
+
+
+def test_label_smoothing_stays_out_of_the_evaluated_loss(data_root, monkeypatch, tmp_path):
+    """Validation and test report plain cross-entropy; the training loss keeps smoothing, and its curve says so."""
+    from torch.nn import functional as F
+
+    from cnnlab.engine.build import build_run
+    from cnnlab.engine.evaluate import evaluate
+    from cnnlab.engine.restore import predict
+    from cnnlab.report import run_report
+    from cnnlab.viz.curves import draw_metric
+
+    built = build_run(quick_config(train={"label_smoothing": 0.3}), data_root)
+    outputs = predict(built.model.eval(), built.data.val)
+    targets = torch.cat([y for _, y in built.data.val.batches()]).cpu()
+    assert evaluate(built, built.data.val)["loss"] == pytest.approx(F.cross_entropy(outputs, targets).item(), rel=1e-4)
+    assert built.task.loss(outputs, targets).item() != pytest.approx(F.cross_entropy(outputs, targets).item(), rel=1e-4)
+    rows = [{"epoch": 1, "train_loss": 2.0, "val_loss": 2.1}]
+    legend = draw_metric(rows, "loss", notes={"train": "with label smoothing 0.3"}).axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["training (with label smoothing 0.3)", "validation"]
+    run = RunFolder.create_at(tmp_path / "smooth", quick_config(train={"label_smoothing": 0.3}))
+    assert run_report.curve_notes(run, "loss") == {"train": "with label smoothing 0.3"}
+    assert run_report.curve_notes(run, "acc") == {}

@@ -261,7 +261,7 @@ def test_explain_run_writes_every_figure(trained, tmp_path):
     for name in files:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(f["title"] and f["caption"] for f in record["figures"])
-    assert record["layers"] == {"first": "conv1", "last": "conv2", "last_conv": "conv2",
+    assert record["layers"] == {"first": "conv1", "last": "conv2", "last_conv": "conv2", "last_spatial": "conv2",
                                 "shown": ["conv1", "conv2"], "cam": "conv2"}
     activation = record["figures"][1]
     assert activation["shape"] == [8, 24, 24] and activation["channels"] == list(range(8))  # all of conv1's 8

@@ -194,3 +194,16 @@ def test_the_run_records_its_peak_and_the_share_per_epoch(run):
         assert row["peak_percent"] == pytest.approx(100 * row["train_gflop_per_s"] / recorded["gflops"], rel=0.05, abs=0.02)  # GFLOP/s is rounded to 0.01
     html = (run.path / "report.html").read_text()
     assert "share of peak (%)" in html and f"{recorded['gflops']:,.1f} GFLOP/s" in html
+
+
+def test_a_1x1_activation_panel_says_so_and_names_a_layer_that_shows_where(data_root, tmp_path):
+    """ResNet-18 at 32x32: layer4 gives 512x1x1, layer3 256x2x2; the panel of layer4 and its Grad-CAM say so."""
+    cfg = quick_config(data={"dataset": "cifar10", "train_subset": 100, "test_subset": 20})
+    test = prepare(cfg, data_root, torch.device("cpu")).test
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10)
+    record = explain_run(model, test, [str(i) for i in range(10)], tmp_path, confused=2)
+    assert record["layers"]["last"] == "layer4" and record["layers"]["last_spatial"] == "layer3"
+    conv1, layer4, cam = record["figures"][1:4]
+    assert layer4["shape"] == [512, 1, 1] and "the last layer with a larger map is layer3 (2x2)" in layer4["caption"]
+    assert "1x1 map" not in conv1["caption"] and "layer3 (2x2)" in cam["caption"]

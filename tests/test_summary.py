@@ -345,3 +345,18 @@ def test_layer_table_keeps_the_keys_runs_and_reports_read():
     assert {"params", "trainable_params", "buffers"} <= set(rows[0])
     assert sum(r["params"] for r in rows) == 5 * 5 * 8 + 8 + 2 * 8 + 3 * 3 * 8 * 16 + 16 + 2 * 16 + 16 * 5 * 5 * 120 + 120 + 120 * 84 + 84 + 84 * 10 + 10
     json.dumps(rows)  # architecture.json
+
+
+@pytest.mark.parametrize("groups", [1, 4, 64])
+def test_backward_macs_of_grouped_convolutions_match_a_hand_count(groups):
+    """Two 3x3 convolutions, C=64, at 16x16, batch 2: each forward is N*H*W*C*(C/groups)*9 MACs. Backward: the first
+    needs only its weight gradient (the input asks for none), the second its weight and input gradients, each as
+    much work as its forward; torch's own counter makes the weight gradient `groups` times too large."""
+    from cnnlab.analysis.training import training_pass
+
+    c, h, n = 64, 16, 2
+    model = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False),
+                          nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False))
+    one = n * h * h * c * (c // groups) * 9
+    run = training_pass(model, (c, h, h), n)
+    assert (run.forward_macs, run.backward_macs) == (2 * one, 3 * one)

@@ -2,6 +2,7 @@
 Cohen's power tables), and the comparison's grouping and words."""
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
@@ -40,8 +41,7 @@ def test_welch_against_scipy_and_hand_formulas():
     va, vb = np.var(A, ddof=1) / 3, np.var(B, ddof=1) / 4
     df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
     assert w["df"] == pytest.approx(df) and w["diff"] == pytest.approx(np.mean(A) - np.mean(B))
-    assert w["z"] == pytest.approx(w["diff"] / math.sqrt(va + vb))
-    assert w["z_p_value"] == pytest.approx(2 * sp.norm.sf(abs(w["z"])))
+    assert w["z"] == pytest.approx(w["diff"] / math.sqrt(va + vb)) and w["test"] == "welch_t"
     half = sp.t.ppf(0.975, df) * math.sqrt(va + vb)
     assert w["ci95_diff"] == pytest.approx([w["diff"] - half, w["diff"] + half])
     pooled = math.sqrt((2 * np.var(A, ddof=1) + 3 * np.var(B, ddof=1)) / 5)
@@ -137,7 +137,7 @@ def test_compare_final_and_best_and_words():
 
 def test_compare_refuses_bad_metric_and_says_when_nothing_can_be_tested():
     runs = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("b", 0, [0.6], optim__name="sgd")]
-    with pytest.raises(CnnlabError, match=r"--metric val_ac: the runs record no such metric; choose a per-epoch metric \(val_acc"):
+    with pytest.raises(CnnlabError, match=r"--metric val_ac: the runs record no such metric \(did you mean val_acc"):
         compare(group(runs), "val_ac")
     result = compare(group(runs), "val_acc")
     assert result.tests == [] and "single run" in result.note
@@ -188,9 +188,9 @@ def test_terminal_table_shows_the_z_score_and_the_holm_verdict():
     variants = variants_of(x=[0.50, 0.52, 0.54], y=[0.552, 0.572, 0.592], z=[0.40, 0.55, 0.70])
     result = compare(variants, "val_acc")
     out = " ".join(to_text(comparison_blocks(Comparison(0.05, [result])), width=400).split())  # words wrap
-    assert "z" in out.split() and "p (Holm)" in out and "95% CI of a − b" in out
+    assert "z" in out.split() and "p (Holm)" in out and "95% CI of a − b" in out and "p (z)" not in out
     for test in result.tests:
-        assert f"{test.z:.2f}" in out and f"{test.df:.1f}" in out
+        assert f"{test.z:.2f}" in out and f"Welch's t, df {test.df:.1f}" in out
     assert "optim.name=x is lower by 0.0520" in out
     assert "not significant after Holm's correction" in out
 
@@ -216,3 +216,59 @@ def test_compare_any_number_of_summary_json_by_its_dotted_key():
         compare(variants, "sparsity")
     with pytest.raises(CnnlabError, match="or a number of summary.json by its dotted key"):
         compare(variants, "sparsity.layers")  # a list: no number to compare
+
+
+def test_the_z_score_is_tested_by_what_fits_the_sample_size():
+    """Two seeds: z against Welch's t (a normal p would be far too small) and no second p-value anywhere; from
+    LARGE_SAMPLE seeds: z against the normal distribution."""
+    few = stats.welch([0.80, 0.81], [0.70, 0.72])
+    assert few["test"] == "welch_t" and "z_p_value" not in few
+    assert few["p_value"] == pytest.approx(sp.ttest_ind([0.80, 0.81], [0.70, 0.72], equal_var=False).pvalue)
+    assert few["p_value"] > 10 * 2 * sp.norm.sf(abs(few["z"]))
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.8, 0.02, stats.LARGE_SAMPLE), rng.normal(0.79, 0.02, stats.LARGE_SAMPLE)
+    many = stats.welch(a, b)
+    se = math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
+    assert many["test"] == "normal" and many["z"] == pytest.approx((a.mean() - b.mean()) / se)
+    assert many["p_value"] == pytest.approx(2 * sp.norm.sf(abs(many["z"])))
+    assert many["ci95_diff"] == pytest.approx([many["diff"] - 1.959964 * se, many["diff"] + 1.959964 * se])
+    assert stats.test_name(few["test"], few["df"]) == f"Welch's t, df {few['df']:.1f}"
+    assert stats.test_name(many["test"], many["df"]) == "normal"
+
+
+def test_sweep_report_shows_the_z_score_with_its_test_and_no_other_p(tmp_path):
+    from cnnlab.records import Comparison
+    from cnnlab.report.sweep_report import write_sweep_report
+    from cnnlab.sweep.compare import Analysis
+
+    variants = variants_of(x=[0.50, 0.52, 0.54], y=[0.552, 0.572, 0.592])
+    result = compare(variants, "val_acc")
+    (test,) = result.tests
+    runs = [r for v in variants for r in v.runs]
+    write_sweep_report(Analysis([], runs, [], variants, Comparison(0.05, [result]), None), tmp_path)
+    for page in ("report.html", "report.md"):
+        text = html.unescape((tmp_path / page).read_text())
+        assert f"Welch's t, df {test.df:.1f}" in text and f"{test.z:.2f}" in text and "p (z)" not in text
+
+
+def test_segmentation_is_compared_and_logged_by_its_own_metric():
+    """A segment run keeps best.pt by val_iou: compare defaults to it, the sweep's lines name it, an old run
+    folder without best_epoch finds its best epoch by it, and its report's table says it."""
+    from types import SimpleNamespace
+
+    from cnnlab import metrics
+    from cnnlab.report.run_blocks import final_rows
+    from cnnlab.sweep.compare import default_columns
+    from cnnlab.sweep.worker import Worker
+
+    history = [{"epoch": 1, "val_acc": 0.9, "val_iou": 0.2}, {"epoch": 2, "val_acc": 0.8, "val_iou": 0.5}]
+    seg = [Run(Path(f"s{i}"), flatten({"task": "segment", "seed": i}),
+               RunSummary(name="s", status="completed", task="segment"), history) for i in (0, 1)]
+    assert seg[0].monitor == "val_iou" and seg[0].value("val_acc", "best") == 0.8
+    assert ("val_iou", "final") in default_columns("segment") and ("test_iou", "best") in default_columns("segment")
+    assert variants_of(x=[0.5, 0.6])[0].runs[0].monitor == "val_acc"
+    cfg = SimpleNamespace(task="segment", train=SimpleNamespace(monitor=None))
+    assert metrics.best_words(Worker.watched(SimpleNamespace(study=None), cfg)) == "best validation IoU"
+    s = RunSummary(name="s", status="completed", task="segment", final=history[-1], best_epoch=2, best_value=0.5)
+    table = {name: str(value) for name, value in final_rows(s)}
+    assert table["best validation IoU (epoch 2)"] == "0.5000"

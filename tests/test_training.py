@@ -200,3 +200,14 @@ def test_cli_data_list(data_root):
     assert any("cifar10-jpeg.tar.gz" in l and "yes, used" in l for l in lines)
     assert any("cifar-10-batches-py" in l and " no " in l for l in lines)
     assert any("fashion-mnist" in l and "yes, used" in l for l in lines)
+
+
+def test_initial_loss_17_percent_below_ln_k_is_a_mistake():
+    """Outputs independent of the labels average at least ln K: a loss well below it is no longer 'as expected'."""
+    from cnnlab.engine.summary import initial_loss_ok, initial_loss_verdict
+
+    expected = math.log(10)
+    assert not initial_loss_ok(0.83 * expected, expected)
+    assert initial_loss_verdict(0.83 * expected, expected) == "lower than expected"
+    assert initial_loss_verdict(1.2 * expected, expected) == "higher than expected"
+    assert {initial_loss_verdict(f * expected, expected) for f in (0.99, 1.01, 1.05)} == {"as expected"}

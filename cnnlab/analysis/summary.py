@@ -25,7 +25,7 @@ from cnnlab.analysis.whatif import (Converted, WhatIf, match_rows, no_bn_module,
                                     separable_module, separable_spec, speedup_formula)
 from cnnlab.device import pick_device
 from cnnlab.analysis.subject import Subject
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.records import Counts, Provenance
 
 ALL_COLUMNS = ("name", "type", "input_shape", "output_shape", "weights", "biases", "params", "trainable_params",
@@ -251,7 +251,8 @@ def check_columns(columns: Optional[list[str]], rows: list[LayerCount]) -> list[
         return cols
     unknown = [c for c in columns if c not in ALL_COLUMNS]
     if unknown:
-        raise CnnlabError(f"unknown column(s) {', '.join(unknown)}; choose from: {', '.join(ALL_COLUMNS)}")
+        close = "".join(did_you_mean(c, ALL_COLUMNS) for c in unknown)
+        raise CnnlabError(f"unknown column(s) {', '.join(unknown)}{close}; choose from: {', '.join(ALL_COLUMNS)}")
     return list(columns)
 
 

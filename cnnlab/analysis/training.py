@@ -29,9 +29,8 @@ from typing import Optional
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
 
-from cnnlab.analysis.count import _storage, _tensors, hooked, model_device, stand_ins
+from cnnlab.analysis.count import _storage, _tensors, flop_counter, hooked, model_device, stand_ins
 from cnnlab.config import OptimConfig
 from cnnlab.optimizers import make_optimizer
 
@@ -108,13 +107,13 @@ def training_pass(model: nn.Module, input_shape: tuple, batch: int, flops: bool 
         try:
             model.train()
             with hooked(names, lambda m, a: stack.append(m), lambda m, a, o: stack.pop() and None):
-                counter = FlopCounterMode(display=False) if flops else nullcontext()
+                counter = flop_counter() if flops else nullcontext()
                 with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), counter as fwd:
                     out = torch.func.functional_call(model, tensors, (x,), strict=False, tie_weights=True)
             result.saved_bytes = sum(result.saved_by_layer.values())
             if flops:
                 loss = stand_in_loss(out)
-                with FlopCounterMode(display=False) as bwd:
+                with flop_counter() as bwd:
                     if loss.requires_grad:
                         loss.backward()
                 result.forward_macs, result.backward_macs = fwd.get_total_flops() // 2, bwd.get_total_flops() // 2

@@ -58,7 +58,7 @@ class BuiltRun:
 def monitored_metric(cfg, task) -> str:
     """train.monitor (the config checked that the task records it), or the task's own metric (val_acc; val_iou for
     segmentation)."""
-    return cfg.train.monitor or metrics.split_key("val", task.monitor)
+    return metrics.monitored(task.name, cfg.train.monitor)
 
 
 def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretrained: bool = True,

@@ -34,7 +34,7 @@ from cnnlab.engine.checkpoint import CheckpointPolicy
 from cnnlab.engine.evaluate import evaluate
 from cnnlab.engine.optim import l1_penalty, lr_at
 from cnnlab.engine.startup import needs_warm_up, warm_up
-from cnnlab.engine.summary import initial_loss_ok, run_summary, spread_line
+from cnnlab.engine.summary import initial_loss_verdict, run_summary, spread_line
 from cnnlab.engine.transfer import select_for_epoch
 from cnnlab.optimizers import full_rate
 from cnnlab.errors import CnnlabError
@@ -240,9 +240,12 @@ class Trainer:
             torch.manual_seed(b.cfg.seed)
             self.state.initial_loss = evaluate(b, b.data.val)["loss"]
             expected = b.task.expected_initial_loss
-            if not b.starts_trained and not initial_loss_ok(self.state.initial_loss, expected):
-                self.progress.message(f"warning: loss before training is {self.state.initial_loss:.3f}, far from "
-                                      f"ln({b.task.num_classes}) = {expected:.3f}; check the initialisation and the output layer")
+            verdict = initial_loss_verdict(self.state.initial_loss, expected)
+            if not b.starts_trained and verdict != "as expected":
+                self.progress.message(f"warning: loss before training is {self.state.initial_loss:.3f}, {verdict} "
+                                      f"(ln({b.task.num_classes}) = {expected:.3f}, "
+                                      f"{(self.state.initial_loss - expected) / expected:+.1%}); check the "
+                                      "initialisation and the output layer")
         if self.spread.main:
             self.run.write_summary(self.summary("running"))
 

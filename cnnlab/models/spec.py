@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.models.layers import REQUIRED, kind_of
 
 Value = Union[int, float, str]
@@ -79,7 +79,8 @@ def parse_layer(text: str, index: int) -> Layer:
         else:
             raise CnnlabError(f"layer {index} '{text}': cannot read '{word}'; options of {kind}: {', '.join(defaults) or 'none'}")
         if key not in defaults:
-            raise CnnlabError(f"layer {index} '{text}': unknown option '{key}'; options of {kind}: {', '.join(defaults) or 'none'}")
+            raise CnnlabError(f"layer {index} '{text}': unknown option '{key}'{did_you_mean(key, defaults)}; "
+                              f"options of {kind}: {', '.join(defaults) or 'none'}")
         if key in pending:
             pending.remove(key)
         options[key] = _value(val, key, record.words)

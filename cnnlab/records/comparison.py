@@ -36,7 +36,8 @@ class VariantStats:
 
 @dataclass
 class PairTest:
-    """Welch's test of a - b, the same difference as a z-score, Holm's adjustment, and the verdict in words."""
+    """a - b as a z-score (its standard error from each variant's spread) with the test that fits the sample size
+    and only that test's p and interval; Holm's adjustment, and the verdict in words."""
 
     a: str
     b: str
@@ -45,6 +46,7 @@ class PairTest:
     df: Optional[float] = None
     p_value: Optional[float] = None
     z: Optional[float] = None
+    test: Optional[str] = None  # how p was found: 'welch_t' (fewer than 30 runs a variant) or 'normal'
     ci95_diff: Optional[list[float]] = None
     effect_size: Optional[float] = None  # Cohen's d with the pooled standard deviation
     significant: Optional[bool] = None  # p < alpha, before Holm's correction

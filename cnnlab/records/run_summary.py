@@ -36,7 +36,9 @@ class RunSummary:
     initial_loss: Optional[float] = None
     expected_initial_loss: Optional[float] = None
     initial_loss_ok: Optional[bool] = None
-    monitor: str = "val_acc"
+    initial_loss_deviation: Optional[float] = None  # (initial - expected) / expected
+    initial_loss_verdict: Optional[str] = None  # as expected, lower than expected, higher than expected
+    monitor: Optional[str] = None  # the validation metric best.pt follows (absent in the oldest run folders)
     best_epoch: Optional[int] = None
     best_value: Optional[float] = None
     best_val_acc: Optional[float] = None

@@ -50,14 +50,15 @@ def stats_table(c: MetricComparison) -> Table:
 
 
 def tests_table(c: MetricComparison, alpha: float) -> Table:
-    """Welch's t-test for every pair; a difference significant after Holm's correction in bold."""
+    """The z-score of every pair with the test that fits the sample size; a difference significant after Holm's
+    correction in bold."""
     d = _digits(c)
     rows = [[t.a, t.b, Fixed(t.diff, d) if t.diff is not None else None, _interval(t.ci95_diff, d, "+"),
-             Fixed(t.t, 2) if t.t is not None else None, Fixed(t.df, 1) if t.df is not None else None,
-             Fixed(t.z, 2) if t.z is not None else None, _p(t.p_value), _p(t.p_holm), t.words] for t in c.tests]
+             Fixed(t.z, 2) if t.z is not None else None, stats.test_name(t.test, t.df), _p(t.p_value), _p(t.p_holm),
+             t.words] for t in c.tests]
     return Table(f"Tests of {column_label(c)}, alpha = {alpha:g}",
-                 ["a", "b", "a − b", "95% CI of a − b", "Welch's t", "df", "z", "p", "p (Holm)", "verdict"], rows,
-                 drop=("z", "df", "p (Holm)"), emphasis=[bool(t.significant_holm) for t in c.tests],
+                 ["a", "b", "a − b", "95% CI of a − b", "z", "test", "p", "p (Holm)", "verdict"], rows,
+                 drop=("test", "p (Holm)"), emphasis=[bool(t.significant_holm) for t in c.tests],
                  name=f"tests-{c.metric}-{c.stat}")
 
 
@@ -67,12 +68,13 @@ def _p(p: Optional[float]) -> Optional[str]:
 
 def method_text() -> Text:
     return Text([f"Per variant the mean over seeds, the sample standard deviation (n - 1) and a 95% confidence "
-                 "interval mean ± t(0.975, n - 1)·s/√n. Two variants are compared by Welch's t-test (unequal "
-                 "variances, Welch-Satterthwaite degrees of freedom), whose p decides the verdict; z is the same "
-                 "difference over its standard error, shown as the score the studies ask for. Holm's correction "
-                 "adjusts for the number of comparisons of a metric. Seeds needed: the smallest number of seeds per "
-                 "variant at which a two-sided two-sample t-test would detect the observed effect size (Cohen's d) "
-                 f"with {round(stats.POWER * 100)}% power (noncentral t): a rough guide, since d is itself estimated."],
+                 "interval mean ± t(0.975, n - 1)·s/√n. Two variants are compared by the z-score, the difference over "
+                 "its standard error, read against Welch's t (Welch-Satterthwaite degrees of freedom) while a variant "
+                 f"has fewer than {stats.LARGE_SAMPLE} seeds and against the normal distribution from "
+                 f"{stats.LARGE_SAMPLE} on; p is that test's, the one the verdict uses. Holm's correction adjusts for "
+                 "the number of comparisons of a metric. Seeds needed: the smallest number of seeds per variant at "
+                 "which a two-sided two-sample t-test would detect the observed effect size (Cohen's d) with "
+                 f"{round(stats.POWER * 100)}% power (noncentral t): a rough guide, since d is itself estimated."],
                 note=True)
 
 

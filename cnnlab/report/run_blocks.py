@@ -10,6 +10,7 @@ from cnnlab import metrics
 from cnnlab.config import changes
 from cnnlab.document import Block, Code, Figure, Fixed, Heading, Table, Text
 from cnnlab.engine.summary import spread_line
+from cnnlab.errors import CnnlabError
 from cnnlab.records import RunSummary
 from cnnlab.runfolder import RunFolder
 from cnnlab.viz.curves import plot_metric
@@ -33,9 +34,10 @@ def final_rows(s: RunSummary) -> list[list]:
     training until each target test accuracy)."""
     final = s.final or {}
     keys = metrics.split_keys(final)
-    monitor = metrics.label(s.monitor)
+    key_of_best = metrics.monitored(s.task, s.monitor)
+    monitor = metrics.label(key_of_best)
     rows = [[metrics.label(key), fixed(final.get(key), key)] for key in keys]
-    rows.append([f"best {monitor} (epoch {s.best_epoch})", fixed(s.best_value, s.monitor)])
+    rows.append([f"best {monitor} (epoch {s.best_epoch})", fixed(s.best_value, key_of_best)])
     rows += [[f"{metrics.label(key)} at best {monitor}", fixed(s.at(key), key)]
              for key in keys if key.startswith("test_") and key != "test_loss"]
     rows += [[name, Fixed(v, 1)] for name, v in (("startup (s): process start to the first step", s.startup_seconds),
@@ -47,11 +49,23 @@ def final_rows(s: RunSummary) -> list[list]:
 
 
 def initial_loss_text(s: RunSummary) -> Text:
-    verdict = {True: " (as expected)", False: " (far from expected: check the initialisation)"}.get(s.initial_loss_ok, "")
+    verdict = ""
+    if s.initial_loss_verdict:  # runs before the verdict was recorded say nothing rather than guess
+        check = "" if s.initial_loss_verdict == "as expected" else ": check the initialisation"
+        verdict = f" ({100 * s.initial_loss_deviation:+.1f}%, {s.initial_loss_verdict}{check})"
     per_pixel = "; accuracy is per pixel" if s.task != "classify" else ""
     return Text([["Loss before training: ", s.initial_loss, f"; expected for an untrained model ln({len(s.classes)} "
                   "classes) = ", s.expected_initial_loss, f"{verdict}. Training metrics are measured on the augmented "
                   f"batches during each epoch{per_pixel}."]], note=True)
+
+
+def curve_notes(run: RunFolder, metric: str) -> dict:
+    """The training loss is the one with label smoothing (validation and test report plain cross-entropy)."""
+    try:
+        smoothing = run.config().train.label_smoothing
+    except CnnlabError:  # a config this version cannot read: no note rather than no report
+        return {}
+    return {"train": f"with label smoothing {smoothing:g}"} if metric == "loss" and smoothing else {}
 
 
 def curve_figures(run: RunFolder, history: list[dict], s: RunSummary) -> list[Figure]:
@@ -60,7 +74,8 @@ def curve_figures(run: RunFolder, history: list[dict], s: RunSummary) -> list[Fi
     for metric in metrics.families(metrics.all_keys(history)):
         title = f"{metrics.SPLIT_METRICS[metric].title} per epoch"
         initial = s.initial_loss if metric == "loss" else None
-        png = plot_metric(history, metric, run.figures / f"{metric}.png", title=title, initial=initial)
+        png = plot_metric(history, metric, run.figures / f"{metric}.png", title=title, initial=initial,
+                          notes=curve_notes(run, metric))
         out.append(Figure(title + (" (the point at epoch 0: before training)" if initial is not None else ""),
                           png, png.with_suffix(".svg"), png.with_suffix(".pdf")))
     return out
@@ -196,7 +211,7 @@ def data_and_config(run: RunFolder, s: RunSummary) -> list[Block]:
     out.append(Heading("Configuration"))
     try:
         chosen = changes(run.config())
-    except Exception:  # a config this version cannot read: the file alone is shown
+    except CnnlabError:  # a config this version cannot read: the file alone is shown
         chosen = []
     if chosen:
         out.append(Table("What this run sets (every other key has its default)", ["key", "value", "default"],

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from cnnlab import metrics
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.records import Comparison, MetricComparison, PairTest, Stats, VariantStats
 from cnnlab.sweep import stats
 from cnnlab.sweep.collect import Run, Variant, group, load_runs, summary_numbers
@@ -45,7 +45,8 @@ def metric_source(runs: list[Run], metric: str) -> str:
     if inside:
         raise CnnlabError(f"--metric {metric} is a section of summary.json, not one number; choose one of: "
                           f"{', '.join(inside[:12])}{', ...' if len(inside) > 12 else ''}")
-    raise CnnlabError(f"--metric {metric}: the runs record no such metric; choose a per-epoch metric "
+    close = did_you_mean(metric, [*metric_names(runs), *numbers])
+    raise CnnlabError(f"--metric {metric}: the runs record no such metric{close}; choose a per-epoch metric "
                       f"({', '.join(metric_names(runs))}) or a number of summary.json by its dotted key "
                       "(e.g. sparsity.total.share_below, test_acc_at_best, peak.gflops)")
 
@@ -72,7 +73,8 @@ def verdict(test: PairTest, a: Variant, b: Variant, alpha: float, tests: int) ->
         return f"no spread over seeds in either variant, so the difference of {test.diff:+.4f} cannot be tested"
     diff, (lo, hi) = test.diff, test.ci95_diff
     head = (f"{a.name} is {'higher' if diff > 0 else 'lower'} by {abs(diff):.4f} "
-            f"(95% CI of the difference [{lo:+.4f}, {hi:+.4f}]; Welch's t = {test.t:.2f}, p = {_p(test.p_value)})")
+            f"(95% CI of the difference [{lo:+.4f}, {hi:+.4f}]; z = {test.z:.2f}, p = {_p(test.p_value)} "
+            f"by {stats.test_name(test.test, test.df)})")
     if test.significant:
         if tests > 1 and not test.significant_holm:
             return (f"{head}: not significant after Holm's correction for {tests} comparisons (adjusted p = "
@@ -95,7 +97,7 @@ def _describe(values: list[float]) -> Stats:
 
 
 def _test(a: Variant, b: Variant, xa: list[float], xb: list[float], alpha: float) -> PairTest:
-    test = PairTest(a=a.name, b=b.name, **{k: v for k, v in stats.welch(xa, xb).items() if k != "z_p_value"})
+    test = PairTest(a=a.name, b=b.name, **stats.welch(xa, xb))
     test.significant = None if test.p_value is None else test.p_value < alpha
     test.seeds_needed = None if test.significant is not False else stats.seeds_needed(test.effect_size, alpha)
     return test
@@ -190,7 +192,7 @@ def analyse(paths: list[Path], metric_names: Optional[list[str]] = None, by: Opt
         order = {k: values for a in definition.axes for k, values in a.order().items()}
     variants = group(runs, by, order)
     columns = [(m, stat) for m in metric_names] if metric_names else default_columns(task)
-    monitors = {r.summary.monitor for r in runs}
+    monitors = {r.monitor for r in runs}
     result = Comparison(alpha, [compare(variants, m, alpha, s) for m, s in columns], task,
                         monitors.pop() if len(monitors) == 1 else None,
                         [{"run": str(r.path), "status": r.status} for r in skipped])

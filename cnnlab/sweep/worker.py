@@ -29,7 +29,6 @@ from cnnlab.sweep.storage import open_storage
 STORAGE_ENV = "CNNLAB_SWEEP_STORAGE"
 EVENTS = "events.jsonl"
 POLL_S = 2.0  # an idle worker looks for waiting (or stale) cells this often while others finish theirs
-GRID_METRIC = "val_acc"  # what a grid cell's line and value show: its validation accuracy at the best checkpoint
 FINISHED = {"completed": "completed", "failed": "run-failed", "pruned": "pruned"}  # run status -> outcome
 
 
@@ -159,18 +158,18 @@ class Worker:
         seconds = time.perf_counter() - started
         append_event(self.folder, cell=cell.key, event=outcome, worker=self.index, seconds=round(seconds, 3), value=value)
         shown = "-" if value is None else f"{value:.4f}"
-        self.say(f"{outcome} {label}: {self.objective_name()} {shown} ({seconds:.1f} s)")
+        self.say(f"{outcome} {label}: {metrics.best_words(self.watched(cfg))} {shown} ({seconds:.1f} s)")
 
-    def objective_name(self) -> str:
-        if self.study is None:
-            return f"best {metrics.label(GRID_METRIC)}"
-        from cnnlab.sweep.search import objective_name
-
-        return objective_name(self.definition.base["search"])
+    def watched(self, cfg) -> str:
+        """What a cell's lines show: a search's metric, else the metric that picks the run's best.pt (val_iou for
+        segmentation)."""
+        if self.study is not None:
+            return self.definition.base["search"]["metric"]
+        return metrics.monitored(cfg.task, cfg.train.monitor)
 
     def objective(self, run) -> Optional[float]:
         if self.study is None:
-            return run.summary().best_val_acc  # GRID_METRIC at the best checkpoint
+            return run.summary().best_value  # of the run's monitor, at its best checkpoint
         from cnnlab.sweep.search import objective
 
         return objective(run.metrics(), self.definition.base["search"])
@@ -180,7 +179,7 @@ class Worker:
         from cnnlab.engine.trainer import Progress, Pruned
         from cnnlab.runfolder import RunFolder
 
-        metric = self.definition.base["search"]["metric"] if otrial is not None else GRID_METRIC
+        metric = self.watched(cfg)
         epochs = cfg.train.epochs
 
         def epoch_end(row: dict) -> None:

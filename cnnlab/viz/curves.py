@@ -16,22 +16,25 @@ def _axis(metric: str) -> str:
 
 
 def plot_metric(history: list[dict], metric: str, path: Path, title: str = "", log_x: bool = False,
-                initial: Optional[float] = None) -> Path:
+                initial: Optional[float] = None, notes: Optional[dict] = None) -> Path:
     """Draw the figure of `metric` and save it at `path` (PNG, with SVG and PDF beside it)."""
-    return write_png(draw_metric(history, metric, title, log_x, initial), path, vector=True)
+    return write_png(draw_metric(history, metric, title, log_x, initial, notes), path, vector=True)
 
 
 def draw_metric(history: list[dict], metric: str, title: str = "", log_x: bool = False,
-                initial: Optional[float] = None):
+                initial: Optional[float] = None, notes: Optional[dict] = None):
     """One figure: `<split>_<metric>` for each split present, x = epoch (1-based, as recorded); a split's line
     joins the epochs that recorded it. `initial`: the loss measured before training, drawn at epoch 0 (not on a
-    log axis, which has no 0)."""
+    log axis, which has no 0). `notes` ({split: text}) say in the legend where a split's line measures
+    something else (the training loss with label smoothing)."""
     fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
     for split, label in SPLITS.items():
         key = split_key(split, metric)
         rows = [row for row in history if key in row]  # epochs without evaluation have no val and test values
+        note = (notes or {}).get(split)
         if rows:
-            ax.plot([row["epoch"] for row in rows], [row[key] for row in rows], marker="o", markersize=3, label=label)
+            ax.plot([row["epoch"] for row in rows], [row[key] for row in rows], marker="o", markersize=3,
+                    label=f"{label} ({note})" if note else label)
     if initial is not None and not log_x:
         ax.plot([0], [initial], marker="s", linestyle="none", color="0.3", label="before training")
     epoch_axis(ax, log_x)
