@@ -78,7 +78,7 @@ def test_invariance_command_compares_two_real_runs(data_root, tmp_path, monkeypa
     assert comparison["curves"]["train_loss"]["max_abs_diff"] < 0.02 * plain["final"]["train_loss"]
     assert comparison["outputs"]["test_outputs"] == 40 and 0 <= comparison["outputs"]["prediction_agreement"] <= 1
     html = (folder / "report.html").read_text()
-    assert "a=2.5, b=-1" in html and html.count("data:image/png;base64,") == 2
+    assert "a=2.5, b=-1" in html and html.count("data:image/svg+xml;base64,") == 2
     assert comparison["path"]["absorbed_by"] == ["bn1"] and "bn1 removes a and b" in html
     links = re.findall(r'href="([^"]*report.html)"', html)  # relative: the folders can move together
     assert len(links) == 2 and all((folder / link).is_file() for link in links), links
