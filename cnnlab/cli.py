@@ -9,15 +9,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Column, Table
 
+from cnnlab.console import ConsoleProgress, console_progress
 from cnnlab.errors import CnnlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -31,90 +30,6 @@ err = Console(stderr=True)
 DATA_DIR = typer.Option(None, "--data-dir", help="data root (default: $CNNLAB_DATA, else ~/.cache/cnnlab/data)")
 
 
-def epoch_line(row: dict, epochs: int) -> str:
-    """One printed line per epoch: every split's metrics (as the vocabulary names them), then time and speed."""
-    from cnnlab import metrics
-
-    splits = [f"{name} " + " ".join(f"{metrics.SPLIT_METRICS[m].label} {row[k]:.{metrics.digits(k)}f}"
-                                    for m in metrics.SPLIT_METRICS if (k := metrics.split_key(split, m)) in row)
-              for split, name in metrics.SPLITS.items() if metrics.split_key(split, "loss") in row]
-    return (f"epoch {row['epoch']}/{epochs}  " + " | ".join(splits)
-            + f" | {row['seconds']:.1f} s, {row['images_per_s']:,.0f} images/s")
-
-
-class DecodeBar:
-    """A first decode (or extraction) of a dataset: what it is, said once, then a bar with the time left when
-    stdout is a terminal (it stays on screen when it is done)."""
-
-    def __init__(self):
-        self.bar = None
-        if sys.stdout.isatty():
-            self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
-        self.task = None
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        if done == 0:  # a new phase begins: the whole line once, then a bar named by its first word
-            print(what, flush=True)
-            if self.bar is None:
-                return
-            self.bar.start()
-            self.task = self.bar.add_task(what.split()[0], total=total)
-        if self.bar is not None and self.task is not None:
-            self.bar.update(self.task, completed=done)
-            if done >= total:
-                self.bar.stop()  # the finished bar stays on screen, the next phase gets a bar of its own
-                self.bar.remove_task(self.task)
-                self.task = None
-
-
-class ConsoleProgress:
-    """A live bar per epoch when stdout is a terminal (steps, time spent and left, the running loss); one
-    printed line per epoch always; a first decode of the data says what it decodes, with its own bar."""
-
-    def __init__(self, epochs: int):
-        self.epochs = epochs
-        self.bar = None
-        if sys.stdout.isatty():
-            self.bar = RichProgress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                                    TextColumn("{task.fields[loss]}"), transient=True)
-        self.task = None
-
-    def hooks(self):
-        from cnnlab.engine.trainer import Progress
-
-        return Progress(epoch_start=self.epoch_start, step=self.step, epoch_end=self.epoch_end, message=self.message,
-                        decode=DecodeBar())
-
-    def epoch_start(self, epoch: int, batches: int) -> None:
-        if self.bar is not None:
-            self.bar.start()
-            self.task = self.bar.add_task("train", total=batches, epoch=f"{epoch}/{self.epochs}", loss="")
-
-    def step(self, loss: Optional[float]) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task)
-            if loss is not None:
-                self.bar.update(self.task, loss=f"train loss {loss:.4f}")
-
-    def epoch_end(self, row: dict) -> None:
-        if self.bar is not None:
-            self.bar.remove_task(self.task)
-            self.bar.stop()
-        print(epoch_line(row, self.epochs), flush=True)
-
-    def message(self, text: str) -> None:
-        print(text, flush=True)
-
-
-def console_progress(spread, epochs: Callable[[], int]):
-    """Progress shown by rank 0 alone (every process of a torchrun run would print the same lines)."""
-    from cnnlab.engine.trainer import Progress
-
-    return ConsoleProgress(epochs()).hooks() if spread.main else Progress()
-
-
 @app.command()
 def run(
     experiment: str = typer.Argument(..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"),
@@ -126,7 +41,7 @@ def run(
 ):
     """Train one experiment into a new run folder, ending with its report; prints the folder last.
     Under torchrun (`torchrun --nproc-per-node=N -m cnnlab run ...`) the N processes train one run."""
-    from cnnlab.config import load_experiment
+    from cnnlab.experiment_files import load_experiment
     from cnnlab.data.root import data_root
     from cnnlab.data.sources import download as fetch
     from cnnlab.engine.distributed import join
@@ -157,7 +72,7 @@ def invariance(
     data_dir: Optional[str] = DATA_DIR,
 ):
     """Train with and without the input transform y = a*x + b; report how far curves and outputs moved."""
-    from cnnlab.config import load_experiment
+    from cnnlab.experiment_files import load_experiment
     from cnnlab.data.root import data_root
     from cnnlab.runner import run_invariance
 
@@ -273,7 +188,7 @@ def report(
 @app.command()
 def experiments():
     """List the experiments `cnnlab run NAME` knows: yours in ./experiments first, then the built-in ones."""
-    from cnnlab.config import experiment_description, experiments_dir, known_experiments
+    from cnnlab.experiment_files import experiment_description, experiments_dir, known_experiments
 
     table = Table("name", Column("about", overflow="fold"), "file")
     for name, path in sorted(known_experiments().items()):
@@ -337,8 +252,8 @@ def summary(
     The table fits the terminal's width (columns left out are named under it); --format markdown keeps them all."""
 
     from cnnlab.document import render, to_csv
-    from cnnlab.analysis.summary import Options, document, main_table, subject_and_input, summarise, counts_record
-    from cnnlab.analysis.training import OPTIMIZERS
+    from cnnlab.analysis.network_summary import Options, document, main_table, subject_and_input, summarise, counts_record
+    from cnnlab.optimizers import OPTIMIZERS
     from cnnlab.analysis.whatif import WhatIf
 
     if fmt not in ("table", "markdown", "latex", "json"):
@@ -370,8 +285,8 @@ def layers(
     """Every module by the name `cnnlab explain --layer` takes, its type and output shape, in order of execution;
     convolutions marked, and the convolutions that `first` and `last` stand for."""
 
-    from cnnlab.analysis.summary import concrete, subject_and_input
-    from cnnlab.explain.layers import list_layers
+    from cnnlab.analysis.network_summary import concrete, subject_and_input
+    from cnnlab.explain.layer_listing import list_layers
 
     if fmt not in ("table", "json"):
         raise CnnlabError(f"--format {fmt}: choose table or json")
@@ -436,9 +351,9 @@ def cost_finetune(
 
     from cnnlab.analysis.finetune import finetune_blocks, finetune_cost
     from cnnlab.document import render
-    from cnnlab.analysis.summary import concrete, subject_and_input
+    from cnnlab.analysis.network_summary import concrete, subject_and_input
     from cnnlab.device import pick_device
-    from cnnlab.analysis.training import OPTIMIZERS
+    from cnnlab.optimizers import OPTIMIZERS
 
     if optimizer is not None and optimizer not in OPTIMIZERS:
         raise CnnlabError(f"--optimizer {optimizer}: choose {', '.join(OPTIMIZERS)}")

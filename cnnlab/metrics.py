@@ -51,7 +51,7 @@ EPOCH_METRICS = {m.key: m for m in (
     Metric("seconds_per_step", "time per step", "s", higher_is_better=False, digits=4, timing=True),
     Metric("images_per_s", "training speed", "images/s", higher_is_better=True, digits=0, timing=True),
     # 2 FLOPs per multiply-accumulate of a training step: 3 forward passes when every layer trains, fewer when
-    # a front is frozen (cnnlab.analysis.layers.training_macs)
+    # a front is frozen (cnnlab.analysis.layer_table.training_macs)
     Metric("train_gflop_per_s", "training throughput", "GFLOP/s", higher_is_better=True, digits=2, timing=True),
     # train_gflop_per_s over the machine's measured matmul peak at the run's precision (summary.json's peak)
     Metric("peak_percent", "share of peak", "%", higher_is_better=True, digits=1, timing=True),

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from cnnlab.atomic import write_text
-from cnnlab.engine.build import BuiltRun, build_run
+from cnnlab.engine.run_setup import BuiltRun, build_run
 from cnnlab.engine.distributed import ONE_PROCESS, Spread
 from cnnlab.engine.flags import torch_flags
 from cnnlab.engine.startup import clock_origin

@@ -62,7 +62,7 @@ def test_invariance_command_compares_two_real_runs(data_root, tmp_path, monkeypa
     import re
     from pathlib import Path
 
-    from cnnlab.config import load_experiment
+    from cnnlab.experiment_files import load_experiment
     from cnnlab.errors import CnnlabError
     from cnnlab.runner import run_invariance
 
@@ -87,7 +87,7 @@ def test_invariance_command_compares_two_real_runs(data_root, tmp_path, monkeypa
 
 
 def built(name: str) -> nn.Module:
-    from cnnlab.config import load_experiment
+    from cnnlab.experiment_files import load_experiment
     from cnnlab.models import create_model
 
     cfg = load_experiment("affine-invariance", [f"model.name={name}", "model.args.NF=8"])

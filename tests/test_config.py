@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnlab.cli import app
-from cnnlab.config import apply_overrides, experiment_description, experiments_dir, find_experiment, load_experiment, validate
+from cnnlab.config import apply_overrides, validate
+from cnnlab.experiment_files import experiment_description, experiments_dir, find_experiment, load_experiment
 from cnnlab.errors import CnnlabError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from cnnlab.data import load_images, only_class
 from cnnlab.data.augment import IGNORE, random_crop, random_flip
 from cnnlab.data.colour import decode, fit_palette, quantise, to_grey
 from cnnlab.engine.tasks import PixelTask
-from cnnlab.models.build import ModelOptions, build
+from cnnlab.models.spec_builder import ModelOptions, build
 from cnnlab.models.spec import parse_spec
 from cnnlab.models.zoo import ZOO
 from cnnlab.runner import start_run

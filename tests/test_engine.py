@@ -135,7 +135,7 @@ def test_label_smoothing_stays_out_of_the_evaluated_loss(data_root, monkeypatch,
     """Validation and test report plain cross-entropy; the training loss keeps smoothing, and its curve says so."""
     from torch.nn import functional as F
 
-    from cnnlab.engine.build import build_run
+    from cnnlab.engine.run_setup import build_run
     from cnnlab.engine.evaluate import evaluate
     from cnnlab.engine.restore import predict
     from cnnlab.report import run_report

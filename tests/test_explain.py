@@ -15,7 +15,7 @@ from cnnlab.explain.activations import activations
 from cnnlab.explain.confusion import confusion, most_confused, split_outputs
 from cnnlab.explain.filters import filter_tiles
 from cnnlab.explain.gradcam import grad_cam
-from cnnlab.explain.layers import find_layer, list_layers
+from cnnlab.explain.layer_listing import find_layer, list_layers
 from cnnlab.explain.sparsity import sparsity, tensor_sparsity
 from cnnlab.runner import start_run
 from cnnlab.viz.filters import plot_filter_grid

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cnnlab.analysis.count import COUNT_COLUMNS, count, totals
-from cnnlab.analysis.summary import Options, summarise
+from cnnlab.analysis.network_summary import Options, summarise
 from cnnlab.analysis.symbolic import SpecFormulas, symbol
 from cnnlab.analysis.whatif import WhatIf, separable_spec
 from cnnlab.errors import CnnlabError

@@ -73,7 +73,7 @@ def test_metrics_of_the_wrong_shape_are_named_by_line(tmp_path, line, named):
 
 
 def test_a_count_round_trips_and_names_its_version(tmp_path):
-    from cnnlab.analysis.summary import Options, counts_record, subject_and_input, summarise
+    from cnnlab.analysis.network_summary import Options, counts_record, subject_and_input, summarise
 
     subject, shape, given = subject_and_input("simplenn", [], None, False, None)
     counts = counts_record(summarise(subject, shape, Options(given=given, measure=False)))

@@ -250,7 +250,7 @@ def test_worker_with_a_foreign_storage_is_refused_before_it_touches_a_run(data_r
     refused = cli("sweep", exp, "--seeds", "1", "--worker", "--storage", foreign, "--data-dir", data_root, cwd=tmp_path)
     assert refused.returncode == 2
     assert f"the storage holds no sweep named {folder.name}" in one_message(refused.stderr)
-    worker = subprocess.run([sys.executable, "-m", "cnnlab.sweep_worker", str(folder)], capture_output=True, text=True,
+    worker = subprocess.run([sys.executable, "-m", "cnnlab.sweep_process", str(folder)], capture_output=True, text=True,
                             env={**ENV, "CNNLAB_SWEEP_STORAGE": foreign}, timeout=120)
     assert worker.returncode == 2 and "holds no sweep named" in worker.stderr
     assert snapshot(folder) == before

@@ -14,10 +14,10 @@ from cnnlab.data.augment import random_crop
 from cnnlab.data.loader import DeviceBatches
 from cnnlab.engine import checkpoint
 from cnnlab.engine.average import WeightAverage
-from cnnlab.engine.build import build_run
+from cnnlab.engine.run_setup import build_run
 from cnnlab.engine.evaluate import evaluate, tta_outputs
 from cnnlab.engine.startup import warm_up
-from cnnlab.engine.summary import time_to
+from cnnlab.engine.run_record import time_to
 from cnnlab.engine.trainer import Progress
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model

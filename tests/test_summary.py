@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from cnnlab.analysis.count import count, totals
 from cnnlab.document import render
-from cnnlab.analysis.summary import Options, counted_json, document, summarise, counts_record
-from cnnlab.analysis.training import OPTIMIZERS, measure_step, train_step
+from cnnlab.analysis.network_summary import Options, counted_json, document, summarise, counts_record
+from cnnlab.analysis.step_cost import OPTIMIZERS, measure_step, train_step
 from cnnlab.analysis.whatif import WhatIf
 from cnnlab.cli import app
 from cnnlab.errors import CnnlabError
@@ -338,7 +338,7 @@ def test_cost_finetune_of_an_experiment_with_a_frozen_selection_measures_the_who
 
 
 def test_layer_table_keeps_the_keys_runs_and_reports_read():
-    from cnnlab.analysis.layers import layer_table
+    from cnnlab.analysis.layer_table import layer_table
 
     rows = layer_table(from_zoo("simplenn").build((1, 28, 28)), (1, 28, 28))
     assert rows[0]["name"] == "conv1" and rows[0]["type"] == "Conv2d" and rows[0]["output_shape"] == [8, 24, 24]
@@ -352,7 +352,7 @@ def test_backward_macs_of_grouped_convolutions_match_a_hand_count(groups):
     """Two 3x3 convolutions, C=64, at 16x16, batch 2: each forward is N*H*W*C*(C/groups)*9 MACs. Backward: the first
     needs only its weight gradient (the input asks for none), the second its weight and input gradients, each as
     much work as its forward; torch's own counter makes the weight gradient `groups` times too large."""
-    from cnnlab.analysis.training import training_pass
+    from cnnlab.analysis.step_cost import training_pass
 
     c, h, n = 64, 16, 2
     model = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False),

@@ -204,7 +204,7 @@ def test_cli_data_list(data_root):
 
 def test_initial_loss_17_percent_below_ln_k_is_a_mistake():
     """Outputs independent of the labels average at least ln K: a loss well below it is no longer 'as expected'."""
-    from cnnlab.engine.summary import initial_loss_ok, initial_loss_verdict
+    from cnnlab.engine.run_record import initial_loss_ok, initial_loss_verdict
 
     expected = math.log(10)
     assert not initial_loss_ok(0.83 * expected, expected)

@@ -10,7 +10,7 @@ from cnnlab.config import Config
 from cnnlab.data import keep_classes, load_images, prepare
 from cnnlab.data.registry import CIFAR10_CLASSES
 from cnnlab.engine import checkpoint
-from cnnlab.engine.build import build_run
+from cnnlab.engine.run_setup import build_run
 from cnnlab.engine.trainer import Progress, Trainer
 from cnnlab.errors import CnnlabError
 from cnnlab.models.torchvision_models import build_for_classes

@@ -32,7 +32,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode, conv_backward_flop, flop_registry, shape_wrapper
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.layers import transposed_text, window_text
+from cnnlab.models.layer_kinds import transposed_text, window_text
 
 
 def _conv_backward_flops(grad_out_shape, x_shape, w_shape, *args, out_shape, **kwargs) -> int:

@@ -27,7 +27,7 @@ import sympy as sp
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.build import ModelOptions, apply_options, module_names
+from cnnlab.models.spec_builder import ModelOptions, apply_options, module_names
 from cnnlab.models.spec import Layer, evaluate
 
 

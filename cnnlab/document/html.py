@@ -7,7 +7,7 @@ import base64
 import html
 from pathlib import Path
 
-from cnnlab.document.blocks import Block, Code, Figure, Heading, Table, Text
+from cnnlab.document.blocks import Block, Figure, Heading, Table, Text
 from cnnlab.document.cells import cell, line_text, numeric
 
 WIDE_COLUMNS = 9  # a table with more columns is set smaller, so that it fits the page instead of scrolling

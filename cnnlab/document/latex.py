@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from cnnlab.document.blocks import Block, Code, Figure, Heading, Table, Text
+from cnnlab.document.blocks import Block, Figure, Heading, Table, Text
 from cnnlab.document.cells import cell, latex_text, line_text, numeric
 
 LONG_ROWS = 30  # a table longer than this breaks across pages (longtable) instead of floating whole
@@ -42,7 +42,7 @@ def table_latex(b: Table) -> str:
     tabular = "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *body, r"\bottomrule",
                          r"\end{tabular}"])
     if len(b.header) > WIDE_COLUMNS:
-        tabular = rf"\resizebox{{\linewidth}}{{!}}{{%" + "\n" + tabular + "}"
+        tabular = r"\resizebox{\linewidth}{!}{%" + "\n" + tabular + "}"
     return "\n".join([r"\begin{table}[htbp]", r"\centering\small", caption, tabular, r"\end{table}", ""])
 
 

@@ -25,18 +25,17 @@ from typing import Callable, Optional
 import torch
 
 from cnnlab import metrics
-from cnnlab.analysis.layers import layer_table, training_macs
+from cnnlab.analysis.layer_table import layer_table, training_macs
 from cnnlab.atomic import write_json
 from cnnlab.engine import checkpoint
 from cnnlab.engine.average import weight_average
-from cnnlab.engine.build import BuiltRun, training_forward
+from cnnlab.engine.run_setup import BuiltRun, training_forward
 from cnnlab.engine.checkpoint import CheckpointPolicy
 from cnnlab.engine.evaluate import evaluate
-from cnnlab.engine.optim import l1_penalty, lr_at
 from cnnlab.engine.startup import needs_warm_up, warm_up
-from cnnlab.engine.summary import initial_loss_verdict, run_summary, spread_line
+from cnnlab.engine.run_record import initial_loss_verdict, run_summary, spread_line
 from cnnlab.engine.transfer import select_for_epoch
-from cnnlab.optimizers import full_rate
+from cnnlab.optimizers import full_rate, l1_penalty, lr_at
 from cnnlab.errors import CnnlabError
 from cnnlab.records import RunSummary
 from cnnlab.runfolder import RunFolder

@@ -17,7 +17,7 @@ from cnnlab.explain.confusion import confusion, most_confused, split_outputs
 from cnnlab.explain.example import Example, denormalise, split_example
 from cnnlab.explain.filters import filter_tiles
 from cnnlab.explain.gradcam import grad_cam
-from cnnlab.explain.layers import LayerListing, find_layer, list_layers
+from cnnlab.explain.layer_listing import LayerListing, find_layer, list_layers
 from cnnlab.explain.sparsity import sparsity
 from cnnlab.viz.activations import plot_activations
 from cnnlab.viz.cam import plot_cam

@@ -10,7 +10,7 @@ same spec can be counted symbolically (analysis) or instantiated (builder).
 Skip connections: `save NAME` remembers the current tensor; `cat NAME` concatenates it along
 channels (U-Net), `add NAME` adds it (residual). `dwconv k3 p1` is a depthwise convolution (one
 filter per input channel, as many outputs as inputs), the first half of a separable convolution.
-Every kind, its options and their defaults: `cnnlab.models.layers`.
+Every kind, its options and their defaults: `cnnlab.models.layer_kinds`.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from cnnlab.errors import CnnlabError, did_you_mean
-from cnnlab.models.layers import REQUIRED, kind_of
+from cnnlab.models.layer_kinds import REQUIRED, kind_of
 
 Value = Union[int, float, str]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from cnnlab.engine.build import BuiltRun
+from cnnlab.engine.run_setup import BuiltRun
 from cnnlab.engine.restore import load_weights
 from cnnlab.engine.evaluate import tally_split
 from cnnlab.explain import explain_run

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from cnnlab import metrics
 from cnnlab.analysis.affine import trace_affine
-from cnnlab.engine.build import BuiltRun
+from cnnlab.engine.run_setup import BuiltRun
 from cnnlab.engine.restore import predict, restore
 from cnnlab.runfolder import RunFolder
 

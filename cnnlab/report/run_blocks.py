@@ -9,7 +9,7 @@ from typing import Optional
 from cnnlab import metrics
 from cnnlab.config import changes
 from cnnlab.document import Block, Code, Figure, Fixed, Heading, Table, Text
-from cnnlab.engine.summary import spread_line
+from cnnlab.engine.run_record import spread_line
 from cnnlab.errors import CnnlabError
 from cnnlab.records import RunSummary
 from cnnlab.runfolder import RunFolder

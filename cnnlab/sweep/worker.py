@@ -1,5 +1,5 @@
 """One sweep worker: claim a cell, run it (or resume its half-finished run folder), record the outcome,
-and repeat until every cell of the sweep is done. The process (`python -m cnnlab.sweep_worker`) gives it
+and repeat until every cell of the sweep is done. The process (`python -m cnnlab.sweep_process`) gives it
 the runner's start and resume (a CellRunner): sweep/ sits below the runner, which trains and finishes a run.
 
 A cell whose worker died is resumed, not rerun: its run folder keeps `last.pt` (written atomically after

@@ -32,28 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from cnnlab.analysis.count import _storage, _tensors, flop_counter, hooked, model_device, stand_ins
 from cnnlab.config import OptimConfig
-from cnnlab.optimizers import make_optimizer
-
-OPTIMIZERS = {
-    "sgd": OptimConfig(name="sgd", momentum=0.0),
-    "momentum": OptimConfig(name="sgd", momentum=0.9),
-    "adam": OptimConfig(name="adam"),
-    "adamw": OptimConfig(name="adamw"),
-}
-
-
-def optimizer_label(cfg: OptimConfig) -> str:
-    if cfg.name == "sgd":
-        return f"SGD with momentum {cfg.momentum}" if cfg.momentum else "SGD"
-    return {"adam": "Adam", "adamw": "AdamW"}[cfg.name]
-
-
-def state_per_parameter(cfg: OptimConfig) -> int:
-    """Values of optimizer state kept per trainable parameter."""
-    if cfg.name == "sgd":
-        return 1 if cfg.momentum else 0
-    return 2  # Adam's first and second moments
-
+from cnnlab.optimizers import make_optimizer, optimizer_label, state_per_parameter
 
 def _bytes(tensors) -> int:
     unique = {id(t): t for t in tensors}
@@ -223,7 +202,7 @@ class LiveTensors(TorchDispatchMode):
 
 
 MEASURED_BY = ("live tensor bytes at the peak of one step: every storage followed from creation to release "
-               "through the dispatcher (cnnlab.analysis.training.LiveTensors)")
+               "through the dispatcher (cnnlab.analysis.step_cost.LiveTensors)")
 
 
 @dataclass

@@ -20,7 +20,8 @@ from cnnlab.analysis.count import COUNT_COLUMNS, LayerCount, count, totals
 from cnnlab.analysis.explain import explained_rows, features_note
 from cnnlab.document import Block, Table, Text, human_bytes, line_text
 from cnnlab.analysis.symbolic import SpecFormulas, tidy
-from cnnlab.analysis.training import OPTIMIZERS, StepMeasurement, StepMemory, estimate_step, measure_step
+from cnnlab.optimizers import OPTIMIZERS
+from cnnlab.analysis.step_cost import StepMeasurement, StepMemory, estimate_step, measure_step
 from cnnlab.analysis.whatif import (Converted, WhatIf, match_rows, no_bn_module, ratio, scale_notes, scaled,
                                     separable_module, separable_spec, speedup_formula)
 from cnnlab.device import pick_device

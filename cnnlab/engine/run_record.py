@@ -54,7 +54,7 @@ def spread_line(record: dict) -> str:
 
 def run_summary(built, state, policy, status: str, error: Optional[str] = None,
                 spread: Optional[dict] = None) -> RunSummary:
-    """summary.json of a run built as `built` (cnnlab.engine.build) after the epochs in `state`, with best.pt
+    """summary.json of a run built as `built` (cnnlab.engine.run_setup) after the epochs in `state`, with best.pt
     as `policy` (cnnlab.engine.checkpoint) chose it; `status` is running, completed, failed, stopped or pruned.
     `spread`: how a run under torchrun was spread over processes (backend, per-rank machine and device)."""
     cfg, task, model = built.cfg, built.task, built.model
