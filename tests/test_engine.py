@@ -138,7 +138,7 @@ def test_label_smoothing_stays_out_of_the_evaluated_loss(data_root, monkeypatch,
     from cnnlab.engine.run_setup import build_run
     from cnnlab.engine.evaluate import evaluate
     from cnnlab.engine.restore import predict
-    from cnnlab.report import run_report
+    from cnnlab.report import run_blocks
     from cnnlab.viz.curves import draw_metric
 
     built = build_run(quick_config(train={"label_smoothing": 0.3}), data_root)
@@ -150,5 +150,5 @@ def test_label_smoothing_stays_out_of_the_evaluated_loss(data_root, monkeypatch,
     legend = draw_metric(rows, "loss", notes={"train": "with label smoothing 0.3"}).axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["training (with label smoothing 0.3)", "validation"]
     run = RunFolder.create_at(tmp_path / "smooth", quick_config(train={"label_smoothing": 0.3}))
-    assert run_report.curve_notes(run, "loss") == {"train": "with label smoothing 0.3"}
-    assert run_report.curve_notes(run, "acc") == {}
+    assert run_blocks.curve_notes(run, "loss") == {"train": "with label smoothing 0.3"}
+    assert run_blocks.curve_notes(run, "acc") == {}
