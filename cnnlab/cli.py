@@ -19,13 +19,27 @@ from rich.table import Column, Table
 
 from cnnlab.errors import CnnlabError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A laboratory for convolutional neural networks: build, count, train, compare, report.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: where they are looked for and whether they are found.")
 app.add_typer(data_app, name="data")
 cost_app = typer.Typer(no_args_is_help=True, help="Measured costs of training choices (e.g. fine-tuning only the last layer).")
 app.add_typer(cost_app, name="cost")
 err = Console(stderr=True)
+
+def show_version(asked: bool) -> None:
+    if asked:
+        from cnnlab import __version__
+
+        print(f"cnnlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                         help="print cnnlab's version and exit")):
+    """A laboratory for convolutional neural networks: build, count, train, compare, report."""
+
 
 DATA_DIR = typer.Option(None, "--data-dir", help="data root (default: $CNNLAB_DATA, else ~/.cache/cnnlab/data)")
 
@@ -122,6 +136,7 @@ def run(
     data_dir: Optional[str] = DATA_DIR,
     download: bool = typer.Option(False, "--download", help="download the dataset and torchvision's pretrained weights "
                                   "(model.pretrained: imagenet or coco) if they are missing"),
+    dry: bool = typer.Option(False, "--dry-run", help="print the resolved config and the model's size; train nothing"),
 ):
     """Train one experiment into a new run folder, ending with its report; prints the folder last.
     Under torchrun (`torchrun --nproc-per-node=N -m cnnlab run ...`) the N processes train one run."""
@@ -132,6 +147,11 @@ def run(
     from cnnlab.runner import start_run
 
     cfg = load_experiment(experiment, overrides or [])
+    if dry:
+        from cnnlab.analysis.dry_run import dry_run
+
+        print(dry_run(cfg, data_dir), end="")
+        return
     root = data_root(data_dir)
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
         raise CnnlabError("torchrun restarted this run's processes (--max-restarts), and a restarted `cnnlab run` would "

@@ -3,7 +3,9 @@ limit speed figures are read against)."""
 from __future__ import annotations
 
 import os
+import sys
 import time
+from typing import Optional
 
 import torch
 
@@ -47,3 +49,35 @@ def matmul_peak_gflops(dtype=torch.float32, n: int = 1024, seconds: float = 0.6,
     a @ b
     sync()
     return max(window() for _ in range(3))
+
+
+def process_peak_mb() -> Optional[float]:
+    """The process's peak resident memory in MiB: getrusage where there is `resource` (kB on Linux, bytes on
+    macOS), the peak working set on Windows; None where neither tells."""
+    try:
+        import resource
+    except ImportError:
+        return _windows_peak_mb()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def _windows_peak_mb() -> Optional[float]:
+    """PeakWorkingSetSize of GetProcessMemoryInfo (psapi), through ctypes."""
+    try:
+        import ctypes
+        from ctypes import wintypes
+
+        class Counters(ctypes.Structure):
+            _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD)] + \
+                       [(name, ctypes.c_size_t) for name in ("PeakWorkingSetSize", "WorkingSetSize",
+                        "QuotaPeakPagedPoolUsage", "QuotaPagedPoolUsage", "QuotaPeakNonPagedPoolUsage",
+                        "QuotaNonPagedPoolUsage", "PagefileUsage", "PeakPagefileUsage")]
+
+        counters = Counters(cb=ctypes.sizeof(Counters))
+        process = ctypes.windll.kernel32.GetCurrentProcess()
+        if not ctypes.windll.psapi.GetProcessMemoryInfo(process, ctypes.byref(counters), counters.cb):
+            return None
+        return counters.PeakWorkingSetSize / 2**20
+    except (AttributeError, OSError, ImportError):
+        return None

@@ -16,7 +16,6 @@ from a stream of each process's own, derived from the same seed.
 from __future__ import annotations
 
 import copy
-import resource
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ import torch
 from cnnlab import metrics
 from cnnlab.analysis.layers import layer_table, training_macs
 from cnnlab.atomic import write_json
+from cnnlab.device import process_peak_mb
 from cnnlab.engine import checkpoint
 from cnnlab.engine.average import weight_average
 from cnnlab.engine.build import BuiltRun, training_forward
@@ -81,11 +81,12 @@ def seed_for(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """GPU: peak allocated by torch this epoch. CPU: the process's peak resident memory."""
+def peak_memory_mb(device: torch.device) -> Optional[float]:
+    """GPU: peak allocated by torch this epoch. CPU: the process's peak resident memory (None where unknown)."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    peak = process_peak_mb()
+    return None if peak is None else round(peak, 1)
 
 
 def split_state(saved: dict, policy: CheckpointPolicy) -> tuple[RunState, dict]:
@@ -332,4 +333,4 @@ class Trainer:
                 "seconds_per_step": round(train_seconds / self.steps_per_epoch, 5),
                 "images_per_s": round(images / train_seconds, 1), "train_gflop_per_s": round(gflop_per_s, 2),
                 "peak_percent": round(100 * gflop_per_s / self.built.peak["gflops"], 2),
-                "peak_mem_mb": round(peak_memory_mb(self.built.device), 1)}
+                "peak_mem_mb": peak_memory_mb(self.built.device)}
