@@ -18,6 +18,7 @@ from cnnlab.data.registry import DATASETS
 from cnnlab.errors import CnnlabError
 from cnnlab.models.init import INIT_SCHEMES
 from cnnlab.models.layers import ACTIVATIONS, UPSAMPLE_MODES
+from cnnlab.models.pretrained import WEIGHT_NAME, named_weights
 from cnnlab.models.torchvision_models import segmentation_names, transfer_names
 from cnnlab.models.zoo import ZOO
 
@@ -95,7 +96,8 @@ class ModelConfig(Section):
                                          "torchvision's MobileNets 0.01)")
     bn_weight_frozen: bool = Field(False, description="batch norm's scales stay 1 (only its shifts train)")
     pretrained: str = Field("none", min_length=1, description="torchvision models: the starting weights: none, imagenet or "
-                            "coco (torchvision's; --download fetches them), a weights file, or a cnnlab run folder (its best.pt)")
+                            "coco (torchvision's; --download fetches them), torchvision's weight name (IMAGENET1K_V1, "
+                            "IMAGENET1K_V2, DEFAULT, ...), a weights file, or a cnnlab run folder (its best.pt)")
     new_head: bool = Field(False, description="torchvision models: the head starts from a fresh initialisation even "
                            "where model.pretrained's fits the classes (as a replaced 1000-way head would)")
     trainable: Union[str, list[str]] = Field("all", description="torchvision models: all, last (the new head only), or "
@@ -355,6 +357,11 @@ class Config(Section):
         if spec_options:
             raise ValueError(f"model.{', model.'.join(spec_options)}: options of zoo and spec models; torchvision's "
                              f"{m.name} is built as torchvision defines it")
+        if WEIGHT_NAME.fullmatch(m.pretrained):
+            try:
+                named_weights(m.name, m.pretrained)
+            except CnnlabError as e:
+                raise ValueError(str(e)) from None
         task = "segment" if m.name in segmentation_names() else "classify"
         if self.task != task:
             raise ValueError(f"{m.name} is a {'segmentation' if task == 'segment' else 'classification'} model: it "
