@@ -159,12 +159,23 @@ class ScheduleConfig(Section):
     start_lr_fraction: float = Field(0.0, ge=0.0, le=1.0, description="cosine/onecycle: the warm-up rises from this fraction of lr")
 
 
+class EarlyStopConfig(Section):
+    """Stop a run whose monitored validation metric stopped improving (Lightning's EarlyStopping, Keras' callback)."""
+
+    monitor: Optional[Literal[MONITORS]] = Field(None, description="the validation metric watched (default: "
+                                                 "train.monitor's, the one that picks best.pt)")
+    patience: int = Field(3, ge=1, description="evaluations (epochs, with eval_every 1) without improvement before "
+                          "it stops")
+    min_delta: float = Field(0.0, ge=0.0, description="a smaller change than this is no improvement")
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1, description="the global batch: under torchrun each of N processes takes batch_size/N of it")
     eval_batch_size: int = Field(1000, ge=1, description="evaluation batch (per process under torchrun)")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast on CPU and GPU")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="bf16: autocast on CPU and GPU; fp16: "
+                                                      "autocast with a gradient scaler, CUDA only (GPUs without bf16)")
     channels_last: bool = True
     compile: bool = False
     monitor: Optional[Literal[MONITORS]] = Field(None, description="the validation metric that picks best.pt, e.g. val_loss "
@@ -181,6 +192,15 @@ class TrainConfig(Section):
                                  "average of the weights with this decay per step")
     tta: Literal["none", "flip", "flip_translate"] = Field("none", description="evaluation averages the outputs on the "
                                                            "mirrored image (flip) and on 1-pixel shifts of both (flip_translate)")
+    early_stop: Optional[EarlyStopConfig] = Field(None, description="stop when the monitored validation metric has "
+                                                  "not improved for `patience` evaluations; the run completes as usual")
+    clip_grad_norm: Optional[float] = Field(None, gt=0.0, description="clip the gradients' global L2 norm to this "
+                                            "before each optimizer step")
+    accumulate: int = Field(1, ge=1, description="optimizer step every N batches, their gradients summed: an "
+                            "effective batch of N*batch_size for the rate, lr_per and schedules; batch norm sees "
+                            "batch_size")
+    log: list[Literal["tensorboard", "csv"]] = Field([], description="also log per epoch where other tools look: "
+                                                     "tensorboard (event files in the run folder), csv (metrics.csv)")
     targets: list[float] = Field([0.75, 0.9], description="summary.json's time_to: training seconds until test accuracy "
                                  "first reaches each")
 
@@ -274,7 +294,8 @@ class Config(Section):
     task: Literal["classify", "colourize", "segment"] = "classify"
     seed: int = Field(0, ge=0, le=MAX_SEED)
     deterministic: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: a CUDA GPU, else Apple's mps, "
+                                                         "else the CPU")
     data: DataConfig = DataConfig()
     model: ModelConfig
     optim: OptimConfig = OptimConfig()
@@ -316,6 +337,13 @@ class Config(Section):
         for where, key in (("train.monitor", self.train.monitor), ("search.metric", self.search and self.search.metric)):
             if key and (problem := metrics.monitor_problem(self.task, key)):
                 raise ValueError(f"{where} {key}: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _early_stop_fits_task(self):
+        stop = self.train.early_stop
+        if stop is not None and stop.monitor and (problem := metrics.monitor_problem(self.task, stop.monitor)):
+            raise ValueError(f"train.early_stop.monitor {stop.monitor}: {problem}")
         return self
 
     @model_validator(mode="after")

@@ -12,12 +12,21 @@ import torch
 from cnnlab.errors import CnnlabError
 
 
+def mps_available() -> bool:
+    """Whether torch can use Apple's GPU (mps) here: a macOS build of torch on Apple silicon."""
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
 def pick_device(name: str) -> torch.device:
-    """'auto' (a CUDA GPU if there is one, else the CPU), 'cpu' or 'cuda'."""
+    """'auto' (a CUDA GPU if there is one, else Apple's mps, else the CPU), 'cpu', 'cuda' or 'mps'."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise CnnlabError("device cuda was asked for but no CUDA GPU is available; use device auto or cpu")
+    if name == "mps" and not mps_available():
+        raise CnnlabError("device mps was asked for but torch cannot use Apple's GPU here (it needs a macOS build of "
+                          "torch on Apple silicon); use device auto or cpu")
     return torch.device(name)
 
 
@@ -35,8 +44,10 @@ def matmul_peak_gflops(dtype=torch.float32, n: int = 1024, seconds: float = 0.6,
     a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
 
     def sync():
-        if device != "cpu":
+        if device == "cuda":
             torch.cuda.synchronize()
+        elif device == "mps":
+            torch.mps.synchronize()
 
     def window() -> float:
         repeats, start = 0, time.perf_counter()

@@ -118,8 +118,8 @@ class RunFolder:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder's lock while training it, so that no second process trains it at the same time. It is
-        an OS lock (flock, or msvcrt's on Windows): it ends with the process, also after kill -9, so a dead holder never blocks a resume.
-        Temporary files that a killed writer left are removed once the lock is held."""
+        an OS lock (flock; msvcrt's on Windows): it ends with the process, also after kill -9, so a dead holder
+        never blocks a resume. Temporary files that a killed writer left are removed once the lock is held."""
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         if not lock_file(fd):
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"

@@ -69,7 +69,8 @@ def named_weights(name: str, source: str):
     enum = torchvision.models.get_model_weights(name)
     if source not in enum.__members__:
         raise CnnlabError(f"model.pretrained {source}: {name}'s weights (torchvision's {enum.__name__}) are named "
-                          f"{', '.join(enum.__members__)}; or give none, imagenet, coco, a weights file or a run folder")
+                          f"{', '.join(enum.__members__)}; or give none, imagenet, coco, a weights file or a run "
+                          f"folder")
     return enum[source]
 
 
