@@ -168,6 +168,34 @@ def run(
         print(run_folder.path)
 
 
+@app.command("lr-find")
+def lr_find(
+    experiment: str = typer.Argument(..., help="an experiment name or a path to a YAML file"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. optim.name=adam"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where lr_find.png and lr_find.json go (default: "
+                                       "runs/<name>/lr-find-<date-time>)"),
+    start_lr: float = typer.Option(1e-7, "--start-lr", help="the first rate of the ramp"),
+    end_lr: float = typer.Option(10.0, "--end-lr", help="the last rate, unless the loss diverges first"),
+    steps: int = typer.Option(100, "--steps", help="training steps (batches) of the ramp"),
+    data_dir: Optional[str] = DATA_DIR,
+):
+    """The learning-rate range test: rates growing exponentially over training batches, the smoothed loss, a plot
+    and a suggested optim.lr (where the loss falls fastest); no run is made."""
+    import time
+
+    from cnnlab.config import load_experiment
+    from cnnlab.data.root import data_root
+    from cnnlab.tuning import find_lr
+
+    cfg = load_experiment(experiment, overrides or [])
+    folder = out or Path("runs") / cfg.name / time.strftime("lr-find-%Y%m%d-%H%M%S")
+    result = find_lr(cfg, data_root(data_dir), folder, start_lr, end_lr, steps)
+    shown = f"{result.suggestion:.3g}" if result.suggestion is not None else "none (too few steps before the minimum)"
+    print(f"{result.steps} steps from {result.start_lr:.3g} to {result.end_lr:.3g}: {result.stopped}")
+    print(f"lowest smoothed loss {min(result.smoothed):.4f} at lr {result.minimum_lr:.3g}; suggested optim.lr: {shown}")
+    print(folder)
+
+
 @app.command()
 def invariance(
     experiment: str = typer.Argument(..., help="an experiment that sets data.affine_a / data.affine_b"),
