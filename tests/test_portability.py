@@ -14,8 +14,8 @@ from cnnlab.errors import CnnlabError
 
 WITHOUT_POSIX = """
 import fcntl, os, subprocess, sys, types
-import torch, torchvision  # third-party code first: they handle their platform themselves (subprocess would take
-#                            the fake msvcrt for Windows); cnnlab's own imports then find neither fcntl nor resource
+import torch  # first: it imports subprocess, which would take the fake msvcrt below for Windows
+#               cnnlab's own imports (and torchvision's) then find neither fcntl nor resource
 msvcrt = types.ModuleType("msvcrt")  # Windows' byte-range lock, played by a POSIX record lock of the same range
 msvcrt.LK_NBLCK = 2
 def locking(fd, mode, n):
