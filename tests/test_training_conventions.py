@@ -102,6 +102,21 @@ def test_fp16_autocasts_to_half_with_a_gradient_scaler(data_root, monkeypatch):
     assert build_run(quick_config(device="cpu"), data_root).grad_scaler() is None
 
 
+@pytest.mark.slow  # float16 convolutions on a CPU are slow
+def test_fp16_training_steps_through_the_scaler_and_resumes_with_its_state(data_root, tmp_path, monkeypatch):
+    """The CUDA path (scale, unscale for clipping, step, update; the scale in last.pt) run on the CPU, whose torch
+    has float16 autocast and a CPU gradient scaler: only the refusal is lifted."""
+    monkeypatch.setattr("cnnlab.engine.build.check_precision", lambda cfg, device: None)
+    cfg = quick_config(device="cpu", train={"epochs": 2, "precision": "fp16", "clip_grad_norm": 1.0})
+    with pytest.raises(KeyboardInterrupt):
+        start_run(cfg, tmp_path, data_root, Progress(epoch_end=stop_after_epoch(1)))
+    run = only_run(tmp_path / "test")
+    scaler = torch.load(run.last_path, weights_only=True)["scaler"]
+    assert scaler["scale"] > 0 and scaler["_growth_tracker"] > 0  # steps were taken through it
+    summary = resume_run(run.path, data_root).summary()
+    assert summary["status"] == "completed" and summary["final"]["val_acc"] > 0.5
+
+
 def test_mps_is_picked_by_auto_after_cuda_and_refused_where_torch_has_none(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(device_mod, "mps_available", lambda: True)
