@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -46,7 +45,6 @@ print(len(names), process_peak_mb())
 
 def test_the_run_lock_without_fcntl_refuses_a_second_holder_and_names_the_first(tmp_path):
     hold = subprocess.Popen([sys.executable, "-c", WITHOUT_POSIX + """
-import time
 from cnnlab.runfolder import RunFolder
 with RunFolder(sys.argv[1]).lock():
     print("held", flush=True)
