@@ -19,13 +19,27 @@ from rich.table import Column, Table
 from cnnlab.console import ConsoleProgress, console_progress
 from cnnlab.errors import CnnlabError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A laboratory for convolutional neural networks: build, count, train, compare, report.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: where they are looked for and whether they are found.")
 app.add_typer(data_app, name="data")
 cost_app = typer.Typer(no_args_is_help=True, help="Measured costs of training choices (e.g. fine-tuning only the last layer).")
 app.add_typer(cost_app, name="cost")
 err = Console(stderr=True)
+
+def show_version(asked: bool) -> None:
+    if asked:
+        from cnnlab.version import made_by
+
+        print(made_by())  # cnnlab 0.1.0, and the commit when run from a checkout
+        raise typer.Exit()
+
+
+@app.callback()
+def options(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                         help="print cnnlab's version and exit")):
+    """A laboratory for convolutional neural networks: build, count, train, compare, report."""
+
 
 DATA_DIR = typer.Option(None, "--data-dir", help="data root (default: $CNNLAB_DATA, else ~/.cache/cnnlab/data)")
 
@@ -38,6 +52,7 @@ def run(
     data_dir: Optional[str] = DATA_DIR,
     download: bool = typer.Option(False, "--download", help="download the dataset and torchvision's pretrained weights "
                                   "(model.pretrained: imagenet or coco) if they are missing"),
+    dry: bool = typer.Option(False, "--dry-run", help="print the resolved config and the model's size; train nothing"),
 ):
     """Train one experiment into a new run folder, ending with its report; prints the folder last.
     Under torchrun (`torchrun --nproc-per-node=N -m cnnlab run ...`) the N processes train one run."""
@@ -48,6 +63,11 @@ def run(
     from cnnlab.runner import start_run
 
     cfg = load_experiment(experiment, overrides or [])
+    if dry:
+        from cnnlab.analysis.dry_run import dry_run
+
+        print(dry_run(cfg, data_dir), end="")
+        return
     root = data_root(data_dir)
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
         raise CnnlabError("torchrun restarted this run's processes (--max-restarts), and a restarted `cnnlab run` would "
@@ -62,6 +82,34 @@ def run(
                                download=download, spread=spread)
     if spread.main:
         print(run_folder.path)
+
+
+@app.command("lr-find")
+def lr_find(
+    experiment: str = typer.Argument(..., help="an experiment name or a path to a YAML file"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. optim.name=adam"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where lr_find.png and lr_find.json go (default: "
+                                       "runs/<name>/lr-find-<date-time>)"),
+    start_lr: float = typer.Option(1e-7, "--start-lr", help="the first rate of the ramp"),
+    end_lr: float = typer.Option(10.0, "--end-lr", help="the last rate, unless the loss diverges first"),
+    steps: int = typer.Option(100, "--steps", help="training steps (batches) of the ramp"),
+    data_dir: Optional[str] = DATA_DIR,
+):
+    """The learning-rate range test: rates growing exponentially over training batches, the smoothed loss, a plot
+    and a suggested optim.lr (where the loss falls fastest); no run is made."""
+    import time
+
+    from cnnlab.experiment_files import load_experiment
+    from cnnlab.data.root import data_root
+    from cnnlab.tuning import find_lr
+
+    cfg = load_experiment(experiment, overrides or [])
+    folder = out or Path("runs") / cfg.name / time.strftime("lr-find-%Y%m%d-%H%M%S")
+    result = find_lr(cfg, data_root(data_dir), folder, start_lr, end_lr, steps)
+    shown = f"{result.suggestion:.3g}" if result.suggestion is not None else "none (too few steps before the minimum)"
+    print(f"{result.steps} steps from {result.start_lr:.3g} to {result.end_lr:.3g}: {result.stopped}")
+    print(f"lowest smoothed loss {min(result.smoothed):.4f} at lr {result.minimum_lr:.3g}; suggested optim.lr: {shown}")
+    print(folder)
 
 
 @app.command()

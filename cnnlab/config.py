@@ -19,6 +19,7 @@ from cnnlab.data.registry import DATASETS
 from cnnlab.errors import CnnlabError, close_names, did_you_mean
 from cnnlab.models.init import INIT_SCHEMES
 from cnnlab.models.layer_kinds import ACTIVATIONS, UPSAMPLE_MODES
+from cnnlab.models.pretrained import WEIGHT_NAME, named_weights
 from cnnlab.models.torchvision_models import segmentation_names, transfer_names
 from cnnlab.models.zoo import ZOO
 
@@ -96,7 +97,8 @@ class ModelConfig(Section):
                                          "torchvision's MobileNets 0.01)")
     bn_weight_frozen: bool = Field(False, description="batch norm's scales stay 1 (only its shifts train)")
     pretrained: str = Field("none", min_length=1, description="torchvision models: the starting weights: none, imagenet or "
-                            "coco (torchvision's; --download fetches them), a weights file, or a cnnlab run folder (its best.pt)")
+                            "coco (torchvision's; --download fetches them), torchvision's weight name (IMAGENET1K_V1, "
+                            "IMAGENET1K_V2, DEFAULT, ...), a weights file, or a cnnlab run folder (its best.pt)")
     new_head: bool = Field(False, description="torchvision models: the head starts from a fresh initialisation even "
                            "where model.pretrained's fits the classes (as a replaced 1000-way head would)")
     trainable: Union[str, list[str]] = Field("all", description="torchvision models: all, last (the new head only), or "
@@ -158,13 +160,24 @@ class ScheduleConfig(Section):
     start_lr_fraction: float = Field(0.0, ge=0.0, le=1.0, description="cosine/onecycle: the warm-up rises from this fraction of lr")
 
 
+class EarlyStopConfig(Section):
+    """Stop a run whose monitored validation metric stopped improving (Lightning's EarlyStopping, Keras' callback)."""
+
+    monitor: Optional[Literal[MONITORS]] = Field(None, description="the validation metric watched (default: "
+                                                 "train.monitor's, the one that picks best.pt)")
+    patience: int = Field(3, ge=1, description="evaluations (epochs, with eval_every 1) without improvement before "
+                          "it stops")
+    min_delta: float = Field(0.0, ge=0.0, description="a smaller change than this is no improvement")
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1, description="the global batch: under torchrun each of N processes takes batch_size/N of it")
     eval_batch_size: int = Field(1000, ge=1, description="evaluation batch (per process under torchrun)")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="training loss only: validation and test losses "
                                    "are plain cross-entropy")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast on CPU and GPU")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="bf16: autocast on CPU and GPU; fp16: "
+                                                      "autocast with a gradient scaler, CUDA only (GPUs without bf16)")
     channels_last: bool = True
     compile: bool = False
     monitor: Optional[Literal[MONITORS]] = Field(None, description="the validation metric that picks best.pt, e.g. val_loss "
@@ -181,6 +194,15 @@ class TrainConfig(Section):
                                  "average of the weights with this decay per step")
     tta: Literal["none", "flip", "flip_translate"] = Field("none", description="evaluation averages the outputs on the "
                                                            "mirrored image (flip) and on 1-pixel shifts of both (flip_translate)")
+    early_stop: Optional[EarlyStopConfig] = Field(None, description="stop when the monitored validation metric has "
+                                                  "not improved for `patience` evaluations; the run completes as usual")
+    clip_grad_norm: Optional[float] = Field(None, gt=0.0, description="clip the gradients' global L2 norm to this "
+                                            "before each optimizer step")
+    accumulate: int = Field(1, ge=1, description="optimizer step every N batches, their gradients summed: an "
+                            "effective batch of N*batch_size for the rate, lr_per and schedules; batch norm sees "
+                            "batch_size")
+    log: list[Literal["tensorboard", "csv"]] = Field([], description="also log per epoch where other tools look: "
+                                                     "tensorboard (event files in the run folder), csv (metrics.csv)")
     targets: list[float] = Field([0.75, 0.9], description="summary.json's time_to: training seconds until test accuracy "
                                  "first reaches each")
 
@@ -283,7 +305,8 @@ class Config(Section):
     task: Literal["classify", "colourize", "segment"] = "classify"
     seed: int = Field(0, ge=0, le=MAX_SEED)
     deterministic: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: a CUDA GPU, else Apple's mps, "
+                                                         "else the CPU")
     data: DataConfig = DataConfig()
     model: ModelConfig
     optim: OptimConfig = OptimConfig()
@@ -328,6 +351,13 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _early_stop_fits_task(self):
+        stop = self.train.early_stop
+        if stop is not None and stop.monitor and (problem := metrics.monitor_problem(self.task, stop.monitor)):
+            raise ValueError(f"train.early_stop.monitor {stop.monitor}: {problem}")
+        return self
+
+    @model_validator(mode="after")
     def _one_weight_average(self):
         if self.optim.lookahead is not None and self.train.ema is not None:
             raise ValueError("optim.lookahead and train.ema both average the weights; choose one")
@@ -367,6 +397,11 @@ class Config(Section):
         if spec_options:
             raise ValueError(f"model.{', model.'.join(spec_options)}: options of zoo and spec models; torchvision's "
                              f"{m.name} is built as torchvision defines it")
+        if WEIGHT_NAME.fullmatch(m.pretrained):
+            try:
+                named_weights(m.name, m.pretrained)
+            except CnnlabError as e:
+                raise ValueError(str(e)) from None
         task = "segment" if m.name in segmentation_names() else "classify"
         if self.task != task:
             raise ValueError(f"{m.name} is a {'segmentation' if task == 'segment' else 'classification'} model: it "

@@ -8,11 +8,10 @@
         checkpoints/best.pt, checkpoints/last.pt
         figures/*.png, report.html, report.md
         error.log          the traceback of an error that failed the run (only then)
-        .lock              locked (flock) by the one process training the run; its PID inside
+        .lock              locked (flock; on Windows msvcrt) by the one process training the run; its PID inside
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -25,6 +24,32 @@ from cnnlab import config as config_mod
 from cnnlab.atomic import remove_leftovers, write_json, write_jsonl, write_text
 from cnnlab.errors import CnnlabError
 from cnnlab.records import RecordError, RunSummary, check_epoch_rows
+
+
+LOCKED_BYTE = 2**20  # msvcrt locks a byte range, which no one can read then: one far past the holder's text
+
+
+def lock_file(fd: int) -> bool:
+    """Take the OS's exclusive lock on the open file `fd` without waiting; False if another process holds it.
+    POSIX: flock. Windows (no fcntl): msvcrt.locking of one byte past the text, so the holder stays readable."""
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+
+        os.lseek(fd, LOCKED_BYTE, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 class DamagedRecord(CnnlabError):
@@ -94,12 +119,10 @@ class RunFolder:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder's lock while training it, so that no second process trains it at the same time. It is
-        an OS lock (flock): it ends with the process, also after kill -9, so a dead holder never blocks a resume.
-        Temporary files that a killed writer left are removed once the lock is held."""
+        an OS lock (flock; msvcrt's on Windows): it ends with the process, also after kill -9, so a dead holder
+        never blocks a resume. Temporary files that a killed writer left are removed once the lock is held."""
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock_file(fd):
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise CnnlabError(f"{self.path} is being trained by {holder} (it holds {self.lock_path.name}); wait for "

@@ -25,7 +25,7 @@ import shlex
 import signal
 import threading
 import traceback
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -131,11 +131,12 @@ def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path)
 def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_root: Path) -> RunFolder:
     trainer = Trainer(built, progress)
     trainer.attach(run)  # a last.pt that cannot continue this run is refused, and the run left as it was
-    with stop_on_signals(trainer.request_stop):
+    with stop_on_signals(trainer.request_stop), closing(trainer.logs):
         try:
             ending = _fit(trainer, built, run)
             if built.spread.main:
                 _end(run, ending)
+                trainer.logs.figures(run.figures)  # train.log: the report's figures
         except (StopRequested, KeyboardInterrupt):
             raise _stopped(trainer, run, data_root) from None
         except Exception as e:

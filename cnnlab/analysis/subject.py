@@ -121,7 +121,11 @@ def _experiment_io(cfg, given: dict, in_shape: Optional[tuple], data_dir) -> tup
 def _experiment(path_or_name: str, given: dict, data_dir, in_shape: Optional[tuple], what: str = "experiment") -> Subject:
     from cnnlab.experiment_files import load_experiment
 
-    cfg = load_experiment(path_or_name)
+    return config_subject(load_experiment(path_or_name), given, data_dir, in_shape, what)
+
+
+def config_subject(cfg, given: dict, data_dir, in_shape: Optional[tuple] = None, what: str = "experiment") -> Subject:
+    """The network a validated config trains, as something to count (also `cnnlab run --dry-run`)."""
     shape, classes = _experiment_io(cfg, given, in_shape, data_dir)
     if cfg.model.name is not None and cfg.model.name not in ZOO:
         if given:

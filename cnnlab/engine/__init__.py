@@ -15,4 +15,7 @@ flags       torch's process-wide switches, set for one run and put back
 restore     a finished run's model and data, for reports
 distributed one run on several processes under torchrun: process group, collectives, DDP
 syncbn      batch norm over the global batch on CPUs (torch's SyncBatchNorm is GPU-only)
+loggers     train.log: TensorBoard event files and metrics.csv beside the run's own records
+early_stop  train.early_stop: when a run stops improving, counted in last.pt
+lr_find     the learning-rate range test on a built run
 """

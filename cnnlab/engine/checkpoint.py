@@ -12,7 +12,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.torchfile import read_weights_only
 
 LAST_KEYS = ("model", "optimizer", "state")  # what last.pt holds beyond best.pt's weights of one epoch
-MAY_CHANGE = ("name", "device", "train.compile", "train.eval_batch_size", "figures.")  # keys a resumed run may change
+MAY_CHANGE = ("name", "device", "train.compile", "train.eval_batch_size", "train.log",
+              "figures.")  # keys a resumed run may change
 
 
 def save(path: Path, **state) -> None:

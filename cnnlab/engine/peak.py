@@ -1,7 +1,7 @@
 """The machine's peak, measured once and kept: the matmul GFLOP/s that a run's training throughput is read against.
 
 Measured once per machine and precision and kept in `<cnnlab cache>/peaks.json`, keyed by the processor (the
-CPU model, or the GPU's name), the precision (fp32 or bf16), the torch version and, on a CPU, the number of
+CPU model, or the GPU's name), the precision (fp32, bf16 or fp16), the torch version and, on a CPU, the number of
 threads: what changes the number. Measuring takes about a second; a later run reads the file. The number is
 what this process could get when it was measured, so a machine busy with other work gives a lower peak: an entry
 measured while the load average exceeded the cores is marked busy, measured again by the first run that finds the
@@ -22,7 +22,7 @@ from cnnlab.data.root import cache_dir
 from cnnlab.device import cores, matmul_peak_gflops
 
 PEAKS_FILE = "peaks.json"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def cpu_model() -> str:
@@ -37,6 +37,8 @@ def cpu_model() -> str:
 
 
 def processor(device: torch.device) -> str:
+    if device.type == "mps":
+        return f"Apple mps ({cpu_model()})"
     return cpu_model() if device.type == "cpu" else torch.cuda.get_device_name(device)
 
 

@@ -41,7 +41,7 @@ def time_to(history: list[dict], targets: list[float]) -> dict[str, Optional[flo
 
 
 def device_name(device: torch.device) -> str:
-    return str(device) + ("" if device.type == "cpu" else f" ({torch.cuda.get_device_name(device)})")
+    return str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
 
 
 def spread_line(record: dict) -> str:

@@ -15,12 +15,28 @@ from cnnlab.analysis.layer_table import layer_table, training_macs
 from cnnlab.data.progress import Progress
 from cnnlab.device import pick_device
 from cnnlab.engine.distributed import ONE_PROCESS, Spread
+from cnnlab.engine.loggers import check_loggers
 from cnnlab.engine.peak import machine_peak
 from cnnlab.engine.tasks import make_task
 from cnnlab.engine.transfer import Transfer, build_transfer, input_statistics, optimizer_groups, uses_torchvision
+from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.models.init import WHITEN_IMAGES, whiten_first_conv
 from cnnlab.optimizers import make_optimizer
+
+
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}  # train.precision -> autocast's dtype
+
+
+def effective_batch(cfg) -> int:
+    """The images of one optimizer step: train.batch_size times train.accumulate (what lr_per and the rate see)."""
+    return cfg.train.batch_size * cfg.train.accumulate
+
+
+def check_precision(cfg, device: torch.device) -> None:
+    if cfg.train.precision == "fp16" and device.type != "cuda":
+        raise CnnlabError(f"train.precision fp16 (autocast with a gradient scaler) is for CUDA GPUs; this run is on "
+                          f"{device.type}: use bf16 (CPUs with AVX-512 run it fast) or fp32")
 
 
 @dataclass
@@ -47,7 +63,13 @@ class BuiltRun:
         return self.transfer is not None and self.cfg.model.pretrained != "none"
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
+        precision = self.cfg.train.precision
+        return torch.autocast(self.device.type, dtype=AUTOCAST.get(precision, torch.bfloat16),
+                              enabled=precision in AUTOCAST)
+
+    def grad_scaler(self) -> Optional[torch.amp.GradScaler]:
+        """fp16's gradient scaler (its gradients would underflow without it); None at other precisions."""
+        return torch.amp.GradScaler(self.device.type) if self.cfg.train.precision == "fp16" else None
 
     @cached_property
     def peak(self) -> dict:
@@ -71,6 +93,8 @@ def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretraine
     `started_at`: where the run's clock started."""
     spread.check_batch(cfg.train.batch_size)
     device = spread.device(pick_device(cfg.device))
+    check_precision(cfg, device)
+    check_loggers(cfg)
     data = data_mod.prepare(cfg, data_root, device, input_statistics(cfg), decode)
     torch.manual_seed(cfg.seed)
     transfer = None
@@ -89,7 +113,7 @@ def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretraine
     task = make_task(cfg, len(data.classes))
     groups = optimizer_groups(transfer, cfg.optim.body_lr_mult) if transfer else None
     return BuiltRun(cfg=cfg, device=device, data=data, model=model, forward=training_forward(model, cfg, spread, device),
-                    optimizer=make_optimizer(model, cfg.optim, cfg.train.batch_size, groups), task=task,
+                    optimizer=make_optimizer(model, cfg.optim, effective_batch(cfg), groups), task=task,
                     monitor=monitored_metric(cfg, task), architecture=architecture,
                     macs_per_image=sum(row["macs"] for row in architecture),
                     train_macs_per_image=training_macs(architecture), transfer=transfer, spread=spread,

@@ -16,7 +16,6 @@ from a stream of each process's own, derived from the same seed.
 from __future__ import annotations
 
 import copy
-import resource
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -27,11 +26,14 @@ import torch
 from cnnlab import metrics
 from cnnlab.analysis.layer_table import layer_table, training_macs
 from cnnlab.atomic import write_json
+from cnnlab.device import process_peak_mb
 from cnnlab.engine import checkpoint
 from cnnlab.engine.average import weight_average
-from cnnlab.engine.run_setup import BuiltRun, training_forward
+from cnnlab.engine.run_setup import BuiltRun, effective_batch, training_forward
 from cnnlab.engine.checkpoint import CheckpointPolicy
+from cnnlab.engine.early_stop import EarlyStop
 from cnnlab.engine.evaluate import evaluate
+from cnnlab.engine.loggers import RunLogs, open_logs
 from cnnlab.engine.startup import needs_warm_up, warm_up
 from cnnlab.engine.run_record import initial_loss_verdict, run_summary, spread_line
 from cnnlab.engine.transfer import select_for_epoch
@@ -75,17 +77,19 @@ class RunState:
     wall_seconds: float = 0.0
     initial_loss: Optional[float] = None
     startup_seconds: Optional[float] = None  # from the clock's origin (cnnlab.engine.startup) to the first step
+    early_stop: Optional[dict] = None  # train.early_stop's record (cnnlab.engine.early_stop)
 
 
 def seed_for(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """GPU: peak allocated by torch this epoch. CPU: the process's peak resident memory."""
+def peak_memory_mb(device: torch.device) -> Optional[float]:
+    """GPU: peak allocated by torch this epoch. CPU: the process's peak resident memory (None where unknown)."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    peak = process_peak_mb()
+    return None if peak is None else round(peak, 1)
 
 
 def split_state(saved: dict, policy: CheckpointPolicy) -> tuple[RunState, dict]:
@@ -107,7 +111,12 @@ class Trainer:
         self.policy = CheckpointPolicy(built.monitor, metrics.mode(built.monitor))
         self.spread = built.spread
         self.steps_per_epoch = built.data.train.num_batches(self.spread.world)
-        self.total_steps = self.steps_per_epoch * built.cfg.train.epochs
+        self.updates_per_epoch = -(-self.steps_per_epoch // built.cfg.train.accumulate)  # optimizer steps (ceil)
+        self.total_steps = self.updates_per_epoch * built.cfg.train.epochs  # what schedules and averages count
+        self.scaler = built.grad_scaler()  # train.precision fp16
+        self.clipped = list(built.model.parameters()) if built.cfg.train.clip_grad_norm else None
+        self.early_stop = EarlyStop.of(built.cfg, built.monitor)
+        self.logs = RunLogs([])  # train.log's, opened by attach()
         self.stop_reason: Optional[str] = None
         self.spread_record: Optional[dict] = None  # how the run is spread (torchrun), filled in by begin()
         self.ddp_trains: Optional[frozenset] = None  # a torchvision model's parameters DDP was last wrapped for
@@ -152,18 +161,28 @@ class Trainer:
                 self.built.transfer.pretrained = ck.get("pretrained")  # what the run started from, as recorded
             if self.average is not None:
                 self.average.load_state_dict(ck["average"])
+            if self.scaler is not None and ck.get("scaler"):
+                self.scaler.load_state_dict(ck["scaler"])
         if self.spread.main:
             run.write_metrics(self.state.history)
+            self.logs = open_logs(self.built.cfg, run.path, self.built.monitor, self.state.epoch)
+            if self.state.history:
+                self.logs.epoch(self.state.history, self.state.history)
 
     def save_last(self, state: RunState, policy: CheckpointPolicy) -> None:
         checkpoint.save(self.run.last_path, model=self.built.model.state_dict(), optimizer=self.built.optimizer.state_dict(),
                         state=state.__dict__, policy=policy.state_dict(),
                         average=None if self.average is None else self.average.state_dict(),
+                        scaler=None if self.scaler is None else self.scaler.state_dict(),
                         config=self.built.cfg.model_dump(mode="json"), classes=self.built.data.classes,
                         pretrained=self.built.transfer.pretrained if self.built.transfer else None)
 
     def summary(self, status: str, error: Optional[str] = None) -> RunSummary:
-        return run_summary(self.built, self.state, self.policy, status, error, self.spread_record)
+        summary = run_summary(self.built, self.state, self.policy, status, error, self.spread_record)
+        stopped = self.state.early_stop if self.state.early_stop and self.state.early_stop["stopped_at"] else None
+        ending = stopped and f"{status} (stopped early at epoch {stopped['stopped_at']})"
+        record = stopped and {**stopped, "monitor": self.early_stop.monitor, "ending": ending}
+        return summary.updated(stopped_early=record or None)
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -177,22 +196,24 @@ class Trainer:
         tally = b.task.new_tally(b.device)
         bad = torch.zeros((), dtype=torch.bool, device=b.device)
         recent = torch.zeros((), device=b.device)  # the loss summed since the last check, for the progress bar
-        l1, rate = cfg.optim.l1, full_rate(cfg.optim, cfg.train.batch_size)
-        step = (epoch - 1) * self.steps_per_epoch
+        l1, rate, accumulate = cfg.optim.l1, full_rate(cfg.optim, effective_batch(cfg)), cfg.train.accumulate
+        step = (epoch - 1) * self.updates_per_epoch
         self.progress.epoch_start(epoch, self.steps_per_epoch)
         for i, (x, y) in enumerate(b.data.train.batches(gen, self.spread.rank, self.spread.world, epoch)):
             if self.state.startup_seconds is None and b.started_at is not None:
                 self.state.startup_seconds = round(time.time() - b.started_at, 3)
-            lr = lr_at(step + i, self.total_steps, self.steps_per_epoch, rate, cfg.schedule)
-            for group in b.optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_mult", 1.0)  # optim.body_lr_mult for a transfer's body
+            if i % accumulate == 0:  # the first batch of an optimizer step
+                lr = lr_at(step + i // accumulate, self.total_steps, self.updates_per_epoch, rate, cfg.schedule)
+                for group in b.optimizer.param_groups:
+                    group["lr"] = lr * group.get("lr_mult", 1.0)  # optim.body_lr_mult for a transfer's body
+                b.optimizer.zero_grad(set_to_none=True)
             with b.autocast():
                 out = b.forward(x)
                 loss = b.task.loss(out, y)
             total = self.spread.pooled_mean(loss, b.task.scored(y)) if self.spread.launched else loss
             total = total + l1 * l1_penalty(b.model) if l1 else total
-            b.optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            scaled = total / accumulate if accumulate > 1 else total  # summed gradients: the effective batch's mean
+            (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
             bad |= ~torch.isfinite(total.detach())
             recent += loss.detach().float()
             running = None
@@ -202,9 +223,10 @@ class Trainer:
                     return None
                 running /= self.spread.world  # the processes' mean
                 recent.zero_()
-            b.optimizer.step()
-            if self.average is not None:
-                self.average.update(b.model, step + i + 1)
+            if (i + 1) % accumulate == 0 or i + 1 == self.steps_per_epoch:
+                self.optimizer_step()
+                if self.average is not None:
+                    self.average.update(b.model, step + i // accumulate + 1)
             b.task.update(tally, out.detach(), y, loss)
             self.progress.step(running)
             if (not self.spread.launched or (i + 1) % NAN_CHECK_EVERY == 0) and self.stop_asked():
@@ -212,6 +234,21 @@ class Trainer:
         if self.spread.any(bad):
             return None
         return {**b.task.result(self.spread.sum_tally(tally)), "lr": lr}
+
+    def optimizer_step(self) -> None:
+        """The step after a batch (train.accumulate: after the last of its batches): the gradients clipped to
+        train.clip_grad_norm (unscaled first at fp16), then the optimizer's step (through the gradient scaler,
+        which skips a step whose gradients overflowed and lowers its scale)."""
+        optimizer = self.built.optimizer
+        if self.clipped is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(self.clipped, self.built.cfg.train.clip_grad_norm)
+        if self.scaler is None:
+            optimizer.step()
+            return
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
     def set_whitening_bias(self, epoch: int) -> None:
         """model.whiten_bias_epochs: the whitening layer's bias trains in the first N epochs only."""
@@ -254,6 +291,8 @@ class Trainer:
         KeyboardInterrupt) passes through."""
         self.begin()
         for epoch in range(self.state.epoch + 1, self.built.cfg.train.epochs + 1):
+            if self.stopped_early():
+                break
             if self.stop_asked():
                 raise StopRequested(self.stop_reason)
             self.run_epoch(epoch)
@@ -305,7 +344,14 @@ class Trainer:
         if self.spread.main:
             self.run.write_metrics(self.state.history)
             self.run.write_summary(self.summary("running"))
+            self.logs.epoch(self.state.history)
         self.progress.epoch_end(row)
+        if self.stopped_early():
+            self.progress.message(self.early_stop.words(self.state.early_stop))
+
+    def stopped_early(self) -> bool:
+        """Whether train.early_stop ended the run (in this process or before it was resumed)."""
+        return bool(self.state.early_stop and self.state.early_stop["stopped_at"])
 
     def evaluates(self, epoch: int) -> bool:
         """Validation and test run every train.eval_every epochs and after the last."""
@@ -320,8 +366,9 @@ class Trainer:
         """last.pt with the epoch (written by rank 0 of a spread run); the trainer's state and `policy` (already
         updated, best.pt written) move on only once it is written, so a failed write (a full disk) leaves them
         describing the checkpoints on disk."""
+        early = self.state.early_stop if self.early_stop is None else self.early_stop.after(self.state.early_stop, row)
         state = replace(self.state, epoch=row["epoch"], history=[*self.state.history, row],
-                        wall_seconds=self.state.wall_seconds + seconds)
+                        wall_seconds=self.state.wall_seconds + seconds, early_stop=early)
         if self.spread.main:
             self.save_last(state, policy)  # last.pt carries the history, so a kill between these writes loses nothing
         self.state, self.policy = state, policy
@@ -335,4 +382,4 @@ class Trainer:
                 "seconds_per_step": round(train_seconds / self.steps_per_epoch, 5),
                 "images_per_s": round(images / train_seconds, 1), "train_gflop_per_s": round(gflop_per_s, 2),
                 "peak_percent": round(100 * gflop_per_s / self.built.peak["gflops"], 2),
-                "peak_mem_mb": round(peak_memory_mb(self.built.device), 1)}
+                "peak_mem_mb": peak_memory_mb(self.built.device)}

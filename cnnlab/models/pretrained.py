@@ -4,6 +4,8 @@
   imagenet, coco  torchvision's weights for that model (its DEFAULT when that is of the kind asked for), read
                   from torchvision's cache, $TORCH_HOME/hub/checkpoints/<file name in the weights' URL>;
                   fetched there only when the caller passes download=True (nothing is fetched silently)
+  IMAGENET1K_V2   torchvision's weights by their name in the model's Weights enum (IMAGENET1K_V1, DEFAULT,
+                  COCO_WITH_VOC_LABELS_V1, ...), read and fetched the same way
   a file          a torchvision-format state dict (.pth), or a cnnlab checkpoint (a dict with a 'model' key)
   a folder        a cnnlab run folder: its checkpoints/best.pt; or a folder of run folders (runs/<experiment>):
                   the newest run in it (run ids begin with the date and time) that has a best.pt
@@ -16,6 +18,7 @@ can normalise inputs the same way.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -51,10 +54,32 @@ class LoadRecord:
         return asdict(self)
 
 
-def torchvision_weights(name: str, source: str):
-    """torchvision's weights enum member of kind `source` (imagenet, coco) for model `name`."""
+WEIGHT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")  # how torchvision names weights: IMAGENET1K_V1, DEFAULT
+
+
+def from_torchvision(source: str) -> bool:
+    """Whether model.pretrained names torchvision's weights: a kind (imagenet, coco) or a name (IMAGENET1K_V1)."""
+    return source in TORCHVISION_SOURCES or WEIGHT_NAME.fullmatch(source) is not None
+
+
+def named_weights(name: str, source: str):
+    """The member `source` (IMAGENET1K_V1, DEFAULT, ...) of model `name`'s Weights enum; refused with its names."""
     import torchvision
 
+    enum = torchvision.models.get_model_weights(name)
+    if source not in enum.__members__:
+        raise CnnlabError(f"model.pretrained {source}: {name}'s weights (torchvision's {enum.__name__}) are named "
+                          f"{', '.join(enum.__members__)}; or give none, imagenet, coco, a weights file or a run "
+                          f"folder")
+    return enum[source]
+
+
+def torchvision_weights(name: str, source: str):
+    """torchvision's weights enum member of kind `source` (imagenet, coco), or named `source`, for model `name`."""
+    import torchvision
+
+    if source not in TORCHVISION_SOURCES:
+        return named_weights(name, source)
     available = list(torchvision.models.get_model_weights(name))
     kind = [w for w in available if w.name.startswith(TORCHVISION_SOURCES[source])]
     if not kind:
@@ -67,7 +92,7 @@ def torchvision_weights(name: str, source: str):
 def weights_statistics(name: str, source: str) -> Optional[tuple[str, list[float], list[float]]]:
     """(weights' name, mean, std): the input normalisation torchvision's `source` weights for model `name` were
     trained with, known without their file; None for files and run folders, which carry none."""
-    if source not in TORCHVISION_SOURCES:
+    if not from_torchvision(source):
         return None
     weights = torchvision_weights(name, source)
     transform = weights.transforms()
@@ -170,7 +195,7 @@ def load_pretrained(net: TransferNet, source: str, download: bool = False, new_h
     left_out = list(net.absent_parts)
     if source == "none":
         return LoadRecord("none", left_out=left_out)
-    if source in TORCHVISION_SOURCES:
+    if from_torchvision(source):
         path = torchvision_file(torchvision_weights(net.name, source), download)
         weights, mean, std = weights_statistics(net.name, source)
         record = LoadRecord(source, str(path), weights, mean=mean, std=std, left_out=left_out)

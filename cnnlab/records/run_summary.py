@@ -33,6 +33,7 @@ class RunSummary:
     stopped_by: Optional[str] = None  # stopped: the signal
     resume: Optional[str] = None  # stopped: the command that continues the run
     pruned_at_epoch: Optional[int] = None
+    stopped_early: Optional[dict[str, Any]] = None  # train.early_stop: stopped_at, best, best_epoch, monitor, ending
     initial_loss: Optional[float] = None
     expected_initial_loss: Optional[float] = None
     initial_loss_ok: Optional[bool] = None

@@ -20,7 +20,8 @@ ARCH_HEADER = ["layer", "type", "output shape", "parameters", "trainable", "froz
 
 
 def status_text(s: RunSummary, run_id: str) -> Text:
-    ending = s.status + (f": {s.error}" if s.error else "")
+    ending = (s.stopped_early or {}).get("ending") or s.status
+    ending += f": {s.error}" if s.error else ""
     threads = f" ({s.threads} thread{'s' if s.threads != 1 else ''})" if s.threads else ""
     lines = [f"Run {run_id}. Status: {ending}. {s.epochs_done} of {s.epochs} epochs in "
              f"{s.wall_seconds or 0:.1f} s on {s.device}{threads}, seed {s.seed}, {s.params or 0:,} parameters."]

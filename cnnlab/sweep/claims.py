@@ -86,6 +86,8 @@ def alive(who: Optional[dict]) -> Optional[bool]:
     heartbeat can tell. A zombie counts as dead; so does a new process that reuses the pid."""
     if not who or who.get("host") != socket.gethostname() or who.get("boot") != _boot_id():
         return None
+    if os.name == "nt":  # os.kill(pid, 0) would send it CTRL_C_EVENT there
+        return None
     if not os.path.isdir("/proc"):
         try:
             os.kill(who["pid"], 0)

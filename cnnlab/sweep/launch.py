@@ -102,7 +102,9 @@ def wait_for(procs: list) -> list[tuple[int, int]]:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not cut the workers' stop short
         if not _wait_all(procs, STOP_GRACE_S):
             for p in procs:
-                if p.poll() is None:
+                if p.poll() is None and os.name == "nt":
+                    p.terminate()  # Windows' Popen sends no SIGINT
+                elif p.poll() is None:
                     p.send_signal(signal.SIGINT)
             if not _wait_all(procs, 60):
                 for p in procs:

@@ -61,7 +61,7 @@ def open_storage(url: str, attempts: int = 8):
             return storage
         except ImportError as e:
             raise CnnlabError(f"storage {redact(url)}: the database driver is not installed ({e}); for PostgreSQL "
-                              f"install psycopg[binary] (pip install 'psycopg[binary]')") from None
+                              f"install cnnlab's postgres extra: pip install 'cnnlab[postgres]'") from None
         except (sqlalchemy.exc.ArgumentError, ValueError) as e:
             raise CnnlabError(f"storage {redact(url)} is not a database URL Optuna can use ({e}); "
                               f"e.g. sqlite:///study.db or postgresql://user@host:5432/db") from None
