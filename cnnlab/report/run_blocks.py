@@ -176,15 +176,26 @@ def fixed(value, key: str):
     return Fixed(value, d) if d else round(value)
 
 
+PAGE_COLUMNS = 9  # a per-epoch table wider than this is split, so that every column fits a printed page
+
+
 def epoch_tables(history: list[dict]) -> list[Block]:
-    """The per-epoch record as two tables that each fit a page: the metrics (and learning rate), then the timings."""
+    """The per-epoch record in tables that each fit a page: the metrics (with the learning rate; one table per metric
+    family when they are too many for one: loss and accuracy, IoU, ...), then the timings."""
     if not history:
         return []
     present = metrics.all_keys(history)
     timing = [k for k in metrics.epoch_keys(present) if k in metrics.TIMING_KEYS]
-    learning = metrics.split_keys(present) + [k for k in metrics.epoch_keys(present) if k not in timing]
+    rest = [k for k in metrics.epoch_keys(present) if k not in timing]
+    learning = metrics.split_keys(present) + rest
+    groups = [("Metrics", learning, "epochs-metrics")]
+    if len(learning) >= PAGE_COLUMNS:
+        split = [(m, [metrics.split_key(s, m) for s in metrics.SPLITS if metrics.split_key(s, m) in present])
+                 for m in metrics.families(present)]
+        groups = [(f"Metrics: {metrics.SPLIT_METRICS[m].label}", keys + (rest if i == 0 else []), f"epochs-{m}")
+                  for i, (m, keys) in enumerate(split)]
     out: list[Block] = [Heading("Per epoch")]
-    for title, keys, name in (("Metrics", learning, "epochs-metrics"), ("Time and speed", timing, "epochs-timing")):
+    for title, keys, name in [*groups, ("Time and speed", timing, "epochs-timing")]:
         if keys:
             header = ["epoch"] + [metrics.label(k, unit=k in metrics.EPOCH_METRICS) for k in keys]
             out.append(Table(title, header, [[row["epoch"]] + [fixed(row.get(k), k) for k in keys] for row in history],
