@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 
@@ -32,7 +33,10 @@ def test_version_and_shell_completion():
     assert shown.startswith(f"cnnlab {cnnlab.__version__}") and ((git_commit() or "")[:12] in shown)
     done = cli(env={"_CNNLAB_COMPLETE": "complete_bash", "COMP_WORDS": "cnnlab lr", "COMP_CWORD": "1"})
     assert done.stdout.split() == ["lr-find"]
-    assert "complete -o default" in cli("--show-completion", "bash").stdout
+    # typer finds the shell from the process tree: started from bash, as a user's terminal starts it
+    script = subprocess.run(["bash", "-c", f"{shlex.quote(sys.executable)} -m cnnlab --show-completion"],
+                            capture_output=True, text=True, timeout=120)
+    assert "complete -o default" in script.stdout, script.stderr
 
 
 def test_dry_run_prints_the_resolved_config_and_the_model_and_trains_nothing(tmp_path, data_root):
