@@ -45,6 +45,7 @@ print(len(names), process_peak_mb())
 
 def test_the_run_lock_without_fcntl_refuses_a_second_holder_and_names_the_first(tmp_path):
     hold = subprocess.Popen([sys.executable, "-c", WITHOUT_POSIX + """
+import time
 from cnnlab.runfolder import RunFolder
 with RunFolder(sys.argv[1]).lock():
     print("held", flush=True)

@@ -38,7 +38,7 @@ def early_config():
 def test_early_stop_is_the_runs_ending_and_a_resumed_run_ends_the_same(data_root, tmp_path):
     messages = []
     run = start_run(early_config(), tmp_path / "whole", data_root, Progress(message=messages.append))
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert summary["status"] == "completed" and summary["epochs_done"] == 3 and len(run.metrics()) == 3
     assert summary["stopped_early"]["ending"] == "completed (stopped early at epoch 3)"
     assert summary["stopped_early"]["best_epoch"] == 1 and summary["stopped_early"]["monitor"] == "val_acc"
@@ -49,8 +49,8 @@ def test_early_stop_is_the_runs_ending_and_a_resumed_run_ends_the_same(data_root
             start_run(early_config(), tmp_path / f"cut{stop_at}", data_root,
                       Progress(epoch_end=stop_after_epoch(stop_at)))
         cut = only_run(tmp_path / f"cut{stop_at}" / "test")
-        assert cut.summary()["status"] == "stopped"
-        resumed = resume_run(cut.path, data_root).summary()
+        assert cut.summary().to_dict()["status"] == "stopped"
+        resumed = resume_run(cut.path, data_root).summary().to_dict()
         assert resumed["stopped_early"] == summary["stopped_early"] and resumed["epochs_done"] == 3
         assert [r["val_loss"] for r in cut.metrics()] == [r["val_loss"] for r in run.metrics()]
 
@@ -113,7 +113,7 @@ def test_fp16_training_steps_through_the_scaler_and_resumes_with_its_state(data_
     run = only_run(tmp_path / "test")
     scaler = torch.load(run.last_path, weights_only=True)["scaler"]
     assert scaler["scale"] > 0 and scaler["_growth_tracker"] > 0  # steps were taken through it
-    summary = resume_run(run.path, data_root).summary()
+    summary = resume_run(run.path, data_root).summary().to_dict()
     assert summary["status"] == "completed" and summary["final"]["val_acc"] > 0.5
 
 
