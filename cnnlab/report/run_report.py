@@ -11,6 +11,7 @@ import jinja2
 from cnnlab import metrics
 from cnnlab.atomic import write_text
 from cnnlab.engine.summary import spread_line
+from cnnlab.report.inside import redraw_damaged
 from cnnlab.runfolder import RunFolder
 from cnnlab.viz.curves import plot_metric
 
@@ -153,7 +154,7 @@ def write_run_report(run_dir: Path, summary: Optional[dict] = None) -> Path:
         title = f"{metrics.SPLIT_METRICS[metric].title} per epoch"
         path = plot_metric(history, metric, run.figures / f"{metric}.png", title=title)
         figures.append({"title": title, "file": f"figures/{path.name}", "data": embed_png(path)})
-    pictures = embedded(run.path, summary.get("figures", []))
+    pictures = embedded(run.path, redraw_damaged(run, summary).get("figures", []))
     iou = summary.get("test_class_iou_at_best") or {}
     header, epoch_rows = epoch_table(history)
     arch_rows, arch_total = architecture_table(run.architecture())
