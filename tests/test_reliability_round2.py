@@ -68,3 +68,50 @@ def test_a_killed_figure_write_leaves_the_old_figure_and_a_report_redraws_an_emp
 
 def is_whole_png_bytes(data: bytes) -> bool:
     return data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(b"IEND\xaeB`\x82")
+
+
+# ---- 11, 13: impossible optimiser values, NaN anywhere, and aliases of aliases -----------------------------------
+
+
+@pytest.mark.parametrize("override, named", [
+    ("optim.betas=[2,3]", "key 'optim.betas.0': Input should be less than 1 (got 2)"),
+    ("optim.betas=[.nan,0.9]", "key 'optim.betas.0': Input should be a finite number"),
+    ("data.affine_a=.nan", "key 'data.affine_a': Input should be a finite number"),
+    ("optim.lr=.inf", "key 'optim.lr': Input should be a finite number"),
+])
+def test_impossible_betas_and_nan_are_refused_naming_the_key(override, named):
+    from cnnlab.config import load_experiment
+
+    with pytest.raises(CnnlabError, match=re.escape(named)):
+        load_experiment("quickstart", [override])
+
+
+LAUGHS = "[" + ", ".join(["*a1"] * 10) + "]"
+
+
+@pytest.mark.parametrize("key", ["train: {targets: ", "data: {classes: "])
+def test_aliases_that_expand_beyond_a_bound_are_refused_at_once(tmp_path, key):
+    import time
+
+    from cnnlab.config import load_experiment
+
+    levels = "&a1 [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]"
+    for i in range(2, 10):  # nine levels of ten: a billion values once expanded
+        levels = f"&a{i} [{levels}" + f", *a{i - 1}" * 9 + "]"
+    path = tmp_path / "laughs.yaml"
+    path.write_text(f"name: laughs\n{key}{levels}}}\n")
+    start = time.perf_counter()
+    with pytest.raises(CnnlabError, match="aliases .* expand it to more than 100,000 values") as caught:
+        load_experiment(str(path))
+    assert time.perf_counter() - start < 5 and len(str(caught.value)) < 400
+    path.write_text("name: itself\ndata:\n  classes: &c [a, *c]\n")
+    with pytest.raises(CnnlabError, match="or into itself"):
+        load_experiment(str(path))
+
+
+def test_a_long_wrong_value_is_shown_short():
+    from cnnlab.config import load_experiment
+
+    with pytest.raises(CnnlabError) as caught:
+        load_experiment("quickstart", ["train.targets=[" + ",".join(["2"] * 50_000) + "]"])
+    assert "got [2.0, 2.0" in str(caught.value) and len(str(caught.value)) < 600
