@@ -135,7 +135,7 @@ class OptimConfig(Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
     betas: tuple[Beta, Beta] = Field(
-        (0.9, 0.999), description="adam/adamw: decay rates of the running mean and variance of the gradients, each in [0, 1)")
+        (0.9, 0.999), description="adam/adamw: decay rates of the gradients' running mean and variance, in [0, 1)")
     weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (decoupled for adamw)")
     l1: float = Field(0.0, ge=0.0, description="L1 penalty on weights, added to the loss")
     body_lr_mult: float = Field(1.0, gt=0.0, description="learning rate of the trainable body (all but the new head) "
@@ -191,7 +191,8 @@ class TrainConfig(Section):
     @model_validator(mode="after")
     def _targets_are_accuracies(self):
         if any(not 0 < t <= 1 for t in self.targets):
-            raise ValueError(f"train.targets are accuracies between 0 and 1, e.g. [0.75, 0.9]; got {SHORT.repr(self.targets)}")
+            raise ValueError("train.targets are accuracies between 0 and 1, e.g. [0.75, 0.9]; "
+                             f"got {SHORT.repr(self.targets)}")
         return self
 
 

@@ -115,3 +115,21 @@ def test_a_long_wrong_value_is_shown_short():
     with pytest.raises(CnnlabError) as caught:
         load_experiment("quickstart", ["train.targets=[" + ",".join(["2"] * 50_000) + "]"])
     assert "got [2.0, 2.0" in str(caught.value) and len(str(caught.value)) < 600
+
+
+# ---- 2: resume refuses a section switched on or off --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("started, edited", [({"lookahead": {"every": 5}}, {}), ({}, {"lookahead": {"every": 5}})])
+def test_resume_refuses_a_section_switched_off_or_on(tmp_path, started, edited):
+    from cnnlab.engine.checkpoint import check_resumable
+
+    saved = {"model": {}, "optimizer": {}, "state": {},
+             "config": quick_config(optim={"lookahead": None, **started}).model_dump(mode="json")}
+    now = quick_config(optim={"lookahead": None, **edited}).model_dump(mode="json")
+    shown = r"\(optim.lookahead: (None in last.pt, on|on in last.pt, None) in config.yaml\)"
+    with pytest.raises(CnnlabError, match=shown):
+        check_resumable(saved, tmp_path / "last.pt", now)
+    check_resumable({**saved, "config": now}, tmp_path / "last.pt", now)  # the same config continues
+    older = {k: v for k, v in now.items() if k != "figures"}  # a run started before a key existed continues
+    check_resumable({**saved, "config": older}, tmp_path / "last.pt", now)
