@@ -17,6 +17,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgre
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Column, Table
 
+from cnnlab.atomic import cannot_write, read_only, write_text
 from cnnlab.errors import CnnlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -391,7 +392,10 @@ def summary(
     result = summarise(subject, in_shape, opts)
     cols = [c.strip() for c in columns.split(",")] if columns else None
     if csv_file is not None:
-        csv_file.write_text(to_csv(main_table(result, cols)), encoding="utf-8")
+        if not csv_file.parent.is_dir():
+            raise CnnlabError(f"--csv {csv_file}: the folder {csv_file.parent} does not exist; create it first or name "
+                              "a file in a folder that does")
+        write_text(csv_file, to_csv(main_table(result, cols)))
     if fmt == "json":
         print_output(json.dumps(summary_json(result), indent=2))
     else:
@@ -534,6 +538,8 @@ def main() -> None:
     except Exception as e:
         dist = sys.modules.get("torch.distributed")  # loaded only if a command used it
         lost = dist is not None and isinstance(e, dist.DistError)
+        if not isinstance(e, CnnlabError) and read_only(e):  # any command, any file: one message
+            e = cannot_write(read_only(e))
         if debug or not (isinstance(e, CnnlabError) or lost):
             raise
         message = (f"another process of this run stopped or cannot be reached ({type(e).__name__}); see its own "

@@ -133,3 +133,76 @@ def test_resume_refuses_a_section_switched_off_or_on(tmp_path, started, edited):
     check_resumable({**saved, "config": now}, tmp_path / "last.pt", now)  # the same config continues
     older = {k: v for k, v in now.items() if k != "figures"}  # a run started before a key existed continues
     check_resumable({**saved, "config": older}, tmp_path / "last.pt", now)
+
+
+# ---- 9, 14: a read-only folder, a CSV into a folder that does not exist -------------------------------------------
+
+
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """`cnnlab ARGS` in this process (no start-up cost): its exit code and its one message."""
+    from cnnlab import cli as cli_mod
+
+    monkeypatch.setattr(sys, "argv", ["cnnlab", *map(str, args)])
+    try:
+        cli_mod.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, one_message(capsys.readouterr().err)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """(a writable folder, the same folder mounted read-only), or the folder made read-only where mounting is not
+    allowed (chmod does not stop root, so root without mounts skips)."""
+    import os
+
+    source, mount = tmp_path / "source", tmp_path / "ro"
+    source.mkdir()
+    mount.mkdir()
+    yield source, mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    for folder, _, _ in os.walk(source):
+        os.chmod(folder, 0o755)
+
+
+def make_read_only(source, mount):
+    import os
+
+    done = subprocess.run(f"mount --bind {source} {mount} && mount -o remount,bind,ro {mount}", shell=True,
+                          capture_output=True)
+    if done.returncode == 0:
+        return mount
+    if os.geteuid() == 0:
+        pytest.skip("root cannot mount a read-only folder here")
+    for folder, _, _ in os.walk(source):
+        os.chmod(folder, 0o555)
+    return source
+
+
+def test_every_command_on_a_read_only_folder_is_one_message(done_run, read_only, data_root, tmp_path, monkeypatch,
+                                                            capsys):
+    import shutil
+
+    from cnnlab import config as config_mod
+
+    source, mount = read_only
+    shutil.copytree(done_run.path, source / "test" / done_run.path.name)
+    experiment = tmp_path / "test.yaml"
+    experiment.write_text(config_mod.dump(quick_config()))
+    folder = make_read_only(source, mount)
+    run = folder / "test" / done_run.path.name
+    data = ["--data-dir", data_root]
+    for args in (["run", experiment, "--runs-dir", folder, *data], ["report", run], ["resume", run, *data],
+                 ["explain", run, *data], ["compare", run, "--out", folder / "cmp"],
+                 ["sweep", experiment, "--grid", "optim.lr=0.1,0.2", "--sweeps-dir", folder, *data]):
+        code, message = run_cli(monkeypatch, capsys, *args)
+        assert code == 2 and f"cannot write {folder}" in message and "is read-only" in message, (args, message)
+
+
+def test_summary_csv_into_a_missing_folder_is_one_message(tmp_path, monkeypatch, capsys):
+    code, message = run_cli(monkeypatch, capsys, "summary", "simplenn", "--csv", tmp_path / "nowhere" / "x.csv")
+    assert code == 2 and f"the folder {tmp_path / 'nowhere'} does not exist" in message
+    assert not (tmp_path / "nowhere").exists()
+    code, _ = run_cli(monkeypatch, capsys, "summary", "simplenn", "--csv", tmp_path / "x.csv")
+    assert code == 0 and (tmp_path / "x.csv").read_text().count("\n") > 2
