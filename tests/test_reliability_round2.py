@@ -206,3 +206,24 @@ def test_summary_csv_into_a_missing_folder_is_one_message(tmp_path, monkeypatch,
     assert not (tmp_path / "nowhere").exists()
     code, _ = run_cli(monkeypatch, capsys, "summary", "simplenn", "--csv", tmp_path / "x.csv")
     assert code == 0 and (tmp_path / "x.csv").read_text().count("\n") > 2
+
+
+# ---- 10: sizes and expressions in a spec are checked where the spec is read ------------------------------------
+
+
+TERMS = "+".join(["1"] * 30_000)
+
+
+@pytest.mark.parametrize("spec, args, named", [
+    ("conv 1e9 -> flatten -> dense 10", [], "out is 1e+09; it must be a whole number from 1 to 65,536"),
+    ("conv 8 -> flatten -> dense -1", [], "layer 3 'dense -1': out is -1; it must be a whole number from 1"),
+    ("conv 0 -> flatten -> dense 10", [], "layer 1 'conv 0': out is 0"),
+    ("conv 8 k0 -> flatten -> dense 10", [], "k is 0"),
+    ("conv NF -> flatten -> dense 10", ["NF=0"], "layer 1 'conv NF': out is 0"),
+    ("conv 1//0 -> flatten -> dense 10", [], "'1//0' divides by zero"),
+    (f"conv {TERMS} -> flatten -> dense 10", [], "an expression of 59,999 characters; write at most 200"),
+    ("conv ((NF -> flatten -> dense 10", ["--symbolic"], "'((NF' is not a number or an expression like 2*NF"),
+])
+def test_impossible_spec_values_are_one_short_message(monkeypatch, capsys, spec, args, named):
+    code, message = run_cli(monkeypatch, capsys, "summary", spec, *args, "--input", "1x28x28")
+    assert code == 2 and named in message and len(message) < 600, message
