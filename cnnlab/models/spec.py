@@ -104,6 +104,7 @@ def parse_layer(text: str, index: int) -> Layer:
     positional, defaults = record.positional, record.options
     options: dict[str, Value] = {}
     pending = list(positional)
+    known = ", ".join(defaults) or "none"
     for word in words[1:]:
         if "=" in word:
             key, val = word.split("=", 1)
@@ -112,9 +113,9 @@ def parse_layer(text: str, index: int) -> Layer:
         elif pending:
             key, val = pending[0], word
         else:
-            raise CnnlabError(f"{where}: cannot read '{short(word)}'; options of {kind}: {', '.join(defaults) or 'none'}")
+            raise CnnlabError(f"{where}: cannot read '{short(word)}'; options of {kind}: {known}")
         if key not in defaults:
-            raise CnnlabError(f"{where}: unknown option '{short(key)}'; options of {kind}: {', '.join(defaults) or 'none'}")
+            raise CnnlabError(f"{where}: unknown option '{short(key)}'; options of {kind}: {known}")
         if key in pending:
             pending.remove(key)
         options[key] = _value(val, kind, key, record.words, where)
