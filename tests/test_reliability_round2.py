@@ -227,3 +227,84 @@ TERMS = "+".join(["1"] * 30_000)
 def test_impossible_spec_values_are_one_short_message(monkeypatch, capsys, spec, args, named):
     code, message = run_cli(monkeypatch, capsys, "summary", spec, *args, "--input", "1x28x28")
     assert code == 2 and named in message and len(message) < 600, message
+
+
+# ---- 1: every report escapes what users named, and runs no script ----------------------------------------------
+
+
+TAGS = {"path": 1, "classA": 2, "classB": 3, "comment": 4, "grid": 5, "image": 6, "X": 7}
+
+
+def hostile(field: str) -> str:
+    """A name that, shown unescaped, runs a script which changes the page's title to a number naming `field`."""
+    return f"<img src=x onerror=document.title={TAGS[field]}>"
+
+
+def hostile_folder(root, rng) -> "Path":
+    """An image folder whose folder name and both class folder names are hostile: train and test, 8x8 colour PNGs."""
+    from PIL import Image
+
+    folder = root / hostile("path")
+    for split, count in (("train", 12), ("test", 6)):
+        for c, name in enumerate((hostile("classA"), hostile("classB"))):
+            (folder / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = (rng.random((8, 8, 3)) * 100 + 120 * c).astype("uint8")
+                Image.fromarray(pixels).save(folder / split / name / f"{i}.png")
+    return folder
+
+
+def title_after_scripts(page, tmp_path) -> str:
+    """The <title> of `page` once headless chromium has loaded it and run whatever scripts it would."""
+    import os
+
+    profile = tmp_path / f"chromium-{os.urandom(4).hex()}"
+    done = subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={profile}", "--virtual-time-budget=2000", "--dump-dom",
+                           page.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r"<title>(.*?)</title>", done.stdout, re.S)
+    assert found, done.stderr[-2000:]
+    return found.group(1)
+
+
+@pytest.mark.slow  # six short trainings (a sweep of two among them) and six pages in chromium
+def test_every_report_shows_hostile_names_as_text_and_runs_no_script(data_root, tmp_path, monkeypatch, capsys):
+    import html
+
+    import numpy as np
+
+    from cnnlab import config as config_mod
+    from cnnlab.report.explain_report import write_explain
+    from cnnlab.runner import run_invariance
+
+    folder = hostile_folder(tmp_path / "data", np.random.default_rng(0))
+    spec = f"conv 4 k3 p1 -> act\n# {hostile('comment')}\nflatten -> dense classes"
+    raw = {"name": "hostile", "data": {"dataset": "imagefolder", "path": str(folder), "val_fraction": 0.25},
+           "model": {"spec": spec}, "optim": {"name": "adam", "lr": 0.01},
+           "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 16}}
+    cfg = config_mod.validate(raw, "hostile test")
+    run = start_run(cfg, tmp_path / "runs", data_root)
+    image = tmp_path / f"{hostile('image')}.png"
+    (folder / "test" / hostile("classA") / "0.png").rename(image)
+    moved = cfg.model_copy(update={"data": cfg.data.model_copy(update={"affine_a": 2.0})})
+    pages = [run.path / "report.html", write_explain(run.path, data_root, image=image),
+             run_invariance(moved, tmp_path / "runs", data_root) / "report.html"]
+    experiment = tmp_path / "hostile.yaml"
+    experiment.write_text(config_mod.dump(cfg))
+    other = spec.replace("conv 4", "conv 2").replace(hostile("comment"), hostile("grid"))
+    grid = "model.spec=" + ",".join(f'"{s}"' for s in (spec, other)).replace("\n", " -> ")
+    code, message = run_cli(monkeypatch, capsys, "sweep", experiment, "--grid", grid, "--workers", "1", "--seeds", "1",
+                            "--sweeps-dir", tmp_path / "sweeps", "--data-dir", data_root)
+    assert code == 0, message
+    sweep = next((tmp_path / "sweeps").iterdir())
+    assert run_cli(monkeypatch, capsys, "compare", *(sweep / "runs").glob("*/*"), "--out", tmp_path / "cmp")[0] == 0
+    pages += [tmp_path / "cmp" / "report.html", sweep / "report.html"]
+    shown = []
+    for page in pages:
+        text = page.read_text()
+        assert "<img src=x" not in text and "Content-Security-Policy" in text, page
+        shown += [page] if "onerror=document" in html.unescape(text) else []
+        expected = re.search(r"<title>(.*?)</title>", text, re.S).group(1)
+        assert title_after_scripts(page, tmp_path) == expected, page
+    assert len(shown) == 4  # the names are shown, as text, in all but the invariance report, which names none
