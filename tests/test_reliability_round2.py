@@ -268,7 +268,7 @@ def title_after_scripts(page, tmp_path) -> str:
     return found.group(1)
 
 
-@pytest.mark.slow  # six short trainings (a sweep of two among them) and six pages in chromium
+@pytest.mark.slow  # six short trainings (a sweep of two among them) and five pages in chromium
 def test_every_report_shows_hostile_names_as_text_and_runs_no_script(data_root, tmp_path, monkeypatch, capsys):
     import html
 
