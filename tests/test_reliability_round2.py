@@ -308,3 +308,28 @@ def test_every_report_shows_hostile_names_as_text_and_runs_no_script(data_root, 
         expected = re.search(r"<title>(.*?)</title>", text, re.S).group(1)
         assert title_after_scripts(page, tmp_path) == expected, page
     assert len(shown) == 4  # the names are shown, as text, in all but the invariance report, which names none
+
+
+# ---- 3: a class-balanced subset that a small class cannot fill is refused; the counts used are recorded ------------
+
+
+def test_a_subset_a_small_class_cannot_fill_is_refused_and_the_counts_used_are_recorded(data_root, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, sizes in (("train", {"many": 100, "few": 5}), ("test", {"many": 10, "few": 10})):
+        for name, count in sizes.items():
+            folder = tmp_path / "pets" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    cfg = dict(data={"dataset": "imagefolder", "path": str(tmp_path / "pets"), "train_subset": 40, "test_subset": None,
+                     "val_fraction": 0.2}, model={"name": None, "spec": "flatten -> dense classes"})
+    with pytest.raises(CnnlabError, match="data.train_subset=40 takes up to 20 images of each of 2 classes, but class "
+                                          "'few' has only 5; ask for at most 10"):
+        start_run(quick_config(**cfg), tmp_path / "runs", data_root)
+    cfg["data"]["train_subset"] = 10
+    run = start_run(quick_config(**cfg), tmp_path / "runs", data_root)
+    assert run.summary()["data"]["per_class"] == {"train": {"few": 4, "many": 4}, "val": {"few": 1, "many": 1},
+                                                  "test": {"few": 10, "many": 10}}
