@@ -126,6 +126,18 @@ def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path)
                        f"when the cause is fixed, resume with: {resume_command(run, data_root, spread)}")
 
 
+LAST_RESORT = '{"status": "failed", "failure": "error", "error": "recording the failure failed"}\n'  # built ahead
+
+
+def _last_resort(run: RunFolder, epochs_done: int) -> None:
+    """Mark the run failed when recording its failure the usual way failed (out of memory, a file the summary
+    reads): the smallest record, through nothing that can fail as that did, so it never stays 'running'."""
+    try:
+        write_text(run.summary_path, LAST_RESORT[:-2] + f', "epochs_done": {int(epochs_done)}}}\n')
+    except Exception:
+        write_text(run.summary_path, LAST_RESORT)  # no memory even for that line: the record made at import
+
+
 def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_root: Path) -> RunFolder:
     trainer = Trainer(built, progress)
     trainer.attach(run)  # a last.pt that cannot continue this run is refused, and the run left as it was
@@ -140,8 +152,10 @@ def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_
             try:
                 failure = _failed(trainer, run, e, data_root)
             except Exception as recording:
+                if built.spread.main:
+                    _last_resort(run, trainer.state.epoch)
                 raise CnnlabError(f"{one_line(e)}; and recording the failure in {run.path} failed too: "
-                                  f"{one_line(recording)}") from e
+                                  f"{one_line(recording)}; it is marked failed") from e
             if failure is e:
                 raise
             raise failure from e

@@ -333,3 +333,48 @@ def test_a_subset_a_small_class_cannot_fill_is_refused_and_the_counts_used_are_r
     run = start_run(quick_config(**cfg), tmp_path / "runs", data_root)
     assert run.summary()["data"]["per_class"] == {"train": {"few": 4, "many": 4}, "val": {"few": 1, "many": 1},
                                                   "test": {"few": 10, "many": 10}}
+
+
+# ---- 5, 6: a damaged peaks.json is measured again; a failure whose recording fails still marks the run ------------
+
+
+@pytest.mark.parametrize("damage", ["[1, 2]", '"a string"', "0", '{"KEY": [1]}', '{"KEY": {"gflops": "fast"}}',
+                                    '{"KEY": {"gflops": NaN, "size": 8, "measured": "x", "busy": false}}'])
+def test_a_damaged_peaks_file_is_measured_again(tmp_path, monkeypatch, damage):
+    import json
+
+    import torch
+
+    from cnnlab.engine import peak
+
+    monkeypatch.setattr(peak, "matmul_peak_gflops", lambda *a, **k: 123.0)  # measuring is not what is tested
+    key = peak.peak_key(torch.device("cpu"), "fp32")
+    (tmp_path / peak.PEAKS_FILE).write_text(damage.replace("KEY", key))
+    assert peak.machine_peak(torch.device("cpu"), "fp32", tmp_path)["gflops"] == 123.0
+    assert json.loads((tmp_path / peak.PEAKS_FILE).read_text())[key]["gflops"] == 123.0
+
+
+def test_a_run_with_a_damaged_peaks_file_completes(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "peaks.json").write_text("[1, 2]")
+    assert start_run(quick_config(), tmp_path / "runs", data_root).summary()["status"] == "completed"
+
+
+def test_a_failure_whose_recording_fails_is_still_marked_failed(data_root, tmp_path, monkeypatch):
+    import cnnlab.runner as runner_mod
+    from cnnlab.engine.trainer import Progress
+
+    def crash(row):
+        raise ZeroDivisionError("division by zero")
+
+    def out_of_memory(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(runner_mod, "_failed", out_of_memory)
+    with pytest.raises(CnnlabError, match="division by zero; and recording the failure in .* failed too: "
+                                          "MemoryError; it is marked failed"):
+        start_run(quick_config(train={"epochs": 2}), tmp_path, data_root, Progress(epoch_end=crash))
+    (path,) = (tmp_path / "test").iterdir()
+    marked = {"status": "failed", "failure": "error", "error": "recording the failure failed", "epochs_done": 1}
+    assert RunFolder(path).summary() == marked
