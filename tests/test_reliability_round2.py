@@ -378,3 +378,43 @@ def test_a_failure_whose_recording_fails_is_still_marked_failed(data_root, tmp_p
     (path,) = (tmp_path / "test").iterdir()
     marked = {"status": "failed", "failure": "error", "error": "recording the failure failed", "epochs_done": 1}
     assert RunFolder(path).summary() == marked
+
+
+# ---- 12: an image too large to decode, and work of terabytes, are refused with the figure -------------------------
+
+
+def bomb_png(path) -> "Path":
+    """The header of a 20000x20000 PNG: Pillow refuses it as a decompression bomb before it reads any pixel."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_decompression_bomb_in_a_folder_or_given_to_explain_is_named(done_run, data_root, tmp_path, monkeypatch,
+                                                                        capsys):
+    from cnnlab.data.decoders import read_image_folder
+
+    for split in ("train", "test"):
+        (tmp_path / "pets" / split / "cat").mkdir(parents=True)
+    bomb = bomb_png(tmp_path / "pets" / "train" / "cat" / "big.png")
+    with pytest.raises(CnnlabError, match=f"cannot decode image {re.escape(str(bomb))}: Image size .* decompression"):
+        read_image_folder(tmp_path / "pets")
+    code, message = run_cli(monkeypatch, capsys, "explain", own_copy(done_run, tmp_path).path, "--image", bomb,
+                            "--data-dir", data_root)
+    assert code == 2 and f"cannot decode image {bomb}" in message
+
+
+@pytest.mark.parametrize("args, named", [
+    (["summary", "simplenn", "--input", "3x100000x100000"], "the model's parameters and buffers: 4,469.6 GiB needed"),
+    (["cost", "finetune", "simplenn", "--batch-size", "100000000"],
+     "one training step (whole) at batch size 100,000,000: 10,006.1 GiB needed, more than the"),
+])
+def test_work_beyond_the_machines_memory_is_refused_with_the_figure(monkeypatch, capsys, args, named):
+    code, message = run_cli(monkeypatch, capsys, *args)
+    assert code == 2 and named in message, message

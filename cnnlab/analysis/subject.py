@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 from torch import nn
 
+from cnnlab.analysis.fits import build_within_memory
 from cnnlab.errors import CnnlabError
 from cnnlab.models import recipe as recipes
 from cnnlab.models.build import ModelOptions
@@ -43,9 +44,10 @@ class Subject:
     optim: object = None  # the experiment's OptimConfig, if it came from one
 
     def build(self, in_shape: tuple, options: Optional[ModelOptions] = None) -> nn.Module:
+        advice = "give a smaller --input or smaller hyper-parameters"
         if self.recipe is not None:
-            return self.recipe.build(in_shape, options)
-        return self.factory()
+            return build_within_memory(lambda: self.recipe.build(in_shape, options), advice)
+        return build_within_memory(self.factory, advice)
 
 
 def parse_assignments(items: list[str]) -> dict[str, int]:
