@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -109,10 +110,19 @@ def save_torch(path: Path, obj: Any) -> None:
     write_atomic(path, lambda f: torch.save(obj, f), binary=True)
 
 
-def remove_leftovers(folder: Path) -> list[Path]:
-    """Delete the temporary files a killed writer left in `folder` and below; only for a folder no other
-    process writes to (a run folder whose lock is held). The files removed."""
-    found = [p for p in Path(folder).rglob(f".*{TMP_SUFFIX}") if p.is_file()]
+def unchanged_for(path: Path) -> float:
+    """Seconds since `path` last changed; -1 when it is gone (renamed into place by its writer meanwhile)."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return -1.0
+
+
+def remove_leftovers(folder: Path, quiet_for: float = 0) -> list[Path]:
+    """Delete the temporary files a killed writer left in `folder` and below: in a folder no other process writes
+    to (a run folder whose lock is held), all; in a shared one, those unchanged for `quiet_for` seconds (a live
+    writer keeps changing its file). The files removed."""
+    found = [p for p in Path(folder).rglob(f".*{TMP_SUFFIX}") if p.is_file() and unchanged_for(p) >= quiet_for]
     for p in found:
         p.unlink(missing_ok=True)
     return found

@@ -418,3 +418,77 @@ def test_a_decompression_bomb_in_a_folder_or_given_to_explain_is_named(done_run,
 def test_work_beyond_the_machines_memory_is_refused_with_the_figure(monkeypatch, capsys, args, named):
     code, message = run_cli(monkeypatch, capsys, *args)
     assert code == 2 and named in message, message
+
+
+# ---- 15: extractions in use, leftovers of killed writers, unsafe members, one class, a FIFO -----------------------
+
+
+def pics_archive(folder, content: bytes = b"png") -> "Path":
+    import tarfile
+
+    (folder / "pics" / "cat").mkdir(parents=True, exist_ok=True)
+    (folder / "pics" / "cat" / "1.png").write_bytes(content)
+    with tarfile.open(folder / "pics.tar.gz", "w:gz") as t:
+        t.add(folder / "pics", arcname="pics")
+    return folder / "pics.tar.gz"
+
+
+def test_an_extraction_being_read_is_not_removed_and_leftovers_of_killed_writers_are(tmp_path, monkeypatch):
+    import os
+
+    from cnnlab.data.archives import extract_once, extracted
+    from cnnlab.data.cache import write_cache
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    archive = pics_archive(tmp_path)
+    with extracted(archive) as reading:  # process A decodes from it...
+        os.utime(archive, ns=(0, archive.stat().st_mtime_ns + 10**9))  # ...while the archive is replaced
+        newer = extract_once(archive)  # and process B extracts the new state
+        assert newer != reading and (reading / "pics" / "cat" / "1.png").read_bytes() == b"png"
+    killed = tmp_path / "cache" / "extracted" / ".pics-x.0123abcd.tmp"  # an extraction killed mid-way
+    (killed / "pics").mkdir(parents=True)
+    os.utime(killed, (0, 0))
+    assert extract_once(archive) == newer and sorted((tmp_path / "cache" / "extracted").iterdir()) == [newer]
+    tensors = tmp_path / "cache" / "tensors"
+    tensors.mkdir()
+    (tensors / ".x.pt.0123abcd.tmp").write_bytes(b"half a cache")  # a cache write killed mid-way
+    (tensors / ".y.pt.0123abcd.tmp").write_bytes(b"a live write")
+    os.utime(tensors / ".x.pt.0123abcd.tmp", (0, 0))
+    write_cache(tensors / "z.pt", {"a": 1}, "sources", tmp_path)
+    assert sorted(p.name for p in tensors.iterdir()) == [".y.pt.0123abcd.tmp", "z.json", "z.pt"]
+
+
+def test_an_unsafe_archive_member_is_refused_as_unsafe(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    from cnnlab.data.archives import extract_once
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    with tarfile.open(tmp_path / "evil.tar.gz", "w:gz") as t:
+        member = tarfile.TarInfo("../outside.png")
+        member.size = 3
+        t.addfile(member, io.BytesIO(b"png"))
+    with pytest.raises(CnnlabError, match=r"refused to extract .*evil.tar.gz: its member '../outside.png' is unsafe"):
+        extract_once(tmp_path / "evil.tar.gz")
+    assert not (tmp_path / "cache" / "outside.png").exists()
+
+
+def test_one_class_is_refused_and_a_fifo_is_skipped_by_name(data_root, tmp_path, capsys):
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (tmp_path / "pets" / split / "cat").mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "pets" / split / "cat" / f"{i}.png")
+    os.mkfifo(tmp_path / "pets" / "train" / "cat" / "x.png")  # reading it would wait for a writer for ever
+    cfg = dict(data={"dataset": "imagefolder", "path": str(tmp_path / "pets"), "train_subset": None,
+                     "test_subset": None}, model={"name": None, "spec": "flatten -> dense classes"})
+    with pytest.raises(CnnlabError, match="holds one class \\(cat\\); a classifier needs at least two"):
+        start_run(quick_config(**cfg), tmp_path / "runs", data_root)
+    assert "skipping 1 image name(s) that are no regular file" in capsys.readouterr().err

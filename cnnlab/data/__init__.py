@@ -188,6 +188,9 @@ def prepare(cfg, root: Path, device: torch.device, statistics: Optional[Statisti
         parts = {"train": (train.images[tr], train.labels[tr]), "val": (train.images[va], train.labels[va]),
                  "test": (test.images[te], test.labels[te])}
         classes = train.classes
+        if cfg.task == "classify" and len(classes) < 2:  # nothing to tell apart: the loss is 0 from the start
+            raise CnnlabError(f"{source} holds one class ({classes[0]}); a classifier needs at least two: add a class "
+                              f"folder, or choose a dataset of several classes")
     scale, shift, mean, std = normalisation(data_cfg, parts["train"][0], statistics)
     aug = data_cfg.augment
     common = dict(device=device, scale=scale, shift=shift, channels_last=cfg.train.channels_last,
