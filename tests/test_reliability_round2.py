@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 import re
 import subprocess
 import sys
@@ -492,3 +493,59 @@ def test_one_class_is_refused_and_a_fifo_is_skipped_by_name(data_root, tmp_path,
     with pytest.raises(CnnlabError, match="holds one class \\(cat\\); a classifier needs at least two"):
         start_run(quick_config(**cfg), tmp_path / "runs", data_root)
     assert "skipping 1 image name(s) that are no regular file" in capsys.readouterr().err
+
+
+# ---- 8: a PostgreSQL server that restarts, or stops, under a sweep's storage ------------------------------------
+
+
+@pytest.fixture
+def own_postgres(tmp_path):
+    """A server of this test's own, which it may stop and start: (url, start, stop)."""
+    import shutil
+    import tempfile
+
+    from tests import postgres_server as pg
+
+    bindir = pg.server_bin()
+    folder = Path(tempfile.mkdtemp(prefix="cnnlab-pg-own-"))
+    prefix = pg.as_server_user(folder)
+    data, port = folder / "data", pg.free_port()
+    pg._run(prefix, [str(bindir / "initdb"), "-D", str(data), "-U", "cnnlab", "--auth=trust", "--no-sync"])
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+    def start():
+        pg._run(prefix, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-o", options,
+                         "start"])
+
+    start()
+    try:
+        yield f"postgresql://cnnlab@127.0.0.1:{port}/postgres", start, lambda: pg.stop(data)
+    finally:
+        pg.stop(data)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_storage_survives_a_restart_and_a_stopped_server_is_one_message(own_postgres, monkeypatch):
+    import threading
+    import time
+
+    from optuna.study import StudyDirection
+
+    from cnnlab.sweep import storage as storage_mod
+
+    url, start, stop = own_postgres
+    storage = storage_mod.open_storage(url)
+    study = storage.create_new_study([StudyDirection.MINIMIZE], "s")
+    stop()  # a restart: every pooled connection dies with the server, which is back 3 s later
+    restart = threading.Timer(3, start)
+    restart.start()
+    storage.set_study_user_attr(study, "after", "restart")
+    restart.join()
+    assert storage.get_study_user_attrs(study) == {"after": "restart"}
+    monkeypatch.setattr(storage_mod, "RETRY_S", 2.0)
+    stop()
+    begun = time.monotonic()
+    with pytest.raises(CnnlabError, match=r"the sweep's storage postgresql://cnnlab@127.0.0.1:\d+/postgres stopped "
+                                          r"answering for 2 s \(.*\); nothing is lost: .* run the same `cnnlab sweep`"):
+        storage.get_study_user_attrs(study)
+    assert time.monotonic() - begun < 10
