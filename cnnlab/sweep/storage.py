@@ -102,8 +102,8 @@ def open_storage(url: str, attempts: int = 8):
     for attempt in range(attempts):
         try:
             storage = _retrying_class()(url, engine_kwargs=kwargs)
-            if "creator" in kwargs:  # only now: setting up the tables nests two connections, which BEGIN IMMEDIATE would deadlock
-                _IMMEDIATE.add(storage.engine)
+            if "creator" in kwargs:  # SQLite, and only now: setting up the tables nests two connections,
+                _IMMEDIATE.add(storage.engine)  # which BEGIN IMMEDIATE would deadlock
             return storage
         except ImportError as e:
             raise CnnlabError(f"storage {redact(url)}: the database driver is not installed ({e}); for PostgreSQL "
