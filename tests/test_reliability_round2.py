@@ -549,3 +549,21 @@ def test_storage_survives_a_restart_and_a_stopped_server_is_one_message(own_post
                                           r"answering for 2 s \(.*\); nothing is lost: .* run the same `cnnlab sweep`"):
         storage.get_study_user_attrs(study)
     assert time.monotonic() - begun < 10
+
+
+def test_a_read_only_sweep_storage_is_not_waited_for(read_only, monkeypatch, capsys):
+    import time
+
+    from optuna.study import StudyDirection
+
+    from cnnlab.sweep.storage import open_storage
+
+    source, mount = read_only
+    (source / "lr").mkdir()  # the sweep's folder, there before: the study is what cannot be written
+    open_storage(f"sqlite:///{source / 'study.db'}").create_new_study([StudyDirection.MINIMIZE], "s")
+    folder = make_read_only(source, mount)
+    begun = time.monotonic()
+    code, message = run_cli(monkeypatch, capsys, "sweep", "quickstart", "--grid", "optim.lr=0.1,0.2", "--name", "lr",
+                            "--storage", f"sqlite:///{folder / 'study.db'}", "--sweeps-dir", folder)
+    assert code == 2 and time.monotonic() - begun < 15, message
+    assert "cannot write the sweep's SQLite storage: it is read-only" in message

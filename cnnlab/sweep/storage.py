@@ -24,6 +24,7 @@ import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from cnnlab.atomic import read_only
 from cnnlab.errors import CnnlabError
 
 BUSY_TIMEOUT_S = 300  # how long a SQLite writer waits for the lock held by another worker
@@ -73,6 +74,8 @@ def _retried(method):
             try:
                 return method(self, *args, **kwargs)
             except lost as e:
+                if read_only(e):  # no wait makes a read-only file writable: the command line says so at once
+                    raise
                 if time.monotonic() + pause > deadline:
                     raise storage_lost(self.url, e) from e
                 time.sleep(pause)
