@@ -127,6 +127,14 @@ def _remove_unless_held(folder: Path) -> None:
             os.close(fd)
 
 
+def _still_at(fd: int, folder: Path) -> bool:
+    """Whether the folder open as `fd` is still the one at `folder` (not removed, nor removed and made again)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(folder))
+    except FileNotFoundError:
+        return False
+
+
 @contextmanager
 def extracted(archive: Path, progress: Optional[Progress] = None) -> Iterator[Path]:
     """The archive's extraction (extract_once), held by a shared lock while it is read, so that a process
@@ -134,8 +142,10 @@ def extracted(archive: Path, progress: Optional[Progress] = None) -> Iterator[Pa
     for _ in range(3):
         folder = extract_once(archive, progress)
         fd = _lock(folder, fcntl.LOCK_SH)
-        if fd is None or not folder.is_dir():  # removed between its extraction and the lock: extract again
-            os.close(fd) if fd is not None else None
+        if fd is not None and not _still_at(fd, folder):
+            os.close(fd)
+            fd = None
+        if fd is None:  # removed between its extraction and the lock: extract again
             continue
         try:
             yield folder
