@@ -59,7 +59,8 @@ class DataConfig(Section):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share held out for testing when a dataset has no test split (Penn-Fudan)")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the subset and train/validation split (the run's seed does not move it)")
-    train_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced training images (validation is held out of these)")
+    train_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced training images (validation is "
+                                        "held out of these; a class too small for its share is refused)")
     test_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced test images")
     normalize: bool = True
     augment: AugmentConfig = AugmentConfig()
