@@ -15,9 +15,9 @@ import time
 import torch
 
 from cnnlab.device import matmul_peak_gflops
-from cnnlab.config import load_experiment
+from cnnlab.experiment_files import load_experiment
 from cnnlab.data.root import data_root
-from cnnlab.engine.build import build_run
+from cnnlab.engine.run_setup import build_run
 from cnnlab.engine.trainer import Trainer
 
 

@@ -20,7 +20,7 @@ import torch
 
 from cnnlab.analysis.count import count
 from cnnlab.analysis.render import render
-from cnnlab.analysis.summary import Options, document, summarise
+from cnnlab.analysis.network_summary import Options, document, summarise
 from cnnlab.analysis.subject import resolve
 
 

@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from cnnlab.config import load_experiment
+from cnnlab.experiment_files import load_experiment
 from cnnlab.data.root import data_root
 from cnnlab.runner import start_run
 

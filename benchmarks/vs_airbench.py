@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.config import load_experiment
+from cnnlab.experiment_files import load_experiment
 from cnnlab.data import load_images
 from cnnlab.data.root import data_root
 from cnnlab.runner import start_run

@@ -5,19 +5,19 @@ that resumes it (exit code 130 or 143); `--debug` anywhere shows the traceback.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Column, Table
 
 from cnnlab.atomic import cannot_write, read_only, write_text
+from cnnlab.console import ConsoleProgress, console_progress
 from cnnlab.errors import CnnlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -31,90 +31,6 @@ err = Console(stderr=True)
 DATA_DIR = typer.Option(None, "--data-dir", help="data root (default: $CNNLAB_DATA, else ~/.cache/cnnlab/data)")
 
 
-def epoch_line(row: dict, epochs: int) -> str:
-    """One printed line per epoch: every split's metrics (as the vocabulary names them), then time and speed."""
-    from cnnlab import metrics
-
-    splits = [f"{name} " + " ".join(f"{metrics.SPLIT_METRICS[m].label} {row[k]:.{metrics.digits(k)}f}"
-                                    for m in metrics.SPLIT_METRICS if (k := metrics.split_key(split, m)) in row)
-              for split, name in metrics.SPLITS.items() if metrics.split_key(split, "loss") in row]
-    return (f"epoch {row['epoch']}/{epochs}  " + " | ".join(splits)
-            + f" | {row['seconds']:.1f} s, {row['images_per_s']:,.0f} images/s")
-
-
-class DecodeBar:
-    """A first decode (or extraction) of a dataset: what it is, said once, then a bar with the time left when
-    stdout is a terminal (it stays on screen when it is done)."""
-
-    def __init__(self):
-        self.bar = None
-        if sys.stdout.isatty():
-            self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
-        self.task = None
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        if done == 0:  # a new phase begins: the whole line once, then a bar named by its first word
-            print(what, flush=True)
-            if self.bar is None:
-                return
-            self.bar.start()
-            self.task = self.bar.add_task(what.split()[0], total=total)
-        if self.bar is not None and self.task is not None:
-            self.bar.update(self.task, completed=done)
-            if done >= total:
-                self.bar.stop()  # the finished bar stays on screen, the next phase gets a bar of its own
-                self.bar.remove_task(self.task)
-                self.task = None
-
-
-class ConsoleProgress:
-    """A live bar per epoch when stdout is a terminal (steps, time spent and left, the running loss); one
-    printed line per epoch always; a first decode of the data says what it decodes, with its own bar."""
-
-    def __init__(self, epochs: int):
-        self.epochs = epochs
-        self.bar = None
-        if sys.stdout.isatty():
-            self.bar = RichProgress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                                    TextColumn("{task.fields[loss]}"), transient=True)
-        self.task = None
-
-    def hooks(self):
-        from cnnlab.engine.trainer import Progress
-
-        return Progress(epoch_start=self.epoch_start, step=self.step, epoch_end=self.epoch_end, message=self.message,
-                        decode=DecodeBar())
-
-    def epoch_start(self, epoch: int, batches: int) -> None:
-        if self.bar is not None:
-            self.bar.start()
-            self.task = self.bar.add_task("train", total=batches, epoch=f"{epoch}/{self.epochs}", loss="")
-
-    def step(self, loss: Optional[float]) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task)
-            if loss is not None:
-                self.bar.update(self.task, loss=f"train loss {loss:.4f}")
-
-    def epoch_end(self, row: dict) -> None:
-        if self.bar is not None:
-            self.bar.remove_task(self.task)
-            self.bar.stop()
-        print(epoch_line(row, self.epochs), flush=True)
-
-    def message(self, text: str) -> None:
-        print(text, flush=True)
-
-
-def console_progress(spread, epochs: Callable[[], int]):
-    """Progress shown by rank 0 alone (every process of a torchrun run would print the same lines)."""
-    from cnnlab.engine.trainer import Progress
-
-    return ConsoleProgress(epochs()).hooks() if spread.main else Progress()
-
-
 @app.command()
 def run(
     experiment: str = typer.Argument(..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"),
@@ -126,7 +42,7 @@ def run(
 ):
     """Train one experiment into a new run folder, ending with its report; prints the folder last.
     Under torchrun (`torchrun --nproc-per-node=N -m cnnlab run ...`) the N processes train one run."""
-    from cnnlab.config import load_experiment
+    from cnnlab.experiment_files import load_experiment
     from cnnlab.data.root import data_root
     from cnnlab.data.sources import download as fetch
     from cnnlab.engine.distributed import join
@@ -157,7 +73,7 @@ def invariance(
     data_dir: Optional[str] = DATA_DIR,
 ):
     """Train with and without the input transform y = a*x + b; report how far curves and outputs moved."""
-    from cnnlab.config import load_experiment
+    from cnnlab.experiment_files import load_experiment
     from cnnlab.data.root import data_root
     from cnnlab.runner import run_invariance
 
@@ -184,7 +100,9 @@ def resume(run_dir: Path = typer.Argument(..., help="a run folder made by `cnnla
 def sweep(
     experiment: str = typer.Argument(..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every run, e.g. train.epochs=2"),
-    grid: Optional[List[str]] = typer.Option(None, "--grid", help="KEY=V1,V2,...: one axis of the grid (repeat for more axes; values read as YAML); K1,K2=[a,1],[b,2] moves two keys together"),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", help="KEY=V1,V2,...: one axis of the grid (repeat for "
+                                             "more axes; values read as YAML); "
+                                             + escape("K1,K2=[a,1],[b,2] moves two keys together")),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="runs per variant, with seeds seed, seed+1, ... (default 3)"),
     workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per worker (default: the machine's cores shared out between the workers)"),
@@ -200,6 +118,8 @@ def sweep(
     under SWEEP_DIR/runs/; ends with the sweep report and prints the sweep folder last. Run the same command
     again after an interruption: only what is missing runs."""
     from cnnlab.data.root import data_root
+    from cnnlab.document import to_text
+    from cnnlab.report.compare_blocks import comparison_blocks
     from cnnlab.report.sweep_report import write_sweep_report
     from cnnlab.sweep.compare import analyse
     from cnnlab.sweep.grid import define
@@ -209,111 +129,67 @@ def sweep(
     folder = run_sweep(definition, sweeps_dir, storage, workers, data_root(data_dir), stale_after, threads=threads)
     if not worker:
         analysis = analyse([folder])
-        report_path = write_sweep_report(analysis, folder)
-        print_comparison(analysis)
-        print(f"report: {report_path}")
+        report = write_sweep_report(analysis, folder)
+        print_output(to_text(comparison_blocks(analysis.comparison)))
+        print(f"report: {report['html']}")
     print(folder)
-
-
-def print_comparison(analysis) -> None:
-    """The comparison as a table, then one line per test in words."""
-    from cnnlab import metrics
-    from cnnlab.report.run_report import fmt
-
-    result = analysis.result
-    console = Console() if sys.stdout.isatty() else Console(width=160)  # a log or a pipe: wide enough for variant names
-    if analysis.definition is not None and analysis.definition.mode == "optuna":
-        from cnnlab.sweep.collect import brief
-        from cnnlab.sweep.search import objective
-
-        search = analysis.definition.base["search"]
-        table = Table("trial", "status", "epochs", "objective", *search["params"], title="Optuna trials")
-        for run in sorted(analysis.runs + analysis.skipped, key=lambda r: r.path.name):
-            table.add_row(escape(run.path.name), run.status, str(len(run.history)), fmt(objective(run.history, search)),
-                          *(escape(brief(run.config.get(k))) for k in search["params"]))
-        console.print(table)
-        return
-    table = Table(Column("variant", overflow="fold"), "n", "final mean ± std", "min", "max", "95% CI",
-                  "best mean ± std", "95% CI",
-                  title=f"{metrics.label(result['metric'])} over seeds " + ("(one value of summary.json per run)"
-                        if result["source"] == "summary" else "(final: last epoch; best: epoch of the best checkpoint)"))
-    ci = lambda s: f"[{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]" if s["ci95"] else "-"
-    for v in result["variants"]:
-        f, b = v["final"], v["best"]
-        table.add_row(escape(v["name"]), str(v["n"]), f"{fmt(f['mean'])} ± {fmt(f['std'])}", fmt(f["min"]), fmt(f["max"]),
-                      ci(f), f"{fmt(b['mean'])} ± {fmt(b['std'])}", ci(b))
-    console.print(table)
-    if result["tests"]:
-        tests = Table(Column("a vs b", overflow="fold"), "a − b", "95% CI", "Welch's t", "df", "p", "z", "p (z)", "p (Holm)",
-                      title=f"Welch's t-test and z-score of the {result['stat']} {result['metric']}, alpha = {result['alpha']:g}")
-        for t in result["tests"]:
-            ci = f"[{t['ci95_diff'][0]:+.4f}, {t['ci95_diff'][1]:+.4f}]" if t["ci95_diff"] else "-"
-            tests.add_row(f"{escape(t['a'])} vs {escape(t['b'])}", fmt(t["diff"]), ci, fmt(t["t"], 2), fmt(t["df"], 1),
-                          fmt(t["p_value"]), fmt(t["z"], 2), fmt(t["z_p_value"]), fmt(t["p_holm"]),
-                          style="bold green" if t["significant_holm"] else None)
-        console.print(tests)
-    for t in result["tests"]:  # a clear win (significant after Holm's correction) in bold, everything else plain
-        line = f"{escape(t['a'])} vs {escape(t['b'])} ({result['stat']}): {escape(t['words'])}"
-        console.print(f"[bold green]{line}[/]" if t["significant_holm"] else line, highlight=False)
-    for line in [result.get("note")] + result["warnings"]:
-        if line:
-            console.print(f"note: {escape(line)}", highlight=False)
-    if result["skipped"]:
-        console.print(f"left out: {len(result['skipped'])} runs that did not complete "
-                      f"({', '.join(sorted({s['status'] for s in result['skipped']}))})", highlight=False)
 
 
 @app.command()
 def compare(
     paths: List[Path] = typer.Argument(..., help="a sweep folder, or run folders (or folders that hold run folders)"),
-    metric: str = typer.Option("val_acc", "--metric", help="a metric recorded per epoch (val_acc, test_acc, val_loss, "
-                               "train_loss, ...) or any number of summary.json by its dotted key (sparsity.total.share_below)"),
-    by: Optional[List[str]] = typer.Option(None, "--by", help="group runs by these config keys (repeat, or comma-separate); default: the sweep's grid, else every key that differs"),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", help="metrics to compare (repeat, or comma-separate): "
+                                               "per-epoch ones (val_acc, test_acc, val_loss, train_loss, ...) or numbers "
+                                               "of summary.json by dotted key (sparsity.total.share_below); default: "
+                                               "the task's final metrics (training and validation loss and accuracy "
+                                               "at the last epoch, test accuracy at the best checkpoint)"),
+    by: Optional[List[str]] = typer.Option(None, "--by", help="group runs by these config keys (repeat, or "
+                                           "comma-separate); default: the sweep's grid, else every key that differs"),
     output: str = typer.Option("table", "--format", help="table or json"),
     alpha: float = typer.Option(0.05, "--alpha", help="significance level of the tests"),
-    stat: str = typer.Option("final", "--stat", help="what the tests compare: final (last epoch) or best (epoch of the best checkpoint, by train.monitor)"),
+    stat: str = typer.Option("final", "--stat", help="for --metric: final (last epoch) or best (epoch of the best "
+                             "checkpoint, by train.monitor)"),
     log_x: bool = typer.Option(False, "--log-x", help="log-scale epochs in the band plots"),
-    out: Optional[Path] = typer.Option(None, "--out", help="where compare.json, the band plots and report.html go (default: the sweep folder, else ./comparison)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where compare.json, the figures and the report go "
+                                       "(default: comparisons/<sweep or experiment names>)"),
 ):
-    """Per variant n, mean, std, min, max and 95% CI of the final and best metric; Welch's t-test and z-score for
-    every pair, in words; band plots and a report."""
-    import json
-
-    from cnnlab.report.sweep_report import write_sweep_report
-    from cnnlab.sweep.compare import analyse
+    """One table of the final metrics per variant (mean ± std over seeds), then per metric n, mean, std, min,
+    max and 95% CI, and Welch's t-test for every pair in words; band plots and a report in a folder of its own."""
+    from cnnlab.document import to_text
+    from cnnlab.report.compare_blocks import comparison_blocks
+    from cnnlab.report.reports import write_comparison
 
     if output not in ("table", "json"):
         raise CnnlabError(f"--format must be table or json (got {output})")
-    keys = [k.strip() for text in by or [] for k in text.split(",") if k.strip()] or None
-    analysis = analyse(paths, metric, keys, alpha, stat)
-    target = out or (paths[0] if analysis.definition is not None else Path("comparison"))
-    report_path = write_sweep_report(analysis, target, log_x=log_x)
+    split = lambda texts: [k.strip() for text in texts or [] for k in text.split(",") if k.strip()] or None
+    analysis, written = write_comparison(paths, split(metric), split(by), alpha, stat, out, log_x)
     if output == "json":
-        print(json.dumps(analysis.result, indent=2))
-        err.print(f"report: {escape(str(report_path))}", highlight=False)
+        print(json.dumps(analysis.comparison.to_dict(), indent=2))
+        err.print(f"report: {escape(str(written['html']))}", highlight=False)
     else:
-        print_comparison(analysis)
-        print(f"report: {report_path}")
+        print_output(to_text(comparison_blocks(analysis.comparison)))
+        print(f"report: {written['html']}")
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="a run folder or a sweep folder")):
-    """(Re)write the report.html and report.md of a run or a sweep from its folder."""
-    from cnnlab.report.run_report import write_run_report
+def report(
+    run_dir: Path = typer.Argument(..., help="a run folder or a sweep folder"),
+    formats: Optional[List[str]] = typer.Option(None, "--format", "-f", help="html | md | latex | pdf (repeat for "
+                                                "several; default html and md): pdf prints the HTML report with "
+                                                "headless Chromium; latex writes latex/ with \\input-able tables"),
+):
+    """(Re)write the report of a run or a sweep from its folder, in the formats asked for; prints each file."""
+    from cnnlab.report.reports import write_folder_report
 
-    if (run_dir / "sweep.json").exists():
-        from cnnlab.report.sweep_report import write_sweep_report
-        from cnnlab.sweep.compare import analyse
-
-        print(write_sweep_report(analyse([run_dir]), run_dir))
-        return
-    print(write_run_report(run_dir))
+    for path in write_folder_report(run_dir, tuple(f for text in formats or ["html", "md"]
+                                                    for f in text.split(",") if f)).values():
+        print(path)
 
 
 @app.command()
 def experiments():
     """List the experiments `cnnlab run NAME` knows: yours in ./experiments first, then the built-in ones."""
-    from cnnlab.config import experiment_description, experiments_dir, known_experiments
+    from cnnlab.experiment_files import experiment_description, experiments_dir, known_experiments
 
     table = Table("name", Column("about", overflow="fold"), "file")
     for name, path in sorted(known_experiments().items()):
@@ -375,11 +251,10 @@ def summary(
     """Per-layer costs of a network: shapes, weights, biases, buffers, MACs, activation memory; totals; training memory.
 
     The table fits the terminal's width (columns left out are named under it); --format markdown keeps them all."""
-    import json
 
-    from cnnlab.analysis.render import render, to_csv
-    from cnnlab.analysis.summary import Options, document, main_table, subject_and_input, summarise, summary_json
-    from cnnlab.analysis.training import OPTIMIZERS
+    from cnnlab.document import render, to_csv
+    from cnnlab.analysis.network_summary import Options, document, main_table, subject_and_input, summarise, counts_record
+    from cnnlab.optimizers import OPTIMIZERS
     from cnnlab.analysis.whatif import WhatIf
 
     if fmt not in ("table", "markdown", "latex", "json"):
@@ -397,7 +272,7 @@ def summary(
                               "a file in a folder that does")
         write_text(csv_file, to_csv(main_table(result, cols)))
     if fmt == "json":
-        print_output(json.dumps(summary_json(result), indent=2))
+        print_output(json.dumps(counts_record(result).to_dict(), indent=2))
     else:
         print_output(render(document(result, cols), fmt))
 
@@ -413,10 +288,9 @@ def layers(
 ):
     """Every module by the name `cnnlab explain --layer` takes, its type and output shape, in order of execution;
     convolutions marked, and the convolutions that `first` and `last` stand for."""
-    import json
 
-    from cnnlab.analysis.summary import concrete, subject_and_input
-    from cnnlab.explain.layers import list_layers
+    from cnnlab.analysis.network_summary import concrete, subject_and_input
+    from cnnlab.explain.layer_listing import list_layers
 
     if fmt not in ("table", "json"):
         raise CnnlabError(f"--format {fmt}: choose table or json")
@@ -478,13 +352,12 @@ def cost_finetune(
     data_dir: Optional[str] = DATA_DIR,
 ):
     """Measured peak memory and time per step: the whole network trained vs only its last layer."""
-    import json
 
     from cnnlab.analysis.finetune import finetune_blocks, finetune_cost
-    from cnnlab.analysis.render import render
-    from cnnlab.analysis.summary import concrete, subject_and_input
+    from cnnlab.document import render
+    from cnnlab.analysis.network_summary import concrete, subject_and_input
     from cnnlab.device import pick_device
-    from cnnlab.analysis.training import OPTIMIZERS
+    from cnnlab.optimizers import OPTIMIZERS
 
     if optimizer is not None and optimizer not in OPTIMIZERS:
         raise CnnlabError(f"--optimizer {optimizer}: choose {', '.join(OPTIMIZERS)}")

@@ -1,4 +1,5 @@
-"""The experiment config: a typed schema, YAML loading, `key=value` overrides, clear errors.
+"""The experiment config: a typed schema, YAML reading, `key=value` overrides, clear errors (experiments by name:
+cnnlab.experiment_files).
 
 Every section refuses unknown keys, so a typo (`optim.lrr`) stops the run before it starts with the
 file, the key and the allowed keys named.
@@ -16,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cnnlab import metrics
 from cnnlab.data.registry import DATASETS
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, close_names, did_you_mean
 from cnnlab.models.init import INIT_SCHEMES
-from cnnlab.models.layers import ACTIVATIONS, UPSAMPLE_MODES
+from cnnlab.models.layer_kinds import ACTIVATIONS, UPSAMPLE_MODES
 from cnnlab.models.torchvision_models import segmentation_names, transfer_names
 from cnnlab.models.zoo import ZOO
 
@@ -168,7 +169,8 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1, description="the global batch: under torchrun each of N processes takes batch_size/N of it")
     eval_batch_size: int = Field(1000, ge=1, description="evaluation batch (per process under torchrun)")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="training loss only: validation and test losses "
+                                   "are plain cross-entropy")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast on CPU and GPU")
     channels_last: bool = True
     compile: bool = False
@@ -255,24 +257,33 @@ def _section_of(annotation) -> Any:
     return None
 
 
-def key_problem(key: str) -> Optional[str]:
-    """Why a dotted key (e.g. 'optim.lr') names no value of the config, or None if it does."""
-    path = key.split(".")
-    model: Any = Config
+def _walk(path: list[str]) -> tuple[Any, Optional[str]]:
+    """Follow a dotted key from Config, through Optional sections (optim.lookahead, search): the annotation of the
+    field it ends at (Config for no key, dict inside a free-form section), or why one of its parts names nothing."""
+    annotation: Any = Config
     for i, part in enumerate(path):
+        model = _section_of(annotation)
         if model is dict:
-            return None
+            return dict, None
         if model is None:
-            return f"'{'.'.join(path[:i])}' is a value, not a section"
+            return None, f"'{'.'.join(path[:i])}' is a value, not a section"
         field = model.model_fields.get(part)
         if field is None:
-            where = ".".join(path[:i]) or "the top level"
-            return f"'{part}' is not a key of {where}; allowed: {', '.join(sorted(model.model_fields))}"
-        model = _section_of(field.annotation)
-    optional = type(None) in typing.get_args(field.annotation)  # a section that may be off (optim.lookahead: null)
-    if model is not None and model is not dict and not optional:
+            allowed = sorted(model.model_fields)
+            return None, (f"'{part}' is not a key of {'.'.join(path[:i]) or 'the top level'}"
+                          f"{did_you_mean(part, allowed)}; allowed: {', '.join(allowed)}")
+        annotation = field.annotation
+    return annotation, None
+
+
+def key_problem(key: str) -> Optional[str]:
+    """Why a dotted key (e.g. 'optim.lr') names no value of the config, or None if it does."""
+    annotation, problem = _walk(key.split("."))
+    model = _section_of(annotation)
+    optional = type(None) in typing.get_args(annotation)  # a section that may be off (optim.lookahead: null)
+    if problem is None and model is not None and model is not dict and not optional:
         return f"'{key}' is a section; name a key inside it"
-    return None
+    return problem
 
 
 class Config(Section):
@@ -339,9 +350,10 @@ class Config(Section):
     @model_validator(mode="after")
     def _known_model(self):
         if self.model.name is not None and self.model.name not in ZOO and self.model.name not in transfer_names():
+            close = did_you_mean(self.model.name, [*ZOO, *transfer_names()])
             raise ValueError(f"model.name '{self.model.name}' is not in the zoo ({', '.join(sorted(ZOO))}) nor a torchvision "
-                             f"model; torchvision's classification and segmentation models are accepted by their names, "
-                             f"e.g. resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large")
+                             f"model{close}; torchvision's classification and segmentation models are accepted by "
+                             f"their names, e.g. resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large")
         return self
 
     @model_validator(mode="after")
@@ -381,28 +393,35 @@ class Config(Section):
         return self
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The keys allowed at `loc` (the section that holds the bad key)."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return sorted(model.model_fields)
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The keys allowed in the section that holds the bad key at `loc`."""
+    model = _section_of(_walk([str(p) for p in loc[:-1]])[0])
+    return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _choices(loc: tuple) -> list[str]:
+    """The values a Literal field at `loc` takes (data.dataset: cifar10, ...)."""
+    annotation = _walk([str(p) for p in loc])[0]
+    return [str(v) for ann in (annotation, *typing.get_args(annotation)) if typing.get_origin(ann) is Literal
+            for v in typing.get_args(ann)]
 
 
 def _describe(err: dict) -> str:
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(Config, loc)
-        return f"unknown key '{key}'; allowed here: {', '.join(allowed)}"
+        allowed = _allowed_keys(loc)
+        return f"unknown key '{key}'{did_you_mean(str(loc[-1]), allowed)}; allowed here: {', '.join(allowed)}"
     if err["type"] == "missing":
         return f"missing key '{key}'"
     msg = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
     shown = "" if isinstance(got, dict) or got is None else f" (got {SHORT.repr(got)})"
+    close = close_names(str(got), _choices(loc)) if err["type"] == "literal_error" else []
+    if close:
+        shown = f" (got {SHORT.repr(got)}; did you mean {' or '.join(close)}?)"
+    if err["type"] in ("float_parsing", "int_parsing") and isinstance(got, str) and "," in got:
+        shown += f"; to run each of several values, `cnnlab sweep EXPERIMENT --grid {key}={got}`"
     return f"key '{key}': {msg}{shown}" if loc else msg
 
 
@@ -494,56 +513,6 @@ def read_yaml(path: Path) -> dict:
     return raw
 
 
-def experiments_dir() -> Path:
-    """The built-in experiments, shipped inside the package (so an installed cnnlab has them too)."""
-    return Path(__file__).resolve().parent / "experiments"
-
-
-def experiment_folders() -> list[Path]:
-    """Where an experiment name is looked up, first match wins: the user's ./experiments, then the built-in ones."""
-    return [Path.cwd() / "experiments", experiments_dir()]
-
-
-def known_experiments() -> dict[str, Path]:
-    """Every experiment name with its file; a user's experiment hides a built-in one of the same name."""
-    found: dict[str, Path] = {}
-    for folder in experiment_folders():
-        for path in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:
-            found.setdefault(path.stem, path)
-    return found
-
-
-def experiment_description(path: Path) -> str:
-    """An experiment's one-line description: the first line of its file, when that is a comment."""
-    first = Path(path).read_text(encoding="utf-8").split("\n", 1)[0]
-    return first.lstrip("#").strip() if first.startswith("#") else ""
-
-
-def find_experiment(name_or_path: str) -> Path:
-    """An experiment is a YAML path, or the name of a file in ./experiments or among the built-in experiments."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml"):
-        if candidate.is_file():
-            return candidate
-        raise CnnlabError(f"experiment file {candidate} does not exist")
-    known = known_experiments()
-    if name_or_path in known:
-        return known[name_or_path]
-    raise CnnlabError(
-        f"no experiment named '{name_or_path}' in {', '.join(str(f) for f in experiment_folders())}; "
-        f"known experiments: {', '.join(sorted(known)) or 'none'} (`cnnlab experiments` describes them; "
-        f"or give a path to a .yaml file)"
-    )
-
-
-def load_experiment(name_or_path: str, overrides: list[str] = ()) -> Config:
-    path = find_experiment(name_or_path)
-    raw = read_yaml(path)
-    raw.setdefault("name", path.stem)
-    source = str(path) + (f" with overrides {SHORT.repr(' '.join(overrides))[1:-1]}" if overrides else "")
-    return validate(apply_overrides(raw, list(overrides)), source)
-
-
 def flatten(raw: dict, prefix: str = "") -> dict:
     """{"optim": {"lr": 0.01}} -> {"optim.lr": 0.01} (an empty section stays a value: {})."""
     out = {}
@@ -557,3 +526,26 @@ def flatten(raw: dict, prefix: str = "") -> dict:
 
 def dump(config: Config) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _defaults(model: type[BaseModel], prefix: str = "") -> dict:
+    """Every key of `model` with its default, flattened; a required section by its own keys' defaults."""
+    out: dict = {}
+    for name, f in model.model_fields.items():
+        section = _section_of(f.annotation)
+        if f.is_required():
+            if isinstance(section, type) and issubclass(section, BaseModel):
+                out.update(_defaults(section, f"{prefix}{name}."))
+            continue
+        value = f.get_default(call_default_factory=True)
+        value = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        out.update(flatten({name: value}, prefix) if isinstance(value, dict) else {f"{prefix}{name}": value})
+    return out
+
+
+def changes(config: Config) -> list[tuple[str, Any, Any]]:
+    """(key, value, default) of every key whose value is not its default: what this run chose, as a report
+    shows it first (a section switched on shows its keys; one switched off, its name with None)."""
+    given = flatten(config.model_dump(mode="json"))
+    default = _defaults(type(config))
+    return [(k, v, default.get(k)) for k, v in given.items() if k not in default or default[k] != v]

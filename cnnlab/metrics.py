@@ -51,7 +51,7 @@ EPOCH_METRICS = {m.key: m for m in (
     Metric("seconds_per_step", "time per step", "s", higher_is_better=False, digits=4, timing=True),
     Metric("images_per_s", "training speed", "images/s", higher_is_better=True, digits=0, timing=True),
     # 2 FLOPs per multiply-accumulate of a training step: 3 forward passes when every layer trains, fewer when
-    # a front is frozen (cnnlab.analysis.layers.training_macs)
+    # a front is frozen (cnnlab.analysis.layer_table.training_macs)
     Metric("train_gflop_per_s", "training throughput", "GFLOP/s", higher_is_better=True, digits=2, timing=True),
     # train_gflop_per_s over the machine's measured matmul peak at the run's precision (summary.json's peak)
     Metric("peak_percent", "share of peak", "%", higher_is_better=True, digits=1, timing=True),
@@ -67,6 +67,16 @@ TASK_MONITOR = {"classify": "acc", "colourize": "acc", "segment": "iou"}
 
 def split_key(split: str, metric: str) -> str:
     return f"{split}_{metric}"
+
+
+def monitored(task: str, monitor: Optional[str] = None) -> str:
+    """The validation metric that picks best.pt: train.monitor, else the task's own (val_acc; val_iou for segment)."""
+    return monitor or split_key("val", TASK_MONITOR[task])
+
+
+def best_words(key: str) -> str:
+    """'best validation IoU' or 'lowest validation loss': a kept best value of `key`, in words."""
+    return f"{'lowest' if mode(key) == 'min' else 'best'} {label(key)}"
 
 
 def monitor_problem(task: str, key: str) -> Optional[str]:

@@ -1,16 +1,20 @@
-"""The torch optimizer an optim config section names: one factory for the training loop and for the
-training-step memory that counting measures (it sits below both, so neither imports the other).
+"""Everything about optimizers, in one place: the torch optimizer an optim config section names (one factory for
+the training loop and for the training-step memory that counting measures), the presets `cnnlab summary
+--optimizer` names, the learning-rate schedules (a plain function of the step: nothing to checkpoint) and the
+L1 penalty.
 
 Parameters come in groups, each with an `lr_mult` that the training loop multiplies the scheduled rate by:
 a transfer model's head and body (optim.body_lr_mult), batch-norm shifts (optim.bn_bias_lr_mult), the rest.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 from torch import nn
 
+from cnnlab.config import OptimConfig
 from cnnlab.errors import CnnlabError
 
 
@@ -59,3 +63,53 @@ def make_optimizer(model: nn.Module, cfg, batch_size: int = 1, groups: Optional[
     if cfg.name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=cfg.betas)
     return torch.optim.AdamW(params, lr=lr, betas=cfg.betas)
+
+
+OPTIMIZERS = {
+    "sgd": OptimConfig(name="sgd", momentum=0.0),
+    "momentum": OptimConfig(name="sgd", momentum=0.9),
+    "adam": OptimConfig(name="adam"),
+    "adamw": OptimConfig(name="adamw"),
+}
+
+
+def optimizer_label(cfg: OptimConfig) -> str:
+    if cfg.name == "sgd":
+        return f"SGD with momentum {cfg.momentum}" if cfg.momentum else "SGD"
+    return {"adam": "Adam", "adamw": "AdamW"}[cfg.name]
+
+
+def state_per_parameter(cfg: OptimConfig) -> int:
+    """Values of optimizer state kept per trainable parameter."""
+    if cfg.name == "sgd":
+        return 1 if cfg.momentum else 0
+    return 2  # Adam's first and second moments
+
+
+def lr_at(step: int, total_steps: int, steps_per_epoch: int, lr: float, cfg) -> float:
+    """The learning rate for optimizer step `step` (0-based) of `total_steps`.
+
+    constant; step (times gamma every step_epochs epochs); cosine (optional linear warm-up, then
+    cosine down to min_lr_fraction*lr); onecycle (linear rise over warmup_fraction, default 0.25,
+    then linear fall to min_lr_fraction*lr). A warm-up rises from start_lr_fraction*lr (default 0).
+    """
+    floor = lr * cfg.min_lr_fraction
+    if cfg.name == "constant":
+        return lr
+    if cfg.name == "step":
+        return lr * cfg.gamma ** (step // (cfg.step_epochs * steps_per_epoch))
+    warm = cfg.warmup_fraction if cfg.warmup_fraction is not None else (0.25 if cfg.name == "onecycle" else 0.0)
+    rise = int(warm * total_steps)
+    if step < rise:
+        start = cfg.start_lr_fraction
+        return lr * (start + (1 - start) * (step + 1) / rise)
+    progress = (step - rise) / max(1, total_steps - rise)
+    if cfg.name == "cosine":
+        return floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return lr + (floor - lr) * progress
+
+
+def l1_penalty(model: torch.nn.Module) -> torch.Tensor:
+    """Sum of |w| over conv and dense weights (not biases, not batch-norm scales)."""
+    weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    return sum(w.abs().sum() for w in weights if w.requires_grad)

@@ -19,11 +19,12 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from cnnlab import config as config_mod
 from cnnlab.atomic import remove_leftovers, write_json, write_jsonl, write_text
 from cnnlab.errors import CnnlabError
+from cnnlab.records import RecordError, RunSummary, check_epoch_rows
 
 
 class DamagedRecord(CnnlabError):
@@ -115,6 +116,7 @@ class RunFolder:
         return config_mod.validate(config_mod.read_yaml(self.config_path), str(self.config_path))
 
     def metrics(self) -> list[dict]:
+        """metrics.jsonl's rows, each checked (numbers, an integer epoch)."""
         if not self.metrics_path.exists():
             return []
         rows = []
@@ -122,30 +124,28 @@ class RunFolder:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                rows.append(json.loads(line))
             except ValueError as e:
                 raise DamagedRecord(self.path, self.metrics_path, f"line {number} is not JSON: {e}") from None
-            if not isinstance(row, dict):
-                raise DamagedRecord(self.path, self.metrics_path, f"line {number} is not a JSON object")
-            rows.append(row)
-        return rows
+        try:
+            return check_epoch_rows(rows, self.metrics_path)
+        except RecordError as e:
+            raise DamagedRecord(self.path, self.metrics_path, e.what) from None
 
     def write_metrics(self, rows: list[dict]) -> None:
         write_jsonl(self.metrics_path, rows)
 
-    def summary(self) -> dict:
+    def summary(self) -> Optional[RunSummary]:
+        """summary.json as a checked record; None before the run wrote one."""
         if not self.summary_path.exists():
-            return {}
+            return None
         try:
-            summary = json.loads(self.summary_path.read_bytes())
-        except ValueError as e:
-            raise DamagedRecord(self.path, self.summary_path, f"not JSON: {e}") from None
-        if not isinstance(summary, dict):
-            raise DamagedRecord(self.path, self.summary_path, "not a JSON object")
-        return summary
+            return RunSummary.read(self.summary_path)
+        except RecordError as e:
+            raise DamagedRecord(self.path, self.summary_path, e.what) from None
 
-    def write_summary(self, summary: dict) -> None:
-        write_json(self.summary_path, summary)
+    def write_summary(self, summary: RunSummary) -> None:
+        summary.write(self.summary_path)
 
     def architecture(self) -> list[dict]:
         return json.loads(self.architecture_path.read_text()) if self.architecture_path.exists() else []

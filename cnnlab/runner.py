@@ -21,6 +21,7 @@ one still alive; torchrun then stops the rest with SIGTERM); `torchrun ... -m cn
 """
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 import threading
@@ -29,13 +30,14 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from cnnlab.atomic import write_text
-from cnnlab.engine.build import BuiltRun, build_run
+from cnnlab.atomic import write_json, write_text
+from cnnlab.engine.run_setup import BuiltRun, build_run
 from cnnlab.engine.distributed import ONE_PROCESS, Spread
 from cnnlab.engine.flags import torch_flags
 from cnnlab.engine.startup import clock_origin
 from cnnlab.engine.trainer import Diverged, Progress, Pruned, StopRequested, Trainer
 from cnnlab.errors import CnnlabError, Stopped
+from cnnlab.records import RunSummary
 from cnnlab.report.inside import best_checkpoint_record
 from cnnlab.report.run_report import write_run_report
 from cnnlab.runfolder import DamagedRecord, RunFolder
@@ -80,19 +82,19 @@ def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _end(run: RunFolder, summary: dict) -> None:
+def _end(run: RunFolder, summary: RunSummary) -> None:
     """The report first, then summary.json: a run recorded as ended has its report."""
     write_run_report(run.path, summary)
     run.write_summary(summary)
 
 
-def _fit(trainer: Trainer, built: BuiltRun, run: RunFolder) -> dict:
+def _fit(trainer: Trainer, built: BuiltRun, run: RunFolder) -> RunSummary:
     """Train; the summary of a completed or pruned run (its prediction figures drawn, by rank 0 of a spread run)."""
     try:
         trainer.fit()
     except Pruned:
-        return {**trainer.summary("pruned"), "pruned_at_epoch": trainer.state.epoch}
-    return {**trainer.summary("completed"), **(best_checkpoint_record(built, run) if built.spread.main else {})}
+        return trainer.summary("pruned").updated(pruned_at_epoch=trainer.state.epoch)
+    return trainer.summary("completed").updated(**(best_checkpoint_record(built, run) if built.spread.main else {}))
 
 
 def _stopped(trainer: Trainer, run: RunFolder, data_root: Path) -> Stopped:
@@ -100,7 +102,7 @@ def _stopped(trainer: Trainer, run: RunFolder, data_root: Path) -> Stopped:
     spread = trainer.built.spread
     command = resume_command(run, data_root, spread)
     if spread.main:
-        run.write_summary({**trainer.summary("stopped"), "stopped_by": by, "resume": command})
+        run.write_summary(trainer.summary("stopped").updated(stopped_by=by, resume=command))
     done, epochs = trainer.state.epoch, trainer.built.cfg.train.epochs
     return Stopped(f"stopped by {by} after epoch {done} of {epochs} (an unfinished epoch is dropped); "
                    f"resume with: {command}", 128 + signal.Signals[by].value)
@@ -111,14 +113,15 @@ def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path)
     error for the user."""
     diverged = isinstance(error, Diverged)
     spread = trainer.built.spread
-    summary = {**trainer.summary("failed", one_line(error)), "failure": "diverged" if diverged else "error"}
+    summary = trainer.summary("failed", one_line(error)).updated(failure="diverged" if diverged else "error")
     if spread.main:
         if not isinstance(error, CnnlabError):
             write_text(run.error_log, "".join(traceback.format_exception(error)))
+        run.write_summary(summary)  # the ending first: drawing the report (a full disk) cannot lose it
         try:
-            _end(run, summary)
-        except Exception:  # e.g. the disk is still full: record the ending without its report
-            run.write_summary(summary)
+            write_run_report(run.path, summary)
+        except Exception:  # e.g. the disk is still full: the ending stays recorded, without its report
+            pass
     if diverged:
         return error
     where = "" if isinstance(error, CnnlabError) else f" (the traceback is in {run.error_log}; --debug shows it)"
@@ -126,16 +129,16 @@ def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path)
                        f"when the cause is fixed, resume with: {resume_command(run, data_root, spread)}")
 
 
-LAST_RESORT = '{"status": "failed", "failure": "error", "error": "recording the failure failed"}\n'  # built ahead
+LAST_RESORT = '{"name": "", "status": "failed", "failure": "error", "error": "recording the failure failed"}\n'
 
 
-def _last_resort(run: RunFolder, epochs_done: int) -> None:
+def _last_resort(run: RunFolder, name: str, epochs_done: int) -> None:
     """Mark the run failed when recording its failure the usual way failed (out of memory, a file the summary
     reads): the smallest record, through nothing that can fail as that did, so it never stays 'running'."""
     try:
-        write_text(run.summary_path, LAST_RESORT[:-2] + f', "epochs_done": {int(epochs_done)}}}\n')
+        write_json(run.summary_path, {**json.loads(LAST_RESORT), "name": name, "epochs_done": int(epochs_done)})
     except Exception:
-        write_text(run.summary_path, LAST_RESORT)  # no memory even for that line: the record made at import
+        write_text(run.summary_path, LAST_RESORT)  # no memory even for that: the record built at import
 
 
 def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_root: Path) -> RunFolder:
@@ -153,7 +156,7 @@ def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_
                 failure = _failed(trainer, run, e, data_root)
             except Exception as recording:
                 if built.spread.main:
-                    _last_resort(run, trainer.state.epoch)
+                    _last_resort(run, built.cfg.name, trainer.state.epoch)
                 raise CnnlabError(f"{one_line(e)}; and recording the failure in {run.path} failed too: "
                                   f"{one_line(recording)}; it is marked failed") from e
             if failure is e:
@@ -191,11 +194,11 @@ def _left_to_do(run: RunFolder) -> tuple[bool, str]:
     """(whether the run must be trained or finished, what to tell the user first). A completed run whose
     summary.json or metrics.jsonl is damaged, or that has no report, is finished again from last.pt."""
     try:
-        status = run.summary().get("status")
+        summary = run.summary()
         run.metrics()
     except DamagedRecord as e:
         return True, f"notice: {e.path} is damaged ({e.what}); writing it again from checkpoints/last.pt"
-    if status != "completed":
+    if summary is None or summary.status != "completed":
         return True, ""
     if not (run.path / "report.html").exists():
         return True, f"{run.path} completed without its report; writing it"

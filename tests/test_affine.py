@@ -62,7 +62,7 @@ def test_invariance_command_compares_two_real_runs(data_root, tmp_path, monkeypa
     import re
     from pathlib import Path
 
-    from cnnlab.config import load_experiment
+    from cnnlab.experiment_files import load_experiment
     from cnnlab.errors import CnnlabError
     from cnnlab.runner import run_invariance
 
@@ -78,8 +78,47 @@ def test_invariance_command_compares_two_real_runs(data_root, tmp_path, monkeypa
     assert comparison["curves"]["train_loss"]["max_abs_diff"] < 0.02 * plain["final"]["train_loss"]
     assert comparison["outputs"]["test_outputs"] == 40 and 0 <= comparison["outputs"]["prediction_agreement"] <= 1
     html = (folder / "report.html").read_text()
-    assert "a=2.5, b=-1" in html and html.count("data:image/png;base64,") == 2
+    assert "a=2.5, b=-1" in html and html.count("data:image/svg+xml;base64,") == 2
+    assert comparison["path"]["absorbed_by"] == ["bn1"] and "bn1 removes a and b" in html
     links = re.findall(r'href="([^"]*report.html)"', html)  # relative: the folders can move together
     assert len(links) == 2 and all((folder / link).is_file() for link in links), links
     with pytest.raises(CnnlabError, match="no input transform"):
         run_invariance(load_experiment("colour-cnn"), tmp_path, data_root)
+
+
+def built(name: str) -> nn.Module:
+    from cnnlab.experiment_files import load_experiment
+    from cnnlab.models import create_model
+
+    cfg = load_experiment("affine-invariance", [f"model.name={name}", "model.args.NF=8"])
+    return create_model(cfg.model, (1, 32, 32), 24)
+
+
+def measured(path: dict, a: float = 2.5) -> dict:
+    return {"affine_a": a, "path": path, "curves": {"train_loss": {"max_abs_diff": 0.023}}}
+
+
+def test_invariance_verdict_comes_from_the_network():
+    """colour_cnn: every path meets a batch norm; colour_unet's last convolution sees the raw input through cat."""
+    from cnnlab.analysis.affine import trace_affine
+    from cnnlab.report.invariance import verdict
+
+    x = torch.randn(4, 1, 32, 32)
+    cnn, unet = (trace_affine(built(name), x).record() for name in ("colour_cnn", "colour_unet"))
+    assert cnn["output"] is None and cnn["absorbed_by"] == ["bn1"]
+    assert [s["layer"] for s in cnn["seen_by"]] == ["conv1", "maxpool1", "bn1"] and cnn["padded"] == ["conv1"]
+    assert unet["output"] == "affine" and unet["to_output"][-2:] == ["cat3", "conv6"]
+    assert {"layer": "conv6", "type": "Conv2d", "input": "raw"} in unet["seen_by"]
+    said_cnn, said_unet = (" ".join(verdict(measured(p))) for p in (cnn, unet))
+    assert "bn1 removes a and b" in said_cnn and "zero padding in conv1" in said_cnn
+    assert "without a batch norm" in said_unet and "conv6 sees a and b" in said_unet and "0.023" in said_unet
+    assert "removes a and b" not in said_unet and "bn1 removes it on the other paths" in said_unet
+    assert "negated" in " ".join(verdict(measured(cnn, a=-1.0)))
+
+
+def test_a_nonlinearity_before_batch_norm_is_not_absorbed():
+    from cnnlab.analysis.affine import trace_affine
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    path = trace_affine(net, torch.randn(2, 1, 8, 8))
+    assert path.output == "mixed" and path.absorbed_by == [] and path.to_output == ["0", "1", "2", "3"]

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnlab.cli import app
-from cnnlab.config import apply_overrides, experiment_description, experiments_dir, find_experiment, load_experiment, validate
+from cnnlab.config import apply_overrides, validate
+from cnnlab.experiment_files import experiment_description, experiments_dir, find_experiment, load_experiment
 from cnnlab.errors import CnnlabError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,3 +97,49 @@ def test_the_wheel_ships_the_experiments_and_templates(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"cnnlab/experiments/{p.name}" for p in experiments_dir().glob("*.yaml")} <= names
     assert {"cnnlab/report/templates/run.html.j2", "cnnlab/report/templates/sweep.html.j2"} <= names
+
+
+@pytest.mark.parametrize("override, allowed", [("optim.lookahead.evry=5", "allowed here: decay, every, power"),
+                                               ("search.sampler_name=tpe", "allowed here: metric, params, pruner")])
+def test_a_typo_under_an_optional_section_lists_its_keys(override, allowed):
+    """optim.lookahead and search are Optional sections: one walker unwraps them for messages and key checks."""
+    from cnnlab.config import key_problem
+
+    with pytest.raises(CnnlabError, match=allowed):
+        load_experiment("quickstart", [override])
+    assert "allowed: decay, every, power" in key_problem("optim.lookahead.evry")
+    assert key_problem("optim.lookahead.every") is None and key_problem("search.params") is None
+
+
+@pytest.mark.parametrize("override, hint", [
+    ("optim.learning_rate=0.1", "unknown key 'optim.learning_rate' (did you mean lr?)"),
+    ("optim.lookahead.evry=5", "(did you mean every?)"),
+    ("data.dataset=cifar", "(got 'cifar'; did you mean cifar10?)"),
+    ("model.name=simplen", "nor a torchvision model (did you mean simplenn?)"),
+    ("optim.lr=0.1,0.01", "`cnnlab sweep EXPERIMENT --grid optim.lr=0.1,0.01`"),
+])
+def test_a_misspelt_name_gets_the_closest_one(override, hint):
+    with pytest.raises(CnnlabError) as error:
+        load_experiment("quickstart", [override])
+    assert hint in str(error.value)
+
+
+def test_close_names_everywhere_a_name_is_looked_up():
+    from cnnlab.config import key_problem
+    from cnnlab.data.registry import lookup
+    from cnnlab.models.recipe import from_spec
+
+    with pytest.raises(CnnlabError, match=r"named 'simplenn-cifar' in .* \(did you mean simplenn-cifar10"):
+        find_experiment("simplenn-cifar")
+    assert "(did you mean lr?)" in key_problem("optim.learning_rate")
+    with pytest.raises(CnnlabError, match=r"unknown dataset 'fashion-mnist' \(did you mean fashion_mnist\?\)"):
+        lookup("fashion-mnist")
+    with pytest.raises(CnnlabError, match=r"unknown layer kind 'conw' \(did you mean conv or"):
+        from_spec("conw 4", {}).build((3, 8, 8))
+    with pytest.raises(CnnlabError, match=r"unknown option 'afine' \(did you mean affine\?\)"):
+        from_spec("conv 4 -> bn afine=0", {}).build((3, 8, 8))
+
+
+def test_sweep_grid_help_shows_its_brackets():
+    result = CliRunner().invoke(app, ["sweep", "--help"], env={"COLUMNS": "300"})
+    assert "K1,K2=[a,1],[b,2] moves two keys together" in result.output

@@ -11,7 +11,7 @@ from cnnlab.data import load_images, only_class
 from cnnlab.data.augment import IGNORE, random_crop, random_flip
 from cnnlab.data.colour import decode, fit_palette, quantise, to_grey
 from cnnlab.engine.tasks import PixelTask
-from cnnlab.models.build import ModelOptions, build
+from cnnlab.models.spec_builder import ModelOptions, build
 from cnnlab.models.spec import parse_spec
 from cnnlab.models.zoo import ZOO
 from cnnlab.runner import start_run
@@ -131,7 +131,7 @@ def test_colourize_run_end_to_end(data_root, tmp_path):
                   "val_fraction": 0.2, "palette_size": 8}, "model": {"name": "colour_unet", "args": {"NF": 8}},
                   "optim": {"name": "adam", "lr": 0.003}, "train": {"epochs": 2, "batch_size": 50}, "figures": {"count": 3, "temperature": 0.38}})
     run = start_run(cfg, tmp_path, data_root)
-    summary, rows = run.summary(), run.metrics()
+    summary, rows = run.summary().to_dict(), run.metrics()
     assert summary["status"] == "completed" and summary["task"] == "colourize"
     assert summary["expected_initial_loss"] == pytest.approx(math.log(8)) and summary["initial_loss_ok"]
     assert rows[-1]["val_loss"] < summary["initial_loss"] and rows[-1]["val_acc"] > 1 / 8
@@ -140,7 +140,7 @@ def test_colourize_run_end_to_end(data_root, tmp_path):
     assert '"colour_class": "horse"' in palette
     assert [f["file"] for f in summary["figures"]] == ["figures/colourize-val.png", "figures/colourize-test.png"]
     html = (run.path / "report.html").read_text()
-    assert "Predictions" in html and html.count("data:image/png;base64,") == 4
+    assert "Predictions" in html and html.count("data:image/png;base64,") == 2  # the curves are vector (SVG)
 
 
 def test_segment_run_end_to_end(data_root, tmp_path):
@@ -148,7 +148,7 @@ def test_segment_run_end_to_end(data_root, tmp_path):
                   "augment": {"flip": True, "crop_padding": 4}}, "model": {"name": "seg_unet", "args": {"NF": 4}, "upsample": "transposed"},
                   "optim": {"name": "adam", "lr": 0.01}, "train": {"epochs": 2, "batch_size": 16}})
     run = start_run(cfg, tmp_path, data_root)
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert summary["status"] == "completed" and summary["monitor"] == "val_iou"
     assert summary["data"]["test"] == 34 and summary["data"]["train"] + summary["data"]["val"] == 136
     for key in ("train_iou", "val_iou", "test_iou", "train_miou", "val_miou", "test_miou", "test_acc"):

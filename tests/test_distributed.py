@@ -235,7 +235,7 @@ def test_two_processes_train_one_run_equal_to_one_process(data_root, tmp_path, t
     run = only_run(tmp_path)
     assert done.stdout.strip().splitlines()[-1] == str(run.path)  # rank 0 alone prints
     assert done.stdout.count("epoch 2/2") == 1
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert summary["status"] == "completed" and summary["world_size"] == 2
     spread = summary["spread"]
     assert spread["backend"] == "gloo" and [r["device"] for r in spread["ranks"]] == ["cpu", "cpu"]
@@ -258,7 +258,7 @@ def test_sync_bn_two_processes_close_to_one_process(data_root, tmp_path):
     done = torchrun(STANDALONE, ["run", "quickstart", *bn, "--runs-dir", str(tmp_path / "spread")])
     assert done.returncode == 0, done.stderr
     run = only_run(tmp_path / "spread")
-    assert run.summary()["spread"]["sync_bn"] and "over the global batch" in done.stdout
+    assert run.summary().to_dict()["spread"]["sync_bn"] and "over the global batch" in done.stdout
     gap = weight_gap(run, one_process(tmp_path / "alone", bn))
     print(f"simplenn with sync_bn, 2 processes vs 1, 10 steps: max |weight difference| = {gap:.3g}")
     assert gap < BN_TOL
@@ -321,8 +321,8 @@ def test_two_machines_make_one_run_folder_over_loopback(data_root, tmp_path):
     assert done.returncode == 0, logs
     run = only_run(tmp_path / "machine0") if (tmp_path / "machine0").exists() else only_run(tmp_path / "machine1")
     assert sum((tmp_path / f"machine{n}").exists() for n in (0, 1)) == 1  # the other machine wrote nothing
-    spread = run.summary()["spread"]
-    assert run.summary()["status"] == "completed" and spread["world_size"] == 2
+    spread = run.summary().to_dict()["spread"]
+    assert run.summary().to_dict()["status"] == "completed" and spread["world_size"] == 2
     assert [r["threads"] for r in spread["ranks"]] == [1, 1]  # one process per machine: its OMP_NUM_THREADS holds
     print("two machines:", "inside a loopback-only network namespace" if prefix else "on the host's network")
 
@@ -361,14 +361,14 @@ def test_kill_9_of_one_process_stops_the_others_and_resume_finishes_the_run(data
     output = job.stdout.read()
     print(f"the survivors were gone {stopped_after:.1f} s after kill -9 of rank 1")
     assert job.returncode != 0 and rank_pid(tag, 0) is None
-    summary = RunFolder(run_dir).summary()
+    summary = RunFolder(run_dir).summary().to_dict()
     assert summary["status"] in ("failed", "stopped"), output
     assert summary["epochs_done"] == 1
     resumed = torchrun(STANDALONE, ["resume", str(run_dir)])
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.strip().splitlines()[-1] == str(run_dir)
     run = RunFolder(run_dir)
-    assert run.summary()["status"] == "completed" and [r["epoch"] for r in run.metrics()] == [1, 2]
+    assert run.summary().to_dict()["status"] == "completed" and [r["epoch"] for r in run.metrics()] == [1, 2]
     straight = torchrun(STANDALONE, ["run", "quickstart", *longer, "--runs-dir", str(tmp_path / "straight")])
     assert straight.returncode == 0, straight.stderr
     uninterrupted = only_run(tmp_path / "straight")  # the resumed run repeats it exactly: same draws, same sums

@@ -15,7 +15,7 @@ from cnnlab.explain.activations import activations
 from cnnlab.explain.confusion import confusion, most_confused, split_outputs
 from cnnlab.explain.filters import filter_tiles
 from cnnlab.explain.gradcam import grad_cam
-from cnnlab.explain.layers import find_layer, list_layers
+from cnnlab.explain.layer_listing import find_layer, list_layers
 from cnnlab.explain.sparsity import sparsity, tensor_sparsity
 from cnnlab.runner import start_run
 from cnnlab.viz.filters import plot_filter_grid
@@ -208,7 +208,7 @@ def test_confusion_matrix_on_a_trained_checkpoint(trained):
     with torch.no_grad():
         independent = sum(int(model(x).argmax(1).eq(y).sum()) for x, y in splits.test.batches()) / 200
     assert matrix.accuracy == pytest.approx(independent)
-    assert matrix.accuracy == pytest.approx(run.summary()["test_acc_at_best"])
+    assert matrix.accuracy == pytest.approx(run.summary().to_dict()["test_acc_at_best"])
     per_class = matrix.per_class_accuracy()
     assert sum(per_class[c] * 20 for c in splits.classes) == pytest.approx(matrix.accuracy * 200)  # 20 a class
     normalised = matrix.row_normalised()
@@ -261,7 +261,7 @@ def test_explain_run_writes_every_figure(trained, tmp_path):
     for name in files:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(f["title"] and f["caption"] for f in record["figures"])
-    assert record["layers"] == {"first": "conv1", "last": "conv2", "last_conv": "conv2",
+    assert record["layers"] == {"first": "conv1", "last": "conv2", "last_conv": "conv2", "last_spatial": "conv2",
                                 "shown": ["conv1", "conv2"], "cam": "conv2"}
     activation = record["figures"][1]
     assert activation["shape"] == [8, 24, 24] and activation["channels"] == list(range(8))  # all of conv1's 8

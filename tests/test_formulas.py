@@ -9,11 +9,12 @@ from functools import lru_cache
 
 import pytest
 import sympy as sp
+from torch import nn
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cnnlab.analysis.count import COUNT_COLUMNS, count, totals
-from cnnlab.analysis.summary import Options, summarise
+from cnnlab.analysis.network_summary import Options, summarise
 from cnnlab.analysis.symbolic import SpecFormulas, symbol
 from cnnlab.analysis.whatif import WhatIf, separable_spec
 from cnnlab.errors import CnnlabError
@@ -113,3 +114,24 @@ def test_symbolic_separable_speedup_is_the_formula():
     var = {r.name: r for r in result.variant.rows}
     exact = sp.simplify(base[first.name].macs / sum(var[n].macs for n in first.parts))
     assert sp.simplify(exact - 9 * NF / (9 + NF)) == 0  # k^2 Cout / (k^2 + Cout) with k = 3, Cout = NF
+
+
+def test_batch_norm_without_affine_parameters():
+    """`bn affine=0` is torch's BatchNorm2d(C, affine=False): no scale or shift (0 parameters), 2C running
+    statistics; its formulas say the same and equal the built module's counts."""
+    from cnnlab.models.recipe import from_spec
+
+    spec = "conv NF k3 p1 -> bn affine=0 -> elu -> flatten -> dense 10"
+    model = from_spec(spec, {"NF": 32}).build((3, 8, 8))
+    assert isinstance(model.bn1, nn.BatchNorm2d) and not model.bn1.affine and model.bn1.weight is None
+    real = count(model, (3, 8, 8))
+    bn = next(r for r in real if r.name == "bn1")
+    assert (bn.params, bn.weights, bn.biases, bn.buffers) == (0, 0, 0, 64)
+    recipe = from_spec(spec, {})
+    formulas = SpecFormulas(list(recipe.layers), INPUT, {}, recipe.options)
+    rows, _ = formulas.rows()
+    bn_formula = next(r for r in rows if r.name == "bn1")
+    assert (bn_formula.params, sp.simplify(bn_formula.buffers - 2 * symbol("NF"))) == (0, 0)
+    same_rows(formulas.evaluate({"NF": 32, "C": 3, "H": 8, "W": 8}), real)
+    with pytest.raises(CnnlabError, match="affine=2 must be 1"):
+        from_spec("conv 4 -> bn affine=2", {}).build((3, 8, 8))

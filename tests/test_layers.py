@@ -10,8 +10,8 @@ from cnnlab.analysis.count import COUNT_COLUMNS, count
 from cnnlab.analysis.symbolic import SpecFormulas
 from cnnlab.config import validate
 from cnnlab.errors import CnnlabError
-from cnnlab.models.build import ModelOptions, build
-from cnnlab.models.layers import ACTIVATIONS, KINDS
+from cnnlab.models.spec_builder import ModelOptions, build
+from cnnlab.models.layer_kinds import ACTIVATIONS, KINDS
 from cnnlab.models.recipe import from_spec, from_zoo
 from cnnlab.models.spec import parse_spec
 

@@ -57,7 +57,7 @@ def test_cnnlab_layers_on_zoo_spec_torchvision_and_run(run):
 
 
 def test_every_classification_run_records_its_best_checkpoint(run):
-    summary = run.summary()
+    summary = run.summary().to_dict()
     matrix = summary["test_confusion_at_best"]
     counts = torch.tensor(matrix["counts"])
     assert counts.shape == (10, 10) and int(counts.sum()) == matrix["total"] == 200
@@ -89,7 +89,7 @@ def test_explain_command_writes_a_self_contained_page(run, data_root):
     html = (run.path / "explain.html").read_text()
     assert not re.search(r'(src|href)="(https?:)?//', html) and html.count('src="data:image/png;base64,') == len(files)
     confusion = record["confusion"]
-    assert confusion["accuracy"] == record["recorded_test_acc"] == run.summary()["test_acc_at_best"]
+    assert confusion["accuracy"] == record["recorded_test_acc"] == run.summary().to_dict()["test_acc_at_best"]
     built = restore(run, data_root)
     assert record["image"]["index"] == 7 and record["image"]["true"] == built.data.classes[int(built.data.test.labels[7])]
     with pytest.raises(CnnlabError, match="closest names: conv2, conv1; see `cnnlab layers`"):
@@ -177,15 +177,33 @@ def test_a_peak_measured_on_a_busy_machine_is_measured_again_once_it_is_calm(tmp
     assert (calm["gflops"], calm["busy"]) == (190.0, False)
     assert peak.machine_peak(cpu, "fp32", tmp_path) == calm  # calm entries stay: the third reading is never taken
     assert next(readings) == 150.0
-    from cnnlab.report.run_report import peak_note
+    from cnnlab.document import render
+    from cnnlab.records import RunSummary
+    from cnnlab.report.run_blocks import peak_note
 
-    assert "busy when it was measured" in peak_note({"peak": busy}) and "busy" not in peak_note({"peak": calm})
+    def note(p):
+        return render(peak_note(RunSummary(name="x", status="completed", peak=p)), "markdown")
+
+    assert "busy when it was measured" in note(busy) and "busy" not in note(calm)
 
 
 def test_the_run_records_its_peak_and_the_share_per_epoch(run):
-    recorded = run.summary()["peak"]
+    recorded = run.summary().to_dict()["peak"]
     assert recorded["gflops"] > 0 and recorded["precision"] == "fp32" and recorded["device"] == "cpu"
     for row in run.metrics():
         assert row["peak_percent"] == pytest.approx(100 * row["train_gflop_per_s"] / recorded["gflops"], rel=0.05, abs=0.02)  # GFLOP/s is rounded to 0.01
     html = (run.path / "report.html").read_text()
     assert "share of peak (%)" in html and f"{recorded['gflops']:,.1f} GFLOP/s" in html
+
+
+def test_a_1x1_activation_panel_says_so_and_names_a_layer_that_shows_where(data_root, tmp_path):
+    """ResNet-18 at 32x32: layer4 gives 512x1x1, layer3 256x2x2; the panel of layer4 and its Grad-CAM say so."""
+    cfg = quick_config(data={"dataset": "cifar10", "train_subset": 100, "test_subset": 20})
+    test = prepare(cfg, data_root, torch.device("cpu")).test
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10)
+    record = explain_run(model, test, [str(i) for i in range(10)], tmp_path, confused=2)
+    assert record["layers"]["last"] == "layer4" and record["layers"]["last_spatial"] == "layer3"
+    conv1, layer4, cam = record["figures"][1:4]
+    assert layer4["shape"] == [512, 1, 1] and "the last layer with a larger map is layer3 (2x2)" in layer4["caption"]
+    assert "1x1 map" not in conv1["caption"] and "layer3 (2x2)" in cam["caption"]

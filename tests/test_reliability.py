@@ -166,12 +166,12 @@ def test_image_folder_edited_after_a_run_is_decoded_again(data_root, tmp_path, m
                         {"train": 20, "test": 5})
     cfg = quick_config(data={"dataset": "imagefolder", "path": str(pets), "train_subset": None, "test_subset": None},
                        model={"name": None, "spec": "flatten -> dense classes"})
-    first = start_run(cfg, tmp_path / "runs", data_root).summary()["data"]
+    first = start_run(cfg, tmp_path / "runs", data_root).summary().to_dict()["data"]
     assert first["train"] + first["val"] == 60 and first["test"] == 15
     for path in sorted((pets / "train" / "bird").iterdir())[:5]:
         path.unlink()
     capsys.readouterr()
-    second = start_run(cfg, tmp_path / "runs", data_root).summary()["data"]
+    second = start_run(cfg, tmp_path / "runs", data_root).summary().to_dict()["data"]
     assert second["train"] + second["val"] == 55
     assert "earlier state of its source" in capsys.readouterr().err
     (pets / "train" / "cat" / "extra").mkdir()  # a folder deep down counts too
@@ -218,7 +218,7 @@ def test_two_resumes_of_one_folder_one_is_refused(data_root, tmp_path):
     _, err = first.communicate(timeout=120)
     assert first.returncode == 130
     assert "stopped by SIGINT" in one_message(err) and f"resume with: cnnlab resume {run.path}" in one_message(err)
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert summary["status"] == "stopped" and summary["stopped_by"] == "SIGINT" and summary["epochs_done"] >= 3
 
 
@@ -250,7 +250,7 @@ def test_worker_with_a_foreign_storage_is_refused_before_it_touches_a_run(data_r
     refused = cli("sweep", exp, "--seeds", "1", "--worker", "--storage", foreign, "--data-dir", data_root, cwd=tmp_path)
     assert refused.returncode == 2
     assert f"the storage holds no sweep named {folder.name}" in one_message(refused.stderr)
-    worker = subprocess.run([sys.executable, "-m", "cnnlab.sweep_worker", str(folder)], capture_output=True, text=True,
+    worker = subprocess.run([sys.executable, "-m", "cnnlab.sweep_process", str(folder)], capture_output=True, text=True,
                             env={**ENV, "CNNLAB_SWEEP_STORAGE": foreign}, timeout=120)
     assert worker.returncode == 2 and "holds no sweep named" in worker.stderr
     assert snapshot(folder) == before
@@ -291,7 +291,7 @@ def test_sigterm_mid_epoch_records_stopped_and_resumes_bit_identical(data_root, 
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     run = RunFolder(metrics()[0].parent)
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert proc.returncode == 143, err
     assert (summary["status"], summary["stopped_by"], summary["epochs_done"]) == ("stopped", "SIGTERM", 1)
     assert f"resume with: {summary['resume']}" in one_message(err)
@@ -303,7 +303,7 @@ def test_sigterm_mid_epoch_records_stopped_and_resumes_bit_identical(data_root, 
     straight = cli("run", "quickstart", *overrides, "--runs-dir", tmp_path / "straight", "--data-dir", data_root)
     assert straight.returncode == 0, straight.stderr
     other = RunFolder(Path(straight.stdout.strip().splitlines()[-1]))
-    assert run.summary()["status"] == "completed"
+    assert run.summary().to_dict()["status"] == "completed"
     assert without_timing(run.metrics()) == without_timing(other.metrics())
     for name in ("last", "best"):
         a, b = checkpoint.load(run.checkpoints / f"{name}.pt")["model"], checkpoint.load(other.checkpoints / f"{name}.pt")["model"]
@@ -323,7 +323,7 @@ def test_an_unexpected_error_records_failed_with_error_log(data_root, tmp_path, 
     with pytest.raises(CnnlabError) as caught:
         start_run(quick_config(train={"epochs": 2}), tmp_path, data_root, Progress(epoch_end=crash))
     run = only_run(tmp_path / "test")
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert (summary["status"], summary["failure"], summary["epochs_done"]) == ("failed", "error", 1)
     assert summary["error"] == "ZeroDivisionError: division by zero"
     assert "Traceback" in run.error_log.read_text() and "crash" in run.error_log.read_text()
@@ -342,7 +342,7 @@ def test_an_unexpected_error_records_failed_with_error_log(data_root, tmp_path, 
         cli_mod.main()
     assert isinstance(debug.value.__cause__, ZeroDivisionError)
     monkeypatch.undo()
-    assert resume_run(run.path, data_root).summary()["status"] == "completed"
+    assert resume_run(run.path, data_root).summary().to_dict()["status"] == "completed"
 
 
 def test_seed_out_of_range_and_a_subset_too_small_are_refused_before_the_run(data_root, tmp_path):
@@ -379,10 +379,10 @@ def test_kill_between_the_last_checkpoint_and_the_report_then_resume_writes_it(d
                             capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run = only_run(tmp_path / "test")
-    assert run.summary()["status"] == "running" and not (run.path / "report.html").exists()
+    assert run.summary().to_dict()["status"] == "running" and not (run.path / "report.html").exists()
     done = cli("resume", run.path, "--data-dir", data_root)
     assert done.returncode == 0, done.stderr
-    assert run.summary()["status"] == "completed" and (run.path / "report.html").exists()
+    assert run.summary().to_dict()["status"] == "completed" and (run.path / "report.html").exists()
     assert [r["epoch"] for r in run.metrics()] == [1, 2]
     (run.path / "report.html").unlink()  # a completed run without its report: resume writes it
     done = cli("resume", run.path, "--data-dir", data_root)
@@ -417,13 +417,13 @@ def test_full_disk_while_writing_a_checkpoint_fails_the_run_in_one_line(data_roo
     assert re.search(r"^no space left on the disk that holds \S+/checkpoints while writing (best|last)\.pt;", message)
     assert "\n" not in message and "recorded as failed after epoch 1" in message
     run = only_run(disk / "runs" / "test")
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert (summary["status"], summary["failure"], summary["epochs_done"]) == ("failed", "error", 1)
     assert checkpoint.load(run.last_path)["state"]["epoch"] == 1 and no_temporary_files(run.path)
     for f in filler:
         f.unlink()
     monkeypatch.undo()
-    assert resume_run(run.path, data_root).summary()["status"] == "completed"
+    assert resume_run(run.path, data_root).summary().to_dict()["status"] == "completed"
     assert [r["epoch"] for r in run.metrics()] == [1, 2, 3]
 
 
@@ -510,8 +510,8 @@ def test_a_last_pt_that_cannot_continue_the_run_is_refused_in_one_line(data_root
                                           r"\(model.name: 'simplenn' in last.pt, 'table1' in config.yaml\)"):
         resume_run(run.path, data_root)
     run.config_path.write_text(yaml.safe_dump(raw))
-    assert run.summary()["status"] == "stopped"  # a refused resume leaves the run as it was
-    assert resume_run(run.path, data_root).summary()["status"] == "completed"
+    assert run.summary().to_dict()["status"] == "stopped"  # a refused resume leaves the run as it was
+    assert resume_run(run.path, data_root).summary().to_dict()["status"] == "completed"
 
 
 @pytest.mark.parametrize("damage", ["summary", "metrics"])
@@ -534,7 +534,7 @@ def test_damaged_summary_or_metrics_one_message_and_resume_rewrites_them(data_ro
     messages = []
     resume_run(run.path, data_root, Progress(message=messages.append))
     assert messages[0].startswith(f"notice: {path} is damaged (") and messages[0].endswith("writing it again from checkpoints/last.pt")
-    assert run.summary()["status"] == "completed" and without_timing(run.metrics()) == without_timing(rows)
+    assert run.summary().to_dict()["status"] == "completed" and without_timing(run.metrics()) == without_timing(rows)
 
 
 # ---- 13: NaN in epoch 1, temporary files, file modes ----------------------------------------------------------------
@@ -544,7 +544,7 @@ def test_nan_in_epoch_1_claims_no_checkpoint(data_root, tmp_path):
     with pytest.raises(CnnlabError, match="NaN or infinite in epoch 1; the run stopped and has no checkpoint"):
         start_run(quick_config(optim={"name": "sgd", "lr": 1e12}), tmp_path, data_root)
     run = only_run(tmp_path / "test")
-    assert run.summary()["status"] == "failed" and run.summary()["failure"] == "diverged"
+    assert run.summary().to_dict()["status"] == "failed" and run.summary().to_dict()["failure"] == "diverged"
     assert not run.last_path.exists()
 
 

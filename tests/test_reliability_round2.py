@@ -47,7 +47,7 @@ def test_a_killed_figure_write_leaves_the_old_figure_and_a_report_redraws_an_emp
     from cnnlab.viz.figure import is_whole_png, write_png
 
     run = own_copy(done_run, tmp_path)
-    picture = run.path / run.summary()["figures"][0]["file"]
+    picture = run.path / run.summary().figures[0]["file"]
     before = picture.read_bytes()
 
     def killed(self, f, **kw):
@@ -61,7 +61,7 @@ def test_a_killed_figure_write_leaves_the_old_figure_and_a_report_redraws_an_emp
             write_png(fig, picture)
     assert picture.read_bytes() == before and not list(run.path.rglob("*.tmp"))
     picture.write_bytes(b"")  # what an older cnnlab killed mid-savefig left
-    html = write_run_report(run.path).read_text()
+    html = write_run_report(run.path)["html"].read_text()
     assert is_whole_png(picture)
     embedded = re.findall(r'src="data:image/png;base64,([^"]*)"', html)
     assert embedded and all(is_whole_png_bytes(base64.b64decode(d)) for d in embedded)
@@ -81,7 +81,7 @@ def is_whole_png_bytes(data: bytes) -> bool:
     ("optim.lr=.inf", "key 'optim.lr': Input should be a finite number"),
 ])
 def test_impossible_betas_and_nan_are_refused_naming_the_key(override, named):
-    from cnnlab.config import load_experiment
+    from cnnlab.experiment_files import load_experiment
 
     with pytest.raises(CnnlabError, match=re.escape(named)):
         load_experiment("quickstart", [override])
@@ -94,7 +94,7 @@ LAUGHS = "[" + ", ".join(["*a1"] * 10) + "]"
 def test_aliases_that_expand_beyond_a_bound_are_refused_at_once(tmp_path, key):
     import time
 
-    from cnnlab.config import load_experiment
+    from cnnlab.experiment_files import load_experiment
 
     levels = "&a1 [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]"
     for i in range(2, 10):  # nine levels of ten: a billion values once expanded
@@ -111,7 +111,7 @@ def test_aliases_that_expand_beyond_a_bound_are_refused_at_once(tmp_path, key):
 
 
 def test_a_long_wrong_value_is_shown_short():
-    from cnnlab.config import load_experiment
+    from cnnlab.experiment_files import load_experiment
 
     with pytest.raises(CnnlabError) as caught:
         load_experiment("quickstart", ["train.targets=[" + ",".join(["2"] * 50_000) + "]"])
@@ -332,7 +332,7 @@ def test_a_subset_a_small_class_cannot_fill_is_refused_and_the_counts_used_are_r
         start_run(quick_config(**cfg), tmp_path / "runs", data_root)
     cfg["data"]["train_subset"] = 10
     run = start_run(quick_config(**cfg), tmp_path / "runs", data_root)
-    assert run.summary()["data"]["per_class"] == {"train": {"few": 4, "many": 4}, "val": {"few": 1, "many": 1},
+    assert run.summary().data["per_class"] == {"train": {"few": 4, "many": 4}, "val": {"few": 1, "many": 1},
                                                   "test": {"few": 10, "many": 10}}
 
 
@@ -359,7 +359,7 @@ def test_a_run_with_a_damaged_peaks_file_completes(data_root, tmp_path, monkeypa
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "peaks.json").write_text("[1, 2]")
-    assert start_run(quick_config(), tmp_path / "runs", data_root).summary()["status"] == "completed"
+    assert start_run(quick_config(), tmp_path / "runs", data_root).summary().status == "completed"
 
 
 def test_a_failure_whose_recording_fails_is_still_marked_failed(data_root, tmp_path, monkeypatch):
@@ -377,8 +377,9 @@ def test_a_failure_whose_recording_fails_is_still_marked_failed(data_root, tmp_p
                                           "MemoryError; it is marked failed"):
         start_run(quick_config(train={"epochs": 2}), tmp_path, data_root, Progress(epoch_end=crash))
     (path,) = (tmp_path / "test").iterdir()
-    marked = {"status": "failed", "failure": "error", "error": "recording the failure failed", "epochs_done": 1}
-    assert RunFolder(path).summary() == marked
+    marked = RunFolder(path).summary()
+    assert (marked.name, marked.status, marked.failure, marked.epochs_done) == ("test", "failed", "error", 1)
+    assert marked.error == "recording the failure failed"
 
 
 # ---- 12: an image too large to decode, and work of terabytes, are refused with the figure -------------------------

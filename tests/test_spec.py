@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.build import ModelOptions, build
+from cnnlab.models.spec_builder import ModelOptions, build
 from cnnlab.models.spec import evaluate, names_in, parse_spec
 from cnnlab.models.zoo import ZOO
 

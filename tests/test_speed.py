@@ -14,10 +14,10 @@ from cnnlab.data.augment import random_crop
 from cnnlab.data.loader import DeviceBatches
 from cnnlab.engine import checkpoint
 from cnnlab.engine.average import WeightAverage
-from cnnlab.engine.build import build_run
+from cnnlab.engine.run_setup import build_run
 from cnnlab.engine.evaluate import evaluate, tta_outputs
 from cnnlab.engine.startup import warm_up
-from cnnlab.engine.summary import time_to
+from cnnlab.engine.run_record import time_to
 from cnnlab.engine.trainer import Progress
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
@@ -233,7 +233,7 @@ def test_whitening_stays_frozen_and_its_bias_trains_only_in_its_epochs(data_root
     final = checkpoint.load(run.last_path)["model"]
     assert torch.equal(final["conv1.weight"], start["conv1.weight"])  # frozen
     assert not torch.equal(biases[0], start["conv1.bias"]) and torch.equal(biases[1], biases[0])
-    assert run.summary()["trainable_params"] < run.summary()["params"]
+    assert run.summary().to_dict()["trainable_params"] < run.summary().to_dict()["params"]
 
 
 def test_eval_every_skips_evaluations_and_the_report_and_compare_cope(data_root, tmp_path):
@@ -241,17 +241,17 @@ def test_eval_every_skips_evaluations_and_the_report_and_compare_cope(data_root,
     rows = run.metrics()
     assert ["val_acc" in r for r in rows] == [False, True, True] and ["test_acc" in r for r in rows] == [False, True, True]
     assert all("train_acc" in r for r in rows)
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert summary["best_epoch"] in (2, 3) and summary["final"] == rows[-1]
     report = (run.path / "report.md").read_text()
     assert "| 1 |" in report and " - |" in report  # the skipped epoch's row shows its missing values
-    result = analyse([run.path], metric="test_acc")
+    result = analyse([run.path], ["test_acc"])
     assert result  # a comparison of one variant still reads every metric
 
 
 def test_summary_records_startup_and_time_to_targets(data_root, tmp_path):
     run = start_run(cifar_config(train={"epochs": 2, "targets": [0.05, 0.99]}), tmp_path, data_root)
-    summary, rows = run.summary(), run.metrics()
+    summary, rows = run.summary().to_dict(), run.metrics()
     assert summary["startup_seconds"] > 0
     assert summary["time_to"] == {"0.05": rows[0]["train_seconds"], "0.99": None}
     assert summary["train_seconds"] == pytest.approx(sum(r["train_seconds"] for r in rows))

@@ -17,9 +17,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 from cnnlab.analysis.count import count, totals
-from cnnlab.analysis.render import render
-from cnnlab.analysis.summary import Options, counted_json, document, summarise, summary_json
-from cnnlab.analysis.training import OPTIMIZERS, measure_step, train_step
+from cnnlab.document import render
+from cnnlab.analysis.network_summary import Options, counted_json, document, summarise, counts_record
+from cnnlab.analysis.step_cost import OPTIMIZERS, measure_step, train_step
 from cnnlab.analysis.whatif import WhatIf
 from cnnlab.cli import app
 from cnnlab.errors import CnnlabError
@@ -222,7 +222,7 @@ def test_separable_what_if_by_hand():
     after = 4 * 9 * 36 + 4 * 8 * 36  # depthwise k^2 * Cin * HW + pointwise Cin * Cout * HW
     assert result.base.total["macs"] == before and result.variant.total["macs"] == after
     assert result.variant.total["params"] == 4 * 9 + (4 * 8 + 8)  # depthwise without bias, pointwise keeps it
-    data = summary_json(result)["whatif"]["separable"][0]
+    data = counts_record(result).extra["whatif"]["separable"][0]
     assert data["speedup_exact"] == pytest.approx(before / after)
     assert data["speedup_formula"] == pytest.approx(9 * 8 / (9 + 8))  # k^2 Cout / (k^2 + Cout), exact per layer
     assert data["limit"] == 9
@@ -230,7 +230,7 @@ def test_separable_what_if_by_hand():
 
 def test_scale_and_no_bn_what_ifs():
     result = summarise(resolve("colour_cnn"), (1, 32, 32), Options(whatif=WhatIf(scale=2), measure=False))
-    factor = summary_json(result)["whatif"]["factor"]
+    factor = counts_record(result).extra["whatif"]["factor"]
     assert factor == {"params": 1.0, "buffers": 1.0, "macs": 4.0, "activation_bytes": 4.0}
     result = summarise(resolve("colour_cnn"), (1, 32, 32), Options(whatif=WhatIf(no_bn=True), measure=False))
     nf, nc = 32, 24
@@ -338,10 +338,25 @@ def test_cost_finetune_of_an_experiment_with_a_frozen_selection_measures_the_who
 
 
 def test_layer_table_keeps_the_keys_runs_and_reports_read():
-    from cnnlab.analysis.layers import layer_table
+    from cnnlab.analysis.layer_table import layer_table
 
     rows = layer_table(from_zoo("simplenn").build((1, 28, 28)), (1, 28, 28))
     assert rows[0]["name"] == "conv1" and rows[0]["type"] == "Conv2d" and rows[0]["output_shape"] == [8, 24, 24]
     assert {"params", "trainable_params", "buffers"} <= set(rows[0])
     assert sum(r["params"] for r in rows) == 5 * 5 * 8 + 8 + 2 * 8 + 3 * 3 * 8 * 16 + 16 + 2 * 16 + 16 * 5 * 5 * 120 + 120 + 120 * 84 + 84 + 84 * 10 + 10
     json.dumps(rows)  # architecture.json
+
+
+@pytest.mark.parametrize("groups", [1, 4, 64])
+def test_backward_macs_of_grouped_convolutions_match_a_hand_count(groups):
+    """Two 3x3 convolutions, C=64, at 16x16, batch 2: each forward is N*H*W*C*(C/groups)*9 MACs. Backward: the first
+    needs only its weight gradient (the input asks for none), the second its weight and input gradients, each as
+    much work as its forward; torch's own counter makes the weight gradient `groups` times too large."""
+    from cnnlab.analysis.step_cost import training_pass
+
+    c, h, n = 64, 16, 2
+    model = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False),
+                          nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False))
+    one = n * h * h * c * (c // groups) * 9
+    run = training_pass(model, (c, h, h), n)
+    assert (run.forward_macs, run.backward_macs) == (2 * one, 3 * one)

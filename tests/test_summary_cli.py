@@ -14,8 +14,8 @@ import torch
 import torchvision
 from typer.testing import CliRunner
 
-from cnnlab.analysis.render import Table, latex_formula, to_text
-from cnnlab.analysis.summary import Options, summarise
+from cnnlab.document import Table, latex_formula, to_text
+from cnnlab.analysis.network_summary import Options, summarise
 from cnnlab.cli import app
 from cnnlab.errors import CnnlabError
 from cnnlab.models.recipe import from_zoo
@@ -36,7 +36,7 @@ def summary_json(*args: str) -> dict:
 
 
 def test_a_failed_self_check_is_an_error_and_prints_no_table(monkeypatch):
-    import cnnlab.analysis.summary as summary_module
+    import cnnlab.analysis.network_summary as summary_module
 
     real_count = summary_module.count
 

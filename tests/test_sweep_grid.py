@@ -36,7 +36,7 @@ def test_linked_keys_vary_together(exp):
 
 @pytest.mark.parametrize("text, message", [
     ("optim.name", "is not key=value1,value2"),
-    ("optim.nme=sgd", "--grid optim.nme: 'nme' is not a key of optim; allowed: betas, "),
+    ("optim.nme=sgd", r"--grid optim.nme: 'nme' is not a key of optim \(did you mean name\?\); allowed: betas, "),
     ("optim=sgd", "'optim' is a section"),
     ("optim.name=sgd,sgd", "repeats a value"),
 ])

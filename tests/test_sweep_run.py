@@ -88,22 +88,25 @@ def test_running_a_finished_sweep_again_runs_nothing(grid_sweep, data_root):
 def test_compare_json_matches_the_run_folders(grid_sweep, data_root):
     tmp, exp, folder, _ = grid_sweep
     done = cnnlab("compare", folder, "--format", "json", "--metric", "val_acc", cwd=tmp, data_root=data_root)
-    result = json.loads(done.stdout)
-    assert result["metric"] == "val_acc" and [v["name"] for v in result["variants"]] == ["optim.name=sgd", "optim.name=adam"]
-    for v in result["variants"]:
+    (column,) = json.loads(done.stdout)["columns"]
+    assert column["metric"] == "val_acc" and [v["name"] for v in column["variants"]] == ["optim.name=sgd", "optim.name=adam"]
+    for v in column["variants"]:
         finals = [json.loads(Path(r, "metrics.jsonl").read_text().splitlines()[-1])["val_acc"] for r in v["runs"]]
-        assert v["n"] == 2 and v["config"] == {"optim.name": v["name"].split("=")[1]}
-        assert v["mean"] == pytest.approx(np.mean(finals)) and v["std"] == pytest.approx(np.std(finals, ddof=1))
-        assert (v["min"], v["max"]) == (min(finals), max(finals)) and len(v["ci95"]) == 2
-    (test,) = result["tests"]
+        s = v["final"]
+        assert s["n"] == 2 and v["config"] == {"optim.name": v["name"].split("=")[1]}
+        assert s["mean"] == pytest.approx(np.mean(finals)) and s["std"] == pytest.approx(np.std(finals, ddof=1))
+        assert (s["min"], s["max"]) == (min(finals), max(finals)) and len(s["ci95"]) == 2
+    (test,) = column["tests"]
     assert {"a", "b", "t", "p_value", "significant"} <= set(test) and test["a"] == "optim.name=sgd"
-    html = (folder / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 4 and "Welch" in html
-    for v in result["variants"]:
-        for run in v["runs"]:
-            link = os.path.relpath(Path(run) / "report.html", folder)
-            assert f'href="{link}"' in html and (folder / link).exists()
-    assert (folder / "report.md").exists() and (folder / "compare.json").exists()
+    own = tmp / "comparisons" / folder.name  # a comparison's own folder; the sweep's report stays the sweep's
+    for report_dir in (folder, own):
+        html = (report_dir / "report.html").read_text()
+        assert html.count("data:image/svg+xml;base64,") >= 4 and "Welch" in html
+        for v in column["variants"]:
+            for run in v["runs"]:
+                link = os.path.relpath(Path(run) / "report.html", report_dir)
+                assert f'href="{link}"' in html and (report_dir / link).exists()
+        assert (report_dir / "report.md").exists() and (report_dir / "compare.json").exists()
 
 
 @pytest.mark.slow
@@ -111,9 +114,9 @@ def test_compare_a_summary_json_number_of_real_runs(grid_sweep, data_root, tmp_p
     tmp, exp, folder, _ = grid_sweep
     key = "sparsity.total.share_below"
     done = cnnlab("compare", folder, "--format", "json", "--metric", key, "--out", tmp_path, cwd=tmp, data_root=data_root)
-    result = json.loads(done.stdout)
-    assert result["source"] == "summary" and "final and best are the same value" in result["note"]
-    for v in result["variants"]:
+    (column,) = json.loads(done.stdout)["columns"]
+    assert column["source"] == "summary" and "final and best are the same value" in column["note"]
+    for v in column["variants"]:
         shares = [json.loads(Path(r, "summary.json").read_text())["sparsity"]["total"]["share_below"] for r in v["runs"]]
         assert v["values"] == shares and v["final"] == v["best"]
     assert key in (tmp_path / "report.html").read_text()
@@ -181,16 +184,17 @@ def test_numeric_grid_key_gets_the_metric_against_its_values(batch_size_sweep):
     folder = batch_size_sweep
     assert (folder / "figures" / "by-train.batch_size.png").read_bytes()[:4] == b"\x89PNG"
     html = (folder / "report.html").read_text()
-    assert "<figcaption>validation accuracy (final) against train.batch_size</figcaption>" in html
-    assert "![validation accuracy (final) against train.batch_size](figures/by-train.batch_size.png)" in (folder / "report.md").read_text()
-    result = analyse([folder]).result
+    assert "<figcaption>validation accuracy (last epoch) against train.batch_size</figcaption>" in html
+    assert ("![validation accuracy (last epoch) against train.batch_size](figures/by-train.batch_size.png)"
+            in (folder / "report.md").read_text())
+    result = analyse([folder]).comparison.headline
     series = by_value_series(result)
     assert list(series) == ["train.batch_size"] and list(series["train.batch_size"]) == [""]  # no other key: one line
     fig = draw_by_value(series["train.batch_size"], "train.batch_size", "val_acc", "final")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and x_labels(fig) == (["25", "250"], [])  # a decade: log-x, plain numbers
     line, _, (bars,) = ax.containers[0].lines
-    finals = [v["values"] for v in result["variants"]]
+    finals = [v.values for v in result.variants]
     assert list(line.get_xdata()) == [25, 250] and np.allclose(line.get_ydata(), [np.mean(f) for f in finals])
     assert np.allclose([[seg[0][1], seg[1][1]] for seg in bars.get_segments()], [[min(f), max(f)] for f in finals])
 
@@ -200,7 +204,7 @@ def test_no_value_plot_for_a_grid_of_names(grid_sweep):
     from cnnlab.sweep.compare import analyse
 
     _, _, folder, _ = grid_sweep
-    assert by_value_series(analyse([folder]).result) == {}
+    assert by_value_series(analyse([folder]).comparison.headline) == {}
     assert not list((folder / "figures").glob("by-*")) and " against " not in (folder / "report.html").read_text()
 
 

@@ -33,7 +33,7 @@ def test_run_folder_contents(data_root, tmp_path):
     for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                 "seconds", "images_per_s", "peak_mem_mb", "lr"):
         assert key in rows[0]
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert summary["status"] == "completed" and summary["seed"] == 0 and summary["device"] == "cpu"
     assert summary["final"] == rows[-1]
     assert summary["params"] == sum(r["params"] for r in run.architecture())
@@ -52,7 +52,7 @@ def test_run_folder_contents(data_root, tmp_path):
     assert run.config() == cfg
     html = (run.path / "report.html").read_text()
     # 2 curves, then the best checkpoint's filters, 2 activations, Grad-CAM, confusion and most-confused examples
-    assert html.count("data:image/png;base64,") == 8 and "test accuracy at best validation accuracy" in html
+    assert html.count("data:image/png;base64,") == 6 and html.count("data:image/svg+xml;base64,") == 2 and "test accuracy at best validation accuracy" in html
     assert (run.path / "report.md").exists() and (run.figures / "loss.png").exists()
 
 
@@ -73,7 +73,7 @@ def test_label_smoothing_l1_and_schedules_train(data_root, tmp_path):
                           ("onecycle", {"schedule": {"name": "onecycle"}, "optim": {**sgd, "l1": 1e-5},
                                         "train": {"epochs": 2, "label_smoothing": 0.1}})]:
         run = start_run(quick_config(**{**common, **change}), tmp_path / label, data_root)
-        assert run.summary()["status"] == "completed" and all(math.isfinite(r["train_loss"]) for r in run.metrics())
+        assert run.summary().to_dict()["status"] == "completed" and all(math.isfinite(r["train_loss"]) for r in run.metrics())
         runs[label] = run
     plain, smoothed = runs["plain"].metrics(), runs["smoothing"].metrics()
     assert [r["lr"] for r in plain] == pytest.approx([0.05, 0.05 * 0.1])  # step: x gamma after each epoch
@@ -110,7 +110,7 @@ def test_nan_loss_fails_the_run_and_keeps_last_good_checkpoint(data_root, tmp_pa
     finally:
         trainer_mod.Trainer.__init__ = original_init
     run = RunFolder(next((tmp_path / "test").iterdir()))
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert summary["status"] == "failed" and "epoch 2" in summary["error"] and summary["epochs_done"] == 1
     last = checkpoint.load(run.last_path)
     assert last["state"]["epoch"] == 1
@@ -129,7 +129,7 @@ def test_resume_after_kill_9_equals_uninterrupted_run(data_root, tmp_path):
     proc.send_signal(signal.SIGKILL)  # at once: in epoch 2 (an epoch takes far longer than a poll of 0.05 s)
     proc.wait()
     assert run_dir is not None, proc.stdout.read()
-    assert RunFolder(run_dir).summary()["status"] == "running"
+    assert RunFolder(run_dir).summary().to_dict()["status"] == "running"
     assert len(RunFolder(run_dir).metrics()) < 3
     resumed = subprocess.run([sys.executable, "-m", "cnnlab.cli", "resume", str(run_dir)], env=ENV,
                              capture_output=True, text=True, timeout=300)
@@ -139,7 +139,7 @@ def test_resume_after_kill_9_equals_uninterrupted_run(data_root, tmp_path):
                                "--runs-dir", str(tmp_path / "straight")], env=ENV, capture_output=True, text=True, timeout=300)
     assert straight.returncode == 0, straight.stderr
     a, b = RunFolder(run_dir), RunFolder(Path(straight.stdout.strip().splitlines()[-1]))
-    assert a.summary()["status"] == "completed"
+    assert a.summary().to_dict()["status"] == "completed"
     assert without_timing(a.metrics()) == without_timing(b.metrics())
     wa, wb = checkpoint.load(a.last_path)["model"], checkpoint.load(b.last_path)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -200,3 +200,14 @@ def test_cli_data_list(data_root):
     assert any("cifar10-jpeg.tar.gz" in l and "yes, used" in l for l in lines)
     assert any("cifar-10-batches-py" in l and " no " in l for l in lines)
     assert any("fashion-mnist" in l and "yes, used" in l for l in lines)
+
+
+def test_initial_loss_17_percent_below_ln_k_is_a_mistake():
+    """Outputs independent of the labels average at least ln K: a loss well below it is no longer 'as expected'."""
+    from cnnlab.engine.run_record import initial_loss_ok, initial_loss_verdict
+
+    expected = math.log(10)
+    assert not initial_loss_ok(0.83 * expected, expected)
+    assert initial_loss_verdict(0.83 * expected, expected) == "lower than expected"
+    assert initial_loss_verdict(1.2 * expected, expected) == "higher than expected"
+    assert {initial_loss_verdict(f * expected, expected) for f in (0.99, 1.01, 1.05)} == {"as expected"}

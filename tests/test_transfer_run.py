@@ -10,7 +10,7 @@ from cnnlab.config import Config
 from cnnlab.data import keep_classes, load_images, prepare
 from cnnlab.data.registry import CIFAR10_CLASSES
 from cnnlab.engine import checkpoint
-from cnnlab.engine.build import build_run
+from cnnlab.engine.run_setup import build_run
 from cnnlab.engine.trainer import Progress, Trainer
 from cnnlab.errors import CnnlabError
 from cnnlab.models.torchvision_models import build_for_classes
@@ -53,7 +53,7 @@ def test_target_starts_from_the_source_run_and_trains_only_layer4_and_fc(source_
     assert frozen and all(torch.equal(target[k], source[k]) for k in frozen)  # batch-norm statistics included
     moved = [k for k in target if k.startswith("layer4.") and not k.endswith("num_batches_tracked")]
     assert all(not torch.equal(target[k], source[k]) for k in moved)
-    summary = run.summary()
+    summary = run.summary().to_dict()
     record = summary["transfer"]["pretrained"]
     assert record["file"] == str(source_run.best_path) and record["skipped_head"] == ["fc.weight", "fc.bias"]
     assert record["loaded"] == len(source) - 2 and record["missing"] == [] and record["unexpected"] == []
@@ -106,9 +106,9 @@ def test_a_resumed_run_needs_no_source_and_keeps_its_record(source_run, data_roo
     with pytest.raises(KeyboardInterrupt):
         start_run(cfg, tmp_path / "runs", data_root, Progress(epoch_end=stop))
     run_dir = next((tmp_path / "runs" / "resumed").iterdir())
-    record = RunFolder.open(run_dir).summary()["transfer"]["pretrained"]
+    record = RunFolder.open(run_dir).summary().to_dict()["transfer"]["pretrained"]
     shutil.rmtree(copied)  # last.pt holds the weights now; the source is not read again
-    summary = resume_run(run_dir, data_root).summary()
+    summary = resume_run(run_dir, data_root).summary().to_dict()
     assert summary["status"] == "completed" and summary["epochs_done"] == 2
     assert summary["transfer"]["pretrained"] == record and record["file"] == str(copied / "checkpoints" / "best.pt")
 
@@ -124,7 +124,7 @@ def test_deeplab_with_its_last_layer_trained_runs_end_to_end_on_penn_fudan(data_
     initial = build_for_classes("deeplabv3_mobilenet_v3_large", 2).module.state_dict()  # as build_run made it
     trained = weights(run.last_path)
     assert {k for k in trained if not torch.equal(trained[k], initial[k])} == {"classifier.4.weight", "classifier.4.bias"}
-    summary = run.summary()
+    summary = run.summary().to_dict()
     assert summary["status"] == "completed" and summary["trainable_params"] == 256 * 2 + 2
     assert summary["transfer"]["pretrained"]["left_out"] == ["aux_classifier"] and "test_iou" in summary["final"]
     assert all((run.path / f["file"]).is_file() for f in summary["figures"]) and summary["figures"]
@@ -143,7 +143,7 @@ def test_data_classes_keep_and_relabel_in_the_given_order(data_root):
     for part in (splits.train, splits.val, splits.test):
         assert set(part.labels.tolist()) == {0, 1}
     assert torch.bincount(splits.test.labels).tolist() == [50, 50]
-    with pytest.raises(CnnlabError, match="'dgo' is not a class of this dataset; choose from: airplane, automobile"):
+    with pytest.raises(CnnlabError, match=r"'dgo' is not a class of this dataset \(did you mean dog\?\); choose"):
         keep_classes(train, ["cat", "dgo"])
 
 

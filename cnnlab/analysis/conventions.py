@@ -25,7 +25,7 @@ from math import prod
 from torch import nn
 
 from cnnlab.analysis.count import LayerCount
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 
 CNNLAB = [
     "params: each layer's named_parameters (BatchNorm: 2C, its scale and shift); weights = params other than biases; "
@@ -164,7 +164,7 @@ PEERS = {"torchinfo": torchinfo, "fvcore": fvcore, "keras": keras}
 def check_peers(tools: list[str]) -> list[str]:
     unknown = [t for t in tools if t not in PEERS]
     if unknown:
-        raise CnnlabError(f"--as {', '.join(unknown)}: choose {', '.join(PEERS)}")
+        raise CnnlabError(f"--as {', '.join(unknown)}{did_you_mean(unknown[0], PEERS)}: choose {', '.join(PEERS)}")
     return list(tools)
 
 

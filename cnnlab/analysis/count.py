@@ -29,10 +29,31 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import flop_registry
+from torch.utils.flop_counter import FlopCounterMode, conv_backward_flop, flop_registry, shape_wrapper
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.layers import transposed_text, window_text
+from cnnlab.models.layer_kinds import transposed_text, window_text
+
+
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, *args, out_shape, **kwargs) -> int:
+    """torch's count with the weight gradient divided by `groups`: torch (2.14) counts it as if groups were 1, so a
+    depthwise convolution's backward came out C times its weight-gradient work (pytorch/pytorch PR #183405 proposes
+    the same division; no issue found). Input gradient plus weight gradient is twice the forward, for any groups."""
+    bias, stride, padding, dilation, transposed, output_padding, groups, output_mask = args
+    common = (grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed, output_padding, groups)
+    grad_input = conv_backward_flop(*common, [output_mask[0], False, False], out_val=out_shape)
+    grad_weight = conv_backward_flop(*common, [False, output_mask[1], False], out_val=out_shape)
+    return grad_input + grad_weight // groups
+
+
+# torch's flop formulas, corrected where torch miscounts
+FLOP_FORMULAS = {**flop_registry, torch.ops.aten.convolution_backward: shape_wrapper(_conv_backward_flops)}
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's flop counter with cnnlab's corrections (FLOP_FORMULAS)."""
+    return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
+
 
 # the numeric columns of a row, in table order; each sums to its total
 COUNT_COLUMNS = ("weights", "biases", "params", "trainable_params", "buffers", "macs", "bias_adds", "activation_bytes")
@@ -216,7 +237,7 @@ class _Recorder(TorchDispatchMode):
             return out
         module, row, _ = self.stack[-1]
         packet = func._overloadpacket
-        macs = flop_registry[packet](*args, **kwargs, out_val=out) // 2 if packet in flop_registry else 0
+        macs = FLOP_FORMULAS[packet](*args, **kwargs, out_val=out) // 2 if packet in FLOP_FORMULAS else 0
         if row is None:  # an operation written in a parent's forward (torch.cat, F.interpolate, matmul, ...)
             new = _new_bytes(out, (args, kwargs))
             if not macs and not new:

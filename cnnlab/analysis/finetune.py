@@ -18,8 +18,8 @@ import torch
 
 from cnnlab.analysis.count import count
 from cnnlab.analysis.fits import refuse_beyond
-from cnnlab.analysis.render import Block, Table, Text, human_bytes
-from cnnlab.analysis.training import StepMeasurement, StepMemory, StepRunner, estimate_step
+from cnnlab.document import Block, Table, Text, human_bytes
+from cnnlab.analysis.step_cost import StepMeasurement, StepMemory, StepRunner, estimate_step
 from cnnlab.errors import CnnlabError
 from cnnlab.models.freeze import set_trainable
 

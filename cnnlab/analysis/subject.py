@@ -23,7 +23,7 @@ from torch import nn
 from cnnlab.analysis.fits import build_within_memory
 from cnnlab.errors import CnnlabError
 from cnnlab.models import recipe as recipes
-from cnnlab.models.build import ModelOptions
+from cnnlab.models.spec_builder import ModelOptions
 from cnnlab.models.recipe import Recipe
 from cnnlab.models.spec import short
 from cnnlab.models.freeze import set_trainable, trainable_prefixes
@@ -122,7 +122,7 @@ def _experiment_io(cfg, given: dict, in_shape: Optional[tuple], data_dir) -> tup
 
 
 def _experiment(path_or_name: str, given: dict, data_dir, in_shape: Optional[tuple], what: str = "experiment") -> Subject:
-    from cnnlab.config import load_experiment
+    from cnnlab.experiment_files import load_experiment
 
     cfg = load_experiment(path_or_name)
     shape, classes = _experiment_io(cfg, given, in_shape, data_dir)
@@ -143,7 +143,7 @@ def _transfer_module(model_cfg, classes: int) -> nn.Module:
 
 
 def _experiment_exists(name: str) -> bool:
-    from cnnlab.config import find_experiment
+    from cnnlab.experiment_files import find_experiment
 
     try:
         find_experiment(name)

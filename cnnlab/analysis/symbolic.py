@@ -1,7 +1,7 @@
 """Counting a spec in formulas: the table of `count`, in the spec's named hyper-parameters and the input size.
 
 Each layer's formulas follow from its kind and the shape before it, by its record in
-`cnnlab.models.layers`: the builder's own shape rule (floor((W - F + 2P)/S) + 1, on integers and on sympy
+`cnnlab.models.layer_kinds`: the builder's own shape rule (floor((W - F + 2P)/S) + 1, on integers and on sympy
 expressions alike) and the record's counts. This is a second, independent route to the numbers: `count`
 reads them off the built torch module, and the tests require the two to agree for random hyper-parameters.
 
@@ -20,8 +20,8 @@ import sympy as sp
 
 from cnnlab.analysis.count import COUNT_COLUMNS, LayerCount, totals
 from cnnlab.errors import CnnlabError
-from cnnlab.models.build import ModelOptions, apply_options, module_names
-from cnnlab.models.layers import KINDS
+from cnnlab.models.spec_builder import ModelOptions, apply_options, module_names
+from cnnlab.models.layer_kinds import KINDS
 from cnnlab.models.spec import Layer, evaluate, names_in
 from cnnlab.models.walk import At, ShapeWalk
 

@@ -27,7 +27,7 @@ import sympy as sp
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.build import ModelOptions, apply_options, module_names
+from cnnlab.models.spec_builder import ModelOptions, apply_options, module_names
 from cnnlab.models.spec import Layer, evaluate
 
 
@@ -189,7 +189,7 @@ def _grown(i: int, base: list, variant: list) -> list:
 def scale_notes(base: list, variant: list, factor) -> list:
     """Why --scale leaves convolution and batch-norm parameters alone, their counts per batch norm, and the layers that grew.
 
-    Lines of text and values (numbers or formulas) for a render.Text; rows are LayerCounts of the same network.
+    Lines of text and values (numbers or formulas) for a document Text; rows are LayerCounts of the same network.
     """
     area = f"{factor ** 2:g}"
     lines: list = [f"a convolution has Cout x Cin x k x k weights and Cout biases, a batch norm 2C (a scale and a shift per "

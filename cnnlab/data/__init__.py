@@ -19,7 +19,7 @@ from cnnlab.data.progress import Progress
 from cnnlab.data.registry import lookup
 from cnnlab.data.sources import locate
 from cnnlab.data.splits import class_balanced_subset, random_split, random_subset, stratified_split
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 
 
 @dataclass
@@ -142,7 +142,9 @@ def keep_classes(images: ImageSet, names: list[str], key: str = "data.classes", 
     """Only the images of the classes `names`, relabelled 0..K-1 in that order; `key` and `also` word the refusal."""
     unknown = [n for n in names if n not in images.classes]
     if unknown:
-        raise CnnlabError(f"{key}: {', '.join(repr(n) for n in unknown)} is not a class of this dataset; choose from: "
+        close = "".join(did_you_mean(n, images.classes) for n in unknown)
+        raise CnnlabError(f"{key}: {', '.join(repr(n) for n in unknown)} is not a class of this dataset{close}; "
+                          "choose from: "
                           f"{', '.join(images.classes)}{also}")
     new_label = torch.full((len(images.classes),), -1, dtype=torch.long)
     new_label[[images.classes.index(n) for n in names]] = torch.arange(len(names))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from cnnlab.data.decoders import CIFAR_BATCHES, IDX, IMAGE_FOLDER, PENNFUDAN, Layout
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -65,5 +65,6 @@ DATASETS = {d.name: d for d in (
 
 def lookup(name: str) -> Dataset:
     if name not in DATASETS:
-        raise CnnlabError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}")
+        raise CnnlabError(f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; "
+                          f"choose one of: {', '.join(DATASETS)}")
     return DATASETS[name]

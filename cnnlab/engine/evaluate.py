@@ -26,7 +26,8 @@ def tta_outputs(model, x: torch.Tensor, tta: str) -> torch.Tensor:
 
 
 def tally_split(built, batches, spread=None) -> dict[str, torch.Tensor]:
-    """The task's tally over every example of a split, in eval mode, with the run's test-time augmentation; with
+    """The task's tally over every example of a split, in eval mode, with the run's test-time augmentation and the
+    plain cross-entropy (no label smoothing); with
     train.drop_last the last batch is padded to the full batch size (so every batch has one shape) and the padding is
     not scored. While a spread run trains (`spread` given), each process tallies its share and the tallies are
     summed."""
@@ -36,7 +37,7 @@ def tally_split(built, batches, spread=None) -> dict[str, torch.Tensor]:
     with torch.no_grad(), built.autocast():
         for x, y in batches.batches(rank=rank, world=world, pad_last=built.cfg.train.drop_last):
             out = tta_outputs(built.model, x, built.cfg.train.tta)[: len(y)]
-            built.task.update(tally, out, y, built.task.loss(out, y))
+            built.task.update(tally, out, y, built.task.loss(out, y, smoothed=False))
     return tally if spread is None else spread.sum_tally(tally)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.engine import checkpoint
-from cnnlab.engine.build import BuiltRun, build_run
+from cnnlab.engine.run_setup import BuiltRun, build_run
 from cnnlab.runfolder import RunFolder
 
 

@@ -31,8 +31,11 @@ class ClassificationTask:
         """An untrained model predicts about uniformly: loss ln(K)."""
         return math.log(self.num_classes)
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(outputs.float(), targets, label_smoothing=self.label_smoothing)
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor, smoothed: bool = True) -> torch.Tensor:
+        """The training loss (label smoothing when set); `smoothed=False`: plain cross-entropy, which evaluation
+        reports, so that validation and test losses compare across runs with and without smoothing."""
+        smoothing = self.label_smoothing if smoothed else 0.0
+        return F.cross_entropy(outputs.float(), targets, label_smoothing=smoothing)
 
     def new_tally(self, device) -> dict[str, torch.Tensor]:
         return {k: torch.zeros((), device=device, dtype=torch.float64) for k in ("loss_sum", "correct", "count")}
@@ -72,8 +75,10 @@ class PixelTask:
     def expected_initial_loss(self) -> float:
         return math.log(self.num_classes)
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(outputs.float(), targets.long(), ignore_index=IGNORE, label_smoothing=self.label_smoothing)
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor, smoothed: bool = True) -> torch.Tensor:
+        """As ClassificationTask.loss, per labelled pixel."""
+        smoothing = self.label_smoothing if smoothed else 0.0
+        return F.cross_entropy(outputs.float(), targets.long(), ignore_index=IGNORE, label_smoothing=smoothing)
 
     def scored(self, targets: torch.Tensor) -> torch.Tensor:
         """The labelled pixels `loss` averages over: processes sharing a batch may hold different numbers."""

@@ -25,19 +25,19 @@ from typing import Callable, Optional
 import torch
 
 from cnnlab import metrics
-from cnnlab.analysis.layers import layer_table, training_macs
+from cnnlab.analysis.layer_table import layer_table, training_macs
 from cnnlab.atomic import write_json
 from cnnlab.engine import checkpoint
 from cnnlab.engine.average import weight_average
-from cnnlab.engine.build import BuiltRun, training_forward
+from cnnlab.engine.run_setup import BuiltRun, training_forward
 from cnnlab.engine.checkpoint import CheckpointPolicy
 from cnnlab.engine.evaluate import evaluate
-from cnnlab.engine.optim import l1_penalty, lr_at
 from cnnlab.engine.startup import needs_warm_up, warm_up
-from cnnlab.engine.summary import initial_loss_ok, run_summary, spread_line
+from cnnlab.engine.run_record import initial_loss_verdict, run_summary, spread_line
 from cnnlab.engine.transfer import select_for_epoch
-from cnnlab.optimizers import full_rate
+from cnnlab.optimizers import full_rate, l1_penalty, lr_at
 from cnnlab.errors import CnnlabError
+from cnnlab.records import RunSummary
 from cnnlab.runfolder import RunFolder
 
 NAN_CHECK_EVERY = 20  # steps between finiteness checks and running-loss reports (each one is a device sync)
@@ -162,7 +162,7 @@ class Trainer:
                         config=self.built.cfg.model_dump(mode="json"), classes=self.built.data.classes,
                         pretrained=self.built.transfer.pretrained if self.built.transfer else None)
 
-    def summary(self, status: str, error: Optional[str] = None) -> dict:
+    def summary(self, status: str, error: Optional[str] = None) -> RunSummary:
         return run_summary(self.built, self.state, self.policy, status, error, self.spread_record)
 
     # ---- the loop ------------------------------------------------------------------------------
@@ -239,9 +239,12 @@ class Trainer:
             torch.manual_seed(b.cfg.seed)
             self.state.initial_loss = evaluate(b, b.data.val)["loss"]
             expected = b.task.expected_initial_loss
-            if not b.starts_trained and not initial_loss_ok(self.state.initial_loss, expected):
-                self.progress.message(f"warning: loss before training is {self.state.initial_loss:.3f}, far from "
-                                      f"ln({b.task.num_classes}) = {expected:.3f}; check the initialisation and the output layer")
+            verdict = initial_loss_verdict(self.state.initial_loss, expected)
+            if not b.starts_trained and verdict != "as expected":
+                self.progress.message(f"warning: loss before training is {self.state.initial_loss:.3f}, {verdict} "
+                                      f"(ln({b.task.num_classes}) = {expected:.3f}, "
+                                      f"{(self.state.initial_loss - expected) / expected:+.1%}); check the "
+                                      "initialisation and the output layer")
         if self.spread.main:
             self.run.write_summary(self.summary("running"))
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 from cnnlab.data import Statistics
 from cnnlab.errors import CnnlabError
-from cnnlab.models.build import set_batch_norms
+from cnnlab.models.spec_builder import set_batch_norms
 from cnnlab.models.freeze import FreezeRecord, Prefixes, param_groups, set_trainable, trainable_at, trainable_prefixes
 from cnnlab.models.pretrained import load_pretrained, weights_statistics
 from cnnlab.models.torchvision_models import TransferNet, build_for_classes

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from cnnlab.explain.hooks import evaluating, recording
-from cnnlab.explain.layers import find_layer
+from cnnlab.explain.layer_listing import find_layer
 
 
 def activations(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, list[torch.Tensor]]:

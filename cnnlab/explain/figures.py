@@ -17,7 +17,7 @@ from cnnlab.explain.confusion import confusion, most_confused, split_outputs
 from cnnlab.explain.example import Example, denormalise, split_example
 from cnnlab.explain.filters import filter_tiles
 from cnnlab.explain.gradcam import grad_cam
-from cnnlab.explain.layers import LayerListing, find_layer, list_layers
+from cnnlab.explain.layer_listing import LayerListing, find_layer, list_layers
 from cnnlab.explain.sparsity import sparsity
 from cnnlab.viz.activations import plot_activations
 from cnnlab.viz.cam import plot_cam
@@ -37,13 +37,15 @@ def _check_maps(listing: LayerListing, name: str) -> None:
                           "with C x H x W output, such as convolutions (see `cnnlab layers`)")
 
 
-def _image_figures(model: nn.Module, example: Example, classes: list[str], names: list[str], cam_layer: str,
-                   channels: int, out: Path) -> tuple[list, dict]:
+def _image_figures(model: nn.Module, example: Example, classes: list[str], listing: LayerListing, names: list[str],
+                   cam_layer: str, channels: int, out: Path) -> tuple[list, dict]:
     """Activations of `names` and Grad-CAM (the predicted class, and the true one when known) for one example."""
     figures = []
     for name, calls in activations(model, example.x, names).items():
         for i, act in enumerate(calls):
-            note = f"call {i + 1} of {len(calls)}" if len(calls) > 1 else ""
+            parts = [f"call {i + 1} of {len(calls)}" if len(calls) > 1 else "",
+                     listing.one_pixel_note(name) if act.shape[-2:] == (1, 1) else ""]
+            note = "; ".join(p for p in parts if p)
             suffix = f"-call{i + 1}" if len(calls) > 1 else ""
             figures.append(plot_activations(example.picture, act[0], out / f"activations-{name}{suffix}.png", name,
                                             channels, note))
@@ -58,7 +60,8 @@ def _image_figures(model: nn.Module, example: Example, classes: list[str], names
     caption = (f"Grad-CAM at {cam_layer} (call {cam.call}, a {h}x{w} map): the layer's channels weighted by the mean "
                "gradient of the class's score (logit), ReLU, upsampled to the input; each map scaled to its own maximum")
     if h * w == 1:
-        caption += ". A 1x1 map cannot show where: pick an earlier layer with --cam-layer (see `cnnlab layers`)"
+        note = listing.one_pixel_note(cam_layer)
+        caption += f". {note[:1].upper()}{note[1:]}" + (": pick it with --cam-layer" if listing.last_spatial else "")
     figures.append(plot_cam(example.picture, panels, out / "gradcam.png", f"class activation maps at {cam_layer}", caption))
     image = {"source": example.source, "index": example.index, "predicted": classes[predicted],
              "probability": float(probs[predicted]), "true": None if label is None else classes[label],
@@ -92,7 +95,8 @@ def explain_run(model: nn.Module, test, classes: list[str], out_dir: Path, layer
         tiles = filter_tiles(find_layer(model, listing.first), listing.first)
         figures.append({**plot_filter_grid(tiles.tiles, tiles.ranges, tiles.per_row, out / "filters.png",
                                            listing.first, tiles.rgb), "of": "weights"})
-    shown, image = _image_figures(model, example, classes, names, cam_name, channels, out) if maps else ([], None)
+    shown, image = ([], None) if not maps else _image_figures(model, example, classes, listing, names, cam_name,
+                                                              channels, out)
     figures += [{**fig, "of": "example"} for fig in shown]
     outputs, labels = split_outputs(model, test, bf16)
     matrix = confusion(outputs, labels, classes)
@@ -105,6 +109,6 @@ def explain_run(model: nn.Module, test, classes: list[str], out_dir: Path, layer
         figures.append({**plot_most_confused(pictures, worst, out / "most-confused.png",
                                              f"the {len(worst)} most confident wrong predictions"), "of": "test split"})
     return {"layers": {"first": listing.first, "last": listing.last, "last_conv": listing.last_conv,
-                       "shown": names, "cam": cam_name},
+                       "last_spatial": listing.last_spatial, "shown": names, "cam": cam_name},
             "image": image, "figures": figures, "confusion": matrix.as_dict(),
             "most_confused": worst, "sparsity": sparsity(model, sparsity_threshold)}

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.hooks import evaluating, recording
-from cnnlab.explain.layers import find_layer
+from cnnlab.explain.layer_listing import find_layer
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Models: the spec language, the builder, the zoo of study networks, and recipes that tie them to a config."""
 from __future__ import annotations
 
-from cnnlab.models.build import SpecNet
+from cnnlab.models.spec_builder import SpecNet
 from cnnlab.models.recipe import from_config
 
 

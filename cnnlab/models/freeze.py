@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 
 Prefixes = Optional[list[str]]  # None: every parameter trains
 
@@ -120,8 +120,10 @@ def _check(model: nn.Module, prefixes: list[str]) -> None:
     unknown = [p for p in prefixes if not any(_under(n, [p]) for n in names)]
     if unknown:
         parts = ", ".join(n for n, m in model.named_children() if any(True for _ in m.parameters()))
-        raise CnnlabError(f"model.trainable: {', '.join(unknown)} names no part of the model that has parameters; "
-                          f"its parts are {parts} (name nested parts with dots, e.g. layer4.1)")
+        known = {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 1)}
+        close = "".join(did_you_mean(p, known) for p in unknown)
+        raise CnnlabError(f"model.trainable: {', '.join(unknown)} names no part of the model that has parameters"
+                          f"{close}; its parts are {parts} (name nested parts with dots, e.g. layer4.1)")
 
 
 def set_trainable(model: nn.Module, prefixes: Prefixes) -> FreezeRecord:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.build import ModelOptions, SpecNet, build
+from cnnlab.models.spec_builder import ModelOptions, SpecNet, build
 from cnnlab.models.spec import Layer, names_in, parse_spec
 from cnnlab.models.zoo import ZOO
 

@@ -10,7 +10,7 @@ same spec can be counted symbolically (analysis) or instantiated (builder).
 Skip connections: `save NAME` remembers the current tensor; `cat NAME` concatenates it along
 channels (U-Net), `add NAME` adds it (residual). `dwconv k3 p1` is a depthwise convolution (one
 filter per input channel, as many outputs as inputs), the first half of a separable convolution.
-Every kind, its options and their defaults: `cnnlab.models.layers`.
+Every kind, its options and their defaults: `cnnlab.models.layer_kinds`.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from cnnlab.errors import CnnlabError
-from cnnlab.models.layers import REQUIRED, kind_of
+from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.models.layer_kinds import REQUIRED, kind_of
 
 Value = Union[int, float, str]
 
@@ -115,7 +115,8 @@ def parse_layer(text: str, index: int) -> Layer:
         else:
             raise CnnlabError(f"{where}: cannot read '{short(word)}'; options of {kind}: {known}")
         if key not in defaults:
-            raise CnnlabError(f"{where}: unknown option '{short(key)}'; options of {kind}: {known}")
+            raise CnnlabError(f"{where}: unknown option '{short(key)}'{did_you_mean(key, defaults)}; "
+                              f"options of {kind}: {known}")
         if key in pending:
             pending.remove(key)
         options[key] = _value(val, kind, key, record.words, where)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from cnnlab.models.layers import LayerKind, kind_of
+from cnnlab.models.layer_kinds import LayerKind, kind_of
 from cnnlab.models.spec import Layer, check_size, evaluate
 
 

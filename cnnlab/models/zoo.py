@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cnnlab.models.build import ModelOptions
+from cnnlab.models.spec_builder import ModelOptions
 
 
 @dataclass(frozen=True)

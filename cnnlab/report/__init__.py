@@ -1,2 +1,3 @@
-"""Reports: self-contained HTML (images embedded) and Markdown, made from run and sweep folders. Two parts
-also bring a run's model and data back (cnnlab.engine.restore): prediction pictures and invariance's outputs."""
+"""Reports made from run and sweep folders: blocks built from the records (run_blocks, compare_blocks), written
+by page.py as self-contained HTML, Markdown, LaTeX and PDF. Two parts also bring a run's model and data back
+(cnnlab.engine.restore): prediction pictures and invariance's outputs."""

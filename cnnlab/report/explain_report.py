@@ -6,23 +6,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from cnnlab.atomic import write_json, write_text
+from cnnlab.atomic import write_json
+from cnnlab.document import Block, Figure, Heading, Text
 from cnnlab.engine.restore import restore
 from cnnlab.errors import CnnlabError
+from cnnlab.records import RunSummary
 from cnnlab.explain import explain_run
 from cnnlab.explain.example import Example, file_example, split_example
-from cnnlab.report.run_report import TEMPLATES, class_rows, embedded, fmt
+from cnnlab.report.page import write_report
+from cnnlab.report.run_blocks import class_accuracy_table, sparsity_blocks
 from cnnlab.runfolder import RunFolder
 
 CHECKPOINTS = ("best", "last")
 SPLITS = ("train", "val", "test")
 
 
-def _checkpoint_facts(summary: dict, which: str) -> tuple[Optional[int], Optional[float]]:
+def _checkpoint_facts(summary: RunSummary, which: str) -> tuple[Optional[int], Optional[float]]:
     """(epoch, recorded test accuracy) of checkpoint `which`, as summary.json tells them."""
     if which == "best":
-        return summary.get("best_epoch"), summary.get("test_acc_at_best")
-    return summary.get("epochs_done"), (summary.get("final") or {}).get("test_acc")
+        return summary.best_epoch, summary.at("test_acc")
+    return summary.epochs_done, (summary.final or {}).get("test_acc")
 
 
 def _example(built, image: Optional[Path], split: str, index: int) -> Example:
@@ -58,8 +61,32 @@ def write_explain(run_dir: Path, data_root: Path, image: Optional[Path] = None, 
     record = {"run": str(run.path), "checkpoint": checkpoint, "epoch": epoch, "recorded_test_acc": recorded,
               **record, "figures": [{**f, "file": f"explain/{f['file']}"} for f in record["figures"]]}
     write_json(run.path / "explain.json", record)
-    html = TEMPLATES.get_template("explain.html.j2").render(
-        name=cfg.name, run_id=run.path.name, record=record, figures=embedded(run.path, record["figures"]),
-        class_rows=class_rows(record["confusion"]), fmt=fmt)
-    write_text(run.path / "explain.html", html)
-    return run.path / "explain.html"
+    blocks = explain_blocks(cfg.name, run, record)
+    return write_report(run.path, f"cnnlab explain: {cfg.name} / {run.path.name}", blocks, ("html",), "explain")["html"]
+
+
+def explain_blocks(name: str, run: RunFolder, record: dict) -> list[Block]:
+    """The explanation of one image: filters, activations and Grad-CAM, then the test split's confusion."""
+    image, layers, confusion = record["image"], record["layers"], record["confusion"]
+    figures = [f for f in record["figures"] if (run.path / f["file"]).exists()]
+    true = (f", true class {image['true']} (p = {image['true_probability']:.3f})" if image.get("true") is not None
+            else "")
+    held = f" (the module that ends with {layers['last_conv']})" if layers["last"] != layers["last_conv"] else ""
+    recorded = record["recorded_test_acc"]
+    return [
+        Heading(f"{name} / {run.path.name}", 1),
+        Text([f"Checkpoint {record['checkpoint']} (epoch {record['epoch']}). Image: {image['source']}; predicted "
+              f"{image['predicted']} with p = {image['probability']:.3f}{true}."]),
+        Text([f"Layers shown: {', '.join(layers['shown'])}; Grad-CAM at {layers['cam']}. The first convolution is "
+              f"{layers['first']}, the last {layers['last']}{held}. `cnnlab layers {record['run']}` lists every name "
+              "--layer takes."], note=True),
+        Heading("Filters, activations, class activation maps"),
+        *(Figure(f.get("caption") or f["title"], run.path / f["file"]) for f in figures if f.get("of") != "test split"),
+        Heading("Confusion on the test split"),
+        Text([f"{confusion['total']} test examples, accuracy {confusion['accuracy']:.4f}" + (
+            f" (recorded during training for this checkpoint: {recorded:.4f})" if recorded is not None else "") + "."]),
+        *(Figure(f.get("caption") or f["title"], run.path / f["file"]) for f in figures if f.get("of") == "test split"),
+        class_accuracy_table(confusion, "Accuracy per class"),
+        *sparsity_blocks(record["sparsity"]),
+        Text(["The record is in explain.json beside this file."], note=True),
+    ]

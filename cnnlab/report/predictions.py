@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from cnnlab.data.colour import decode, decode_targets
-from cnnlab.engine.build import BuiltRun
+from cnnlab.engine.run_setup import BuiltRun
 from cnnlab.metrics import SPLITS
 from cnnlab.runfolder import RunFolder
 from cnnlab.viz.predictions import colour_rows, segmentation_rows

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from cnnlab import metrics
 from cnnlab.config import flatten, read_yaml, set_key
 from cnnlab.errors import CnnlabError
+from cnnlab.records import RunSummary
 from cnnlab.runfolder import RunFolder
 
 IGNORED = ("name", "seed")  # keys that never make a variant (the seed is what a variant is repeated over)
@@ -23,22 +25,33 @@ IGNORED_SECTIONS = ("search",)  # an Optuna search space is the same for all run
 class Run:
     path: Path
     config: dict  # flattened: {"optim.lr": 0.01, ...}
-    summary: dict
+    summary: RunSummary
     history: list[dict]
 
     @property
+    def monitor(self) -> str:
+        """The validation metric that picked the run's best.pt (its summary's, else its task's own)."""
+        return self.summary.monitor or metrics.monitored(self.config.get("task", "classify"),
+                                                                 self.config.get("train.monitor"))
+
+    def best_epoch_by_monitor(self) -> int:
+        """For run folders whose summary lacks best_epoch: the epoch with the best value of the run's monitor."""
+        sign = 1 if metrics.mode(self.monitor) == "max" else -1
+        return max(self.history, key=lambda r: sign * r.get(self.monitor, sign * float("-inf")))["epoch"]
+
+    @property
     def status(self) -> str:
-        return self.summary.get("status", "unknown")
+        return self.summary.status
 
     def value(self, metric: str, stat: str) -> Optional[float]:
         """A per-epoch metric at the last epoch ("final"), or at the epoch best.pt holds ("best": by train.monitor;
-        run folders that do not record it fall back to validation accuracy). Any other key is a number of
+        run folders that do not record it fall back to the task's own metric). Any other key is a number of
         summary.json (dotted: sparsity.total.share_below), one per run: the same for both."""
         if not any(metric in row for row in self.history):
-            return summary_numbers(self.summary).get(metric)
+            return summary_numbers(self.summary.to_dict()).get(metric)
         if stat == "final":
             return self.history[-1].get(metric)
-        best = self.summary.get("best_epoch") or max(self.history, key=lambda r: r.get("val_acc", float("-inf")))["epoch"]
+        best = self.summary.best_epoch or self.best_epoch_by_monitor()
         row = next((r for r in self.history if r["epoch"] == best), self.history[-1])
         return row.get(metric)
 
@@ -74,7 +87,8 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
 
 def load_run(path: Path) -> Run:
     folder = RunFolder.open(path)
-    return Run(folder.path, flatten(read_yaml(folder.config_path)), folder.summary(), folder.metrics())
+    summary = folder.summary() or RunSummary(name=path.parent.name, status="running")  # not one epoch yet
+    return Run(folder.path, flatten(read_yaml(folder.config_path)), summary, folder.metrics())
 
 
 def load_runs(paths: list[Path]) -> tuple[list[Run], list[Run]]:

@@ -17,7 +17,8 @@ from typing import Any, Optional
 import yaml
 
 from cnnlab.atomic import write_json
-from cnnlab.config import Config, bounded, find_experiment, key_problem, load_experiment, name_problem, set_key, validate
+from cnnlab.config import Config, bounded, key_problem, name_problem, set_key, validate
+from cnnlab.experiment_files import find_experiment, load_experiment
 from cnnlab.errors import CnnlabError
 from cnnlab.sweep.collect import show
 

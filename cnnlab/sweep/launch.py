@@ -19,7 +19,7 @@ from cnnlab.sweep.storage import open_storage, redact
 from cnnlab.sweep.worker import STORAGE_ENV, board_for, params_of
 
 STOP_GRACE_S = 10.0  # after Ctrl-C, how long workers get to stop at a safe point before SIGINT is passed on
-WORKER_MODULE = "cnnlab.sweep_worker"  # the worker process's entry point (a top module: it hands the worker the runner)
+WORKER_MODULE = "cnnlab.sweep_process"  # the worker process's entry point (a top module: it hands the worker the runner)
 
 
 def default_storage(folder: Path) -> str:

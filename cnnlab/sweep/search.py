@@ -13,8 +13,7 @@ def direction(search: dict) -> str:
 
 def objective_name(search: dict) -> str:
     """'best validation accuracy' or 'lowest validation loss': what a search optimises, in words."""
-    best = "lowest" if metrics.mode(search["metric"]) == "min" else "best"
-    return f"{best} {metrics.label(search['metric'])}"
+    return metrics.best_words(search["metric"])
 
 
 def sampler(search: dict, seed: int) -> optuna.samplers.BaseSampler:

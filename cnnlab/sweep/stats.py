@@ -1,5 +1,6 @@
-"""Statistics over seeds: summaries with t-based 95% intervals, Welch's t-test, the z-score, Holm's correction,
-and how many seeds a difference would need (the power of the two-sample t-test, from the noncentral t).
+"""Statistics over seeds: summaries with t-based 95% intervals, the z-score with the test that fits the sample size
+(Welch's t-test; the normal test from LARGE_SAMPLE runs), Holm's correction, and how many seeds a difference would
+need (the power of the two-sample t-test, from the noncentral t).
 
 Plain functions of lists of numbers, so that tests can check each against scipy or a hand formula.
 """
@@ -13,6 +14,7 @@ from scipy import stats
 
 POWER = 0.8  # the power asked of a future experiment when estimating how many seeds it needs
 MAX_SEEDS = 10_000  # above this the estimate is reported as "more than"
+LARGE_SAMPLE = 30  # runs per variant from which the z-score is read against the normal distribution
 
 
 def describe(values: Sequence[float]) -> dict:
@@ -31,29 +33,44 @@ def describe(values: Sequence[float]) -> dict:
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Welch's unequal-variance t-test of mean(a) - mean(b) (scipy's ttest_ind with equal_var=False: t, the
-    Welch-Satterthwaite degrees of freedom, p and the 95% interval of the difference), the same difference as a
-    z-score, and Cohen's d.
+    """The difference mean(a) - mean(b) as a z-score, tested by the test that fits the sample size.
 
-    z is the same number as t, diff / sqrt(s_a^2/n_a + s_b^2/n_b), read against the normal distribution: a
-    large-sample approximation whose p-value is too small with few seeds, so significance is decided by t.
-    None where the test is undefined (fewer than 2 runs, no spread)."""
+    The record (what renderers show; the verdict uses `p_value` and `ci95_diff`, nothing else):
+      diff         mean(a) - mean(b)
+      z            the z-score: diff / sqrt(s_a^2/n_a + s_b^2/n_b), the same number as Welch's t statistic
+      t, df        Welch's t and its Welch-Satterthwaite degrees of freedom
+      test         "welch_t" while a variant has fewer than LARGE_SAMPLE runs (z follows a t distribution with df
+                   degrees of freedom; the normal distribution would make p far too small with few seeds), else
+                   "normal" (z read against the normal distribution)
+      p_value      two-sided p of `test`; ci95_diff: the 95% interval of the difference from the same distribution
+      effect_size  Cohen's d with the pooled standard deviation (for the seeds a difference would need)
+    Values are None where the test is undefined (fewer than 2 runs, no spread)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     na, nb = len(a), len(b)
-    out = {"diff": float(a.mean() - b.mean()) if na and nb else None, "t": None, "df": None, "p_value": None,
-           "z": None, "z_p_value": None, "ci95_diff": None, "effect_size": None}
+    out = {"diff": float(a.mean() - b.mean()) if na and nb else None, "z": None, "t": None, "df": None,
+           "test": None, "p_value": None, "ci95_diff": None, "effect_size": None}
     if na < 2 or nb < 2:
         return out
     pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
     if pooled == 0:  # no spread in either variant: t is undefined
         return out
-    out["effect_size"] = abs(out["diff"]) / pooled  # Cohen's d with the pooled standard deviation
-    test = stats.ttest_ind(a, b, equal_var=False)
-    t = float(test.statistic)
-    low, high = test.confidence_interval(0.95)
-    out.update(t=t, df=float(test.df), p_value=float(test.pvalue), z=t, z_p_value=float(2 * stats.norm.sf(abs(t))),
-               ci95_diff=[float(low), float(high)])
-    return out
+    out["effect_size"] = abs(out["diff"]) / pooled
+    welch_t = stats.ttest_ind(a, b, equal_var=False)
+    z, df = float(welch_t.statistic), float(welch_t.df)
+    out.update(z=z, t=z, df=df)
+    if min(na, nb) < LARGE_SAMPLE:
+        low, high = welch_t.confidence_interval(0.95)
+        return {**out, "test": "welch_t", "p_value": float(welch_t.pvalue), "ci95_diff": [float(low), float(high)]}
+    half = float(stats.norm.ppf(0.975)) * out["diff"] / z
+    return {**out, "test": "normal", "p_value": float(2 * stats.norm.sf(abs(z))),
+            "ci95_diff": [out["diff"] - abs(half), out["diff"] + abs(half)]}
+
+
+def test_name(kind: Optional[str], df: Optional[float]) -> str:
+    """How a test's p-value was found (welch's `test`, its `df`), in words: "Welch's t, df 3.9" or "normal"."""
+    if kind == "welch_t":
+        return f"Welch's t, df {df:.1f}"
+    return "normal" if kind == "normal" else "-"
 
 
 def power(n: int, d: float, alpha: float) -> float:

@@ -1,5 +1,5 @@
 """One sweep worker: claim a cell, run it (or resume its half-finished run folder), record the outcome,
-and repeat until every cell of the sweep is done. The process (`python -m cnnlab.sweep_worker`) gives it
+and repeat until every cell of the sweep is done. The process (`python -m cnnlab.sweep_process`) gives it
 the runner's start and resume (a CellRunner): sweep/ sits below the runner, which trains and finishes a run.
 
 A cell whose worker died is resumed, not rerun: its run folder keeps `last.pt` (written atomically after
@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 from cnnlab import metrics
 from cnnlab.errors import CnnlabError
+from cnnlab.records import RunSummary
 from cnnlab.sweep.claims import CELL, Board, Heartbeat
 from cnnlab.sweep.collect import brief
 from cnnlab.sweep.grid import Cell, SweepDef
@@ -28,7 +29,6 @@ from cnnlab.sweep.storage import open_storage
 STORAGE_ENV = "CNNLAB_SWEEP_STORAGE"
 EVENTS = "events.jsonl"
 POLL_S = 2.0  # an idle worker looks for waiting (or stale) cells this often while others finish theirs
-GRID_METRIC = "val_acc"  # what a grid cell's line and value show: its validation accuracy at the best checkpoint
 FINISHED = {"completed": "completed", "failed": "run-failed", "pruned": "pruned"}  # run status -> outcome
 
 
@@ -58,11 +58,11 @@ def board_for(definition: SweepDef, storage, stale_after: float) -> Board:
         raise CnnlabError(f"{e} (its sweep.json says it was set up with {definition.storage})") from None
 
 
-def finished_outcome(summary: dict) -> Optional[str]:
+def finished_outcome(summary: Optional[RunSummary]) -> Optional[str]:
     """The outcome of a run folder finished for good, or None: running, stopped, or failed by an error that is
     not the run's own result (a full disk, a crash) and may not come back, so the run is resumed."""
-    status = summary.get("status")
-    if status == "failed" and summary.get("failure", "diverged") != "diverged":
+    status = summary.status if summary else None
+    if status == "failed" and (summary.failure or "diverged") != "diverged":
         return None
     return FINISHED.get(status)
 
@@ -158,18 +158,18 @@ class Worker:
         seconds = time.perf_counter() - started
         append_event(self.folder, cell=cell.key, event=outcome, worker=self.index, seconds=round(seconds, 3), value=value)
         shown = "-" if value is None else f"{value:.4f}"
-        self.say(f"{outcome} {label}: {self.objective_name()} {shown} ({seconds:.1f} s)")
+        self.say(f"{outcome} {label}: {metrics.best_words(self.watched(cfg))} {shown} ({seconds:.1f} s)")
 
-    def objective_name(self) -> str:
-        if self.study is None:
-            return f"best {metrics.label(GRID_METRIC)}"
-        from cnnlab.sweep.search import objective_name
-
-        return objective_name(self.definition.base["search"])
+    def watched(self, cfg) -> str:
+        """What a cell's lines show: a search's metric, else the metric that picks the run's best.pt (val_iou for
+        segmentation)."""
+        if self.study is not None:
+            return self.definition.base["search"]["metric"]
+        return metrics.monitored(cfg.task, cfg.train.monitor)
 
     def objective(self, run) -> Optional[float]:
         if self.study is None:
-            return run.summary().get(f"best_{GRID_METRIC}")
+            return run.summary().best_value  # of the run's monitor, at its best checkpoint
         from cnnlab.sweep.search import objective
 
         return objective(run.metrics(), self.definition.base["search"])
@@ -179,7 +179,7 @@ class Worker:
         from cnnlab.engine.trainer import Progress, Pruned
         from cnnlab.runfolder import RunFolder
 
-        metric = self.definition.base["search"]["metric"] if otrial is not None else GRID_METRIC
+        metric = self.watched(cfg)
         epochs = cfg.train.epochs
 
         def epoch_end(row: dict) -> None:
@@ -204,7 +204,7 @@ class Worker:
                                   f"move it away and run the sweep again")
             summary = run.summary()
             if finished_outcome(summary):
-                append_event(self.folder, cell=cell.key, event="found", worker=self.index, status=summary["status"])
+                append_event(self.folder, cell=cell.key, event="found", worker=self.index, status=summary.status)
                 return finished_outcome(summary)
             for row in [r for r in run.metrics() if metric in r] if otrial is not None else []:
                 otrial.report(row[metric], row["epoch"])  # what the pruner saw before the interruption
@@ -217,4 +217,4 @@ class Worker:
             self.say(f"start {label} in {run_dir}")
             append_event(self.folder, cell=cell.key, event="start", worker=self.index)
             self.cells.start(cfg, run_dir, progress)
-        return FINISHED[RunFolder(run_dir).summary()["status"]]  # completed or pruned
+        return FINISHED[RunFolder(run_dir).summary().status]  # completed or pruned

@@ -28,12 +28,12 @@ def band(histories: Histories, key: str) -> tuple[list[int], np.ndarray, np.ndar
 
 def plot_bands(variants: list[tuple[str, Histories]], key: str, path: Path, log_x: bool = False) -> Path:
     """Draw the band figure of `key` and save it as a PNG at `path`."""
-    return write_png(draw_bands(variants, key, log_x), path)
+    return write_png(draw_bands(variants, key, log_x), path, vector=True)
 
 
 def plot_train_val(variants: list[tuple[str, Histories]], metric: str, path: Path, log_x: bool = False) -> Path:
     """Draw the training-and-validation figure of `metric` (e.g. loss) and save it as a PNG at `path`."""
-    return write_png(draw_train_val(variants, metric, log_x), path)
+    return write_png(draw_train_val(variants, metric, log_x), path, vector=True)
 
 
 def draw_bands(variants: list[tuple[str, Histories]], key: str, log_x: bool = False):
@@ -50,12 +50,14 @@ def draw_train_val(variants: list[tuple[str, Histories]], metric: str, log_x: bo
     """One figure with each variant's training (dashed) and validation (solid) curves of `metric`, mean over seeds
     with min-max bands: how far apart a transfer model's and a model trained from scratch fit and generalise."""
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for i, (name, histories) in enumerate(variants):
+    for i, (name, histories) in enumerate(variants):  # one legend entry a variant (its colour), two for the styles
         for split, linestyle in (("train", "--"), ("val", "-")):
             draw_band(ax, histories, metrics.split_key(split, metric), f"C{i % 10}",
-                      f"{name} ({metrics.SPLITS[split]}, n={len(histories)})", linestyle)
+                      f"{name} (n={len(histories)})" if split == "val" else "_", linestyle)
+    for split, linestyle in (("train", "--"), ("val", "-")):
+        ax.plot([], [], color="0.3", linestyle=linestyle, label=metrics.SPLITS[split])
     title = f"{metrics.SPLIT_METRICS[metric].axis_label()}: training (dashed) and validation (solid)"
-    finish(fig, ax, metrics.SPLIT_METRICS[metric].axis_label(), title, 2 * len(variants), log_x)
+    finish(fig, ax, metrics.SPLIT_METRICS[metric].axis_label(), title, len(variants) + 2, log_x)
     return fig
 
 

@@ -17,7 +17,7 @@ STAT_WORDS = {"final": "at the last epoch", "best": "at the best checkpoint"}
 
 def plot_by_value(series: dict[str, Points], key: str, metric: str, stat: str, path: Path) -> Path:
     """Draw the figure of `metric` against `key` and save it as a PNG at `path`."""
-    return write_png(draw_by_value(series, key, metric, stat), path)
+    return write_png(draw_by_value(series, key, metric, stat), path, vector=True)
 
 
 def draw_by_value(series: dict[str, Points], key: str, metric: str, stat: str):

@@ -1,4 +1,4 @@
-"""What the figures share: tensors made drawable, title and caption, and writing the PNG."""
+"""What the figures share: tensors made drawable, title and caption, and writing the PNG (and vector copies)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,12 +35,17 @@ def save(fig, path: Path, title: str, caption: str = "", **drawn) -> dict:
     return {"file": path.name, "title": title, "caption": caption, **drawn}
 
 
-def write_png(fig, path: Path) -> Path:
-    """Save `fig` at 100 dpi, atomically (a kill never leaves half a PNG), and close it, so figures drawn in a loop
-    free their memory."""
+def write_png(fig, path: Path, vector: bool = False) -> Path:
+    """Save `fig` at 150 dpi, atomically (a kill never leaves half a file), and close it, so figures drawn in a loop
+    free their memory. `vector`: a chart, also saved as SVG (for HTML) and PDF (for LaTeX) beside it, which stay
+    sharp when pasted."""
     path = Path(path)
     try:
-        write_atomic(path, lambda f: fig.savefig(f, dpi=100, format="png"), binary=True)
+        write_atomic(path, lambda f: fig.savefig(f, dpi=150, format="png"), binary=True)
+        if vector:
+            for suffix in ("svg", "pdf"):
+                write_atomic(path.with_suffix(f".{suffix}"), lambda f: fig.savefig(
+                    f, format=suffix, metadata={"Date": None} if suffix == "svg" else None), binary=True)
     finally:
         plt.close(fig)
     return path

@@ -1,4 +1,4 @@
-"""The process `cnnlab sweep` starts for each worker: `python -m cnnlab.sweep_worker SWEEP_DIR ...`, with the
+"""The process `cnnlab sweep` starts for each worker: `python -m cnnlab.sweep_process SWEEP_DIR ...`, with the
 storage URL in $CNNLAB_SWEEP_STORAGE. It hands the sweep's worker loop (cnnlab.sweep.worker) the runner's
 start and resume, which train a cell's run and finish it; sweep/ sits below the runner and cannot import it.
 """
@@ -23,7 +23,7 @@ def cell_runner(data_root: Path) -> CellRunner:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cnnlab.sweep_worker", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cnnlab.sweep_process", description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path, help="the sweep folder (with sweep.json)")
     parser.add_argument("--index", type=int, default=1, help="this worker's number, shown in its messages")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

@@ -12,7 +12,6 @@ early can run late.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.count import hooked, model_device, run_with_stand_ins
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, close_names
 from cnnlab.explain.hooks import evaluating
 
 ALIASES = ("first", "last")
@@ -52,6 +51,20 @@ class LayerListing:
     first: Optional[str]  # the first Conv2d executed
     last: Optional[str]  # the module whose output is the last Conv2d's (see the module docstring)
     last_conv: Optional[str]  # the last Conv2d executed itself
+    last_spatial: Optional[str] = None  # as `last`, for the last Conv2d whose map is larger than 1x1 (None: none is)
+
+    def map_size(self, name: str) -> Optional[str]:
+        """'HxW' of a layer's last output map, None if it gives no (C, H, W) map."""
+        shapes = next((row.output_shapes for row in self.rows if row.name == name), [])
+        return "x".join(map(str, shapes[-1][1:])) if shapes and shapes[-1] and len(shapes[-1]) == 3 else None
+
+    def one_pixel_note(self, name: str) -> str:
+        """Why a 1x1 map shows nothing and which layer does (empty for larger maps)."""
+        if self.map_size(name) != "1x1":
+            return ""
+        where = (f"the last layer with a larger map is {self.last_spatial} ({self.map_size(self.last_spatial)})"
+                 if self.last_spatial else "no convolution keeps a map larger than 1x1 at this input size")
+        return f"a 1x1 map: each channel is one number, so it cannot show where anything is; {where}"
 
     def resolve(self, name: str) -> str:
         """A layer name as given, with `first` and `last` replaced by the names they stand for."""
@@ -68,12 +81,13 @@ class LayerListing:
 
     def as_dict(self) -> dict:
         return {"input_shape": list(self.input_shape), "first": self.first, "last": self.last,
-                "last_conv": self.last_conv, "layers": [row.as_dict() for row in self.rows]}
+                "last_conv": self.last_conv, "last_spatial": self.last_spatial,
+                "layers": [row.as_dict() for row in self.rows]}
 
 
 def unknown_layer(name: str, names: list[str]) -> CnnlabError:
     """The message for a layer name the model does not have: the closest names, and where to see them all."""
-    close = difflib.get_close_matches(name, [n for n in names if n] + list(ALIASES), n=5)
+    close = close_names(name, list(names) + list(ALIASES), n=5)
     hint = f"the closest names: {', '.join(close)}" if close else f"names look like: {', '.join(n for n in names[:6] if n)}"
     return CnnlabError(f"the model has no layer named '{name}'; {hint}; see `cnnlab layers` for every name")
 
@@ -141,4 +155,6 @@ def list_layers(model: nn.Module, input_shape: tuple) -> LayerListing:
     first = convs[0] if convs else None
     last_conv = convs[-1] if convs else None
     last = _last_name(last_conv, shapes) if last_conv else None
-    return LayerListing(rows, tuple(input_shape), first, last, last_conv)
+    spatial = [n for n in convs if len(shapes[n][-1] or []) == 3 and shapes[n][-1][1] * shapes[n][-1][2] > 1]
+    last_spatial = _last_name(spatial[-1], shapes) if spatial else None
+    return LayerListing(rows, tuple(input_shape), first, last, last_conv, last_spatial)

@@ -29,32 +29,10 @@ from typing import Optional
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
 
-from cnnlab.analysis.count import _storage, _tensors, hooked, model_device, stand_ins
+from cnnlab.analysis.count import _storage, _tensors, flop_counter, hooked, model_device, stand_ins
 from cnnlab.config import OptimConfig
-from cnnlab.optimizers import make_optimizer
-
-OPTIMIZERS = {
-    "sgd": OptimConfig(name="sgd", momentum=0.0),
-    "momentum": OptimConfig(name="sgd", momentum=0.9),
-    "adam": OptimConfig(name="adam"),
-    "adamw": OptimConfig(name="adamw"),
-}
-
-
-def optimizer_label(cfg: OptimConfig) -> str:
-    if cfg.name == "sgd":
-        return f"SGD with momentum {cfg.momentum}" if cfg.momentum else "SGD"
-    return {"adam": "Adam", "adamw": "AdamW"}[cfg.name]
-
-
-def state_per_parameter(cfg: OptimConfig) -> int:
-    """Values of optimizer state kept per trainable parameter."""
-    if cfg.name == "sgd":
-        return 1 if cfg.momentum else 0
-    return 2  # Adam's first and second moments
-
+from cnnlab.optimizers import make_optimizer, optimizer_label, state_per_parameter
 
 def _bytes(tensors) -> int:
     unique = {id(t): t for t in tensors}
@@ -108,13 +86,13 @@ def training_pass(model: nn.Module, input_shape: tuple, batch: int, flops: bool 
         try:
             model.train()
             with hooked(names, lambda m, a: stack.append(m), lambda m, a, o: stack.pop() and None):
-                counter = FlopCounterMode(display=False) if flops else nullcontext()
+                counter = flop_counter() if flops else nullcontext()
                 with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), counter as fwd:
                     out = torch.func.functional_call(model, tensors, (x,), strict=False, tie_weights=True)
             result.saved_bytes = sum(result.saved_by_layer.values())
             if flops:
                 loss = stand_in_loss(out)
-                with FlopCounterMode(display=False) as bwd:
+                with flop_counter() as bwd:
                     if loss.requires_grad:
                         loss.backward()
                 result.forward_macs, result.backward_macs = fwd.get_total_flops() // 2, bwd.get_total_flops() // 2
@@ -224,7 +202,7 @@ class LiveTensors(TorchDispatchMode):
 
 
 MEASURED_BY = ("live tensor bytes at the peak of one step: every storage followed from creation to release "
-               "through the dispatcher (cnnlab.analysis.training.LiveTensors)")
+               "through the dispatcher (cnnlab.analysis.step_cost.LiveTensors)")
 
 
 @dataclass

@@ -11,7 +11,7 @@ import torch
 
 from cnnlab import data as data_mod
 from cnnlab import metrics
-from cnnlab.analysis.layers import layer_table, training_macs
+from cnnlab.analysis.layer_table import layer_table, training_macs
 from cnnlab.data.progress import Progress
 from cnnlab.device import pick_device
 from cnnlab.engine.distributed import ONE_PROCESS, Spread
@@ -33,7 +33,7 @@ class BuiltRun:
     optimizer: torch.optim.Optimizer
     task: Any
     monitor: str  # the validation metric that picks best.pt, e.g. val_acc
-    architecture: list[dict]  # the per-layer table of cnnlab.analysis.layers
+    architecture: list[dict]  # the per-layer table of cnnlab.analysis.layer_table
     macs_per_image: int
     train_macs_per_image: int  # of a training step (counting only the backward pass the trainable layers need)
     transfer: Optional[Transfer] = None  # a torchvision model: its heads, weights loaded and trainable selection
@@ -58,7 +58,7 @@ class BuiltRun:
 def monitored_metric(cfg, task) -> str:
     """train.monitor (the config checked that the task records it), or the task's own metric (val_acc; val_iou for
     segmentation)."""
-    return cfg.train.monitor or metrics.split_key("val", task.monitor)
+    return metrics.monitored(task.name, cfg.train.monitor)
 
 
 def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretrained: bool = True,

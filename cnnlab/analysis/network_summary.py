@@ -7,8 +7,10 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Optional
 
 import sympy as sp
@@ -16,14 +18,16 @@ import sympy as sp
 from cnnlab.analysis.conventions import CNNLAB, PeerCount, check_peers, peer_count
 from cnnlab.analysis.count import COUNT_COLUMNS, LayerCount, count, totals
 from cnnlab.analysis.explain import explained_rows, features_note
-from cnnlab.analysis.render import Block, Table, Text, human_bytes, line_text
+from cnnlab.document import Block, Table, Text, human_bytes, line_text
 from cnnlab.analysis.symbolic import SpecFormulas, tidy
-from cnnlab.analysis.training import OPTIMIZERS, StepMeasurement, StepMemory, estimate_step, measure_step
+from cnnlab.optimizers import OPTIMIZERS
+from cnnlab.analysis.step_cost import StepMeasurement, StepMemory, estimate_step, measure_step
 from cnnlab.analysis.whatif import (Converted, WhatIf, match_rows, no_bn_module, ratio, scale_notes, scaled,
                                     separable_module, separable_spec, speedup_formula)
 from cnnlab.device import pick_device
-from cnnlab.errors import CnnlabError
 from cnnlab.analysis.subject import Subject
+from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.records import Counts, Provenance
 
 ALL_COLUMNS = ("name", "type", "input_shape", "output_shape", "weights", "biases", "params", "trainable_params",
                "frozen_params", "buffers", "macs", "bias_adds", "activation_bytes")
@@ -248,7 +252,8 @@ def check_columns(columns: Optional[list[str]], rows: list[LayerCount]) -> list[
         return cols
     unknown = [c for c in columns if c not in ALL_COLUMNS]
     if unknown:
-        raise CnnlabError(f"unknown column(s) {', '.join(unknown)}; choose from: {', '.join(ALL_COLUMNS)}")
+        close = "".join(did_you_mean(c, ALL_COLUMNS) for c in unknown)
+        raise CnnlabError(f"unknown column(s) {', '.join(unknown)}{close}; choose from: {', '.join(ALL_COLUMNS)}")
     return list(columns)
 
 
@@ -439,7 +444,8 @@ def counted_json(c: Counted) -> dict:
         "symbolic": c.symbolic,
         "layers": [{k: _plain(getattr(r, k)) for k in JSON_ROW_KEYS} for r in c.rows],
         "total": {k: _plain(v) for k, v in c.total.items()},
-        "by_type": [{k: _plain(v) for k, v in g.items()} for g in by_type(c.rows, tidy if c.symbolic else (lambda v: v))],
+        "by_type": [{k: _plain(v) for k, v in g.items()}
+                    for g in by_type(c.rows, tidy if c.symbolic else (lambda v: v))],
     }
     out["total"]["flops"] = _plain(2 * c.total["macs"])
     if c.assumptions:
@@ -453,25 +459,32 @@ def counted_json(c: Counted) -> dict:
     if c.peers:
         out["as"] = [p.as_dict() for p in c.peers]
     if c.explain is not None:
-        out["explain"] = [{"name": r[0], "input": _plain(r[1]), "output": _plain(r[2]), "arithmetic": r[3]} for r in c.explain]
+        out["explain"] = [{"name": r[0], "input": _plain(r[1]), "output": _plain(r[2]), "arithmetic": r[3]}
+                          for r in c.explain]
         out["explain_notes"] = c.explain_notes
     return out
 
 
-def summary_json(s: Summary) -> dict:
-    out = counted_json(s.base)
+def _whatif_json(s: Summary) -> dict:
+    compare = {k: _plain(ratio(s.variant.total[k], s.base.total[k]))
+               for k in ("params", "buffers", "macs", "activation_bytes")}
+    out = {"change": s.whatif.label(), "variant": counted_json(s.variant), "factor": compare}
+    if s.whatif.scale:
+        out["why"] = [line_text(line, "table") for line in scale_notes(s.base.rows, s.variant.rows, s.whatif.scale)]
+    if s.converted:
+        names = ["layer", "k", "cout", "params_before", "params_after", "macs_before", "macs_after", "speedup_exact",
+                 "speedup_formula", "limit"]
+        out["separable"] = [dict(zip(names, map(_plain, row))) for row in separable_table(s).rows]
+    return out
+
+
+def counts_record(s: Summary) -> Counts:
+    """The count as a record (what `--format json` prints and the Python API returns)."""
+    out = {**counted_json(s.base), **dataclasses.asdict(Provenance.now())}
     out["conventions"] = CNNLAB
     if s.variant is not None:
-        compare = {k: _plain(ratio(s.variant.total[k], s.base.total[k])) for k in ("params", "buffers", "macs", "activation_bytes")}
-        out["whatif"] = {"change": s.whatif.label(), "variant": counted_json(s.variant), "factor": compare}
-        if s.whatif.scale:
-            out["whatif"]["why"] = [line_text(line, "table") for line in scale_notes(s.base.rows, s.variant.rows, s.whatif.scale)]
-        if s.converted:
-            table = separable_table(s)
-            out["whatif"]["separable"] = [dict(zip(["layer", "k", "cout", "params_before", "params_after", "macs_before",
-                                                   "macs_after", "speedup_exact", "speedup_formula", "limit"], map(_plain, row)))
-                                          for row in table.rows]
-    return out
+        out["whatif"] = _whatif_json(s)
+    return Counts.from_dict(out, Path("(count in memory)"))
 
 
 def subject_and_input(model: str, assignments: list[str], input_text: Optional[str], symbolic: bool,

@@ -2,7 +2,7 @@
 
 Shapes are worked out layer by layer with the arithmetic written down (floor((W - F + 2P)/S) + 1),
 so a spec that does not fit is refused with the layer named and the numbers shown, before torch
-ever sees it. What each kind builds and checks is its record's business (`cnnlab.models.layers`).
+ever sees it. What each kind builds and checks is its record's business (`cnnlab.models.layer_kinds`).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Optional
 from torch import nn
 
 from cnnlab.models.init import initialise
-from cnnlab.models.layers import ACTIVATIONS, KINDS
+from cnnlab.models.layer_kinds import ACTIVATIONS, KINDS
 from cnnlab.models.modules import Add, Concat, Save
 from cnnlab.models.spec import Layer
 from cnnlab.models.walk import ShapeStep, ShapeWalk

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.models import modules
 
 if TYPE_CHECKING:
@@ -374,22 +374,28 @@ class Dense(LayerKind):
 
 
 class BatchNorm(LayerKind):
-    """A slot: kept or dropped by the model's `bn` option, moved after the activation by `bn_position`."""
+    """A slot: kept or dropped by the model's `bn` option, moved after the activation by `bn_position`.
+    `affine=0`: normalisation alone, without the learned scale and shift (torch's affine=False)."""
 
     name = "bn"
+    options = {"affine": 1}
+
+    def check(self, at: At) -> None:
+        if at.opt["affine"] not in (0, 1):
+            raise CnnlabError(f"{at.where}: affine={at.opt['affine']} must be 1 (learned scale and shift) or 0 (none)")
 
     def resolve(self, layer: Layer, options) -> Optional[Layer]:
         return layer if options.bn else None
 
     def module(self, at: At, out: tuple) -> nn.Module:
-        return (nn.BatchNorm2d if len(at.shape) == 3 else nn.BatchNorm1d)(at.shape[0])
+        return (nn.BatchNorm2d if len(at.shape) == 3 else nn.BatchNorm1d)(at.shape[0], affine=bool(at.opt["affine"]))
 
     def type_name(self, at: At) -> str:
         return "BatchNorm2d" if len(at.shape) == 3 else "BatchNorm1d"
 
     def counts(self, at: At, out: tuple) -> Counts:
-        c = at.shape[0]
-        return Counts(weights=c, biases=c, buffers=2 * c)  # scale gamma, shift beta; running mean and variance
+        c, affine = at.shape[0], at.opt["affine"]
+        return Counts(weights=c * affine, biases=c * affine, buffers=2 * c)  # gamma, beta; running mean and variance
 
 
 class ActivationSlot(LayerKind):
@@ -533,5 +539,6 @@ KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (
 def kind_of(name: str, where: str) -> LayerKind:
     """The record of a layer kind; an unknown name is refused with every known kind listed."""
     if name not in KINDS:
-        raise CnnlabError(f"{where}: unknown layer kind '{name}'; known kinds: {', '.join(KINDS)}")
+        raise CnnlabError(f"{where}: unknown layer kind '{name}'{did_you_mean(name, KINDS)}; "
+                          f"known kinds: {', '.join(KINDS)}")
     return KINDS[name]

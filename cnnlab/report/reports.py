@@ -1,0 +1,41 @@
+"""The report jobs over folders: `cnnlab report` (a run or a sweep) and `cnnlab compare` (runs or a sweep)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from cnnlab.errors import CnnlabError
+from cnnlab.report.run_report import write_run_report
+from cnnlab.report.sweep_report import write_sweep_report
+from cnnlab.sweep.compare import Analysis, analyse
+from cnnlab.sweep.grid import DEFINITION
+
+
+def write_folder_report(folder: Path, formats: tuple = ("html", "md")) -> dict[str, Path]:
+    folder = Path(folder)
+    if (folder / DEFINITION).exists():
+        return write_sweep_report(analyse([folder]), folder, formats=formats)
+    if not (folder / "config.yaml").exists():
+        raise CnnlabError(f"{folder} is neither a run folder (config.yaml) nor a sweep folder ({DEFINITION}); give "
+                          "a folder that `cnnlab run` or `cnnlab sweep` made")
+    return write_run_report(folder, formats=formats)
+
+
+def default_out(analysis: Analysis) -> Path:
+    """A comparison's own folder, never a sweep's (whose report.html is the sweep's report):
+    comparisons/<sweep name>, or comparisons/<experiment>-vs-<experiment> for runs."""
+    if analysis.definition is not None:
+        name = analysis.definition.name
+    else:
+        names = list(dict.fromkeys(str(r.config.get("name", "runs")) for r in analysis.runs))
+        name = "-vs-".join(names)[:100]
+    return Path("comparisons") / name
+
+
+def write_comparison(paths: list[Path], metric_names: Optional[list[str]] = None, by: Optional[list[str]] = None,
+                     alpha: float = 0.05, stat: str = "final", out: Optional[Path] = None, log_x: bool = False,
+                     formats: tuple = ("html", "md")) -> tuple[Analysis, dict[str, Path]]:
+    """`cnnlab compare`: the runs under `paths` compared, with compare.json and the report in `out` (default:
+    comparisons/<name>)."""
+    analysis = analyse(paths, metric_names, by, alpha, stat)
+    return analysis, write_sweep_report(analysis, out or default_out(analysis), log_x, formats)
