@@ -568,3 +568,24 @@ def test_a_read_only_sweep_storage_is_not_waited_for(read_only, monkeypatch, cap
                             "--storage", f"sqlite:///{folder / 'study.db'}", "--sweeps-dir", folder)
     assert code == 2 and time.monotonic() - begun < 15, message
     assert "cannot write the sweep's SQLite storage: it is read-only" in message
+
+
+def test_resuming_a_run_whose_lookahead_was_switched_off_is_refused(data_root, tmp_path):
+    import yaml
+
+    from cnnlab.engine.trainer import Progress
+    from cnnlab.errors import Stopped
+    from cnnlab.runner import resume_run
+
+    def stop(row):
+        raise KeyboardInterrupt
+
+    cfg = quick_config(optim={"lookahead": {"every": 5}}, train={"epochs": 2})
+    with pytest.raises(Stopped):
+        start_run(cfg, tmp_path, data_root, Progress(epoch_end=stop))
+    (path,) = (tmp_path / "test").iterdir()
+    raw = yaml.safe_load((path / "config.yaml").read_text())
+    raw["optim"]["lookahead"] = None  # what gave another result, with exit code 0
+    (path / "config.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(CnnlabError, match=r"\(optim.lookahead: on in last.pt, None in config.yaml\)"):
+        resume_run(path, data_root)
