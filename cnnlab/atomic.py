@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,6 +18,7 @@ from cnnlab.errors import CnnlabError
 
 TMP_SUFFIX = ".tmp"  # every temporary file is named .<name>.<random>.tmp beside the file it becomes
 FULL = (errno.ENOSPC, errno.EDQUOT)
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def disk_full(folder: Path, what: str, also: str = "") -> CnnlabError:
@@ -32,6 +34,24 @@ def is_disk_full(error: BaseException) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def read_only(error: BaseException) -> str:
+    """What `error` (or an error it was raised from) could not write because it is read-only for this user
+    (a read-only folder or mount, a read-only SQLite file), or '' if it is no such error."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in READ_ONLY:
+            return str(error.filename or "a file")
+        if type(error).__name__ == "OperationalError" and "readonly database" in str(error):  # sqlite3's
+            return "the sweep's SQLite storage"
+        error = error.__cause__ or error.__context__
+    return ""
+
+
+def cannot_write(what: str) -> CnnlabError:
+    """The one-line message for a write refused by the file system."""
+    return CnnlabError(f"cannot write {what}: it is read-only for this user; make its folder writable (chmod u+w, or "
+                       f"mount it read-write) or choose another folder (--runs-dir, --out)")
 
 
 def temporary_beside(path: Path) -> Path:
@@ -66,6 +86,8 @@ def write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False)
             tmp.unlink(missing_ok=True)
         if is_disk_full(e):
             raise disk_full(path.parent, path.name) from None
+        if isinstance(e, OSError) and read_only(e):
+            raise cannot_write(str(path)) from e
         raise
 
 
@@ -88,10 +110,19 @@ def save_torch(path: Path, obj: Any) -> None:
     write_atomic(path, lambda f: torch.save(obj, f), binary=True)
 
 
-def remove_leftovers(folder: Path) -> list[Path]:
-    """Delete the temporary files a killed writer left in `folder` and below; only for a folder no other
-    process writes to (a run folder whose lock is held). The files removed."""
-    found = [p for p in Path(folder).rglob(f".*{TMP_SUFFIX}") if p.is_file()]
+def unchanged_for(path: Path) -> float:
+    """Seconds since `path` last changed; -1 when it is gone (renamed into place by its writer meanwhile)."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return -1.0
+
+
+def remove_leftovers(folder: Path, quiet_for: float = 0) -> list[Path]:
+    """Delete the temporary files a killed writer left in `folder` and below: in a folder no other process writes
+    to (a run folder whose lock is held), all; in a shared one, those unchanged for `quiet_for` seconds (a live
+    writer keeps changing its file). The files removed."""
+    found = [p for p in Path(folder).rglob(f".*{TMP_SUFFIX}") if p.is_file() and unchanged_for(p) >= quiet_for]
     for p in found:
         p.unlink(missing_ok=True)
     return found

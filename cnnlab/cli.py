@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
+from cnnlab.atomic import cannot_write, read_only, write_text
 from cnnlab.console import ConsoleProgress, console_progress
 from cnnlab.errors import CnnlabError
 
@@ -314,7 +315,10 @@ def summary(
     result = summarise(subject, in_shape, opts)
     cols = [c.strip() for c in columns.split(",")] if columns else None
     if csv_file is not None:
-        csv_file.write_text(to_csv(main_table(result, cols)), encoding="utf-8")
+        if not csv_file.parent.is_dir():
+            raise CnnlabError(f"--csv {csv_file}: the folder {csv_file.parent} does not exist; create it first or name "
+                              "a file in a folder that does")
+        write_text(csv_file, to_csv(main_table(result, cols)))
     if fmt == "json":
         print_output(json.dumps(counts_record(result).to_dict(), indent=2))
     else:
@@ -455,6 +459,8 @@ def main() -> None:
     except Exception as e:
         dist = sys.modules.get("torch.distributed")  # loaded only if a command used it
         lost = dist is not None and isinstance(e, dist.DistError)
+        if not isinstance(e, CnnlabError) and read_only(e):  # any command, any file: one message
+            e = cannot_write(read_only(e))
         if debug or not (isinstance(e, CnnlabError) or lost):
             raise
         message = (f"another process of this run stopped or cannot be reached ({type(e).__name__}); see its own "

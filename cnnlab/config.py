@@ -7,9 +7,10 @@ file, the key and the allowed keys named.
 from __future__ import annotations
 
 import re
+import reprlib
 from pathlib import Path
 import typing
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,6 +27,10 @@ from cnnlab.models.zoo import ZOO
 MONITORS = tuple(metrics.split_key("val", m) for m in metrics.SPLIT_METRICS)  # validation metrics best.pt can follow
 MAX_SEED = 2**32 - 1  # torch's generators take 64 bits; per-epoch seeds are derived as seed * 100003 + epoch
 NAME_FORM = re.compile(r"[^\W_][\w.+=,-]*")  # one folder name: never a path, never . or ..
+MAX_VALUES = 100_000  # values in a config once YAML aliases are expanded; more is a mistake or an attack
+SHORT = reprlib.Repr()  # a value shown in a message: a few items, a few levels, never the whole of a huge one
+SHORT.maxlevel, SHORT.maxlist, SHORT.maxdict, SHORT.maxstring, SHORT.maxother = 2, 6, 6, 80, 80
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 def name_problem(name: str) -> Optional[str]:
@@ -37,7 +42,7 @@ def name_problem(name: str) -> Optional[str]:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a NaN would fail later, blamed on something else
 
 
 class AugmentConfig(Section):
@@ -56,7 +61,8 @@ class DataConfig(Section):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share held out for testing when a dataset has no test split (Penn-Fudan)")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the subset and train/validation split (the run's seed does not move it)")
-    train_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced training images (validation is held out of these)")
+    train_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced training images (validation is "
+                                        "held out of these; a class too small for its share is refused)")
     test_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced test images")
     normalize: bool = True
     augment: AugmentConfig = AugmentConfig()
@@ -132,7 +138,8 @@ class OptimConfig(Section):
     lr: float = Field(0.01, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = Field(
+        (0.9, 0.999), description="adam/adamw: decay rates of the gradients' running mean and variance, in [0, 1)")
     weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (decoupled for adamw)")
     l1: float = Field(0.0, ge=0.0, description="L1 penalty on weights, added to the loss")
     body_lr_mult: float = Field(1.0, gt=0.0, description="learning rate of the trainable body (all but the new head) "
@@ -209,7 +216,8 @@ class TrainConfig(Section):
     @model_validator(mode="after")
     def _targets_are_accuracies(self):
         if any(not 0 < t <= 1 for t in self.targets):
-            raise ValueError(f"train.targets are accuracies between 0 and 1, e.g. [0.75, 0.9]; got {self.targets}")
+            raise ValueError("train.targets are accuracies between 0 and 1, e.g. [0.75, 0.9]; "
+                             f"got {SHORT.repr(self.targets)}")
         return self
 
 
@@ -443,10 +451,10 @@ def _describe(err: dict) -> str:
         return f"missing key '{key}'"
     msg = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
-    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    shown = "" if isinstance(got, dict) or got is None else f" (got {SHORT.repr(got)})"
     close = close_names(str(got), _choices(loc)) if err["type"] == "literal_error" else []
     if close:
-        shown = f" (got {got!r}; did you mean {' or '.join(close)}?)"
+        shown = f" (got {SHORT.repr(got)}; did you mean {' or '.join(close)}?)"
     if err["type"] in ("float_parsing", "int_parsing") and isinstance(got, str) and "," in got:
         shown += f"; to run each of several values, `cnnlab sweep EXPERIMENT --grid {key}={got}`"
     return f"key '{key}': {msg}{shown}" if loc else msg
@@ -472,7 +480,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         parsed = yaml.safe_load(value) if value != "" else None
     except yaml.YAMLError:
         parsed = value
-    return key.split("."), parsed
+    return key.split("."), bounded(parsed, f"override '{key}'")
 
 
 def set_key(raw: dict, path: list[str], value: Any, what: str) -> dict:
@@ -496,6 +504,32 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+def _count_values(value: Any, counted: dict[int, int]) -> int:
+    """How many values `value` holds with YAML aliases expanded, each shared list or mapping counted once per use
+    but walked once (a 'billion laughs' of nine levels is walked in microseconds); one that holds itself is
+    counted as too many."""
+    if not isinstance(value, (list, dict)):
+        return 1
+    if id(value) in counted:
+        return counted[id(value)]
+    counted[id(value)] = MAX_VALUES + 1  # while walking it: met again inside itself, it is endless
+    total = 1
+    for item in value.values() if isinstance(value, dict) else value:
+        total += _count_values(item, counted)
+        if total > MAX_VALUES:
+            break
+    counted[id(value)] = total
+    return total
+
+
+def bounded(raw: Any, source: str) -> Any:
+    """`raw` as read from YAML, refused when its aliases expand it beyond MAX_VALUES values (or into itself)."""
+    if _count_values(raw, {}) > MAX_VALUES:
+        raise CnnlabError(f"{source}: its YAML aliases (*name) expand it to more than {MAX_VALUES:,} values, or into "
+                          "itself; write the values out, without aliases of aliases")
+    return raw
+
+
 def read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -508,6 +542,7 @@ def read_yaml(path: Path) -> dict:
         raise CnnlabError(f"config file {path} is not valid YAML: {e}") from None
     if raw is None:
         return {}
+    bounded(raw, f"config file {path}")
     if not isinstance(raw, dict):
         raise CnnlabError(f"config file {path} must hold a mapping of keys (data:, model:, ...), not {type(raw).__name__}")
     return raw

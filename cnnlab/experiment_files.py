@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.config import Config, apply_overrides, read_yaml, validate
+from cnnlab.config import SHORT, Config, apply_overrides, read_yaml, validate
 from cnnlab.errors import CnnlabError, did_you_mean
 
 
@@ -55,5 +55,5 @@ def load_experiment(name_or_path: str, overrides: list[str] = ()) -> Config:
     path = find_experiment(name_or_path)
     raw = read_yaml(path)
     raw.setdefault("name", path.stem)
-    source = str(path) + (f" with overrides {' '.join(overrides)}" if overrides else "")
+    source = str(path) + (f" with overrides {SHORT.repr(' '.join(overrides))[1:-1]}" if overrides else "")
     return validate(apply_overrides(raw, list(overrides)), source)

@@ -21,6 +21,7 @@ one still alive; torchrun then stops the rest with SIGTERM); `torchrun ... -m cn
 """
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 import threading
@@ -29,7 +30,7 @@ from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from cnnlab.atomic import write_text
+from cnnlab.atomic import write_json, write_text
 from cnnlab.engine.run_setup import BuiltRun, build_run
 from cnnlab.engine.distributed import ONE_PROCESS, Spread
 from cnnlab.engine.flags import torch_flags
@@ -128,6 +129,18 @@ def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path)
                        f"when the cause is fixed, resume with: {resume_command(run, data_root, spread)}")
 
 
+LAST_RESORT = '{"name": "", "status": "failed", "failure": "error", "error": "recording the failure failed"}\n'
+
+
+def _last_resort(run: RunFolder, name: str, epochs_done: int) -> None:
+    """Mark the run failed when recording its failure the usual way failed (out of memory, a file the summary
+    reads): the smallest record, through nothing that can fail as that did, so it never stays 'running'."""
+    try:
+        write_json(run.summary_path, {**json.loads(LAST_RESORT), "name": name, "epochs_done": int(epochs_done)})
+    except Exception:
+        write_text(run.summary_path, LAST_RESORT)  # no memory even for that: the record built at import
+
+
 def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_root: Path) -> RunFolder:
     trainer = Trainer(built, progress)
     trainer.attach(run)  # a last.pt that cannot continue this run is refused, and the run left as it was
@@ -143,8 +156,10 @@ def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_
             try:
                 failure = _failed(trainer, run, e, data_root)
             except Exception as recording:
+                if built.spread.main:
+                    _last_resort(run, built.cfg.name, trainer.state.epoch)
                 raise CnnlabError(f"{one_line(e)}; and recording the failure in {run.path} failed too: "
-                                  f"{one_line(recording)}") from e
+                                  f"{one_line(recording)}; it is marked failed") from e
             if failure is e:
                 raise
             raise failure from e

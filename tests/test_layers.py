@@ -59,5 +59,5 @@ def test_every_kind_builds_and_counts_as_torch_does():
 
 
 def test_a_stride_of_zero_is_refused_before_torch_divides_by_it():
-    with pytest.raises(CnnlabError, match="layer 1 'maxpool 2 s0': the stride must be at least 1"):
+    with pytest.raises(CnnlabError, match="layer 1 'maxpool 2 s0': s is 0; it must be a whole number from 1"):
         build(parse_spec("maxpool 2 s0"), (1, 6, 6), {}, ModelOptions())

@@ -261,6 +261,7 @@ def test_worker_with_a_foreign_storage_is_refused_before_it_touches_a_run(data_r
 
 
 def test_experiment_and_sweep_names_are_not_paths(tmp_path):
+    from cnnlab.experiment_files import load_experiment
     from cnnlab.sweep.grid import define
 
     for name in ("../escaped", "/elsewhere/absname", "..", "a/b", ".hidden"):
@@ -269,7 +270,7 @@ def test_experiment_and_sweep_names_are_not_paths(tmp_path):
     path = tmp_path / "escape.yaml"
     path.write_text(yaml.safe_dump({"name": "../../escaped", "model": {"name": "simplenn"}}))
     with pytest.raises(CnnlabError, match=r"escape.yaml:\n  key 'name': a name is one folder name"):
-        config_mod.load_experiment(str(path))
+        load_experiment(str(path))
     path.write_text(yaml.safe_dump({"model": {"name": "simplenn"}}))
     with pytest.raises(CnnlabError, match=r"--name \.\.: a name is one folder name"):
         define(str(path), [], [], 1, None, name="..")

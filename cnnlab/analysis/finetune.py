@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from cnnlab.analysis.count import count
+from cnnlab.analysis.fits import refuse_beyond
 from cnnlab.document import Block, Table, Text, human_bytes
 from cnnlab.analysis.step_cost import StepMeasurement, StepMemory, StepRunner, estimate_step
 from cnnlab.errors import CnnlabError
@@ -77,6 +78,8 @@ def finetune_cost(model: torch.nn.Module, label: str, shape: tuple, batch: int, 
     for config, prefixes in (("whole", None), ("last", [name])):
         set_trainable(subject, prefixes)
         estimates[config] = estimate_step(subject, shape, batch, optim)
+        refuse_beyond(estimates[config].total, f"one training step ({config}) at batch size {batch:,}",
+                      "lower --batch-size", device)
         runners[config] = StepRunner(subject, shape, batch, optim, device)  # a copy, with this selection
         runners[config].measure_memory()
     for _ in range(steps):  # alternate, so that a change in the machine's load falls on both alike

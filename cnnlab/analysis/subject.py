@@ -20,10 +20,12 @@ from typing import Callable, Optional
 
 from torch import nn
 
+from cnnlab.analysis.fits import build_within_memory
 from cnnlab.errors import CnnlabError
 from cnnlab.models import recipe as recipes
 from cnnlab.models.spec_builder import ModelOptions
 from cnnlab.models.recipe import Recipe
+from cnnlab.models.spec import short
 from cnnlab.models.freeze import set_trainable, trainable_prefixes
 from cnnlab.models.torchvision_models import build_for_classes, build_untrained, builder
 from cnnlab.models.zoo import ZOO
@@ -42,9 +44,10 @@ class Subject:
     optim: object = None  # the experiment's OptimConfig, if it came from one
 
     def build(self, in_shape: tuple, options: Optional[ModelOptions] = None) -> nn.Module:
+        advice = "give a smaller --input or smaller hyper-parameters"
         if self.recipe is not None:
-            return self.recipe.build(in_shape, options)
-        return self.factory()
+            return build_within_memory(lambda: self.recipe.build(in_shape, options), advice)
+        return build_within_memory(self.factory, advice)
 
 
 def parse_assignments(items: list[str]) -> dict[str, int]:
@@ -153,11 +156,19 @@ def _experiment_exists(name: str) -> bool:
         return False
 
 
+def _is_file(path: Path) -> bool:
+    """Whether `path` is a file; False for a name no file can have (a long inline spec: 'File name too long')."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _inline_spec(model: str) -> Recipe:
     try:
         return recipes.from_spec(model)
     except CnnlabError as e:
-        raise CnnlabError(f"'{model}' is read as an inline spec (it has a space or '->'): {e}") from None
+        raise CnnlabError(f"'{short(model)}' is read as an inline spec (it has a space or '->'): {e}") from None
 
 
 def resolve(model: str, args: list[str] = (), data_dir=None, in_shape: Optional[tuple] = None) -> Subject:
@@ -167,9 +178,9 @@ def resolve(model: str, args: list[str] = (), data_dir=None, in_shape: Optional[
     if model in ZOO:
         return Subject(label, ZOO[model].input, recipe=recipes.from_zoo(model).with_values(given))
     path = Path(model)
-    if (path / "config.yaml").is_file():  # a run folder: the config it was trained with
+    if _is_file(path / "config.yaml"):  # a run folder: the config it was trained with
         return _experiment(str(path / "config.yaml"), given, data_dir, in_shape, what=f"run {path.name} of")
-    if path.is_file():
+    if _is_file(path):
         if path.suffix in (".yaml", ".yml"):
             return _experiment(str(path), given, data_dir, in_shape)
         return Subject(path.name, None, recipe=recipes.from_spec(path.read_text(encoding="utf-8")).with_values(given))

@@ -80,7 +80,20 @@ def take_subset(images: ImageSet, n, key: str, gen: torch.Generator) -> torch.Te
         raise CnnlabError(f"data.{key}={n} but that split has only {len(images)} images")
     if images.labels.dim() == 3:  # per-pixel targets: every image holds several classes
         return random_subset(len(images), n, gen)
+    counts = torch.bincount(images.labels.long(), minlength=len(images.classes)).tolist()
+    present = [(count, name) for count, name in zip(counts, images.classes) if count]
+    share = -(-n // len(present))  # the first n % K classes take one more
+    smallest, name = min(present)
+    if smallest < share:  # balance is what a subset promises: taking fewer of one class would break it unsaid
+        raise CnnlabError(f"data.{key}={n} takes up to {share} images of each of {len(present)} classes, but class "
+                          f"'{name}' has only {smallest}; ask for at most {smallest * len(present)} (as many of "
+                          f"each class as the smallest has) or leave data.{key} out")
     return class_balanced_subset(images.labels, n, gen)
+
+
+def per_class(labels: torch.Tensor, classes: list[str]) -> dict[str, int]:
+    """How many examples of each class a split holds (summary.json records what was used, not what was asked)."""
+    return dict(zip(classes, torch.bincount(labels.long(), minlength=len(classes)).tolist()))
 
 
 def split_indices(data_cfg, train: ImageSet, test: ImageSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -177,6 +190,9 @@ def prepare(cfg, root: Path, device: torch.device, statistics: Optional[Statisti
         parts = {"train": (train.images[tr], train.labels[tr]), "val": (train.images[va], train.labels[va]),
                  "test": (test.images[te], test.labels[te])}
         classes = train.classes
+        if cfg.task == "classify" and len(classes) < 2:  # nothing to tell apart: the loss is 0 from the start
+            raise CnnlabError(f"{source} holds one class ({classes[0]}); a classifier needs at least two: add a class "
+                              f"folder, or choose a dataset of several classes")
     scale, shift, mean, std = normalisation(data_cfg, parts["train"][0], statistics)
     aug = data_cfg.augment
     common = dict(device=device, scale=scale, shift=shift, channels_last=cfg.train.channels_last,
@@ -190,6 +206,8 @@ def prepare(cfg, root: Path, device: torch.device, statistics: Optional[Statisti
     }
     info = {"source": str(source), "train": len(tr), "val": len(va), "test": len(te), "mean": mean, "std": std,
             "normalised_with": (statistics.source if statistics else "training split") if data_cfg.normalize else "none"}
+    if cfg.task != "colourize" and train.labels.dim() == 1:
+        info["per_class"] = {split: per_class(labels, classes) for split, (_, labels) in parts.items()}
     shape = tuple(parts["train"][0].shape[1:])
     if data_cfg.input_size:
         info["input_size"] = data_cfg.input_size

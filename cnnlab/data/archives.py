@@ -6,16 +6,19 @@ Python 3.11); data.path may name any archive, so extraction here refuses such en
 """
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
+import os
 import shutil
 import tarfile
 import zipfile
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
-from cnnlab.atomic import disk_full, is_disk_full, temporary_beside
+from cnnlab.atomic import TMP_SUFFIX, disk_full, is_disk_full, temporary_beside, unchanged_for
 from cnnlab.data.decoders import Classes, ImageSet, Layout
 from cnnlab.data.progress import Progress, counter
 from cnnlab.data.root import cache_dir
@@ -42,6 +45,10 @@ def _extraction_error(e: BaseException, archive: Path, folder: Path) -> BaseExce
     if is_disk_full(e):
         return disk_full(folder, f"the files of {archive} (none were kept)",
                          also=" (or set CNNLAB_CACHE to a folder on a disk with room)")
+    if isinstance(e, tarfile.FilterError):  # tarfile's "data" filter: a path outside, a link, a device...
+        return CnnlabError(f"refused to extract {archive}: its member {e.tarinfo.name[:200]!r} is unsafe ({e}); "
+                           "an archive whose files would land outside its folder is not extracted, check where it "
+                           "came from")
     if isinstance(e, BROKEN):
         return CnnlabError(f"cannot extract {archive}: {e}; the archive is corrupt or truncated, get it again")
     if isinstance(e, OSError):
@@ -55,36 +62,97 @@ def _key(text: str) -> str:
 
 def extract_once(archive: Path, progress: Optional[Progress] = None) -> Path:
     """The archive extracted into the cache: once per archive state (its path, then its size and mtime, name the
-    folder), into a temporary folder that is renamed into place when complete (so a folder of that name is whole)
-    and removed when extraction fails. Extractions of an earlier state of the same archive are then removed: each
-    is as large as the archive unpacked, and no cache reads them any more."""
+    folder). Extractions of an earlier state of the same archive are then removed (each is as large as the archive
+    unpacked, and no cache reads them any more) unless a process still reads one, and so are the temporary folders
+    of killed extractions."""
     st = archive.stat()
     same_archive = f"{archive.name.split('.')[0]}-{_key(str(archive.resolve()))}-"
     target = cache_dir() / "extracted" / f"{same_archive}{_key(f'{st.st_size}|{st.st_mtime_ns}')}"
-    if target.is_dir():
-        return target
+    if not target.is_dir():
+        _extract_into(archive, target, progress)
+    for earlier in target.parent.glob(f"{same_archive}*"):
+        if earlier != target:
+            _remove_unless_held(earlier)
+    for left in target.parent.glob(f".*{TMP_SUFFIX}"):  # a killed extraction's; a new one may not be held yet
+        if unchanged_for(left) > 60:
+            _remove_unless_held(left)
+    return target
+
+
+def _extract_into(archive: Path, target: Path, progress: Optional[Progress]) -> None:
+    """Into a temporary folder, held (flock) while it is filled, renamed into place when complete (so a folder of
+    that name is whole) and removed when extraction fails."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_beside(target)
+    tmp, held = temporary_beside(target), None
     try:
         tmp.mkdir()
+        held = _lock(tmp, fcntl.LOCK_EX)  # a temporary folder nobody holds is a killed extraction's
         _unpack(archive, tmp, progress)
+        tmp.rename(target)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and target.is_dir():
+            return  # another process finished the same extraction first: use its folder
         error = _extraction_error(e, archive, target.parent)
         if error is e:
             raise
         raise error from None
+    finally:
+        if held is not None:
+            os.close(held)
+
+
+def _lock(folder: Path, how: int) -> Optional[int]:
+    """An open descriptor of `folder` holding an flock (`how`; it ends with the process, even after kill -9), or
+    None when the folder is gone or, with LOCK_NB, another process holds it."""
     try:
-        tmp.rename(target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not target.is_dir():
-            raise
-        # another process finished the same extraction first: use its folder
-    for earlier in target.parent.glob(f"{same_archive}*"):
-        if earlier != target:
-            shutil.rmtree(earlier, ignore_errors=True)
-    return target
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, how)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove_unless_held(folder: Path) -> None:
+    """Remove an extraction (or a temporary one) that no process holds: one being read or filled stays."""
+    fd = _lock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if fd is not None:
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _still_at(fd: int, folder: Path) -> bool:
+    """Whether the folder open as `fd` is still the one at `folder` (not removed, nor removed and made again)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(folder))
+    except FileNotFoundError:
+        return False
+
+
+@contextmanager
+def extracted(archive: Path, progress: Optional[Progress] = None) -> Iterator[Path]:
+    """The archive's extraction (extract_once), held by a shared lock while it is read, so that a process
+    extracting a newer state of the archive leaves it in place until this one is done."""
+    for _ in range(3):
+        folder = extract_once(archive, progress)
+        fd = _lock(folder, fcntl.LOCK_SH)
+        if fd is not None and not _still_at(fd, folder):
+            os.close(fd)
+            fd = None
+        if fd is None:  # removed between its extraction and the lock: extract again
+            continue
+        try:
+            yield folder
+            return
+        finally:
+            os.close(fd)
+    raise CnnlabError(f"the extraction of {archive} keeps being removed by another process; try again")
 
 
 def _extract_tar(t: tarfile.TarFile, target: Path, raw, size: int, progress: Optional[Progress], what: str) -> None:
@@ -115,7 +183,14 @@ def find_inside(folder: Path, test: Callable[[Path], bool], depth: int = 3) -> O
 def read_folder_or_archive(path: Path, layouts: Sequence[Layout], size: Optional[int], classes: Classes,
                            progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
     """Decode the first of `layouts` found in the folder `path`, or in the archive `path` once extracted."""
-    folder = extract_once(path, progress) if path.is_file() else path
+    if path.is_file():
+        with extracted(path, progress) as folder:
+            return _read_layouts(path, folder, layouts, size, classes, progress)
+    return _read_layouts(path, path, layouts, size, classes, progress)
+
+
+def _read_layouts(path: Path, folder: Path, layouts: Sequence[Layout], size: Optional[int], classes: Classes,
+                  progress: Optional[Progress]) -> tuple[ImageSet, ImageSet]:
     for layout in layouts:
         found = find_inside(folder, layout.recognise)
         if found is not None:

@@ -22,7 +22,7 @@ from typing import Optional
 
 import torch
 
-from cnnlab.atomic import save_torch, write_json
+from cnnlab.atomic import remove_leftovers, save_torch, write_json
 from cnnlab.data.decoders import ImageSet
 from cnnlab.data.progress import Progress
 from cnnlab.data.root import cache_dir
@@ -107,8 +107,13 @@ def problem(path: Path, sources: str) -> Optional[str]:
     return None
 
 
+LEFT_FOR = 600  # seconds a temporary file of the tensor cache lies unchanged before it counts as a killed write's
+
+
 def write_cache(path: Path, blob: dict, sources: str, source: Path) -> None:
-    """The tensors, then their record (a cache file without its record is not used)."""
+    """The tensors, then their record (a cache file without its record is not used); temporary files that killed
+    writes left in the cache folder go first."""
+    remove_leftovers(path.parent, quiet_for=LEFT_FOR)
     save_torch(path, blob)
     write_json(record_path(path), {"version": CACHE_VERSION, "source": str(source), "sources": sources,
                                    "blake2b": content_hash(path), "stamp": stamp(path)})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -164,7 +165,7 @@ def decode_image(path: Path, size: Union[int, tuple[int, int], None] = None, mod
             if wanted is not None and img.size != wanted:
                 img = img.resize(wanted, Image.BILINEAR if mode else Image.NEAREST)
             arr = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise CnnlabError(f"cannot decode image {path}: {e}; remove or replace the file") from None
     arr = arr[:, :, None] if arr.ndim == 2 else arr
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
@@ -172,9 +173,14 @@ def decode_image(path: Path, size: Union[int, tuple[int, int], None] = None, mod
 
 def image_files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
     """(file, label) of every image in `folder`/<class>/, classes in the order given, files sorted by name."""
-    return [(path, label) for label, name in enumerate(classes)
-            for path in (sorted((folder / name).iterdir()) if (folder / name).is_dir() else [])
-            if path.suffix.lower() in IMAGE_SUFFIXES]
+    named = [(path, label) for label, name in enumerate(classes)
+             for path in (sorted((folder / name).iterdir()) if (folder / name).is_dir() else [])
+             if path.suffix.lower() in IMAGE_SUFFIXES]
+    odd = [path for path, _ in named if not path.is_file()]  # reading a FIFO named x.png would wait for ever
+    if odd:
+        print(f"notice: skipping {len(odd)} image name(s) that are no regular file (a folder, a FIFO, a device, a "
+              f"broken link), e.g. {odd[0]}", file=sys.stderr)
+    return [(path, label) for path, label in named if path.is_file()]
 
 
 def decode_split(folder: Path, files: list[tuple[Path, int]], classes: list[str], size: Optional[int],

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cnnlab.atomic import save_torch
-from cnnlab.config import flatten
+from cnnlab.config import SHORT, flatten
 from cnnlab.errors import CnnlabError
 from cnnlab.torchfile import read_weights_only
 
@@ -35,10 +35,26 @@ def check_resumable(saved: dict, path: Path, config: dict) -> None:
                           f"run's own last.pt, or start the run again with `cnnlab run`")
     before, now = flatten(saved.get("config") or {}), flatten(config)
     changed = [k for k in before.keys() & now.keys() if before[k] != now[k] and not k.startswith(MAY_CHANGE)]
+    changed += switched(before, now) + switched(now, before)
     if changed:
-        shown = "; ".join(f"{k}: {before[k]!r} in last.pt, {now[k]!r} in config.yaml" for k in sorted(changed))
+        shown = "; ".join(f"{k}: {_short(before, k)} in last.pt, {_short(now, k)} in config.yaml"
+                          for k in sorted(changed))
         raise CnnlabError(f"the run's config.yaml differs from the config its checkpoint {path} was trained with ({shown}); "
                           f"put back the values it was started with, or start a new run with `cnnlab run`")
+
+
+def switched(flat: dict, other: dict) -> list[str]:
+    """Sections off (None) in `flat` but on in `other` (`optim.lookahead: null` against `optim.lookahead.k: 5`):
+    keys the two flattened configs do not share, yet a change that alters training. A key one side lacks
+    altogether (added to cnnlab after the run started) is no such change."""
+    return [k for k, v in flat.items() if v is None and k not in other and any(o.startswith(k + ".") for o in other)]
+
+
+def _short(flat: dict, key: str) -> str:
+    """A config value as a message shows it: 'on' for a section switched on, a long value cut short."""
+    if key in flat:
+        return SHORT.repr(flat[key])
+    return "on" if any(k.startswith(key + ".") for k in flat) else "absent"
 
 
 @dataclass

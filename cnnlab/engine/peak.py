@@ -10,6 +10,7 @@ machine calm, and the higher of the two numbers kept (remove the entry, or the f
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -56,15 +57,31 @@ def machine_load() -> float:
         return 0.0
 
 
+def whole_entry(entry) -> bool:
+    """Whether a peaks.json entry has the shape machine_peak writes (a positive, finite GFLOP/s among it)."""
+    return (isinstance(entry, dict) and isinstance(entry.get("gflops"), (int, float)) and 0 < entry["gflops"] < math.inf
+            and isinstance(entry.get("size"), int) and isinstance(entry.get("measured"), str)
+            and isinstance(entry.get("busy"), bool))
+
+
+def read_peaks(path: Path) -> dict:
+    """The entries of peaks.json that have the right shape; none when it is missing, unreadable or not a mapping
+    (`[1,2]`, `0`): a damaged entry is measured again, never allowed to fail a run."""
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: measure again
+        return {}
+    if not isinstance(known, dict):
+        return {}
+    return {key: entry for key, entry in known.items() if whole_entry(entry)}
+
+
 def machine_peak(device: torch.device, precision: str, cache: Path | None = None) -> dict:
     """{gflops, precision, device, key, measured, size, busy}: read from the cache file, else measured and added to
     it; an entry measured on a busy machine is measured again once the machine is calm (see the docstring)."""
     path = Path(cache or cache_dir()) / PEAKS_FILE
     key = peak_key(device, precision)
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):  # none yet, or unreadable: measure again
-        known = {}
+    known = read_peaks(path)
     busy = device.type == "cpu" and machine_load() > cores()
     old = known.get(key)
     if old is None or (old.get("busy", False) and not busy):

@@ -26,6 +26,10 @@ from cnnlab.models.layer_kinds import REQUIRED, kind_of
 Value = Union[int, float, str]
 
 SHORTHAND = re.compile(r"^([ksp])(\d+)$")
+MAX_SIZE = 65_536  # the largest channel count, kernel, stride, padding or scale a spec may give
+MAX_EXPRESSION = 200  # characters of one value's expression (2*NF + k//2 is 9)
+SMALLEST = {"out": 1, "k": 1, "s": 1, "p": 0, "groups": 1, "scale": 1, "in": 1}  # sizes: whole numbers from here
+NOT_SIZES = {("dropout", "p")}  # (kind, option): a dropout's p is a probability, checked by its kind
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,17 @@ class Layer:
     index: int = 0  # 1-based position in the spec, for messages
 
     def where(self) -> str:
-        return f"layer {self.index} '{self.text}'"
+        return where_of(self.text, self.index)
+
+
+def short(text: str, most: int = 80) -> str:
+    """`text` as a message shows it: whole when short, else its start and '...'."""
+    return text if len(text) <= most else text[:most - 3] + "..."
+
+
+def where_of(text: str, index: int) -> str:
+    """'layer 3 'conv 8 k3'': a layer as messages name it."""
+    return f"layer {index} '{short(text)}'"
 
 
 def split_layers(spec: str | list[str]) -> list[str]:
@@ -49,26 +63,48 @@ def split_layers(spec: str | list[str]) -> list[str]:
     return [p.strip() for p in parts if p.strip() and not p.strip().startswith("#")]
 
 
-def _value(word: str, option: str, words: frozenset[str]) -> Value:
+def check_size(kind: str, option: str, value: Value, where: str) -> Value:
+    """Refuse a size (channels, kernel, stride, padding, scale) that is not a whole number from its smallest
+    allowed value up to MAX_SIZE: `conv 0`, `dense -1` and `conv 1e9` are mistakes to name now, not in training."""
+    low = None if (kind, option) in NOT_SIZES else SMALLEST.get(option)
+    if low is None or isinstance(value, str) or not isinstance(value, (int, float)):
+        return value  # not a size, an expression (checked once evaluated) or a symbol (formulas)
+    if value != int(value) or not low <= value <= MAX_SIZE:
+        raise CnnlabError(f"{where}: {option} is {value:g}; it must be a whole number from {low} to {MAX_SIZE:,}")
+    return int(value)
+
+
+def _expression(word: str, where: str) -> str:
+    """An expression in named hyper-parameters, checked now for its length and form, evaluated when built."""
+    if len(word) > MAX_EXPRESSION:
+        raise CnnlabError(f"{where}: an expression of {len(word):,} characters; write at most {MAX_EXPRESSION}")
+    try:
+        ast.parse(word, mode="eval")
+    except SyntaxError:
+        raise CnnlabError(f"{where}: '{word}' is not a number or an expression like 2*NF (are its parentheses "
+                          "balanced?)") from None
+    return word
+
+
+def _value(word: str, kind: str, option: str, words: frozenset[str], where: str) -> Value:
     if option in words:
         return word
-    try:
-        return int(word)
-    except ValueError:
-        pass
-    try:
-        return float(word)
-    except ValueError:
-        return word  # an expression in named hyper-parameters, checked when evaluated
+    for number in (int, float):
+        try:
+            return check_size(kind, option, number(word), where)
+        except ValueError:
+            pass
+    return _expression(word, where)
 
 
 def parse_layer(text: str, index: int) -> Layer:
     words = text.split()
-    kind = words[0]
-    record = kind_of(kind, f"layer {index} '{text}'")
+    kind, where = words[0], where_of(text, index)
+    record = kind_of(kind, where)
     positional, defaults = record.positional, record.options
     options: dict[str, Value] = {}
     pending = list(positional)
+    known = ", ".join(defaults) or "none"
     for word in words[1:]:
         if "=" in word:
             key, val = word.split("=", 1)
@@ -77,17 +113,17 @@ def parse_layer(text: str, index: int) -> Layer:
         elif pending:
             key, val = pending[0], word
         else:
-            raise CnnlabError(f"layer {index} '{text}': cannot read '{word}'; options of {kind}: {', '.join(defaults) or 'none'}")
+            raise CnnlabError(f"{where}: cannot read '{short(word)}'; options of {kind}: {known}")
         if key not in defaults:
-            raise CnnlabError(f"layer {index} '{text}': unknown option '{key}'{did_you_mean(key, defaults)}; "
-                              f"options of {kind}: {', '.join(defaults) or 'none'}")
+            raise CnnlabError(f"{where}: unknown option '{short(key)}'{did_you_mean(key, defaults)}; "
+                              f"options of {kind}: {known}")
         if key in pending:
             pending.remove(key)
-        options[key] = _value(val, key, record.words)
+        options[key] = _value(val, kind, key, record.words, where)
     for key, default in defaults.items():
         if key not in options:
             if default is REQUIRED:
-                raise CnnlabError(f"layer {index} '{text}': missing '{key}' (e.g. '{kind} {'32' if key == 'out' else 'x'}')")
+                raise CnnlabError(f"{where}: missing '{key}' (e.g. '{kind} {'32' if key == 'out' else 'x'}')")
             options[key] = default
     return Layer(kind, options, text, index)
 
@@ -123,7 +159,10 @@ def evaluate(expr: Value, values: dict[str, int], where: str = "") -> Any:
                 raise CnnlabError(f"{where}: the name '{node.id}' has no value; give it in model.args (known: {known})")
             return values[node.id]
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            return _BINARY[type(node.op)](walk(node.left), walk(node.right))
+            left, right = walk(node.left), walk(node.right)
+            if isinstance(node.op, ast.FloorDiv) and isinstance(right, (int, float)) and right == 0:
+                raise CnnlabError(f"{where}: '{expr}' divides by zero")
+            return _BINARY[type(node.op)](left, right)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -walk(node.operand)
         raise CnnlabError(f"{where}: '{expr}' may use only names, integers, + - * // and parentheses")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from cnnlab.models.layer_kinds import LayerKind, kind_of
-from cnnlab.models.spec import Layer, evaluate
+from cnnlab.models.spec import Layer, check_size, evaluate
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ class ShapeWalk:
     def enter(self, layer: Layer, values: dict, number: Callable = lambda v: v) -> At:
         """The next layer with its options evaluated (`number` converts each value) and its input checked."""
         kind = kind_of(layer.kind, layer.where())
-        opt = {key: value if key in kind.words or value is None else number(evaluate(value, values, layer.where()))
+        opt = {key: value if key in kind.words or value is None
+               else number(check_size(layer.kind, key, evaluate(value, values, layer.where()), layer.where()))
                for key, value in layer.options.items()}
         at = At(layer, kind, opt, self.shape, self)
         kind.fits(at)

@@ -8,14 +8,19 @@ the IoU of each class. Every task: the sparsity of the weights (`figures.sparsit
 from __future__ import annotations
 
 import math
+import sys
+from dataclasses import replace
 
-from cnnlab.engine.run_setup import BuiltRun
+from cnnlab.data.root import data_root
+from cnnlab.engine.run_setup import BuiltRun, build_run
 from cnnlab.engine.restore import load_weights
 from cnnlab.engine.evaluate import tally_split
 from cnnlab.explain import explain_run
 from cnnlab.explain.sparsity import sparsity
 from cnnlab.report.predictions import draw_predictions
+from cnnlab.records import RunSummary
 from cnnlab.runfolder import RunFolder
+from cnnlab.viz.figure import is_whole_png
 
 FIXED_IMAGE = 0  # the test example every classification report shows
 
@@ -46,3 +51,15 @@ def best_checkpoint_record(built: BuiltRun, run: RunFolder) -> dict:
     and is left holding best.pt's weights."""
     load_weights(built, run.best_path)
     return _classifier(built, run) if built.task.name == "classify" else _per_pixel(built, run)
+
+
+def redraw_damaged(run: RunFolder, summary: RunSummary) -> RunSummary:
+    """`summary` with the best checkpoint's figures drawn again when one on disk is damaged (an empty PNG left by a
+    kill of an older cnnlab mid-write), so that a report never embeds half a picture."""
+    files = [run.path / f["file"] for f in summary.figures]
+    damaged = [p for p in files if p.exists() and not is_whole_png(p)]
+    if not damaged or not run.best_path.is_file():
+        return summary
+    print(f"notice: figure {damaged[0]} is damaged; drawing the figures of {run.best_path} again", file=sys.stderr)
+    built = build_run(run.config(), data_root(), pretrained=False)  # best.pt's weights replace them
+    return replace(summary, figures=best_checkpoint_record(built, run)["figures"])

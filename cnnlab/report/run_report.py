@@ -7,6 +7,7 @@ from typing import Optional
 
 from cnnlab.errors import CnnlabError
 from cnnlab.records import RunSummary
+from cnnlab.report.inside import redraw_damaged
 from cnnlab.report.page import write_report
 from cnnlab.report.run_blocks import run_blocks
 from cnnlab.runfolder import RunFolder
@@ -21,5 +22,5 @@ def write_run_report(run_dir: Path, summary: Optional[RunSummary] = None,
     if summary is None:
         raise CnnlabError(f"{run.path} has no summary.json yet (the run has not finished its first epoch); "
                           "report it once it has")
-    blocks = run_blocks(run, summary, run.metrics())
+    blocks = run_blocks(run, redraw_damaged(run, summary), run.metrics())
     return write_report(run.path, f"cnnlab report: {summary.name} / {run.path.name}", blocks, formats)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import yaml
 
 from cnnlab.atomic import write_json
-from cnnlab.config import Config, key_problem, name_problem, set_key, validate
+from cnnlab.config import Config, bounded, key_problem, name_problem, set_key, validate
 from cnnlab.experiment_files import find_experiment, load_experiment
 from cnnlab.errors import CnnlabError
 from cnnlab.sweep.collect import show
@@ -123,7 +123,7 @@ def parse_grid(texts: list[str]) -> list[Axis]:
             if problem:
                 raise CnnlabError(f"--grid {k}: {problem}")
         try:
-            parsed = yaml.safe_load(f"[{values}]")
+            parsed = bounded(yaml.safe_load(f"[{values}]"), f"--grid {key}")
         except yaml.YAMLError:
             raise CnnlabError(f"--grid '{text}': cannot read '{values}' as a comma-separated list of values") from None
         if len(keys) > 1:

@@ -7,6 +7,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from cnnlab.atomic import write_atomic
+
+PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"  # a whole PNG file begins and ends with these
+
 
 def picture(t: torch.Tensor) -> np.ndarray:
     """(C, H, W) uint8 or float 0..1 -> what imshow wants: (H, W) grey or (H, W, 3) colour."""
@@ -32,12 +36,30 @@ def save(fig, path: Path, title: str, caption: str = "", **drawn) -> dict:
 
 
 def write_png(fig, path: Path, vector: bool = False) -> Path:
-    """Save `fig` at 150 dpi (its folder made first) and close it, so figures drawn in a loop free their memory.
-    `vector`: a chart, also saved as SVG (for HTML) and PDF (for LaTeX) beside it, which stay sharp when pasted."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    if vector:
-        for suffix in (".svg", ".pdf"):
-            fig.savefig(path.with_suffix(suffix), metadata={"Date": None} if suffix == ".svg" else None)
-    plt.close(fig)
+    """Save `fig` at 150 dpi, atomically (a kill never leaves half a file), and close it, so figures drawn in a loop
+    free their memory. `vector`: a chart, also saved as SVG (for HTML) and PDF (for LaTeX) beside it, which stay
+    sharp when pasted."""
+    path = Path(path)
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, dpi=150, format="png"), binary=True)
+        if vector:
+            for suffix in ("svg", "pdf"):
+                write_atomic(path.with_suffix(f".{suffix}"), lambda f: fig.savefig(
+                    f, format=suffix, metadata={"Date": None} if suffix == "svg" else None), binary=True)
+    finally:
+        plt.close(fig)
     return path
+
+
+def is_whole_png(path: Path) -> bool:
+    """Whether `path` holds a whole PNG (a file left by an older, non-atomic writer may be empty or cut short)."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(len(PNG_START))
+            f.seek(0, 2)
+            if f.tell() < len(PNG_START) + len(PNG_END):
+                return False
+            f.seek(-len(PNG_END), 2)
+            return start == PNG_START and f.read() == PNG_END
+    except OSError:
+        return False
