@@ -3,9 +3,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def figure(**options) -> Figure:
+    """A figure on its own Agg canvas: pyplot never holds it, so the user's backend and figures stay as they were."""
+    fig = Figure(**options)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def subplots(nrows: int = 1, ncols: int = 1, squeeze: bool = True, **options):
+    """(figure, axes) as pyplot's subplots gives them, on a figure of `figure`."""
+    fig = figure(**options)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
 
 
 def picture(t: torch.Tensor) -> np.ndarray:
@@ -32,8 +46,7 @@ def save(fig, path: Path, title: str, caption: str = "", **drawn) -> dict:
 
 
 def write_png(fig, path: Path) -> Path:
-    """Save `fig` at 100 dpi (its folder made first) and close it, so figures drawn in a loop free their memory."""
+    """Save `fig` at 100 dpi (its folder made first); pyplot never held it, so nothing keeps its memory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
