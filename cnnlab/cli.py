@@ -30,17 +30,6 @@ err = Console(stderr=True)
 DATA_DIR = typer.Option(None, "--data-dir", help="data root (default: $CNNLAB_DATA, else ~/.cache/cnnlab/data)")
 
 
-def epoch_line(row: dict, epochs: int) -> str:
-    """One printed line per epoch: every split's metrics (as the vocabulary names them), then time and speed."""
-    from cnnlab import metrics
-
-    splits = [f"{name} " + " ".join(f"{metrics.SPLIT_METRICS[m].label} {row[k]:.{metrics.digits(k)}f}"
-                                    for m in metrics.SPLIT_METRICS if (k := metrics.split_key(split, m)) in row)
-              for split, name in metrics.SPLITS.items() if metrics.split_key(split, "loss") in row]
-    return (f"epoch {row['epoch']}/{epochs}  " + " | ".join(splits)
-            + f" | {row['seconds']:.1f} s, {row['images_per_s']:,.0f} images/s")
-
-
 class DecodeBar:
     """A first decode (or extraction) of a dataset: what it is, said once, then a bar with the time left when
     stdout is a terminal (it stays on screen when it is done)."""
@@ -101,6 +90,8 @@ class ConsoleProgress:
         if self.bar is not None:
             self.bar.remove_task(self.task)
             self.bar.stop()
+        from cnnlab.api import epoch_line
+
         print(epoch_line(row, self.epochs), flush=True)
 
     def message(self, text: str) -> None:
@@ -278,13 +269,13 @@ def compare(
     every pair, in words; band plots and a report."""
     import json
 
+    from cnnlab.api import compare as compare_job
     from cnnlab.report.sweep_report import write_sweep_report
-    from cnnlab.sweep.compare import analyse
 
     if output not in ("table", "json"):
         raise CnnlabError(f"--format must be table or json (got {output})")
     keys = [k.strip() for text in by or [] for k in text.split(",") if k.strip()] or None
-    analysis = analyse(paths, metric, keys, alpha, stat)
+    analysis = compare_job(paths, metric, keys, alpha, stat).analysis
     target = out or (paths[0] if analysis.definition is not None else Path("comparison"))
     report_path = write_sweep_report(analysis, target, log_x=log_x)
     if output == "json":
@@ -452,13 +443,11 @@ def explain(
 ):
     """Filters, activations and class activation maps for one image, the confusion matrix and most-confused test
     examples of a run's checkpoint: figures and a self-contained explain.html in the run folder."""
-    from cnnlab.data.root import data_root
-    from cnnlab.report.explain_report import write_explain
+    from cnnlab.api import explain as explain_job
 
     if image is not None and (split is not None or index is not None):
         raise CnnlabError("give either --image FILE or --split/--index, not both")
-    print(write_explain(run_dir, data_root(data_dir), image, split or "test", index or 0, layer or None, cam_layer,
-                        checkpoint))
+    print(explain_job(run_dir, image, split or "test", index or 0, layer or None, cam_layer, checkpoint, data_dir).path)
 
 
 @cost_app.command("finetune")

@@ -5,6 +5,7 @@ file, the key and the allowed keys named.
 """
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 import typing
@@ -539,12 +540,24 @@ def locate_model(raw: dict, folders: list[Path]) -> dict:
     return raw
 
 
-def load_experiment(name_or_path: str, overrides: list[str] = ()) -> Config:
+def _load(raw: dict, source: str, overrides: list[str], model: Optional[str], folders: list[Path]) -> Config:
+    if model is not None:  # a class handed over from Python replaces the model section
+        raw["model"] = {"name": model}
+    source += f" with overrides {' '.join(overrides)}" if overrides else ""
+    return validate(locate_model(apply_overrides(raw, list(overrides)), folders), source)
+
+
+def load_experiment(name_or_path: str, overrides: list[str] = (), model: Optional[str] = None) -> Config:
+    """An experiment (name or YAML path) with `key=value` overrides; `model` replaces its model section."""
     path = find_experiment(name_or_path)
     raw = read_yaml(path)
     raw.setdefault("name", path.stem)
-    source = str(path) + (f" with overrides {' '.join(overrides)}" if overrides else "")
-    return validate(locate_model(apply_overrides(raw, list(overrides)), [Path.cwd(), path.parent]), source)
+    return _load(raw, str(path), list(overrides), model, [Path.cwd(), path.parent])
+
+
+def load_dict(raw: dict, overrides: list[str] = (), model: Optional[str] = None) -> Config:
+    """A config given as a dict (from Python), checked exactly as a YAML file is."""
+    return _load(copy.deepcopy(raw), "the config given to cnnlab", list(overrides), model, [Path.cwd()])
 
 
 def flatten(raw: dict, prefix: str = "") -> dict:

@@ -16,33 +16,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.engine import checkpoint
+from cnnlab.metrics import TIMING_KEYS
 from cnnlab.runfolder import RunFolder
+from tests import own_net
 from tests.conftest import first_epoch_done
 
-NET = '''
-import torch
-from torch import nn
-from torch.nn import functional as F
-
-
-class Net(nn.Module):
-    def __init__(self, in_channels=1, classes=10, width=8):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
-        self.bn = nn.BatchNorm2d(width, affine=False)
-        self.conv2 = nn.Conv2d(2 * width, width, 3, padding=1)
-        self.fc = nn.Linear(width * 7 * 7, classes)
-
-    def forward(self, x):
-        a = F.max_pool2d(F.elu(self.bn(self.conv1(x))), 2)
-        b = F.interpolate(F.max_pool2d(a, 2), scale_factor=2)
-        a = F.max_pool2d(F.elu(self.conv2(torch.cat([a, b], dim=1))), 2)
-        return self.fc(a.view(a.size(0), -1))
-
-
-def make_net(width=8, classes=10):
-    return Net(1, classes, width)
-'''
+NET = Path(own_net.__file__).read_text()  # the class as the user's own file
 QUICK = ["data.train_subset=600", "data.test_subset=200", "data.val_fraction=0.2", "train.epochs=1",
          "train.batch_size=64", "model.args.width=4"]
 
@@ -146,8 +125,7 @@ def test_own_module_trains_reports_explains_and_resumes_after_kill_9_bit_identic
     assert straight.returncode == 0, straight.stderr
     other = RunFolder(Path(straight.stdout.strip().splitlines()[-1]))
     assert run.summary()["status"] == "completed" and (run_dir / "report.html").exists()
-    timing = ("seconds", "images_per_s", "time", "peak_memory_bytes", "elapsed")
-    strip = lambda rows: [{k: v for k, v in r.items() if not any(t in k for t in timing)} for r in rows]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
     assert strip(run.metrics()) == strip(other.metrics())
     a, b = checkpoint.load(run.last_path)["model"], checkpoint.load(other.last_path)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -75,7 +75,7 @@ def parse_input(text: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
-def _own(name: str, args: dict, classes: Optional[int], label: str, shape: Optional[tuple] = None, optim=None) -> Subject:
+def own_subject(name: str, args: dict, classes: Optional[int], label: str, shape: Optional[tuple] = None, optim=None) -> Subject:
     """The user's own module: its keyword arguments; classes=K (or num_classes=K) is its class count."""
     args = dict(args)
     for key in ("classes", "num_classes"):
@@ -139,7 +139,7 @@ def _experiment(path_or_name: str, given: dict, data_dir, in_shape: Optional[tup
     cfg = load_experiment(path_or_name)
     shape, classes = _experiment_io(cfg, given, in_shape, data_dir)
     if user.is_user_model(cfg.model.name):
-        return _own(cfg.model.name, {**cfg.model.args, **given}, classes, f"experiment {cfg.name} ({cfg.model.name})",
+        return own_subject(cfg.model.name, {**cfg.model.args, **given}, classes, f"experiment {cfg.name} ({cfg.model.name})",
                     tuple(shape), cfg.optim)
     if cfg.model.name is not None and cfg.model.name not in ZOO:
         if given:
@@ -180,7 +180,7 @@ def resolve(model: str, args: list[str] = (), data_dir=None, in_shape: Optional[
     given = parse_assignments(list(args), whole=not own)
     label = " ".join([model] + list(args))
     if own:
-        return _own(user.locate(model, [Path.cwd()]), given, None, label)
+        return own_subject(user.locate(model, [Path.cwd()]), given, None, label)
     if model in ZOO:
         return Subject(label, ZOO[model].input, recipe=recipes.from_zoo(model).with_values(given))
     path = Path(model)

@@ -1,6 +1,7 @@
 """What the figures share: tensors made drawable, title and caption, and writing the PNG."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,19 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
+class ShownFigure(Figure):
+    """A matplotlib Figure that a notebook shows as a PNG even before pyplot (and with it the inline backend's
+    display of figures) was ever imported."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+
 def figure(**options) -> Figure:
     """A figure on its own Agg canvas: pyplot never holds it, so the user's backend and figures stay as they were."""
-    fig = Figure(**options)
+    fig = ShownFigure(**options)
     FigureCanvasAgg(fig)
     return fig
 

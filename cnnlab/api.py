@@ -1,0 +1,424 @@
+"""The jobs as Python functions that return objects (issue 18.2): what `import cnnlab` offers and the command line
+calls. Results show themselves in a notebook (`_repr_html_`), figures are matplotlib Figures on their own Agg
+canvas, user errors raise CnnlabError, and nothing here exits the process or prints past its progress lines.
+
+A run's records are read through `_read_summary` alone, so that their typed reader replaces it in one place.
+"""
+from __future__ import annotations
+
+import html
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from cnnlab.errors import CnnlabError
+
+Shape = Union[tuple, list, str, None]
+
+
+# ---- progress ---------------------------------------------------------------------------------------------------
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    """One printed line per epoch: every split's metrics (as the vocabulary names them), then time and speed."""
+    from cnnlab import metrics
+
+    splits = [f"{name} " + " ".join(f"{metrics.SPLIT_METRICS[m].label} {row[k]:.{metrics.digits(k)}f}"
+                                    for m in metrics.SPLIT_METRICS if (k := metrics.split_key(split, m)) in row)
+              for split, name in metrics.SPLITS.items() if metrics.split_key(split, "loss") in row]
+    return (f"epoch {row['epoch']}/{epochs}  " + " | ".join(splits)
+            + f" | {row['seconds']:.1f} s, {row['images_per_s']:,.0f} images/s")
+
+
+def _kernel_display():
+    """An updatable display in a Jupyter kernel (None elsewhere: a plain log gets the epoch lines alone)."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is None or not hasattr(shell, "kernel"):
+        return None
+    from IPython.display import display
+
+    return display("", display_id=True)
+
+
+class LineProgress:
+    """A run's progress as lines: one per epoch (a log or a notebook shows them), and in a notebook one line that
+    follows the steps of the epoch under way."""
+
+    def __init__(self, epochs: int):
+        self.epochs, self.handle, self.epoch, self.batches, self.done, self.shown = epochs, None, 0, 0, 0, 0.0
+
+    def hooks(self):
+        from cnnlab.engine.trainer import Progress
+
+        return Progress(epoch_start=self.epoch_start, step=self.step, epoch_end=self.epoch_end, message=print,
+                        decode=self.decode)
+
+    def epoch_start(self, epoch: int, batches: int) -> None:
+        self.epoch, self.batches, self.done = epoch, batches, 0
+        self.handle = self.handle or _kernel_display()
+
+    def step(self, loss: Optional[float]) -> None:
+        self.done += 1
+        if self.handle is not None and (time.monotonic() - self.shown > 0.5 or self.done == self.batches):
+            self.shown = time.monotonic()
+            self.handle.update(f"epoch {self.epoch}/{self.epochs}: step {self.done}/{self.batches}"
+                               + (f", training loss {loss:.4f}" if loss is not None else ""))
+
+    def epoch_end(self, row: dict) -> None:
+        print(epoch_line(row, self.epochs), flush=True)
+
+    @staticmethod
+    def decode(done: int, total: int, what: str) -> None:
+        if done == 0:
+            print(what, flush=True)
+
+
+def _progress(show: bool, epochs: int):
+    from cnnlab.engine.trainer import Progress
+
+    return LineProgress(epochs).hooks() if show else Progress()
+
+
+# ---- showing results --------------------------------------------------------------------------------------------
+
+
+def html_blocks(blocks: list) -> str:
+    """Tables and paragraphs (cnnlab.analysis.render's blocks) as HTML for a notebook."""
+    from cnnlab.analysis.render import Text, cell, line_text
+
+    out = []
+    for b in blocks:
+        title = f"<h4>{html.escape(b.title)}</h4>" if b.title else ""
+        if isinstance(b, Text):
+            out.append(title + "".join(f"<p>{html.escape(line_text(line, 'table'))}</p>" for line in b.lines))
+            continue
+        rows = b.rows + ([b.total] if b.total is not None else [])
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v, 'table') if v not in (None, '') else '')}</td>"
+                                        for v in row) + "</tr>" for row in rows)
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+        out.append(f"{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return "\n".join(out)
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError:
+        raise CnnlabError("to_pandas needs pandas: pip install pandas") from None
+    return pandas
+
+
+class Records(list):
+    """Records (dicts), one a row: a list, and a DataFrame where pandas is installed."""
+
+    def to_pandas(self):
+        return _pandas().DataFrame(list(self))
+
+
+def _iframe(text: str, height: int = 600) -> str:
+    return f'<iframe srcdoc="{html.escape(text)}" style="width:100%;height:{height}px;border:0"></iframe>'
+
+
+# ---- summary ----------------------------------------------------------------------------------------------------
+
+
+class Summary:
+    """What `cnnlab summary` counts: per layer and in total; a table in a notebook."""
+
+    def __init__(self, counted):
+        self.result = counted  # cnnlab.analysis.summary.Summary
+
+    params = property(lambda self: self.result.base.total["params"])
+    macs = property(lambda self: self.result.base.total["macs"])
+    total = property(lambda self: dict(self.result.base.total))
+    rows = property(lambda self: Records(row.as_dict() for row in self.result.base.rows))
+
+    def to_dict(self) -> dict:
+        from cnnlab.analysis.summary import summary_json
+
+        return summary_json(self.result)
+
+    def to_csv(self) -> str:
+        from cnnlab.analysis.render import to_csv
+        from cnnlab.analysis.summary import main_table
+
+        return to_csv(main_table(self.result))
+
+    def render(self, fmt: str = "table", columns: Optional[list[str]] = None) -> str:
+        """table (terminal text), markdown or latex."""
+        from cnnlab.analysis.render import render
+        from cnnlab.analysis.summary import document
+
+        return render(document(self.result, columns), fmt)
+
+    def to_latex(self) -> str:
+        return self.render("latex")
+
+    def to_markdown(self) -> str:
+        return self.render("markdown")
+
+    def to_pandas(self):
+        return self.rows.to_pandas()
+
+    def _repr_html_(self) -> str:
+        from cnnlab.analysis.summary import document
+
+        return html_blocks(document(self.result))
+
+    def __repr__(self) -> str:
+        return f"<cnnlab.Summary {self.result.base.label}: {self.params:,} parameters, {self.macs:,} MACs per image>"
+
+
+def _shape_text(input: Shape) -> Optional[str]:
+    return "x".join(map(str, input)) if isinstance(input, (tuple, list)) else input
+
+
+def _module_subject(model, label: Optional[str], values: dict):
+    """A module instance counted as it is, or a class or factory (model args: `values`; classes=K its class count)."""
+    from torch import nn
+
+    from cnnlab.analysis.subject import Subject, own_subject
+    from cnnlab.models import user
+
+    if isinstance(model, nn.Module):
+        if values:
+            raise CnnlabError(f"{', '.join(values)}: a module instance is counted as it is; give its class to set them")
+        return Subject(label or type(model).__name__, None, factory=lambda shape: model, own=True), nullcontext()
+    given = user.given(model)
+    return own_subject(user.ref_of(model), values, None, label or model.__qualname__), given
+
+
+def summary(model, input: Shape = None, *, measure: bool = False, batch_size: int = 32,
+            optimizer: Optional[str] = None, device: str = "auto", data_dir: Optional[str] = None,
+            **values) -> Summary:
+    """Count a network: an nn.Module (instance, class or factory), a zoo name, a spec, a file.py:Name, an experiment
+    or a run folder, at `input` (C, H, W); `values` are its named hyper-parameters or keyword arguments (classes=K).
+    `measure` runs a real training step for its peak memory."""
+    from cnnlab.analysis.summary import Options, subject_and_input, summarise
+
+    if isinstance(model, str):
+        subject, in_shape, given = subject_and_input(model, [f"{k}={v}" for k, v in values.items()],
+                                                     _shape_text(input), False, data_dir)
+        held = nullcontext()
+    else:
+        if input is None:
+            raise CnnlabError("give the input size: cnnlab.summary(model, input=(3, 32, 32))")
+        (subject, held), given = _module_subject(model, None, values), {}
+        in_shape = tuple(int(d) for d in (input.split("x") if isinstance(input, str) else input))
+    with held:
+        opts = Options(given=given, batch_size=batch_size, optimizer=optimizer, measure=measure, device=device)
+        return Summary(summarise(subject, in_shape, opts))
+
+
+# ---- runs -------------------------------------------------------------------------------------------------------
+
+
+def _read_summary(path: Path) -> dict:
+    """A run's summary.json: the one place this module reads it (its typed record replaces this reader)."""
+    from cnnlab.runfolder import RunFolder
+
+    return RunFolder(path).summary()
+
+
+class Report:
+    """A run's report.html, shown inline in a notebook."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def _repr_html_(self) -> str:
+        return _iframe(self.path.read_text(encoding="utf-8"))
+
+    def __repr__(self) -> str:
+        return f"<cnnlab.Report {self.path}>"
+
+
+class Run:
+    """A run folder: its summary, per-epoch metrics, report and figures."""
+
+    def __init__(self, path):
+        from cnnlab.runfolder import RunFolder
+
+        self.path = RunFolder.open(path).path
+
+    summary = property(lambda self: _read_summary(self.path))
+    status = property(lambda self: self.summary.get("status"))
+
+    @property
+    def metrics(self) -> Records:
+        from cnnlab.runfolder import RunFolder
+
+        return Records(RunFolder(self.path).metrics())
+
+    @property
+    def config(self) -> dict:
+        from cnnlab.runfolder import RunFolder
+
+        return RunFolder(self.path).config().model_dump(mode="json")
+
+    def figure(self, metric: str = "loss", log_x: bool = False):
+        """The curves of `metric` (loss, acc, ...) for every split against epochs, as a matplotlib Figure."""
+        from cnnlab.viz.curves import draw_metric
+
+        return draw_metric(self.metrics, metric, log_x=log_x)
+
+    @property
+    def figures(self) -> dict:
+        """Each metric the run recorded per split (loss, acc, ...) as a Figure."""
+        from cnnlab import metrics
+
+        recorded = {k for row in self.metrics for k in row}
+        return {m: self.figure(m) for m in metrics.SPLIT_METRICS if metrics.split_key("train", m) in recorded}
+
+    def report(self) -> Report:
+        path = self.path / "report.html"
+        if not path.exists():
+            from cnnlab.report.run_report import write_run_report
+
+            write_run_report(self.path)
+        return Report(path)
+
+    def _repr_html_(self) -> str:
+        s = self.summary
+        final = {k: v for k, v in (s.get("final") or {}).items() if k.endswith(("_loss", "_acc", "_iou"))}
+        cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.4f}</td></tr>" for k, v in final.items())
+        return (f"<p>run <code>{html.escape(str(self.path))}</code>: {html.escape(str(s.get('status')))}, "
+                f"{s.get('epochs_done')} of {s.get('epochs')} epochs</p><table>{cells}</table>")
+
+    def __repr__(self) -> str:
+        return f"<cnnlab.Run {self.path} ({self.status})>"
+
+
+def _config(experiment: Union[str, Path, dict], overrides: list[str], model_ref: Optional[str]):
+    from cnnlab.config import load_dict, load_experiment
+
+    if isinstance(experiment, dict):
+        return load_dict(experiment, overrides, model_ref)
+    return load_experiment(str(experiment), overrides, model_ref)
+
+
+def _given(model: Optional[Callable]):
+    """The name a class handed over from Python runs under, and the context while it may be loaded by that name."""
+    from cnnlab.models import user
+
+    if model is None:
+        return None, nullcontext()
+    return user.ref_of(model), user.given(model)
+
+
+def run(experiment: Union[str, Path, dict], *overrides: str, model: Optional[Callable] = None,
+        runs_dir: Union[str, Path] = "runs", data_dir: Optional[str] = None, progress: bool = True) -> Run:
+    """Train an experiment (a name, a YAML path or a dict) with `key=value` overrides into a new run folder; `model`
+    is an nn.Module class or factory of yours (defined in a notebook too) that replaces the experiment's model."""
+    from cnnlab.data.root import data_root
+    from cnnlab.runner import start_run
+
+    ref, held = _given(model)
+    with held:
+        cfg = _config(experiment, list(overrides), ref)
+        folder = start_run(cfg, Path(runs_dir), data_root(data_dir), _progress(progress, cfg.train.epochs))
+    return Run(folder.path)
+
+
+def resume(run_dir, model: Optional[Callable] = None, data_dir: Optional[str] = None, progress: bool = True) -> Run:
+    """Continue a stopped run; a run of a class handed over from Python needs that class again (`model`), checked
+    against the source the run recorded."""
+    from cnnlab.data.root import data_root
+    from cnnlab.runfolder import RunFolder
+    from cnnlab.runner import resume_run
+
+    cfg = RunFolder.open(run_dir).config()
+    ref, held = _given(model)
+    if ref is not None and ref != cfg.model.name:
+        raise CnnlabError(f"{run_dir} was trained with {cfg.model.name}; model={ref} is another class")
+    with held:
+        return Run(resume_run(Path(run_dir), data_root(data_dir), _progress(progress, cfg.train.epochs)).path)
+
+
+def load(path) -> Union[Run, "Comparison"]:
+    """A run folder as a Run; a sweep folder as its Comparison."""
+    if (Path(path) / "sweep.json").exists():
+        return compare(path)
+    return Run(path)
+
+
+# ---- comparisons and explanations -------------------------------------------------------------------------------
+
+
+class Comparison:
+    """`cnnlab compare`'s statistics and verdicts: per variant n, mean, std, min, max, 95% CI; Welch's t-test and
+    z-score for every pair, in words."""
+
+    def __init__(self, analysis):
+        self.analysis = analysis  # cnnlab.sweep.compare.Analysis
+
+    result = property(lambda self: self.analysis.result)
+    variants = property(lambda self: Records(self.result["variants"]))
+    tests = property(lambda self: Records(self.result["tests"]))
+    verdicts = property(lambda self: [f"{t['a']} vs {t['b']} ({self.result['stat']}): {t['words']}" for t in self.tests])
+
+    def figure(self, key: Optional[str] = None, log_x: bool = False):
+        """Every variant's curve of `key` (default: the compared metric) with its min-max band over seeds."""
+        from cnnlab.viz.bands import draw_bands
+
+        curves = [(v.name, [r.history for r in v.runs]) for v in self.analysis.variants]
+        return draw_bands(curves, key or self.result["metric"], log_x=log_x)
+
+    def write_report(self, folder, log_x: bool = False) -> Report:
+        from cnnlab.report.sweep_report import write_sweep_report
+
+        return Report(write_sweep_report(self.analysis, Path(folder), log_x=log_x))
+
+    def _repr_html_(self) -> str:
+        def ms(s):
+            return f"{s['mean']:.4f} ± {s['std']:.4f}" if s["std"] is not None else f"{s['mean']:.4f}"
+
+        rows = "".join(f"<tr><td>{html.escape(v['name'])}</td><td>{v['n']}</td><td>{ms(v['final'])}</td>"
+                       f"<td>{ms(v['best'])}</td></tr>" for v in self.variants)
+        words = "".join(f"<li>{html.escape(line)}</li>" for line in self.verdicts)
+        return (f"<table><thead><tr><th>variant</th><th>n</th><th>final {html.escape(self.result['metric'])}</th>"
+                f"<th>best</th></tr></thead><tbody>{rows}</tbody></table><ul>{words}</ul>")
+
+    def __repr__(self) -> str:
+        return f"<cnnlab.Comparison of {len(self.variants)} variants by {self.result['metric']}>"
+
+
+def compare(runs_or_sweep, metric: str = "val_acc", by: Optional[list[str]] = None, alpha: float = 0.05,
+            stat: str = "final") -> Comparison:
+    """Compare runs (Run objects or folders, or folders that hold them) or a sweep folder, as `cnnlab compare`."""
+    from cnnlab.sweep.compare import analyse
+
+    items = runs_or_sweep if isinstance(runs_or_sweep, (list, tuple)) else [runs_or_sweep]
+    paths = [item.path if isinstance(item, Run) else Path(item) for item in items]
+    return Comparison(analyse(paths, metric, by, alpha, stat))
+
+
+class Explanation:
+    """`cnnlab explain`'s figures of one image and the checkpoint's confusion, as written to explain.html."""
+
+    def __init__(self, path: Path):
+        import json
+
+        self.path = Path(path)
+        self.record = json.loads((self.path.parent / "explain.json").read_text())
+        self.images = {Path(f["file"]).stem: self.path.parent / f["file"] for f in self.record["figures"]}
+
+    def _repr_html_(self) -> str:
+        return _iframe(self.path.read_text(encoding="utf-8"), height=900)
+
+    def __repr__(self) -> str:
+        return f"<cnnlab.Explanation {self.path}: {', '.join(self.images)}>"
+
+
+def explain(run, image=None, split: str = "test", index: int = 0, layers: Optional[list[str]] = None,
+            cam_layer: str = "last", checkpoint: str = "best", data_dir: Optional[str] = None) -> Explanation:
+    """Filters, activations and class activation maps of a classification run's checkpoint for one image (a file,
+    else example `index` of `split`), its confusion matrix and most-confused examples."""
+    from cnnlab.data.root import data_root
+    from cnnlab.report.explain_report import write_explain
+
+    path = run.path if isinstance(run, Run) else Path(run)
+    return Explanation(write_explain(path, data_root(data_dir), Path(image) if image is not None else None, split,
+                                     index, layers, cam_layer, checkpoint))
