@@ -140,11 +140,12 @@ class Summary:
 
         return summary_json(self.result)
 
-    def to_csv(self) -> str:
+    def to_csv(self, columns: Optional[list[str]] = None) -> str:
+        """The per-layer table (every column, or `columns`) as CSV."""
         from cnnlab.analysis.render import to_csv
         from cnnlab.analysis.summary import main_table
 
-        return to_csv(main_table(self.result))
+        return to_csv(main_table(self.result, columns))
 
     def render(self, fmt: str = "table", columns: Optional[list[str]] = None) -> str:
         """table (terminal text), markdown or latex."""
@@ -190,26 +191,44 @@ def _module_subject(model, label: Optional[str], values: dict):
     return own_subject(user.ref_of(model), values, None, label or model.__qualname__), given
 
 
-def summary(model, input: Shape = None, *, measure: bool = False, batch_size: int = 32,
-            optimizer: Optional[str] = None, device: str = "auto", data_dir: Optional[str] = None,
-            **values) -> Summary:
-    """Count a network: an nn.Module (instance, class or factory), a zoo name, a spec, a file.py:Name, an experiment
-    or a run folder, at `input` (C, H, W); `values` are its named hyper-parameters or keyword arguments (classes=K).
-    `measure` runs a real training step for its peak memory."""
+def count(model, input: Shape, assignments: list[str], data_dir: Optional[str] = None, symbolic: bool = False,
+          scale: Optional[float] = None, separable: bool = False, no_bn: bool = False, explain: bool = False,
+          peers: tuple = (), measure: Optional[bool] = False, batch_size: int = 32, optimizer: Optional[str] = None,
+          device: str = "auto") -> Summary:
+    """`summary` with the model's values as NAME=VALUE text (the command line's); the what-if, formula and peer
+    options are `cnnlab summary`'s."""
     from cnnlab.analysis.summary import Options, subject_and_input, summarise
+    from cnnlab.analysis.training import OPTIMIZERS
+    from cnnlab.analysis.whatif import WhatIf
 
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise CnnlabError(f"--optimizer {optimizer}: choose {', '.join(OPTIMIZERS)}")
     if isinstance(model, str):
-        subject, in_shape, given = subject_and_input(model, [f"{k}={v}" for k, v in values.items()],
-                                                     _shape_text(input), False, data_dir)
+        subject, in_shape, given = subject_and_input(model, assignments, _shape_text(input), symbolic, data_dir)
         held = nullcontext()
     else:
         if input is None:
             raise CnnlabError("give the input size: cnnlab.summary(model, input=(3, 32, 32))")
+        from cnnlab.analysis.subject import parse_assignments
+
+        values = parse_assignments(assignments, whole=False)
         (subject, held), given = _module_subject(model, None, values), {}
         in_shape = tuple(int(d) for d in (input.split("x") if isinstance(input, str) else input))
     with held:
-        opts = Options(given=given, batch_size=batch_size, optimizer=optimizer, measure=measure, device=device)
+        opts = Options(symbolic=symbolic, given=given, whatif=WhatIf(scale, separable, no_bn), explain=explain,
+                       batch_size=batch_size, optimizer=optimizer, measure=measure, device=device, peers=list(peers))
         return Summary(summarise(subject, in_shape, opts))
+
+
+def summary(model, input: Shape = None, *, measure: bool = False, data_dir: Optional[str] = None, **values) -> Summary:
+    """Count a network: an nn.Module (instance, class or factory), a zoo name, a spec, a file.py:Name, an experiment
+    or a run folder, at `input` (C, H, W); `values` are its named hyper-parameters or keyword arguments (classes=K).
+    `measure` runs a real training step for its peak memory; `count`'s options (symbolic, scale, ...) apply too."""
+    options = {k: values.pop(k) for k in list(values) if k in COUNT_OPTIONS}
+    return count(model, input, [f"{k}={v}" for k, v in values.items()], data_dir, measure=measure, **options)
+
+
+COUNT_OPTIONS = ("symbolic", "scale", "separable", "no_bn", "explain", "peers", "batch_size", "optimizer", "device")
 
 
 # ---- runs -------------------------------------------------------------------------------------------------------

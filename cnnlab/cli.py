@@ -367,26 +367,20 @@ def summary(
     The table fits the terminal's width (columns left out are named under it); --format markdown keeps them all."""
     import json
 
-    from cnnlab.analysis.render import render, to_csv
-    from cnnlab.analysis.summary import Options, document, main_table, subject_and_input, summarise, summary_json
-    from cnnlab.analysis.training import OPTIMIZERS
-    from cnnlab.analysis.whatif import WhatIf
+    from cnnlab.api import count
 
     if fmt not in ("table", "markdown", "latex", "json"):
         raise CnnlabError(f"--format {fmt}: choose table, markdown, latex or json")
-    if optimizer is not None and optimizer not in OPTIMIZERS:
-        raise CnnlabError(f"--optimizer {optimizer}: choose {', '.join(OPTIMIZERS)}")
-    subject, in_shape, given = subject_and_input(model, (args or []) + (sets or []), input, symbolic, data_dir)
-    opts = Options(symbolic=symbolic, given=given, whatif=WhatIf(scale, separable, no_bn), explain=explain,
-                   batch_size=batch_size, optimizer=optimizer, measure=measure, device=device, peers=peers or [])
-    result = summarise(subject, in_shape, opts)
+    result = count(model, input, (args or []) + (sets or []), data_dir, symbolic=symbolic, scale=scale,
+                   separable=separable, no_bn=no_bn, explain=explain, peers=peers or [], measure=measure,
+                   batch_size=batch_size, optimizer=optimizer, device=device)
     cols = [c.strip() for c in columns.split(",")] if columns else None
     if csv_file is not None:
-        csv_file.write_text(to_csv(main_table(result, cols)), encoding="utf-8")
+        csv_file.write_text(result.to_csv(cols), encoding="utf-8")
     if fmt == "json":
-        print_output(json.dumps(summary_json(result), indent=2))
+        print_output(json.dumps(result.to_dict(), indent=2))
     else:
-        print_output(render(document(result, cols), fmt))
+        print_output(result.render(fmt, cols))
 
 
 @app.command()

@@ -148,3 +148,16 @@ def test_sweep_over_own_module_args_and_compare(tmp_path, data_root):
     compared = cnnlab("compare", folder, "--format", "json", cwd=tmp_path)
     assert compared.returncode == 0, compared.stderr
     assert len(json.loads(compared.stdout)["variants"]) == 2
+
+
+@pytest.mark.slow
+def test_own_module_trains_under_torchrun(tmp_path, data_root):
+    net_module(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+                           "cnnlab", "run", "quickstart", *QUICK, "train.batch_size=48", "model.name=mynet.py:Net",
+                           "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(data_root)], cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    run = RunFolder(Path(done.stdout.strip().splitlines()[-1]))
+    assert (run.summary()["status"], run.summary()["world_size"]) == ("completed", 2)
+    assert json.loads(run.model_source_path.read_text())["path"] == str(tmp_path / "mynet.py")
