@@ -57,4 +57,8 @@ def test_example_notebook_runs_on_a_real_kernel(tmp_path, data_root, monkeypatch
     before, after = last["backend"].split()
     assert before == after and "inline" in before
     assert last["status"] == "completed completed"
-    assert len(list((work / "runs" / "quickstart").iterdir())) == 2
+    runs = list((work / "runs" / "quickstart").iterdir())
+    assert len(runs) == 2
+    for run in runs:  # the class written in a cell: recorded by its name in the kernel and its source
+        assert "name: __main__:Net" in (run / "config.yaml").read_text()
+        assert "def forward(self, x):" in (run / "model_source.py").read_text()

@@ -161,3 +161,12 @@ def test_own_module_trains_under_torchrun(tmp_path, data_root):
     run = RunFolder(Path(done.stdout.strip().splitlines()[-1]))
     assert (run.summary()["status"], run.summary()["world_size"]) == ("completed", 2)
     assert json.loads(run.model_source_path.read_text())["path"] == str(tmp_path / "mynet.py")
+
+
+def test_a_class_handed_over_from_python_is_asked_for_again():
+    """A run of a class from a notebook (recorded as __main__:Name) cannot be imported by the command line."""
+    from cnnlab.errors import CnnlabError
+    from cnnlab.models import user
+
+    with pytest.raises(CnnlabError, match=r"handed over from Python .*cnnlab.resume\(RUN, model=NotebookNet\)"):
+        user.load("__main__:NotebookNet")
