@@ -37,9 +37,9 @@ def _kernel_display():
     shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
     if shell is None or not hasattr(shell, "kernel"):
         return None
-    from IPython.display import display
+    from IPython.display import Pretty, display
 
-    return display("", display_id=True)
+    return display(Pretty(""), display_id=True)
 
 
 class LineProgress:
@@ -52,8 +52,8 @@ class LineProgress:
     def hooks(self):
         from cnnlab.engine.trainer import Progress
 
-        return Progress(epoch_start=self.epoch_start, step=self.step, epoch_end=self.epoch_end, message=print,
-                        decode=self.decode)
+        return Progress(epoch_start=self.epoch_start, step=self.step, epoch_end=self.epoch_end,
+                        message=lambda text: print(text, flush=True), decode=self.decode)
 
     def epoch_start(self, epoch: int, batches: int) -> None:
         self.epoch, self.batches, self.done = epoch, batches, 0
@@ -63,8 +63,10 @@ class LineProgress:
         self.done += 1
         if self.handle is not None and (time.monotonic() - self.shown > 0.5 or self.done == self.batches):
             self.shown = time.monotonic()
-            self.handle.update(f"epoch {self.epoch}/{self.epochs}: step {self.done}/{self.batches}"
-                               + (f", training loss {loss:.4f}" if loss is not None else ""))
+            from IPython.display import Pretty
+
+            self.handle.update(Pretty(f"epoch {self.epoch}/{self.epochs}: step {self.done}/{self.batches}"
+                                      + (f", training loss {loss:.4f}" if loss is not None else "")))
 
     def epoch_end(self, row: dict) -> None:
         print(epoch_line(row, self.epochs), flush=True)
@@ -376,7 +378,8 @@ class Comparison:
     result = property(lambda self: self.analysis.result)
     variants = property(lambda self: Records(self.result["variants"]))
     tests = property(lambda self: Records(self.result["tests"]))
-    verdicts = property(lambda self: [f"{t['a']} vs {t['b']} ({self.result['stat']}): {t['words']}" for t in self.tests])
+    verdicts = property(lambda self: [f"{t['a']} vs {t['b']} ({self.result['stat']}): {t['words']}"
+                                      for t in self.tests])
 
     def figure(self, key: Optional[str] = None, log_x: bool = False):
         """Every variant's curve of `key` (default: the compared metric) with its min-max band over seeds."""

@@ -131,8 +131,9 @@ class RunFolder:
         recorded = json.loads(self.model_source_path.read_text()) if self.model_source_path.exists() else {}
         now = source_record(cfg.model.name)
         if recorded.get("sha256") != now.sha256:
-            raise CnnlabError(f"{now.path or cfg.model.name} has changed since run {self.path} began (its source then "
-                              f"is {self.path / SOURCE_COPY}); put that copy back to continue this run, or start a new one")
+            raise CnnlabError(f"{now.path or cfg.model.name} has changed since run {self.path} began (its source "
+                              f"then is {self.path / SOURCE_COPY}); put that copy back to use this run, or start a "
+                              f"new one")
 
     def metrics(self) -> list[dict]:
         if not self.metrics_path.exists():

@@ -27,7 +27,8 @@ class Other(Net):
 
 
 def test_import_is_cheap_and_lists_the_jobs():
-    out = subprocess.run([sys.executable, "-c", "import sys, cnnlab; print(sorted(dir(cnnlab)), 'torch' in sys.modules)"],
+    code = "import sys, cnnlab; print(sorted(dir(cnnlab)), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     for name in ("summary", "run", "load", "compare", "explain", "CnnlabError"):
@@ -58,9 +59,9 @@ def test_summary_of_a_class_counts_exactly_and_shows_as_a_table():
 def test_user_errors_raise_cnnlab_error_with_the_command_lines_message(tmp_path):
     with pytest.raises(cnnlab.CnnlabError, match="unknown key 'optim.lrr'; allowed here"):
         cnnlab.run("quickstart", "optim.lrr=0.1", runs_dir=tmp_path)
-    with pytest.raises(cnnlab.CnnlabError, match=r"config error in the config given to cnnlab:\n  unknown key 'optim.lrr'"):
+    with pytest.raises(cnnlab.CnnlabError, match=r"error in the config given to cnnlab:\n  unknown key 'optim.lrr'"):
         cnnlab.run({"model": {"name": "simplenn"}, "optim": {"lrr": 0.1}}, runs_dir=tmp_path)
-    with pytest.raises(cnnlab.CnnlabError, match="returns .2, 3. for an input of .2, 1, 28, 28.; the task needs .2, 10."):
+    with pytest.raises(cnnlab.CnnlabError, match=r"returns .2, 3. for an input of .2, 1, 28, 28.; the task needs"):
         cnnlab.run("quickstart", *QUICK, "model.args.classes=3", model=Net, runs_dir=tmp_path)
     with pytest.raises(cnnlab.CnnlabError, match="give the input size"):
         cnnlab.summary(Net)

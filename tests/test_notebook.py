@@ -49,7 +49,10 @@ def test_example_notebook_runs_on_a_real_kernel(tmp_path, data_root, monkeypatch
         ours, torchs = counted[key].split()
         assert int(ours) == int(torchs) > 0, key
     assert any("text/html" in o.get("data", {}) for o in cell_with(nb, "cnnlab.summary(").outputs)
-    assert "epoch 1/1" in text_of(cell_with(nb, "run = cnnlab.run("))
+    trained = cell_with(nb, "run = cnnlab.run(")
+    assert "epoch 1/1" in text_of(trained)  # the epoch's line, and the line that followed its steps
+    steps = [o["data"]["text/plain"] for o in trained.outputs if "text/plain" in o.get("data", {})]
+    assert any(text.startswith("epoch 1/1: step") for text in steps), steps
     assert any("text/html" in o.get("data", {}) for o in cell_with(nb, "cnnlab.compare(").outputs)
     for source in ("run.figure('loss')", "plt.plot("):
         assert any("image/png" in o.get("data", {}) for o in cell_with(nb, source).outputs), source

@@ -75,7 +75,8 @@ def parse_input(text: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
-def own_subject(name: str, args: dict, classes: Optional[int], label: str, shape: Optional[tuple] = None, optim=None) -> Subject:
+def own_subject(name: str, args: dict, classes: Optional[int], label: str, shape: Optional[tuple] = None,
+                optim=None) -> Subject:
     """The user's own module: its keyword arguments; classes=K (or num_classes=K) is its class count."""
     args = dict(args)
     for key in ("classes", "num_classes"):
@@ -139,8 +140,8 @@ def _experiment(path_or_name: str, given: dict, data_dir, in_shape: Optional[tup
     cfg = load_experiment(path_or_name)
     shape, classes = _experiment_io(cfg, given, in_shape, data_dir)
     if user.is_user_model(cfg.model.name):
-        return own_subject(cfg.model.name, {**cfg.model.args, **given}, classes, f"experiment {cfg.name} ({cfg.model.name})",
-                    tuple(shape), cfg.optim)
+        return own_subject(cfg.model.name, {**cfg.model.args, **given}, classes,
+                           f"experiment {cfg.name} ({cfg.model.name})", tuple(shape), cfg.optim)
     if cfg.model.name is not None and cfg.model.name not in ZOO:
         if given:
             raise CnnlabError(f"experiment {cfg.name} uses torchvision's {cfg.model.name}, which has no named hyper-parameters")

@@ -72,6 +72,8 @@ def given(obj: Callable) -> Iterator[str]:
     if not callable(obj):
         raise CnnlabError(f"model={obj!r}: give an nn.Module class or a function that returns one")
     ref = ref_of(obj)
+    if split(ref) is None:
+        raise CnnlabError(f"model={obj!r}: give a class or a function with a name (def make_net(): ...), not a lambda")
     _given[ref] = obj
     try:
         yield ref
@@ -107,7 +109,7 @@ def _import_file(path: str) -> Any:
     sys.path.insert(0, str(Path(path).parent))  # the file may import its neighbours
     try:
         spec.loader.exec_module(module)
-    except BaseException as e:
+    except (Exception, SystemExit) as e:  # a file that calls exit() at import too; Ctrl-C stays Ctrl-C
         sys.modules.pop(module_name, None)
         raise _failure(f"importing {path} failed", e, path) from None
     finally:
