@@ -178,8 +178,11 @@ def _shape_text(input: Shape) -> Optional[str]:
     return "x".join(map(str, input)) if isinstance(input, (tuple, list)) else input
 
 
-def _module_subject(model, label: Optional[str], values: dict):
-    """A module instance counted as it is, or a class or factory (model args: `values`; classes=K its class count)."""
+def _module_subject(model, values: dict):
+    """A module instance counted as it is (a copy: a measured training step leaves the user's weights alone), or a
+    class or factory (`values`: its keyword arguments, classes=K its class count); with the context it needs."""
+    import copy
+
     from torch import nn
 
     from cnnlab.analysis.subject import Subject, own_subject
@@ -188,9 +191,9 @@ def _module_subject(model, label: Optional[str], values: dict):
     if isinstance(model, nn.Module):
         if values:
             raise CnnlabError(f"{', '.join(values)}: a module instance is counted as it is; give its class to set them")
-        return Subject(label or type(model).__name__, None, factory=lambda shape: model, own=True), nullcontext()
+        return Subject(type(model).__name__, None, factory=lambda shape: copy.deepcopy(model), own=True), nullcontext()
     given = user.given(model)
-    return own_subject(user.ref_of(model), values, None, label or model.__qualname__), given
+    return own_subject(user.ref_of(model), values, None, getattr(model, "__qualname__", repr(model))), given
 
 
 def count(model, input: Shape, assignments: list[str], data_dir: Optional[str] = None, symbolic: bool = False,
@@ -214,7 +217,7 @@ def count(model, input: Shape, assignments: list[str], data_dir: Optional[str] =
         from cnnlab.analysis.subject import parse_assignments
 
         values = parse_assignments(assignments, whole=False)
-        (subject, held), given = _module_subject(model, None, values), {}
+        (subject, held), given = _module_subject(model, values), {}
         in_shape = tuple(int(d) for d in (input.split("x") if isinstance(input, str) else input))
     with held:
         opts = Options(symbolic=symbolic, given=given, whatif=WhatIf(scale, separable, no_bn), explain=explain,
@@ -256,6 +259,17 @@ class Report:
         return f"<cnnlab.Report {self.path}>"
 
 
+def write_report(run_dir) -> Path:
+    """(Re)write a run's report; for a run of the user's own module only while its file is the one the run began
+    with (the report would describe another network)."""
+    from cnnlab.report.run_report import write_run_report
+    from cnnlab.runfolder import RunFolder
+
+    folder = RunFolder.open(run_dir)
+    folder.check_model_source(folder.config())
+    return Path(write_run_report(folder.path))
+
+
 class Run:
     """A run folder: its summary, per-epoch metrics, report and figures."""
 
@@ -294,12 +308,9 @@ class Run:
         return {m: self.figure(m) for m in metrics.SPLIT_METRICS if metrics.split_key("train", m) in recorded}
 
     def report(self) -> Report:
+        """The run's report (written first where it is missing)."""
         path = self.path / "report.html"
-        if not path.exists():
-            from cnnlab.report.run_report import write_run_report
-
-            write_run_report(self.path)
-        return Report(path)
+        return Report(path if path.exists() else write_report(self.path))
 
     def _repr_html_(self) -> str:
         s = self.summary

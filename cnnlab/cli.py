@@ -289,7 +289,7 @@ def compare(
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="a run folder or a sweep folder")):
     """(Re)write the report.html and report.md of a run or a sweep from its folder."""
-    from cnnlab.report.run_report import write_run_report
+    from cnnlab.api import write_report
 
     if (run_dir / "sweep.json").exists():
         from cnnlab.report.sweep_report import write_sweep_report
@@ -297,7 +297,7 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder or a sweep fol
 
         print(write_sweep_report(analyse([run_dir]), run_dir))
         return
-    print(write_run_report(run_dir))
+    print(write_report(run_dir))
 
 
 @app.command()

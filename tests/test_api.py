@@ -75,10 +75,10 @@ def test_run_a_class_from_python_stop_resume_compare_and_explain(tmp_path, data_
     backend, figures = matplotlib.get_backend(), matplotlib.pyplot.get_fignums()
     original = api.LineProgress.epoch_end
 
-    def stop_after_first(self, row):  # as a Ctrl-C after epoch 1 would
+    def stop_after_first(self, row):  # as a SIGTERM (or Ctrl-C) after epoch 1 would
         original(self, row)
         if row["epoch"] == 1:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(api.LineProgress, "epoch_end", stop_after_first)
     with pytest.raises(KeyboardInterrupt, match="resume with"):
