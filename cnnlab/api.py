@@ -77,10 +77,14 @@ class LineProgress:
             print(what, flush=True)
 
 
-def _progress(show: bool, epochs: int):
+def _progress(progress, epochs: Callable[[], int], spread):
+    """The hooks a run reports to: lines (True), nothing (False), or those a factory of the epoch count makes (the
+    command line's bars); only the main process of a spread run shows any."""
     from cnnlab.engine.trainer import Progress
 
-    return LineProgress(epochs).hooks() if show else Progress()
+    if progress is False or not spread.main:
+        return Progress()
+    return LineProgress(epochs()).hooks() if progress is True else progress(epochs())
 
 
 # ---- showing results --------------------------------------------------------------------------------------------
@@ -341,32 +345,49 @@ def _given(model: Optional[Callable]):
 
 
 def run(experiment: Union[str, Path, dict], *overrides: str, model: Optional[Callable] = None,
-        runs_dir: Union[str, Path] = "runs", data_dir: Optional[str] = None, progress: bool = True) -> Run:
+        runs_dir: Union[str, Path] = "runs", data_dir: Optional[str] = None, progress=True, download: bool = False,
+        spread=None) -> Optional[Run]:
     """Train an experiment (a name, a YAML path or a dict) with `key=value` overrides into a new run folder; `model`
-    is an nn.Module class or factory of yours (defined in a notebook too) that replaces the experiment's model."""
+    is an nn.Module class or factory of yours (defined in a notebook too) that replaces the experiment's model.
+    `download` fetches a missing dataset and torchvision's weights; `spread`: the processes of a torchrun launch
+    (the command line's; the Run is returned by the main one)."""
     from cnnlab.data.root import data_root
+    from cnnlab.data.sources import download as fetch
+    from cnnlab.engine.distributed import ONE_PROCESS
     from cnnlab.runner import start_run
 
+    spread = spread or ONE_PROCESS
     ref, held = _given(model)
     with held:
         cfg = _config(experiment, list(overrides), ref)
-        folder = start_run(cfg, Path(runs_dir), data_root(data_dir), _progress(progress, cfg.train.epochs))
-    return Run(folder.path)
+        root = data_root(data_dir)
+        if download:  # one process per machine downloads; the others wait for it
+            found = spread.everywhere(lambda: fetch(cfg.data.dataset, root) if spread.local_rank == 0 else None)
+            if found is not None and spread.main:
+                print(f"{cfg.data.dataset} is already at {found}; nothing downloaded")
+        folder = start_run(cfg, Path(runs_dir), root, _progress(progress, lambda: cfg.train.epochs, spread),
+                           download=download, spread=spread)
+    return Run(folder.path) if spread.main else None
 
 
-def resume(run_dir, model: Optional[Callable] = None, data_dir: Optional[str] = None, progress: bool = True) -> Run:
+def resume(run_dir, model: Optional[Callable] = None, data_dir: Optional[str] = None, progress=True,
+           spread=None) -> Optional[Run]:
     """Continue a stopped run; a run of a class handed over from Python needs that class again (`model`), checked
-    against the source the run recorded."""
+    against the source the run recorded. Under torchrun (`spread`) the folder need only be on the main's disk."""
     from cnnlab.data.root import data_root
+    from cnnlab.engine.distributed import ONE_PROCESS
     from cnnlab.runfolder import RunFolder
     from cnnlab.runner import resume_run
 
-    cfg = RunFolder.open(run_dir).config()
+    spread = spread or ONE_PROCESS
     ref, held = _given(model)
-    if ref is not None and ref != cfg.model.name:
-        raise CnnlabError(f"{run_dir} was trained with {cfg.model.name}; model={ref} is another class")
+    recorded = RunFolder.open(run_dir).config() if spread.main else None
+    if ref is not None and recorded is not None and ref != recorded.model.name:
+        raise CnnlabError(f"{run_dir} was trained with {recorded.model.name}; model={ref} is another class")
     with held:
-        return Run(resume_run(Path(run_dir), data_root(data_dir), _progress(progress, cfg.train.epochs)).path)
+        folder = resume_run(Path(run_dir), data_root(data_dir),
+                            _progress(progress, lambda: recorded.train.epochs, spread), spread)
+    return Run(folder.path) if spread.main else None
 
 
 def load(path) -> Union[Run, "Comparison"]:

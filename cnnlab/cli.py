@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -98,13 +98,6 @@ class ConsoleProgress:
         print(text, flush=True)
 
 
-def console_progress(spread, epochs: Callable[[], int]):
-    """Progress shown by rank 0 alone (every process of a torchrun run would print the same lines)."""
-    from cnnlab.engine.trainer import Progress
-
-    return ConsoleProgress(epochs()).hooks() if spread.main else Progress()
-
-
 @app.command()
 def run(
     experiment: str = typer.Argument(..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"),
@@ -116,27 +109,18 @@ def run(
 ):
     """Train one experiment into a new run folder, ending with its report; prints the folder last.
     Under torchrun (`torchrun --nproc-per-node=N -m cnnlab run ...`) the N processes train one run."""
-    from cnnlab.config import load_experiment
-    from cnnlab.data.root import data_root
-    from cnnlab.data.sources import download as fetch
+    from cnnlab.api import run as run_job
     from cnnlab.engine.distributed import join
-    from cnnlab.runner import start_run
 
-    cfg = load_experiment(experiment, overrides or [])
-    root = data_root(data_dir)
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
         raise CnnlabError("torchrun restarted this run's processes (--max-restarts), and a restarted `cnnlab run` would "
                           "start a second run; continue the first with `torchrun ... -m cnnlab resume RUN_DIR` "
                           "(restarts of `cnnlab resume` continue from last.pt)")
     with join() as spread:
-        if download:  # one process per machine downloads; the others wait for it
-            found = spread.everywhere(lambda: fetch(cfg.data.dataset, root) if spread.local_rank == 0 else None)
-            if found is not None and spread.main:
-                print(f"{cfg.data.dataset} is already at {found}; nothing downloaded")
-        run_folder = start_run(cfg, runs_dir, root, console_progress(spread, lambda: cfg.train.epochs),
-                               download=download, spread=spread)
+        done = run_job(experiment, *(overrides or []), runs_dir=runs_dir, data_dir=data_dir, download=download,
+                       progress=lambda epochs: ConsoleProgress(epochs).hooks(), spread=spread)
     if spread.main:
-        print(run_folder.path)
+        print(done.path)
 
 
 @app.command()
@@ -158,16 +142,14 @@ def invariance(
 @app.command()
 def resume(run_dir: Path = typer.Argument(..., help="a run folder made by `cnnlab run`"), data_dir: Optional[str] = DATA_DIR):
     """Continue a stopped run from its last checkpoint (under torchrun too: the folder need only be on rank 0's disk)."""
-    from cnnlab.data.root import data_root
+    from cnnlab.api import resume as resume_job
     from cnnlab.engine.distributed import join
-    from cnnlab.runfolder import RunFolder
-    from cnnlab.runner import resume_run
 
     with join() as spread:
-        progress = console_progress(spread, lambda: RunFolder.open(run_dir).config().train.epochs)
-        run_folder = resume_run(run_dir, data_root(data_dir), progress, spread)
+        done = resume_job(run_dir, data_dir=data_dir, progress=lambda epochs: ConsoleProgress(epochs).hooks(),
+                          spread=spread)
     if spread.main:
-        print(run_folder.path)
+        print(done.path)
 
 
 @app.command()
