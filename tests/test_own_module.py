@@ -172,3 +172,17 @@ def test_a_class_handed_over_from_python_is_asked_for_again():
 
     with pytest.raises(CnnlabError, match=r"handed over from Python .*cnnlab.resume\(RUN, model=NotebookNet\)"):
         user.load("__main__:NotebookNet")
+
+
+def test_a_package_module_is_found_from_the_working_directory(tmp_path, monkeypatch):
+    """As `python -m` finds it, also when the `cnnlab` script (whose folder is on sys.path, not the working
+    directory) runs."""
+    from cnnlab.models import user
+
+    net_module(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert user.load("pkg.nets:Net").__module__ == "pkg.nets" and str(tmp_path) not in sys.path
+    finally:
+        for name in ("pkg.nets", "pkg"):
+            sys.modules.pop(name, None)

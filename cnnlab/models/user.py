@@ -118,6 +118,20 @@ def _import_file(path: str) -> Any:
     return module
 
 
+def _import_module(target: str) -> Any:
+    """A package.module, found as `python -m` finds it: on sys.path, then in the working directory (the `cnnlab`
+    script's own folder is on sys.path instead)."""
+    here = str(Path.cwd())
+    added = here not in sys.path
+    if added:
+        sys.path.append(here)
+    try:
+        return importlib.import_module(target)
+    finally:
+        if added:
+            sys.path.remove(here)
+
+
 def load(name: str) -> Callable:
     """The class or factory a user model's name stands for."""
     if name in _given:
@@ -129,11 +143,11 @@ def load(name: str) -> Callable:
         module, where = _import_file(str(Path(target).resolve())), target
     else:
         try:
-            module = importlib.import_module(target)
+            module = _import_module(target)
         except ModuleNotFoundError as e:
             if e.name and target.startswith(e.name):
-                raise CnnlabError(f"model.name {name}: no module named {e.name} (a package.module:Name is imported as "
-                                  f"Python imports it: install the package or add its folder to PYTHONPATH)") from None
+                raise CnnlabError(f"model.name {name}: no module named {e.name} in the working directory or on the "
+                                  f"Python path (a file is named by its path: mynet.py:Net)") from None
             raise _failure(f"importing {target} failed", e, None) from None
         except Exception as e:
             raise _failure(f"importing {target} failed", e, None) from None
