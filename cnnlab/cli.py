@@ -307,8 +307,10 @@ def zoo():
 
 
 MODEL_ARG = typer.Argument(..., help="a zoo name (colour_cnn), a spec file or inline spec ('conv 8 k3 -> ...'), "
-                                     "an experiment, or a torchvision model (resnet18)")
-MODEL_ARGS = typer.Argument(None, help="NAME=VALUE for the model's named hyper-parameters, e.g. NF=32 NC=24 k=3")
+                                     "an experiment, a torchvision model (resnet18), or your own nn.Module class or "
+                                     "factory (mynet.py:Net, mypackage.nets:Net)")
+MODEL_ARGS = typer.Argument(None, help="NAME=VALUE for the model's named hyper-parameters, e.g. NF=32 NC=24 k=3 "
+                                       "(your own module's keyword arguments, e.g. width=16 classes=10)")
 INPUT = typer.Option(None, "--input", "-i", help="input CxHxW, e.g. 3x32x32 (default: the model's own); "
                                                  "names allowed (1xHxW) for --symbolic or with --set H=32")
 
@@ -367,8 +369,8 @@ def summary(
 
 @app.command()
 def layers(
-    model: str = typer.Argument(..., help="a zoo name, a spec (file or inline), an experiment, a run folder or a "
-                                          "torchvision model (resnet18)"),
+    model: str = typer.Argument(..., help="a zoo name, a spec (file or inline), an experiment, a run folder, a "
+                                          "torchvision model (resnet18) or your own module (mynet.py:Net)"),
     args: Optional[List[str]] = MODEL_ARGS,
     input: Optional[str] = typer.Option(None, "--input", "-i", help="input CxHxW, e.g. 3x256x256 (default: the model's own)"),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json"),

@@ -199,7 +199,7 @@ def resolve(model: str, args: list[str] = (), data_dir=None, in_shape: Optional[
     if found is not None:
         return found
     raise CnnlabError(
-        f"'{model}' is not a zoo model ({', '.join(ZOO)}), a spec file, an experiment, a run folder or a torchvision model "
-        f"(e.g. resnet18); an inline spec is layers with their numbers, e.g. 'conv 100 k3' or "
-        f"'conv 8 k3 -> relu -> flatten -> dense 10'; see `cnnlab zoo`"
+        f"'{model}' is not a zoo model ({', '.join(ZOO)}), a spec file, an experiment, a run folder, a torchvision "
+        f"model (e.g. resnet18) or your own module (mynet.py:Net, mypackage.nets:Net); an inline spec is layers with "
+        f"their numbers, e.g. 'conv 100 k3' or 'conv 8 k3 -> relu -> flatten -> dense 10'; see `cnnlab zoo`"
     )
