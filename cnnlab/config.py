@@ -357,7 +357,8 @@ class Config(Section):
         if name is not None and name not in ZOO and not is_user_model(name) and name not in transfer_names():
             raise ValueError(f"model.name '{self.model.name}' is not in the zoo ({', '.join(sorted(ZOO))}) nor a torchvision "
                              f"model; torchvision's classification and segmentation models are accepted by their names, "
-                             f"e.g. resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large")
+                             f"e.g. resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large; your own nn.Module as "
+                             f"path/to/file.py:Name or package.module:Name")
         return self
 
     @model_validator(mode="after")
