@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from cnnlab.atomic import cannot_write, read_only, write_text
-from cnnlab.console import ConsoleProgress, console_progress
+from cnnlab.console import ConsoleProgress
 from cnnlab.errors import CnnlabError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
@@ -57,32 +57,24 @@ def run(
 ):
     """Train one experiment into a new run folder, ending with its report; prints the folder last.
     Under torchrun (`torchrun --nproc-per-node=N -m cnnlab run ...`) the N processes train one run."""
+    from cnnlab.api import run as run_job
     from cnnlab.experiment_files import load_experiment
-    from cnnlab.data.root import data_root
-    from cnnlab.data.sources import download as fetch
     from cnnlab.engine.distributed import join
-    from cnnlab.runner import start_run
 
-    cfg = load_experiment(experiment, overrides or [])
     if dry:
         from cnnlab.analysis.dry_run import dry_run
 
-        print(dry_run(cfg, data_dir), end="")
+        print(dry_run(load_experiment(experiment, overrides or []), data_dir), end="")
         return
-    root = data_root(data_dir)
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
         raise CnnlabError("torchrun restarted this run's processes (--max-restarts), and a restarted `cnnlab run` would "
                           "start a second run; continue the first with `torchrun ... -m cnnlab resume RUN_DIR` "
                           "(restarts of `cnnlab resume` continue from last.pt)")
     with join() as spread:
-        if download:  # one process per machine downloads; the others wait for it
-            found = spread.everywhere(lambda: fetch(cfg.data.dataset, root) if spread.local_rank == 0 else None)
-            if found is not None and spread.main:
-                print(f"{cfg.data.dataset} is already at {found}; nothing downloaded")
-        run_folder = start_run(cfg, runs_dir, root, console_progress(spread, lambda: cfg.train.epochs),
-                               download=download, spread=spread)
+        done = run_job(experiment, *(overrides or []), runs_dir=runs_dir, data_dir=data_dir, download=download,
+                       progress=lambda epochs: ConsoleProgress(epochs).hooks(), spread=spread)
     if spread.main:
-        print(run_folder.path)
+        print(done.path)
 
 
 @app.command("lr-find")
@@ -132,16 +124,14 @@ def invariance(
 @app.command()
 def resume(run_dir: Path = typer.Argument(..., help="a run folder made by `cnnlab run`"), data_dir: Optional[str] = DATA_DIR):
     """Continue a stopped run from its last checkpoint (under torchrun too: the folder need only be on rank 0's disk)."""
-    from cnnlab.data.root import data_root
+    from cnnlab.api import resume as resume_job
     from cnnlab.engine.distributed import join
-    from cnnlab.runfolder import RunFolder
-    from cnnlab.runner import resume_run
 
     with join() as spread:
-        progress = console_progress(spread, lambda: RunFolder.open(run_dir).config().train.epochs)
-        run_folder = resume_run(run_dir, data_root(data_dir), progress, spread)
+        done = resume_job(run_dir, data_dir=data_dir, progress=lambda epochs: ConsoleProgress(epochs).hooks(),
+                          spread=spread)
     if spread.main:
-        print(run_folder.path)
+        print(done.path)
 
 
 @app.command()
@@ -202,15 +192,21 @@ def compare(
                                        "(default: comparisons/<sweep or experiment names>)"),
 ):
     """One table of the final metrics per variant (mean ± std over seeds), then per metric n, mean, std, min,
-    max and 95% CI, and Welch's t-test for every pair in words; band plots and a report in a folder of its own."""
+    max and 95% CI, and the z-score with its test for every pair in words; band plots and a report in a folder of
+    its own."""
+    from cnnlab.api import compare as compare_job
     from cnnlab.document import to_text
     from cnnlab.report.compare_blocks import comparison_blocks
-    from cnnlab.report.reports import write_comparison
 
     if output not in ("table", "json"):
         raise CnnlabError(f"--format must be table or json (got {output})")
-    split = lambda texts: [k.strip() for text in texts or [] for k in text.split(",") if k.strip()] or None
-    analysis, written = write_comparison(paths, split(metric), split(by), alpha, stat, out, log_x)
+
+    def split(texts):
+        return [k.strip() for text in texts or [] for k in text.split(",") if k.strip()] or None
+
+    comparison = compare_job(paths, split(metric), split(by), alpha, stat)
+    written = comparison.write_report(out, log_x)
+    analysis = comparison.analysis
     if output == "json":
         print(json.dumps(analysis.comparison.to_dict(), indent=2))
         err.print(f"report: {escape(str(written['html']))}", highlight=False)
@@ -227,10 +223,10 @@ def report(
                                                 "headless Chromium; latex writes latex/ with \\input-able tables"),
 ):
     """(Re)write the report of a run or a sweep from its folder, in the formats asked for; prints each file."""
-    from cnnlab.report.reports import write_folder_report
+    from cnnlab.api import write_report
 
-    for path in write_folder_report(run_dir, tuple(f for text in formats or ["html", "md"]
-                                                    for f in text.split(",") if f)).values():
+    for path in write_report(run_dir, tuple(f for text in formats or ["html", "md"] for f in text.split(",") if f)
+                             ).values():
         print(path)
 
 
@@ -259,8 +255,10 @@ def zoo():
 
 
 MODEL_ARG = typer.Argument(..., help="a zoo name (colour_cnn), a spec file or inline spec ('conv 8 k3 -> ...'), "
-                                     "an experiment, or a torchvision model (resnet18)")
-MODEL_ARGS = typer.Argument(None, help="NAME=VALUE for the model's named hyper-parameters, e.g. NF=32 NC=24 k=3")
+                                     "an experiment, a torchvision model (resnet18), or your own nn.Module class or "
+                                     "factory (mynet.py:Net, mypackage.nets:Net)")
+MODEL_ARGS = typer.Argument(None, help="NAME=VALUE for the model's named hyper-parameters, e.g. NF=32 NC=24 k=3 "
+                                       "(your own module's keyword arguments, e.g. width=16 classes=10)")
 INPUT = typer.Option(None, "--input", "-i", help="input CxHxW, e.g. 3x32x32 (default: the model's own); "
                                                  "names allowed (1xHxW) for --symbolic or with --set H=32")
 
@@ -300,35 +298,29 @@ def summary(
 
     The table fits the terminal's width (columns left out are named under it); --format markdown keeps them all."""
 
-    from cnnlab.document import render, to_csv
-    from cnnlab.analysis.network_summary import Options, document, main_table, subject_and_input, summarise, counts_record
-    from cnnlab.optimizers import OPTIMIZERS
-    from cnnlab.analysis.whatif import WhatIf
+    from cnnlab.api import count
 
     if fmt not in ("table", "markdown", "latex", "json"):
         raise CnnlabError(f"--format {fmt}: choose table, markdown, latex or json")
-    if optimizer is not None and optimizer not in OPTIMIZERS:
-        raise CnnlabError(f"--optimizer {optimizer}: choose {', '.join(OPTIMIZERS)}")
-    subject, in_shape, given = subject_and_input(model, (args or []) + (sets or []), input, symbolic, data_dir)
-    opts = Options(symbolic=symbolic, given=given, whatif=WhatIf(scale, separable, no_bn), explain=explain,
-                   batch_size=batch_size, optimizer=optimizer, measure=measure, device=device, peers=peers or [])
-    result = summarise(subject, in_shape, opts)
+    result = count(model, input, (args or []) + (sets or []), data_dir, symbolic=symbolic, scale=scale,
+                   separable=separable, no_bn=no_bn, explain=explain, peers=peers or [], measure=measure,
+                   batch_size=batch_size, optimizer=optimizer, device=device)
     cols = [c.strip() for c in columns.split(",")] if columns else None
     if csv_file is not None:
         if not csv_file.parent.is_dir():
             raise CnnlabError(f"--csv {csv_file}: the folder {csv_file.parent} does not exist; create it first or name "
                               "a file in a folder that does")
-        write_text(csv_file, to_csv(main_table(result, cols)))
+        write_text(csv_file, result.to_csv(cols))
     if fmt == "json":
-        print_output(json.dumps(counts_record(result).to_dict(), indent=2))
+        print_output(json.dumps(result.to_dict(), indent=2))
     else:
-        print_output(render(document(result, cols), fmt))
+        print_output(result.render(fmt, cols))
 
 
 @app.command()
 def layers(
-    model: str = typer.Argument(..., help="a zoo name, a spec (file or inline), an experiment, a run folder or a "
-                                          "torchvision model (resnet18)"),
+    model: str = typer.Argument(..., help="a zoo name, a spec (file or inline), an experiment, a run folder, a "
+                                          "torchvision model (resnet18) or your own module (mynet.py:Net)"),
     args: Optional[List[str]] = MODEL_ARGS,
     input: Optional[str] = typer.Option(None, "--input", "-i", help="input CxHxW, e.g. 3x256x256 (default: the model's own)"),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
@@ -378,13 +370,11 @@ def explain(
 ):
     """Filters, activations and class activation maps for one image, the confusion matrix and most-confused test
     examples of a run's checkpoint: figures and a self-contained explain.html in the run folder."""
-    from cnnlab.data.root import data_root
-    from cnnlab.report.explain_report import write_explain
+    from cnnlab.api import explain as explain_job
 
     if image is not None and (split is not None or index is not None):
         raise CnnlabError("give either --image FILE or --split/--index, not both")
-    print(write_explain(run_dir, data_root(data_dir), image, split or "test", index or 0, layer or None, cam_layer,
-                        checkpoint))
+    print(explain_job(run_dir, image, split or "test", index or 0, layer or None, cam_layer, checkpoint, data_dir).path)
 
 
 @cost_app.command("finetune")

@@ -22,6 +22,7 @@ from cnnlab.models.init import INIT_SCHEMES
 from cnnlab.models.layer_kinds import ACTIVATIONS, UPSAMPLE_MODES
 from cnnlab.models.pretrained import WEIGHT_NAME, named_weights
 from cnnlab.models.torchvision_models import segmentation_names, transfer_names
+from cnnlab.models.user import is_user_model
 from cnnlab.models.zoo import ZOO
 
 MONITORS = tuple(metrics.split_key("val", m) for m in metrics.SPLIT_METRICS)  # validation metrics best.pt can follow
@@ -82,10 +83,13 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    name: Optional[str] = Field(None, description="a zoo model (see `cnnlab zoo`) or a torchvision model by its name "
-                                "(resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large, ...)")
+    name: Optional[str] = Field(None, description="a zoo model (see `cnnlab zoo`), a torchvision model by its name "
+                                "(resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large, ...), or your own "
+                                "nn.Module class or factory: path/to/file.py:Name or package.module:Name")
     spec: Optional[str] = Field(None, description="a layer spec, e.g. 'conv 32 k5 p2 -> act -> maxpool 2 -> flatten -> dense classes'")
-    args: dict[str, int] = Field(default_factory=dict, description="named hyper-parameters of the spec, e.g. NF: 32")
+    args: dict[str, Union[int, float, bool, str, list, None]] = Field(default_factory=dict, description="named "
+                                                                      "hyper-parameters of the spec, e.g. NF: 32; "
+                                                                      "for your own module its keyword arguments")
     bn: Optional[bool] = Field(None, description="batch norm on/off (default: the model's own)")
     bn_position: Literal["before", "after"] = Field("before", description="batch norm before or after the activation")
     activation: Optional[Literal[tuple(ACTIVATIONS)]] = None
@@ -121,6 +125,24 @@ class ModelConfig(Section):
     def _one_source(self):
         if (self.name is None) == (self.spec is None):
             raise ValueError("give exactly one of model.name (a zoo model) or model.spec (a layer spec)")
+        return self
+
+    def spec_options_given(self, *more: str) -> list[str]:
+        """The options of zoo and spec models (and `more` of them) that differ from their defaults."""
+        return [k for k in (*more, "bn", "activation", "dropout", "bn_weight_frozen") if getattr(self, k)] + \
+               [k for k, default in (("bn_position", "before"), ("init", "default"), ("upsample", "nearest"))
+                if getattr(self, k) != default]
+
+    @model_validator(mode="after")
+    def _whole_numbers_for_specs(self):
+        """A spec's names are whole numbers; the user's own module takes any keyword arguments."""
+        if is_user_model(self.name):
+            return self
+        for key, value in self.args.items():
+            if isinstance(value, float) and value.is_integer():
+                self.args[key] = int(value)
+            elif isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"model.args.{key}: a spec's names take whole numbers (got {value!r})")
         return self
 
 
@@ -379,11 +401,13 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _known_model(self):
-        if self.model.name is not None and self.model.name not in ZOO and self.model.name not in transfer_names():
-            close = did_you_mean(self.model.name, [*ZOO, *transfer_names()])
-            raise ValueError(f"model.name '{self.model.name}' is not in the zoo ({', '.join(sorted(ZOO))}) nor a torchvision "
+        name = self.model.name
+        if name is not None and name not in ZOO and not is_user_model(name) and name not in transfer_names():
+            close = did_you_mean(name, [*ZOO, *transfer_names()])
+            raise ValueError(f"model.name '{name}' is not in the zoo ({', '.join(sorted(ZOO))}) nor a torchvision "
                              f"model{close}; torchvision's classification and segmentation models are accepted by "
-                             f"their names, e.g. resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large")
+                             f"their names, e.g. resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large; your own "
+                             f"nn.Module as path/to/file.py:Name or package.module:Name")
         return self
 
     @model_validator(mode="after")
@@ -391,17 +415,15 @@ class Config(Section):
         """Pretrained weights and freezing are for torchvision models, which take none of the spec's options and
         fit one task: classification models classify, segmentation models segment."""
         m = self.model
-        if m.name is None or m.name in ZOO:
+        if m.name is None or m.name in ZOO or is_user_model(m.name):
             given = [k for k, v in (("model.pretrained", m.pretrained != "none"), ("model.trainable", m.trainable != "all"),
                                     ("model.new_head", m.new_head),
                                     ("train.unfreeze_after", self.train.unfreeze_after is not None)) if v]
             if given:
-                raise ValueError(f"{', '.join(given)}: for torchvision models (e.g. model.name: resnet18); zoo and spec "
-                                 f"models train from scratch")
-            return self
-        spec_options = [k for k in ("args", "bn", "activation", "dropout", "bn_weight_frozen") if getattr(m, k)] + \
-                       [k for k, default in (("bn_position", "before"), ("init", "default"), ("upsample", "nearest"))
-                        if getattr(m, k) != default]
+                raise ValueError(f"{', '.join(given)}: for torchvision models (e.g. model.name: resnet18); zoo, spec "
+                                 f"and your own models train from scratch")
+            return self if not is_user_model(m.name) else self._own_module_keys()
+        spec_options = m.spec_options_given("args")
         if spec_options:
             raise ValueError(f"model.{', model.'.join(spec_options)}: options of zoo and spec models; torchvision's "
                              f"{m.name} is built as torchvision defines it")
@@ -417,6 +439,14 @@ class Config(Section):
         if self.train.unfreeze_after is not None and m.trainable == "last":
             raise ValueError("train.unfreeze_after unfreezes model.trainable after the head trained alone; with "
                              "model.trainable: last there is nothing to unfreeze (name the parts, e.g. [layer4, fc])")
+        return self
+
+    def _own_module_keys(self):
+        m = self.model
+        spec_options = m.spec_options_given("whiten")
+        if spec_options:
+            raise ValueError(f"model.{', model.'.join(spec_options)}: options of zoo and spec models; your own module "
+                             f"{m.name} is built as its code says (give its keyword arguments as model.args)")
         return self
 
     @model_validator(mode="after")

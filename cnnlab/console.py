@@ -4,7 +4,7 @@ with its own bar."""
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional
+from typing import Optional
 
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
@@ -85,10 +85,3 @@ class ConsoleProgress:
 
     def message(self, text: str) -> None:
         print(text, flush=True)
-
-
-def console_progress(spread, epochs: Callable[[], int]):
-    """Progress shown by rank 0 alone (every process of a torchrun run would print the same lines)."""
-    from cnnlab.engine.trainer import Progress
-
-    return ConsoleProgress(epochs()).hooks() if spread.main else Progress()

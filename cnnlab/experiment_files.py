@@ -2,10 +2,13 @@
 validated Config (the schema itself is cnnlab.config)."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Optional
 
 from cnnlab.config import SHORT, Config, apply_overrides, read_yaml, validate
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.models.user import is_user_model, locate
 
 
 def experiments_dir() -> Path:
@@ -51,9 +54,30 @@ def find_experiment(name_or_path: str) -> Path:
     )
 
 
-def load_experiment(name_or_path: str, overrides: list[str] = ()) -> Config:
+def locate_model(raw: dict, folders: list[Path]) -> dict:
+    """model.name as a file of the user's (net.py:Net) made absolute, found in the first of `folders` that holds
+    it, so that the run records the file it imported and a resume from anywhere imports the same."""
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("name"), str) and is_user_model(model["name"]):
+        model["name"] = locate(model["name"], folders)
+    return raw
+
+
+def _load(raw: dict, source: str, overrides: list[str], model: Optional[str], folders: list[Path]) -> Config:
+    if model is not None:  # a class handed over from Python replaces the model section
+        raw["model"] = {"name": model}
+    source += f" with overrides {SHORT.repr(' '.join(overrides))[1:-1]}" if overrides else ""
+    return validate(locate_model(apply_overrides(raw, list(overrides)), folders), source)
+
+
+def load_experiment(name_or_path: str, overrides: list[str] = (), model: Optional[str] = None) -> Config:
+    """An experiment (name or YAML path) with `key=value` overrides; `model` replaces its model section."""
     path = find_experiment(name_or_path)
     raw = read_yaml(path)
     raw.setdefault("name", path.stem)
-    source = str(path) + (f" with overrides {SHORT.repr(' '.join(overrides))[1:-1]}" if overrides else "")
-    return validate(apply_overrides(raw, list(overrides)), source)
+    return _load(raw, str(path), list(overrides), model, [Path.cwd(), path.parent])
+
+
+def load_dict(raw: dict, overrides: list[str] = (), model: Optional[str] = None) -> Config:
+    """A config given as a dict (from Python), checked exactly as a YAML file is."""
+    return _load(copy.deepcopy(raw), "the config given to cnnlab", list(overrides), model, [Path.cwd()])

@@ -5,6 +5,7 @@
         metrics.jsonl      one JSON object per epoch
         summary.json       status, best epoch, final metrics, initial-loss check, ...
         architecture.json  the per-layer table of the model
+        model_source.json, model_source.py   the user's own module (file.py:Name): its path, sha256 and a copy
         checkpoints/best.pt, checkpoints/last.pt
         figures/*.png, report.html, report.md
         error.log          the traceback of an error that failed the run (only then)
@@ -23,9 +24,10 @@ from typing import Iterator, Optional
 from cnnlab import config as config_mod
 from cnnlab.atomic import remove_leftovers, write_json, write_jsonl, write_text
 from cnnlab.errors import CnnlabError
+from cnnlab.models.user import is_user_model, source_record
 from cnnlab.records import RecordError, RunSummary, check_epoch_rows
 
-
+SOURCE_COPY = "model_source.py"
 LOCKED_BYTE = 2**20  # msvcrt locks a byte range, which no one can read then: one far past the holder's text
 
 
@@ -95,6 +97,10 @@ class RunFolder:
         run = cls(path)
         run.checkpoints.mkdir()
         write_text(run.config_path, config_mod.dump(cfg))
+        if is_user_model(cfg.model.name):
+            record = source_record(cfg.model.name)
+            write_text(run.path / SOURCE_COPY, record.text)
+            write_json(run.model_source_path, {**record.as_dict(), "copy": SOURCE_COPY})
         return run
 
     @classmethod
@@ -108,6 +114,7 @@ class RunFolder:
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     summary_path = property(lambda self: self.path / "summary.json")
     architecture_path = property(lambda self: self.path / "architecture.json")
+    model_source_path = property(lambda self: self.path / "model_source.json")
     checkpoints = property(lambda self: self.path / "checkpoints")
     best_path = property(lambda self: self.path / "checkpoints" / "best.pt")
     last_path = property(lambda self: self.path / "checkpoints" / "last.pt")
@@ -137,6 +144,18 @@ class RunFolder:
 
     def config(self):
         return config_mod.validate(config_mod.read_yaml(self.config_path), str(self.config_path))
+
+    def check_model_source(self, cfg) -> None:
+        """A run of the user's own module imports the same path again: refused when its source has changed since
+        the run began (the weights would not be the ones that module trained)."""
+        if not is_user_model(cfg.model.name):
+            return
+        recorded = json.loads(self.model_source_path.read_text()) if self.model_source_path.exists() else {}
+        now = source_record(cfg.model.name)
+        if recorded.get("sha256") != now.sha256:
+            raise CnnlabError(f"{now.path or cfg.model.name} has changed since run {self.path} began (its source "
+                              f"then is {self.path / SOURCE_COPY}); put that copy back to use this run, or start a "
+                              f"new one")
 
     def metrics(self) -> list[dict]:
         """metrics.jsonl's rows, each checked (numbers, an integer epoch)."""

@@ -213,7 +213,10 @@ def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress(), 
     def open_locked(held: ExitStack):
         run = _locked(held, RunFolder.open(run_dir))
         todo, note = _left_to_do(run)
-        return run, todo, note, run.config() if todo else None, run.last_path.exists()
+        cfg = run.config() if todo else None
+        if todo:
+            run.check_model_source(cfg)
+        return run, todo, note, cfg, run.last_path.exists()
 
     started_at = clock_origin()
     with ExitStack() as held:

@@ -203,7 +203,7 @@ def test_as_torchinfo_and_fvcore_equal_the_tools_on_the_zoo(name, shape, upsampl
 
     recipe = from_zoo(name)
     options = replace(recipe.options, upsample=upsample) if upsample else recipe.options
-    subject = Subject(name, shape, factory=lambda: recipe.build(shape, options))
+    subject = Subject(name, shape, factory=lambda _shape: recipe.build(shape, options))
     ours = peers_of(subject, shape)
     model = recipe.build(shape, options).eval()
     stats = torchinfo.summary(model, input_size=(1, *shape), verbose=0)

@@ -39,3 +39,27 @@ def test_one_epoch_curve_has_one_tick(log_x):
 def test_long_log_axis_reads_plain_epoch_numbers():
     major, minor = x_labels(draw_bands([("a", [history(60), history(60, 0.02)])], "val_acc", log_x=True))
     assert major == ["1", "2", "5", "10", "20", "50"] and minor == []
+
+
+BACKEND_CHECK = """
+import matplotlib, matplotlib.pyplot as plt
+before = matplotlib.get_backend()
+plt.figure()
+import cnnlab.viz.curves, cnnlab.viz.bands, cnnlab.viz.confusion, cnnlab.viz.activations
+from tests.test_viz import history
+fig = cnnlab.viz.curves.draw_metric(history(3), "loss")
+from matplotlib.figure import Figure
+print(isinstance(fig, Figure), before == matplotlib.get_backend(), plt.get_fignums())
+"""
+
+
+def test_figures_leave_the_backend_and_pyplot_alone():
+    """Issue 18.3: a notebook's backend stays, and pyplot holds none of cnnlab's figures."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", BACKEND_CHECK], env={**os.environ, "MPLBACKEND": "svg"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "[1]"]

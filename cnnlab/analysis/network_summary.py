@@ -236,6 +236,9 @@ def summarise_symbolic(subject: Subject, in_shape: tuple, opts: Options) -> Summ
 
 
 def summarise(subject: Subject, in_shape: tuple, opts: Options) -> Summary:
+    if subject.own and (opts.symbolic or opts.whatif.scale):
+        raise CnnlabError(f"--{'symbolic' if opts.symbolic else 'scale'} is for spec networks (zoo, spec, experiment "
+                          f"with a spec); {subject.label} is your own module: count it at a size with --input CxHxW")
     if opts.symbolic:
         return summarise_symbolic(subject, in_shape, opts)
     return summarise_numeric(subject, in_shape, opts)
@@ -495,8 +498,9 @@ def subject_and_input(model: str, assignments: list[str], input_text: Optional[s
     the model's hyper-parameters.
     """
     from cnnlab.analysis.subject import parse_assignments, parse_input, resolve
+    from cnnlab.models.user import is_user_model
 
-    given = parse_assignments(assignments)
+    given = parse_assignments(assignments, whole=not is_user_model(model))
     in_shape = parse_input(input_text) if input_text else None
     input_names = {d for d in in_shape if isinstance(d, str)} if in_shape else ({"H", "W"} if symbolic else set())
     subject = resolve(model, [f"{k}={v}" for k, v in given.items() if k not in input_names], data_dir, in_shape)

@@ -9,7 +9,9 @@ MODEL is looked up in this order:
      the task and the dataset's fixed facts; its data is loaded only when none of these tells; a torchvision
      model there is built with its head for those classes and its model.trainable selection);
   5. a torchvision model name (`resnet18`), built with weights=None (nothing is downloaded);
-     NAME=VALUE go to its builder (`num_classes=10`; `classes=10` means the same).
+     NAME=VALUE go to its builder (`num_classes=10`; `classes=10` means the same);
+  0. before all these, the user's own module, `file.py:Name` or `package.module:Name` (cnnlab.models.user):
+     NAME=VALUE are its keyword arguments (read as YAML), in_channels comes from the input.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import yaml
 from torch import nn
 
 from cnnlab.analysis.fits import build_within_memory
@@ -28,6 +31,7 @@ from cnnlab.models.recipe import Recipe
 from cnnlab.models.spec import short
 from cnnlab.models.freeze import set_trainable, trainable_prefixes
 from cnnlab.models.torchvision_models import build_for_classes, build_untrained, builder
+from cnnlab.models import user
 from cnnlab.models.zoo import ZOO
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*$")
@@ -40,26 +44,28 @@ class Subject:
     label: str
     input: Optional[tuple]  # the input it was made for, if known
     recipe: Optional[Recipe] = None
-    factory: Optional[Callable[[], nn.Module]] = None
+    factory: Optional[Callable[[tuple], nn.Module]] = None  # the input shape -> the module
     optim: object = None  # the experiment's OptimConfig, if it came from one
+    own: bool = False  # the user's own module (file.py:Name): counted as it is, no formulas nor what-if sizes
 
     def build(self, in_shape: tuple, options: Optional[ModelOptions] = None) -> nn.Module:
         advice = "give a smaller --input or smaller hyper-parameters"
         if self.recipe is not None:
             return build_within_memory(lambda: self.recipe.build(in_shape, options), advice)
-        return build_within_memory(self.factory, advice)
+        return build_within_memory(lambda: self.factory(tuple(in_shape)), advice)
 
 
-def parse_assignments(items: list[str]) -> dict[str, int]:
-    """['NF=32', 'k=3'] -> {'NF': 32, 'k': 3}."""
+def parse_assignments(items: list[str], whole: bool = True) -> dict:
+    """['NF=32', 'k=3'] -> {'NF': 32, 'k': 3}; values are whole numbers, or read as YAML when not `whole`
+    (keyword arguments of the user's own module: act=elu, p=0.1)."""
     out = {}
     for item in items:
         name, eq, value = item.partition("=")
         if not eq or not NAME.match(name.strip()):
             raise CnnlabError(f"'{item}' is not NAME=VALUE (e.g. NF=32)")
         try:
-            out[name.strip()] = int(value)
-        except ValueError:
+            out[name.strip()] = int(value) if whole else yaml.safe_load(value)
+        except (ValueError, yaml.YAMLError):
             raise CnnlabError(f"'{item}': the value must be a whole number") from None
     return out
 
@@ -72,13 +78,23 @@ def parse_input(text: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
+def own_subject(name: str, args: dict, classes: Optional[int], label: str, shape: Optional[tuple] = None,
+                optim=None) -> Subject:
+    """The user's own module: its keyword arguments; classes=K (or num_classes=K) is its class count."""
+    args = dict(args)
+    for key in ("classes", "num_classes"):
+        found = args.pop(key, None)
+        classes = found if classes is None else classes
+    return Subject(label, shape, factory=lambda s: user.build(name, args, s[0], classes), optim=optim, own=True)
+
+
 def _torchvision(name: str, kwargs: dict) -> Optional[Subject]:
     if builder(name) is None:
         return None
     if "classes" in kwargs:
         kwargs["num_classes"] = kwargs.pop("classes")
     label = " ".join([name] + [f"{k}={v}" for k, v in kwargs.items()])
-    return Subject(label, (3, 224, 224), factory=lambda: build_untrained(name, **kwargs))
+    return Subject(label, (3, 224, 224), factory=lambda shape: build_untrained(name, **kwargs))
 
 
 def _fixed_by_files(dataset: str, image_size: Optional[int]) -> tuple[Optional[tuple], Optional[int]]:
@@ -130,11 +146,14 @@ def _experiment(path_or_name: str, given: dict, data_dir, in_shape: Optional[tup
 def config_subject(cfg, given: dict, data_dir, in_shape: Optional[tuple] = None, what: str = "experiment") -> Subject:
     """The network a validated config trains, as something to count (also `cnnlab run --dry-run`)."""
     shape, classes = _experiment_io(cfg, given, in_shape, data_dir)
+    if user.is_user_model(cfg.model.name):
+        return own_subject(cfg.model.name, {**cfg.model.args, **given}, classes,
+                           f"experiment {cfg.name} ({cfg.model.name})", tuple(shape), cfg.optim)
     if cfg.model.name is not None and cfg.model.name not in ZOO:
         if given:
             raise CnnlabError(f"experiment {cfg.name} uses torchvision's {cfg.model.name}, which has no named hyper-parameters")
         return Subject(f"experiment {cfg.name} ({cfg.model.name})", tuple(shape),
-                       factory=lambda: _transfer_module(cfg.model, classes), optim=cfg.optim)
+                       factory=lambda s: _transfer_module(cfg.model, classes), optim=cfg.optim)
     recipe = recipes.from_config(cfg.model, classes).with_values(given)
     return Subject(f"{what} {cfg.name} ({cfg.model.name or 'spec'})", shape, recipe=recipe, optim=cfg.optim)
 
@@ -173,8 +192,11 @@ def _inline_spec(model: str) -> Recipe:
 
 def resolve(model: str, args: list[str] = (), data_dir=None, in_shape: Optional[tuple] = None) -> Subject:
     """The Subject a MODEL argument names, with its NAME=VALUE arguments applied (`in_shape`: the --input, if given)."""
-    given = parse_assignments(list(args))
+    own = user.is_user_model(model)
+    given = parse_assignments(list(args), whole=not own)
     label = " ".join([model] + list(args))
+    if own:
+        return own_subject(user.locate(model, [Path.cwd()]), given, None, label)
     if model in ZOO:
         return Subject(label, ZOO[model].input, recipe=recipes.from_zoo(model).with_values(given))
     path = Path(model)
@@ -192,7 +214,7 @@ def resolve(model: str, args: list[str] = (), data_dir=None, in_shape: Optional[
     if found is not None:
         return found
     raise CnnlabError(
-        f"'{model}' is not a zoo model ({', '.join(ZOO)}), a spec file, an experiment, a run folder or a torchvision model "
-        f"(e.g. resnet18); an inline spec is layers with their numbers, e.g. 'conv 100 k3' or "
-        f"'conv 8 k3 -> relu -> flatten -> dense 10'; see `cnnlab zoo`"
+        f"'{model}' is not a zoo model ({', '.join(ZOO)}), a spec file, an experiment, a run folder, a torchvision "
+        f"model (e.g. resnet18) or your own module (mynet.py:Net, mypackage.nets:Net); an inline spec is layers with "
+        f"their numbers, e.g. 'conv 100 k3' or 'conv 8 k3 -> relu -> flatten -> dense 10'; see `cnnlab zoo`"
     )

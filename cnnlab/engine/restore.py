@@ -12,7 +12,9 @@ from cnnlab.runfolder import RunFolder
 
 def restore(run: RunFolder, data_root: Path, which: str = "best") -> BuiltRun:
     """The run's data and model (in eval mode) with the weights of checkpoints/<which>.pt."""
-    built = build_run(run.config(), data_root, pretrained=False)  # the checkpoint's weights replace them
+    cfg = run.config()
+    run.check_model_source(cfg)
+    built = build_run(cfg, data_root, pretrained=False)  # the checkpoint's weights replace them
     load_weights(built, run.checkpoints / f"{which}.pt")
     return built
 

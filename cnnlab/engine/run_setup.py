@@ -21,6 +21,7 @@ from cnnlab.engine.tasks import make_task
 from cnnlab.engine.transfer import Transfer, build_transfer, input_statistics, optimizer_groups, uses_torchvision
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
+from cnnlab.models.user import is_user_model, keeps_channels_last
 from cnnlab.models.init import WHITEN_IMAGES, whiten_first_conv
 from cnnlab.optimizers import make_optimizer
 
@@ -102,9 +103,12 @@ def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretraine
         transfer = build_transfer(cfg, data.shape, len(data.classes), pretrained, download)
         model = transfer.net.module
     else:
-        model = create_model(cfg.model, data.shape, len(data.classes))
+        model = create_model(cfg.model, data.shape, len(data.classes), dense=cfg.task != "classify")
     architecture = layer_table(model, data.shape)
-    memory = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    if cfg.train.channels_last and is_user_model(cfg.model.name) and not keeps_channels_last(model, data.shape):
+        for batches in (data.train, data.val, data.test):
+            batches.channels_last = False
+    memory = torch.channels_last if data.train.channels_last else torch.contiguous_format
     model = spread.prepare_model(model, cfg.train.sync_bn, device).to(device, memory_format=memory)
     whitened = None
     if cfg.model.whiten:

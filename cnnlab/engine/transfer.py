@@ -19,6 +19,7 @@ from cnnlab.models.spec_builder import set_batch_norms
 from cnnlab.models.freeze import FreezeRecord, Prefixes, param_groups, set_trainable, trainable_at, trainable_prefixes
 from cnnlab.models.pretrained import load_pretrained, weights_statistics
 from cnnlab.models.torchvision_models import TransferNet, build_for_classes
+from cnnlab.models.user import is_user_model
 from cnnlab.models.zoo import ZOO
 
 
@@ -36,7 +37,7 @@ class Transfer:
 
 
 def uses_torchvision(cfg) -> bool:
-    return cfg.model.name is not None and cfg.model.name not in ZOO
+    return cfg.model.name is not None and cfg.model.name not in ZOO and not is_user_model(cfg.model.name)
 
 
 def input_statistics(cfg) -> Optional[Statistics]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
-from cnnlab.viz.figure import bare, picture, save
+from cnnlab.viz.figure import bare, figure, picture, save
 
 
 def plot_activations(image: torch.Tensor, act: torch.Tensor, path: Path, layer: str, channels: int = 16,
@@ -16,7 +15,7 @@ def plot_activations(image: torch.Tensor, act: torch.Tensor, path: Path, layer: 
     shown = list(range(min(channels, act.shape[0])))
     cols = min(8, len(shown))
     rows = math.ceil(len(shown) / cols)
-    fig = plt.figure(figsize=(2.6 + 1.25 * cols, 0.7 + 1.35 * max(rows, 2)))
+    fig = figure(figsize=(2.6 + 1.25 * cols, 0.7 + 1.35 * max(rows, 2)))
     grid = fig.add_gridspec(rows, cols + 2)
     ax = fig.add_subplot(grid[:, :2])
     ax.imshow(picture(image), cmap="gray", vmin=0, vmax=1)

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from cnnlab import metrics
-from cnnlab.viz.figure import write_png
+from cnnlab.viz.figure import subplots, write_png
 from cnnlab.viz.ticks import epoch_axis
 
 Histories = list[list[dict]]  # one metrics.jsonl (a list of per-epoch rows) per run
@@ -38,7 +37,7 @@ def plot_train_val(variants: list[tuple[str, Histories]], metric: str, path: Pat
 
 def draw_bands(variants: list[tuple[str, Histories]], key: str, log_x: bool = False):
     """One figure: a line (mean over seeds) and a shaded min-max band per variant; x is the epoch."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig, ax = subplots(figsize=(7, 4.5), dpi=100)
     for i, (name, histories) in enumerate(variants):
         draw_band(ax, histories, key, f"C{i % 10}", f"{name} (n={len(histories)})")
     finish(fig, ax, metrics.label(key, unit=True), f"{metrics.label(key)}: mean over seeds, band from min to max",
@@ -49,7 +48,7 @@ def draw_bands(variants: list[tuple[str, Histories]], key: str, log_x: bool = Fa
 def draw_train_val(variants: list[tuple[str, Histories]], metric: str, log_x: bool = False):
     """One figure with each variant's training (dashed) and validation (solid) curves of `metric`, mean over seeds
     with min-max bands: how far apart a transfer model's and a model trained from scratch fit and generalise."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig, ax = subplots(figsize=(7, 4.5), dpi=100)
     for i, (name, histories) in enumerate(variants):  # one legend entry a variant (its colour), two for the styles
         for split, linestyle in (("train", "--"), ("val", "-")):
             draw_band(ax, histories, metrics.split_key(split, metric), f"C{i % 10}",

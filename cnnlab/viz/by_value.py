@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from cnnlab import metrics
-from cnnlab.viz.figure import write_png
+from cnnlab.viz.figure import subplots, write_png
 from cnnlab.viz.ticks import value_axis
 
 Points = list[tuple[float, list[float]]]  # (the swept value, the metric of each of its runs)
@@ -23,7 +22,7 @@ def plot_by_value(series: dict[str, Points], key: str, metric: str, stat: str, p
 def draw_by_value(series: dict[str, Points], key: str, metric: str, stat: str):
     """One line per series (named by the other grid keys, "" when there are none): the mean over runs at each
     value as a marker, a bar from the minimum to the maximum run."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig, ax = subplots(figsize=(7, 4.5), dpi=100)
     shown = []
     for i, (label, points) in enumerate(series.items()):
         points = sorted((x, np.asarray(values, dtype=float)) for x, values in points if values)

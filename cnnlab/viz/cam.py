@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
-from cnnlab.viz.figure import bare, picture, save
+from cnnlab.viz.figure import bare, picture, save, subplots
 
 
 def plot_cam(image: torch.Tensor, maps: list[tuple[str, torch.Tensor]], path: Path, title: str, caption: str) -> dict:
     """`image` (C, H, W) in 0..1, then each (label, map (H, W) in 0..1) overlaid on it (jet, half transparent)."""
-    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 3.2), squeeze=False)
+    fig, axes = subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 3.2), squeeze=False)
     shown = picture(image)
     axes[0][0].imshow(shown, cmap="gray", vmin=0, vmax=1)
     axes[0][0].set_title("input", fontsize=8)

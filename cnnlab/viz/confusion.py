@@ -4,10 +4,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
-from cnnlab.viz.figure import bare, picture, save
+from cnnlab.viz.figure import bare, picture, save, subplots
 
 
 def _matrix(ax, values: torch.Tensor, classes: list[str], title: str, fmt: str, vmax: float) -> None:
@@ -30,7 +29,7 @@ def _matrix(ax, values: torch.Tensor, classes: list[str], title: str, fmt: str, 
 def plot_confusion(counts: torch.Tensor, normalised: torch.Tensor, classes: list[str], path: Path, title: str) -> dict:
     """Counts (K, K), rows true classes, beside the same rows divided by each class's number of examples."""
     side = 1.2 + 0.42 * len(classes)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 0.5, side + 1.2))
+    fig, axes = subplots(1, 2, figsize=(2 * side + 0.5, side + 1.2))
     counts = counts.cpu()
     _matrix(axes[0], counts, classes, "counts", ".0f", max(int(counts.max()), 1))
     _matrix(axes[1], normalised.cpu(), classes, "row-normalised (share of each true class)", ".2f", 1.0)
@@ -42,7 +41,7 @@ def plot_most_confused(images: list[torch.Tensor], examples: list[dict], path: P
     """Each image (C, H, W) titled with its example index, true class, predicted class and that prediction's probability."""
     cols = min(8, max(len(images), 1))
     rows = max(math.ceil(len(images) / cols), 1)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.55 * cols + 0.4, 1.85 * rows + 0.8), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(1.55 * cols + 0.4, 1.85 * rows + 0.8), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, ex in zip(axes.flat, images, examples):

@@ -4,10 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import matplotlib.pyplot as plt
 
 from cnnlab.metrics import SPLIT_METRICS, SPLITS, split_key
-from cnnlab.viz.figure import write_png
+from cnnlab.viz.figure import subplots, write_png
 from cnnlab.viz.ticks import epoch_axis
 
 
@@ -27,7 +26,7 @@ def draw_metric(history: list[dict], metric: str, title: str = "", log_x: bool =
     joins the epochs that recorded it. `initial`: the loss measured before training, drawn at epoch 0 (not on a
     log axis, which has no 0). `notes` ({split: text}) say in the legend where a split's line measures
     something else (the training loss with label smoothing)."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
+    fig, ax = subplots(figsize=(5.2, 3.6), dpi=100)
     for split, label in SPLITS.items():
         key = split_key(split, metric)
         rows = [row for row in history if key in row]  # epochs without evaluation have no val and test values
@@ -48,7 +47,7 @@ def draw_metric(history: list[dict], metric: str, title: str = "", log_x: bool =
 
 def plot_runs(histories: dict[str, list[dict]], metric: str, path: Path, title: str = "") -> Path:
     """Overlay several runs' training and validation curves of one metric (solid: validation, dashed: training)."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=100)
+    fig, ax = subplots(figsize=(5.2, 3.6), dpi=100)
     for i, (label, history) in enumerate(histories.items()):
         colour = f"C{i}"
         for split, style in (("val", {"marker": "o", "markersize": 3}), ("train", {"linestyle": "--"})):

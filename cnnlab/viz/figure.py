@@ -1,13 +1,39 @@
 """What the figures share: tensors made drawable, title and caption, and writing the PNG (and vector copies)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from cnnlab.atomic import write_atomic
+
+
+class ShownFigure(Figure):
+    """A matplotlib Figure that a notebook shows as a PNG even before pyplot (and with it the inline backend's
+    display of figures) was ever imported."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+
+def figure(**options) -> Figure:
+    """A figure on its own Agg canvas: pyplot never holds it, so the user's backend and figures stay as they were."""
+    fig = ShownFigure(**options)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def subplots(nrows: int = 1, ncols: int = 1, squeeze: bool = True, **options):
+    """(figure, axes) as pyplot's subplots gives them, on a figure of `figure`."""
+    fig = figure(**options)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
 
 PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"  # a whole PNG file begins and ends with these
 
@@ -36,18 +62,15 @@ def save(fig, path: Path, title: str, caption: str = "", **drawn) -> dict:
 
 
 def write_png(fig, path: Path, vector: bool = False) -> Path:
-    """Save `fig` at 150 dpi, atomically (a kill never leaves half a file), and close it, so figures drawn in a loop
-    free their memory. `vector`: a chart, also saved as SVG (for HTML) and PDF (for LaTeX) beside it, which stay
-    sharp when pasted."""
+    """Save `fig` at 150 dpi, atomically (a kill never leaves half a file); pyplot never held it, so nothing keeps
+    its memory. `vector`: a chart, also saved as SVG (for HTML) and PDF (for LaTeX) beside it, which stay sharp when
+    pasted."""
     path = Path(path)
-    try:
-        write_atomic(path, lambda f: fig.savefig(f, dpi=150, format="png"), binary=True)
-        if vector:
-            for suffix in ("svg", "pdf"):
-                write_atomic(path.with_suffix(f".{suffix}"), lambda f: fig.savefig(
-                    f, format=suffix, metadata={"Date": None} if suffix == "svg" else None), binary=True)
-    finally:
-        plt.close(fig)
+    write_atomic(path, lambda f: fig.savefig(f, dpi=150, format="png"), binary=True)
+    if vector:
+        for suffix in ("svg", "pdf"):
+            write_atomic(path.with_suffix(f".{suffix}"), lambda f: fig.savefig(
+                f, format=suffix, metadata={"Date": None} if suffix == "svg" else None), binary=True)
     return path
 
 

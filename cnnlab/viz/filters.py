@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
-from cnnlab.viz.figure import bare, picture, save
+from cnnlab.viz.figure import bare, picture, save, subplots
 
 
 def plot_filter_grid(tiles: torch.Tensor, ranges: torch.Tensor, per_row: int, path: Path, layer: str,
@@ -17,7 +16,7 @@ def plot_filter_grid(tiles: torch.Tensor, ranges: torch.Tensor, per_row: int, pa
     filters, (kh, kw) = ranges.shape[0], tiles.shape[-2:]
     rows = (tiles.shape[0] + per_row - 1) // per_row
     inch = max(0.12 * kh, 0.35)
-    fig, ax = plt.subplots(figsize=(max(per_row * inch, 4.5), rows * inch + 1.2))
+    fig, ax = subplots(figsize=(max(per_row * inch, 4.5), rows * inch + 1.2))
     ax.imshow(picture(grid if rgb else grid[:1]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     bare(ax)
     if not rgb and per_row > 1 and tiles.shape[0] > filters:

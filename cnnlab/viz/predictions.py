@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
-from cnnlab.viz.figure import picture, write_png
+from cnnlab.viz.figure import picture, subplots, write_png
 
 
 def image_grid(rows: list[tuple[str, list[torch.Tensor]]], path: Path, title: str, cell: float = 1.3) -> Path:
     """A grid with one labelled row per kind of picture and one column per example."""
     cols = len(rows[0][1])
-    fig, axes = plt.subplots(len(rows), cols, figsize=(cell * cols + 1.2, cell * len(rows) + 0.6), squeeze=False)
+    fig, axes = subplots(len(rows), cols, figsize=(cell * cols + 1.2, cell * len(rows) + 0.6), squeeze=False)
     for r, (label, images) in enumerate(rows):
         for c, img in enumerate(images):
             ax = axes[r][c]
