@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
+import cnnlab
 from cnnlab.document import render
 from cnnlab.records import Comparison, RunSummary
 from cnnlab.report.compare_blocks import comparison_blocks
-from cnnlab.report.reports import write_comparison
 from cnnlab.runner import start_run
 from cnnlab.version import version
 from tests.conftest import quick_config
@@ -58,9 +58,10 @@ def test_compare_two_runs_prints_the_five_final_metrics_in_one_table(two_runs, t
 
 
 def test_one_comparison_carries_the_same_numbers_in_every_format(two_runs, tmp_path):
-    analysis, written = write_comparison(list(two_runs), out=tmp_path / "cmp", formats=("html", "md", "latex"))
+    compared = cnnlab.compare(list(two_runs))
+    written = compared.write_report(tmp_path / "cmp", formats=("html", "md", "latex"))
     c = Comparison.read(tmp_path / "cmp" / "compare.json")
-    assert c == analysis.comparison and c.provenance.cnnlab_version == version()
+    assert c == compared.record and c.provenance.cnnlab_version == version()
     numbers = {f"{s.mean:.4f}" for col in c.columns for v in col.variants for s in [col.of(v)]}
     assert len(numbers) >= 8
     blocks = comparison_blocks(c)

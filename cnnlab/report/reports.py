@@ -1,8 +1,7 @@
-"""The report jobs over folders: `cnnlab report` (a run or a sweep) and `cnnlab compare` (runs or a sweep)."""
+"""The report jobs over folders: `cnnlab report` (a run or a sweep), and where `cnnlab compare` writes."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from cnnlab.errors import CnnlabError
 from cnnlab.report.run_report import write_run_report
@@ -30,12 +29,3 @@ def default_out(analysis: Analysis) -> Path:
         names = list(dict.fromkeys(str(r.config.get("name", "runs")) for r in analysis.runs))
         name = "-vs-".join(names)[:100]
     return Path("comparisons") / name
-
-
-def write_comparison(paths: list[Path], metric_names: Optional[list[str]] = None, by: Optional[list[str]] = None,
-                     alpha: float = 0.05, stat: str = "final", out: Optional[Path] = None, log_x: bool = False,
-                     formats: tuple = ("html", "md")) -> tuple[Analysis, dict[str, Path]]:
-    """`cnnlab compare`: the runs under `paths` compared, with compare.json and the report in `out` (default:
-    comparisons/<name>)."""
-    analysis = analyse(paths, metric_names, by, alpha, stat)
-    return analysis, write_sweep_report(analysis, out or default_out(analysis), log_x, formats)
