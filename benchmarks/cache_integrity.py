@@ -13,6 +13,7 @@ load moves every timing).
 
     PYTHONPATH=. CNNLAB_DATA=../shared/data python benchmarks/cache_integrity.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,14 +57,24 @@ def main() -> None:
         "folder_walk_s": median_seconds(lambda: source_fingerprint(folder), args.repeats),
     }
     load = times["load_s"]
-    print(json.dumps({
-        "benchmark": "cache_integrity", "source": str(found.path), "cache_mb": round(path.stat().st_size / 2**20, 1),
-        **{k: round(v, 5) for k, v in times.items()},
-        "check_over_load": round(times["check_s"] / load, 5),
-        "full_hash_over_load": round(times["full_hash_s"] / load, 3),
-        "folder_walk_over_load": round(times["folder_walk_s"] / load, 3), "folder_files": files,
-        "repeats": args.repeats, "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "cache_integrity",
+                "source": str(found.path),
+                "cache_mb": round(path.stat().st_size / 2**20, 1),
+                **{k: round(v, 5) for k, v in times.items()},
+                "check_over_load": round(times["check_s"] / load, 5),
+                "full_hash_over_load": round(times["full_hash_s"] / load, 3),
+                "folder_walk_over_load": round(times["folder_walk_s"] / load, 3),
+                "folder_files": files,
+                "repeats": args.repeats,
+                "threads": torch.get_num_threads(),
+                "load_average_1min": round(os.getloadavg()[0], 2),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ the estimated training GFLOP/s (6 x MACs per image) and this machine's fp32 matm
 
     CNNLAB_DATA=../shared/data python benchmarks/dense_throughput.py [colour-cnn colour-unet seg-unet]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,15 +35,25 @@ def main():
         trainer.train_epoch(2)
         seconds = time.perf_counter() - start
         images = built.data.train.num_images
-        print(json.dumps({
-            "experiment": name, "task": built.cfg.task, "input_shape": list(built.data.shape),
-            "batch_size": built.cfg.train.batch_size, "precision": built.cfg.train.precision,
-            "train_images": images, "images_per_s": round(images / seconds, 1),
-            "macs_per_image": built.macs_per_image,
-            "train_gflop_per_s": round(6 * built.macs_per_image * images / seconds / 1e9, 1),
-            "fp32_matmul_peak_gflops": round(peak, 1), "threads": torch.get_num_threads(),
-            "loadavg_1min": round(os.getloadavg()[0], 2),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "experiment": name,
+                    "task": built.cfg.task,
+                    "input_shape": list(built.data.shape),
+                    "batch_size": built.cfg.train.batch_size,
+                    "precision": built.cfg.train.precision,
+                    "train_images": images,
+                    "images_per_s": round(images / seconds, 1),
+                    "macs_per_image": built.macs_per_image,
+                    "train_gflop_per_s": round(6 * built.macs_per_image * images / seconds / 1e9, 1),
+                    "fp32_matmul_peak_gflops": round(peak, 1),
+                    "threads": torch.get_num_threads(),
+                    "loadavg_1min": round(os.getloadavg()[0], 2),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

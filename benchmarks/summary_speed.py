@@ -8,6 +8,7 @@ because on a shared machine the load moves every timing.
 
     PYTHONPATH=. python benchmarks/summary_speed.py
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,20 @@ def timed(fn, repeats: int) -> tuple[list[float], object]:
 
 
 def report(name: str, times: list[float], **extra) -> None:
-    print(json.dumps({"benchmark": name, "seconds_first": round(times[0], 4), "seconds_median": round(statistics.median(times), 4),
-                      "repeats": len(times), "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2),
-                      **extra}), flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": name,
+                "seconds_first": round(times[0], 4),
+                "seconds_median": round(statistics.median(times), 4),
+                "repeats": len(times),
+                "threads": torch.get_num_threads(),
+                "load_average_1min": round(os.getloadavg()[0], 2),
+                **extra,
+            }
+        ),
+        flush=True,
+    )
 
 
 def resnet18_numeric():
@@ -58,14 +70,22 @@ def colour_unet_symbolic():
 
 def main() -> None:
     times, result = timed(resnet18_numeric, 5)
-    report("summary resnet18 3x224x224 (numbers; build, count, step estimate, table)", times,
-           params=result.base.total["params"], macs=result.base.total["macs"])
+    report(
+        "summary resnet18 3x224x224 (numbers; build, count, step estimate, table)",
+        times,
+        params=result.base.total["params"],
+        macs=result.base.total["macs"],
+    )
     model = resolve("resnet18").build((3, 224, 224))
     times, _ = timed(lambda: resnet18_count_only(model), 5)
     report("count resnet18 3x224x224 (the hooked forward pass alone, on meta)", times)
     times, result = timed(colour_unet_symbolic, 3)
-    report("summary colour_unet 1xHxW --symbolic (formulas in NF, NC, k, H, W; simplified; markdown)", times,
-           params=str(result.base.total["params"]), macs=str(result.base.total["macs"]))
+    report(
+        "summary colour_unet 1xHxW --symbolic (formulas in NF, NC, k, H, W; simplified; markdown)",
+        times,
+        params=str(result.base.total["params"]),
+        macs=str(result.base.total["macs"]),
+    )
 
 
 if __name__ == "__main__":

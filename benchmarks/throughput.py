@@ -10,6 +10,7 @@ per model, with the achieved FLOP/s beside this machine's measured matmul peak.
 
     CNNLAB_DATA=../shared/data python benchmarks/throughput.py [--steps 100] [--models simplenn table1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,9 @@ def study_loader(root, batch_size: int, mean, std):
     folder = find_inside(extract_once(archive) if archive.is_file() else archive, lambda f: (f / "train").is_dir())
     transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
     dataset = torchvision.datasets.ImageFolder(str(folder / "train"), transform=transform)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2,
-                                       persistent_workers=True, drop_last=True)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, num_workers=2, persistent_workers=True, drop_last=True
+    )
 
 
 def main():
@@ -96,27 +98,50 @@ def main():
     root = data_root(None)
     peak = matmul_peak_gflops()
     for name in args.models:
-        cfg = validate({"name": "bench", "data": {"dataset": "cifar10", "augment": {"crop_padding": 4, "flip": True}},
-                        "model": {"name": name}, "train": {"batch_size": args.batch_size}}, "benchmark")
+        cfg = validate(
+            {
+                "name": "bench",
+                "data": {"dataset": "cifar10", "augment": {"crop_padding": 4, "flip": True}},
+                "model": {"name": name},
+                "train": {"batch_size": args.batch_size},
+            },
+            "benchmark",
+        )
         splits, batches = cnnlab_batches(cfg, root)
         torch.manual_seed(0)
         model = create_model(cfg.model, splits.shape, len(splits.classes))
         flops = forward_flops(model, splits.shape)
         study_model = create_model(cfg.model, splits.shape, len(splits.classes))
-        study = timed_steps(study_model, study_loader(root, args.batch_size, splits.info["mean"], splits.info["std"]),
-                            args.steps, args.warmup)
+        study = timed_steps(
+            study_model,
+            study_loader(root, args.batch_size, splits.info["mean"], splits.info["std"]),
+            args.steps,
+            args.warmup,
+        )
         fast_model = create_model(cfg.model, splits.shape, len(splits.classes)).to(memory_format=torch.channels_last)
         ours = timed_steps(fast_model, batches, args.steps, args.warmup, channels_last=True)
         bf16_model = create_model(cfg.model, splits.shape, len(splits.classes)).to(memory_format=torch.channels_last)
         ours_bf16 = timed_steps(bf16_model, batches, args.steps, args.warmup, bf16=True, channels_last=True)
-        print(json.dumps({
-            "model": name, "batch_size": args.batch_size, "steps": args.steps,
-            "cnnlab_images_per_s": round(ours, 1), "study_images_per_s": round(study, 1), "ratio": round(ours / study, 2),
-            "cnnlab_bf16_images_per_s": round(ours_bf16, 1), "ratio_bf16": round(ours_bf16 / study, 2),
-            "train_gflop_per_image": round(3 * flops / 1e9, 4),
-            "cnnlab_achieved_gflops": round(3 * flops * ours / 1e9, 1), "fp32_matmul_peak_gflops": round(peak, 1),
-            "threads": torch.get_num_threads(), "loadavg_1min": round(os.getloadavg()[0], 2),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "model": name,
+                    "batch_size": args.batch_size,
+                    "steps": args.steps,
+                    "cnnlab_images_per_s": round(ours, 1),
+                    "study_images_per_s": round(study, 1),
+                    "ratio": round(ours / study, 2),
+                    "cnnlab_bf16_images_per_s": round(ours_bf16, 1),
+                    "ratio_bf16": round(ours_bf16 / study, 2),
+                    "train_gflop_per_image": round(3 * flops / 1e9, 4),
+                    "cnnlab_achieved_gflops": round(3 * flops * ours / 1e9, 1),
+                    "fp32_matmul_peak_gflops": round(peak, 1),
+                    "threads": torch.get_num_threads(),
+                    "loadavg_1min": round(os.getloadavg()[0], 2),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

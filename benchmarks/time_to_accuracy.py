@@ -6,6 +6,7 @@ recorded in metrics.jsonl), and the final accuracy.
 
     CNNLAB_DATA=../shared/data python benchmarks/time_to_accuracy.py cifar10-fast-a cifar10-fast-b [--target 0.75]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,23 @@ def main():
         rows = run.metrics()
         reached = next((r for r in rows if r["test_acc"] >= args.target), None)
         upto = rows[: reached["epoch"]] if reached else rows
-        print(json.dumps({
-            "experiment": name, "target": args.target,
-            "epoch_reached": reached["epoch"] if reached else None,
-            "seconds_to_target": round(sum(r["seconds"] for r in upto), 1) if reached else None,
-            "train_seconds_to_target": round(sum(r["train_seconds"] for r in upto), 1) if reached else None,
-            "final_test_acc": rows[-1]["test_acc"], "epochs": len(rows),
-            "wall_seconds": run.summary()["wall_seconds"], "run_dir": str(run.path),
-            "loadavg_1min": round(os.getloadavg()[0], 2),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "experiment": name,
+                    "target": args.target,
+                    "epoch_reached": reached["epoch"] if reached else None,
+                    "seconds_to_target": round(sum(r["seconds"] for r in upto), 1) if reached else None,
+                    "train_seconds_to_target": round(sum(r["train_seconds"] for r in upto), 1) if reached else None,
+                    "final_test_acc": rows[-1]["test_acc"],
+                    "epochs": len(rows),
+                    "wall_seconds": run.summary()["wall_seconds"],
+                    "run_dir": str(run.path),
+                    "loadavg_1min": round(os.getloadavg()[0], 2),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ JSON line: images per second (median over rounds) and the ratios.
 
     PYTHONPATH=. python benchmarks/transfer_speed.py [--size 112] [--batch 32] [--steps 3] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,6 +31,7 @@ SELECTIONS = {"all": None, "layer4+fc": ["layer4", "fc"], "last": ["fc"]}
 
 def freeze_plainly(model: nn.Module, prefixes: list[str]) -> None:
     """The usual way: parameters outside `prefixes` get requires_grad=False, their batch norms eval mode."""
+
     def under(name: str) -> bool:
         return any(name == p or name.startswith(p + ".") for p in prefixes)
 
@@ -73,7 +75,9 @@ def main():
     x = torch.randn(args.batch, 3, args.size, args.size, generator=gen).to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch,), generator=gen)
     configs = {name: Configuration(base, prefixes, False, x, y) for name, prefixes in SELECTIONS.items()}
-    configs.update({f"{name} plain": Configuration(base, SELECTIONS[name], True, x, y) for name in ("layer4+fc", "last")})
+    configs.update(
+        {f"{name} plain": Configuration(base, SELECTIONS[name], True, x, y) for name in ("layer4+fc", "last")}
+    )
     rates = {name: [] for name in configs}
     for _ in range(args.rounds):
         for name, config in configs.items():
@@ -82,13 +86,26 @@ def main():
                 config.step()
             rates[name].append(args.steps * args.batch / (time.perf_counter() - start))
     speed = {name: round(statistics.median(r), 1) for name, r in rates.items()}
-    print(json.dumps({
-        "model": "resnet18", "input": [3, args.size, args.size], "batch": args.batch, "optimizer": "adam",
-        "steps": args.steps, "rounds": args.rounds, "images_per_s": speed,
-        "speedup_vs_all": {name: round(speed[name] / speed["all"], 2) for name in ("layer4+fc", "last")},
-        "no_grad_front_vs_plain": {name: round(speed[name] / speed[f"{name} plain"], 3) for name in ("layer4+fc", "last")},
-        "threads": torch.get_num_threads(), "loadavg_1min": round(os.getloadavg()[0], 2),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "model": "resnet18",
+                "input": [3, args.size, args.size],
+                "batch": args.batch,
+                "optimizer": "adam",
+                "steps": args.steps,
+                "rounds": args.rounds,
+                "images_per_s": speed,
+                "speedup_vs_all": {name: round(speed[name] / speed["all"], 2) for name in ("layer4+fc", "last")},
+                "no_grad_front_vs_plain": {
+                    name: round(speed[name] / speed[f"{name} plain"], 3) for name in ("layer4+fc", "last")
+                },
+                "threads": torch.get_num_threads(),
+                "loadavg_1min": round(os.getloadavg()[0], 2),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ times (airbench: its own timer, whitening set-up, training and final evaluation;
 wall_seconds, training and its evaluations, startup apart), their ratio and the issue-13 goal's verdict
 (accuracy within 0.3 points, time at most 1.3x). Without a CUDA GPU it says so and stops.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,18 @@ def write_airbench_data(data_cfg, folder: Path) -> None:
     train, test, _ = load_images(data_cfg, data_root(None))
     order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(0))
     (folder / "cifar10").mkdir(parents=True, exist_ok=True)
-    for name, images, labels in (("train", train.images[order], train.labels[order]), ("test", test.images, test.labels)):
-        torch.save({"images": images.permute(0, 2, 3, 1).contiguous(), "labels": labels.long(),
-                    "classes": list(train.classes)}, folder / "cifar10" / f"{name}.pt")
+    for name, images, labels in (
+        ("train", train.images[order], train.labels[order]),
+        ("test", test.images, test.labels),
+    ):
+        torch.save(
+            {
+                "images": images.permute(0, 2, 3, 1).contiguous(),
+                "labels": labels.long(),
+                "classes": list(train.classes),
+            },
+            folder / "cifar10" / f"{name}.pt",
+        )
 
 
 def load_airbench(path: Path):
@@ -81,9 +91,13 @@ def cnnlab_run(cfg, runs_dir: Path) -> tuple[float, float, float]:
 
 
 def stats_of(accs: list[float], seconds: list[float]) -> dict:
-    return {"acc_mean": round(statistics.mean(accs), 4), "acc_std": round(statistics.stdev(accs), 4) if len(accs) > 1 else None,
-            "seconds_mean": round(statistics.mean(seconds), 3), "accs": [round(a, 4) for a in accs],
-            "seconds": [round(s, 3) for s in seconds]}
+    return {
+        "acc_mean": round(statistics.mean(accs), 4),
+        "acc_std": round(statistics.stdev(accs), 4) if len(accs) > 1 else None,
+        "seconds_mean": round(statistics.mean(seconds), 3),
+        "accs": [round(a, 4) for a in accs],
+        "seconds": [round(s, 3) for s in seconds],
+    }
 
 
 def main():
@@ -94,7 +108,9 @@ def main():
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        sys.exit("vs_airbench.py compares GPU training times and needs a CUDA GPU; none is available here, so nothing ran")
+        sys.exit(
+            "vs_airbench.py compares GPU training times and needs a CUDA GPU; none is available here, so nothing ran"
+        )
     if not args.airbench.is_file():
         sys.exit(f"--airbench {args.airbench}: no such file; give the path to airbench94.py")
     cfg = load_experiment(args.experiment, ["device=cuda"])
@@ -103,8 +119,10 @@ def main():
     airbench = load_airbench(args.airbench.resolve())
     os.chdir(workdir)  # airbench reads cifar10/ from the working directory
     airbench_run(airbench, "warmup")
-    cnnlab_run(cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 1, "eval_every": 1})}),
-               workdir / "runs-warmup")
+    cnnlab_run(
+        cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 1, "eval_every": 1})}),
+        workdir / "runs-warmup",
+    )
     ours, theirs, startup = ([], []), ([], []), []
     for i in range(args.runs):
         acc, seconds = airbench_run(airbench, i)
@@ -113,13 +131,22 @@ def main():
         ours[0].append(acc), ours[1].append(seconds), startup.append(started)
     a, c = stats_of(*theirs), stats_of(*ours)
     ratio = c["seconds_mean"] / a["seconds_mean"]
-    print(json.dumps({
-        "device": torch.cuda.get_device_name(), "runs": args.runs, "experiment": args.experiment,
-        "airbench": a, "cnnlab": {**c, "startup_seconds_median": statistics.median(startup)},
-        "acc_diff": round(c["acc_mean"] - a["acc_mean"], 4), "time_ratio": round(ratio, 3),
-        "goal_met": abs(c["acc_mean"] - a["acc_mean"]) <= ACCURACY_GOAL and ratio <= TIME_GOAL,
-        "workdir": str(workdir),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "device": torch.cuda.get_device_name(),
+                "runs": args.runs,
+                "experiment": args.experiment,
+                "airbench": a,
+                "cnnlab": {**c, "startup_seconds_median": statistics.median(startup)},
+                "acc_diff": round(c["acc_mean"] - a["acc_mean"], 4),
+                "time_ratio": round(ratio, 3),
+                "goal_met": abs(c["acc_mean"] - a["acc_mean"]) <= ACCURACY_GOAL and ratio <= TIME_GOAL,
+                "workdir": str(workdir),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

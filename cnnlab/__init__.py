@@ -9,6 +9,7 @@
 The jobs live in cnnlab.api and are imported on first use, so that `import cnnlab` stays cheap. `cnnlab.explain`
 is also the package of explain's parts (cnnlab.explain.layer_listing, ...): calling that package runs the job.
 """
+
 import sys
 import types
 
@@ -16,8 +17,19 @@ from cnnlab.errors import CnnlabError
 from cnnlab.version import version as _version
 
 __version__ = _version()  # pyproject.toml's, as installed: the one number every record and report names
-__all__ = ["CnnlabError", "Comparison", "Explanation", "Run", "Summary", "compare", "explain", "load", "resume",
-           "run", "summary"]
+__all__ = [
+    "CnnlabError",
+    "Comparison",
+    "Explanation",
+    "Run",
+    "Summary",
+    "compare",
+    "explain",
+    "load",
+    "resume",
+    "run",
+    "summary",
+]
 _JOBS = set(__all__) - {"CnnlabError", "explain"}
 
 

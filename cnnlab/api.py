@@ -5,6 +5,7 @@ canvas, user errors raise CnnlabError, and nothing here exits the process or pri
 A run's summary is its typed record (cnnlab.records.RunSummary); tables and comparisons show in a notebook as
 the same blocks every report is written from (cnnlab.document).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,13 @@ class LineProgress:
     def hooks(self):
         from cnnlab.engine.trainer import Progress
 
-        return Progress(epoch_start=self.epoch_start, step=self.step, epoch_end=self.epoch_end,
-                        message=lambda text: print(text, flush=True), decode=self.decode)
+        return Progress(
+            epoch_start=self.epoch_start,
+            step=self.step,
+            epoch_end=self.epoch_end,
+            message=lambda text: print(text, flush=True),
+            decode=self.decode,
+        )
 
     def epoch_start(self, epoch: int, batches: int) -> None:
         self.epoch, self.batches, self.done = epoch, batches, 0
@@ -56,8 +62,12 @@ class LineProgress:
             self.shown = time.monotonic()
             from IPython.display import Pretty
 
-            self.handle.update(Pretty(f"epoch {self.epoch}/{self.epochs}: step {self.done}/{self.batches}"
-                                      + (f", training loss {loss:.4f}" if loss is not None else "")))
+            self.handle.update(
+                Pretty(
+                    f"epoch {self.epoch}/{self.epochs}: step {self.done}/{self.batches}"
+                    + (f", training loss {loss:.4f}" if loss is not None else "")
+                )
+            )
 
     def epoch_end(self, row: dict) -> None:
         from cnnlab.console import epoch_line
@@ -178,10 +188,22 @@ def _module_subject(model, values: dict):
     return own_subject(user.ref_of(model), values, None, getattr(model, "__qualname__", repr(model))), given
 
 
-def count(model, input: Shape, assignments: list[str], data_dir: Optional[str] = None, symbolic: bool = False,
-          scale: Optional[float] = None, separable: bool = False, no_bn: bool = False, explain: bool = False,
-          peers: tuple = (), measure: Optional[bool] = False, batch_size: int = 32, optimizer: Optional[str] = None,
-          device: str = "auto") -> Summary:
+def count(
+    model,
+    input: Shape,
+    assignments: list[str],
+    data_dir: Optional[str] = None,
+    symbolic: bool = False,
+    scale: Optional[float] = None,
+    separable: bool = False,
+    no_bn: bool = False,
+    explain: bool = False,
+    peers: tuple = (),
+    measure: Optional[bool] = False,
+    batch_size: int = 32,
+    optimizer: Optional[str] = None,
+    device: str = "auto",
+) -> Summary:
     """`summary` with the model's values as NAME=VALUE text (the command line's); the what-if, formula and peer
     options are `cnnlab summary`'s."""
     from cnnlab.analysis.network_summary import Options, subject_and_input, summarise
@@ -202,8 +224,17 @@ def count(model, input: Shape, assignments: list[str], data_dir: Optional[str] =
         (subject, held), given = _module_subject(model, values), {}
         in_shape = tuple(int(d) for d in (input.split("x") if isinstance(input, str) else input))
     with held:
-        opts = Options(symbolic=symbolic, given=given, whatif=WhatIf(scale, separable, no_bn), explain=explain,
-                       batch_size=batch_size, optimizer=optimizer, measure=measure, device=device, peers=list(peers))
+        opts = Options(
+            symbolic=symbolic,
+            given=given,
+            whatif=WhatIf(scale, separable, no_bn),
+            explain=explain,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            measure=measure,
+            device=device,
+            peers=list(peers),
+        )
         return Summary(summarise(subject, in_shape, opts))
 
 
@@ -305,8 +336,9 @@ class Run:
         from cnnlab.report.run_blocks import final_rows, status_text
 
         s = self.summary
-        return render([status_text(s, self.path.name), Table("Final metrics", ["metric", "value"], final_rows(s))],
-                      "html")
+        return render(
+            [status_text(s, self.path.name), Table("Final metrics", ["metric", "value"], final_rows(s))], "html"
+        )
 
     def __repr__(self) -> str:
         return f"<cnnlab.Run {self.path} ({self.status})>"
@@ -329,9 +361,16 @@ def _given(model: Optional[Callable]):
     return user.ref_of(model), user.given(model)
 
 
-def run(experiment: Union[str, Path, dict], *overrides: str, model: Optional[Callable] = None,
-        runs_dir: Union[str, Path] = "runs", data_dir: Optional[str] = None, progress=True, download: bool = False,
-        spread=None) -> Optional[Run]:
+def run(
+    experiment: Union[str, Path, dict],
+    *overrides: str,
+    model: Optional[Callable] = None,
+    runs_dir: Union[str, Path] = "runs",
+    data_dir: Optional[str] = None,
+    progress=True,
+    download: bool = False,
+    spread=None,
+) -> Optional[Run]:
     """Train an experiment (a name, a YAML path or a dict) with `key=value` overrides into a new run folder; `model`
     is an nn.Module class or factory of yours (defined in a notebook too) that replaces the experiment's model.
     `download` fetches a missing dataset and torchvision's weights; `spread`: the processes of a torchrun launch
@@ -350,13 +389,20 @@ def run(experiment: Union[str, Path, dict], *overrides: str, model: Optional[Cal
             found = spread.everywhere(lambda: fetch(cfg.data.dataset, root) if spread.local_rank == 0 else None)
             if found is not None and spread.main:
                 print(f"{cfg.data.dataset} is already at {found}; nothing downloaded")
-        folder = start_run(cfg, Path(runs_dir), root, _progress(progress, lambda: cfg.train.epochs, spread),
-                           download=download, spread=spread)
+        folder = start_run(
+            cfg,
+            Path(runs_dir),
+            root,
+            _progress(progress, lambda: cfg.train.epochs, spread),
+            download=download,
+            spread=spread,
+        )
     return Run(folder.path) if spread.main else None
 
 
-def resume(run_dir, model: Optional[Callable] = None, data_dir: Optional[str] = None, progress=True,
-           spread=None) -> Optional[Run]:
+def resume(
+    run_dir, model: Optional[Callable] = None, data_dir: Optional[str] = None, progress=True, spread=None
+) -> Optional[Run]:
     """Continue a stopped run; a run of a class handed over from Python needs that class again (`model`), checked
     against the source the run recorded. Under torchrun (`spread`) the folder need only be on the main's disk."""
     from cnnlab.data.root import data_root
@@ -370,8 +416,9 @@ def resume(run_dir, model: Optional[Callable] = None, data_dir: Optional[str] = 
     if ref is not None and recorded is not None and ref != recorded.model.name:
         raise CnnlabError(f"{run_dir} was trained with {recorded.model.name}; model={ref} is another class")
     with held:
-        folder = resume_run(Path(run_dir), data_root(data_dir),
-                            _progress(progress, lambda: recorded.train.epochs, spread), spread)
+        folder = resume_run(
+            Path(run_dir), data_root(data_dir), _progress(progress, lambda: recorded.train.epochs, spread), spread
+        )
     return Run(folder.path) if spread.main else None
 
 
@@ -395,8 +442,9 @@ class Comparison:
     record = property(lambda self: self.analysis.comparison)
     variants = property(lambda self: Records(dataclasses.asdict(v) for v in self.record.headline.variants))
     tests = property(lambda self: Records(dataclasses.asdict(t) for c in self.record.columns for t in c.tests))
-    verdicts = property(lambda self: [f"{t.a} vs {t.b} ({c.metric}, {c.stat}): {t.words}"
-                                      for c in self.record.columns for t in c.tests])
+    verdicts = property(
+        lambda self: [f"{t.a} vs {t.b} ({c.metric}, {c.stat}): {t.words}" for c in self.record.columns for t in c.tests]
+    )
 
     def figure(self, key: Optional[str] = None, log_x: bool = False):
         """Every variant's curve of `key` (default: the headline metric) with its min-max band over seeds."""
@@ -423,8 +471,13 @@ class Comparison:
         return f"<cnnlab.Comparison of {len(self.record.variant_names)} variants by {len(self.record.columns)} metrics>"
 
 
-def compare(runs_or_sweep, metric: Union[str, list, None] = None, by: Optional[list[str]] = None,
-            alpha: float = 0.05, stat: str = "final") -> Comparison:
+def compare(
+    runs_or_sweep,
+    metric: Union[str, list, None] = None,
+    by: Optional[list[str]] = None,
+    alpha: float = 0.05,
+    stat: str = "final",
+) -> Comparison:
     """Compare runs (Run objects or folders, or folders that hold them) or a sweep folder, as `cnnlab compare`: by
     default on the task's final metrics, else on `metric` (one name or several) at `stat`."""
     from cnnlab.sweep.compare import analyse
@@ -452,13 +505,31 @@ class Explanation:
         return f"<cnnlab.Explanation {self.path}: {', '.join(self.images)}>"
 
 
-def explain(run, image=None, split: str = "test", index: int = 0, layers: Optional[list[str]] = None,
-            cam_layer: str = "last", checkpoint: str = "best", data_dir: Optional[str] = None) -> Explanation:
+def explain(
+    run,
+    image=None,
+    split: str = "test",
+    index: int = 0,
+    layers: Optional[list[str]] = None,
+    cam_layer: str = "last",
+    checkpoint: str = "best",
+    data_dir: Optional[str] = None,
+) -> Explanation:
     """Filters, activations and class activation maps of a classification run's checkpoint for one image (a file,
     else example `index` of `split`), its confusion matrix and most-confused examples."""
     from cnnlab.data.root import data_root
     from cnnlab.report.explain_report import write_explain
 
     path = run.path if isinstance(run, Run) else Path(run)
-    return Explanation(write_explain(path, data_root(data_dir), Path(image) if image is not None else None, split,
-                                     index, layers, cam_layer, checkpoint))
+    return Explanation(
+        write_explain(
+            path,
+            data_root(data_dir),
+            Path(image) if image is not None else None,
+            split,
+            index,
+            layers,
+            cam_layer,
+            checkpoint,
+        )
+    )

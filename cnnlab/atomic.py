@@ -4,6 +4,7 @@ The temporary file is created with mode 0666 and the process's umask applied by 
 0600), so a renamed file gets the same permissions as any other file the user writes. A full disk is one
 CnnlabError naming the folder; the files written before stay as they were.
 """
+
 from __future__ import annotations
 
 import errno
@@ -23,8 +24,9 @@ READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 def disk_full(folder: Path, what: str, also: str = "") -> CnnlabError:
     """The one-line message for a full disk (or an exhausted quota) while writing `what` into `folder`."""
-    return CnnlabError(f"no space left on the disk that holds {folder} while writing {what}; "
-                       f"free some space there{also} and try again")
+    return CnnlabError(
+        f"no space left on the disk that holds {folder} while writing {what}; free some space there{also} and try again"
+    )
 
 
 def is_disk_full(error: BaseException) -> bool:
@@ -50,8 +52,10 @@ def read_only(error: BaseException) -> str:
 
 def cannot_write(what: str) -> CnnlabError:
     """The one-line message for a write refused by the file system."""
-    return CnnlabError(f"cannot write {what}: it is read-only for this user; make its folder writable (chmod u+w, or "
-                       f"mount it read-write) or choose another folder (--runs-dir, --out)")
+    return CnnlabError(
+        f"cannot write {what}: it is read-only for this user; make its folder writable (chmod u+w, or "
+        f"mount it read-write) or choose another folder (--runs-dir, --out)"
+    )
 
 
 def temporary_beside(path: Path) -> Path:

@@ -3,6 +3,7 @@
 User errors print as one line of advice (exit code 2); a run stopped by Ctrl-C or SIGTERM prints the command
 that resumes it (exit code 130 or 143); `--debug` anywhere shows the traceback.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,19 @@ from cnnlab.atomic import cannot_write, read_only, write_text
 from cnnlab.console import ConsoleProgress
 from cnnlab.errors import CnnlabError
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="A laboratory for convolutional neural networks: build, count, train, compare, report.")
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="A laboratory for convolutional neural networks: build, count, train, compare, report.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: where they are looked for and whether they are found.")
 app.add_typer(data_app, name="data")
-cost_app = typer.Typer(no_args_is_help=True, help="Measured costs of training choices (e.g. fine-tuning only the last layer).")
+cost_app = typer.Typer(
+    no_args_is_help=True, help="Measured costs of training choices (e.g. fine-tuning only the last layer)."
+)
 app.add_typer(cost_app, name="cost")
 err = Console(stderr=True)
+
 
 def show_version(asked: bool) -> None:
     if asked:
@@ -37,8 +44,11 @@ def show_version(asked: bool) -> None:
 
 
 @app.callback()
-def options(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
-                                         help="print cnnlab's version and exit")):
+def options(
+    version: bool = typer.Option(
+        False, "--version", callback=show_version, is_eager=True, help="print cnnlab's version and exit"
+    ),
+):
     """A laboratory for convolutional neural networks: build, count, train, compare, report."""
 
 
@@ -47,12 +57,20 @@ DATA_DIR = typer.Option(None, "--data-dir", help="data root (default: $CNNLAB_DA
 
 @app.command()
 def run(
-    experiment: str = typer.Argument(..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.epochs=2 optim.lr=0.01"),
+    experiment: str = typer.Argument(
+        ..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"
+    ),
+    overrides: Optional[List[str]] = typer.Argument(
+        None, help="key=value overrides, e.g. train.epochs=2 optim.lr=0.01"
+    ),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run folders go"),
     data_dir: Optional[str] = DATA_DIR,
-    download: bool = typer.Option(False, "--download", help="download the dataset and torchvision's pretrained weights "
-                                  "(model.pretrained: imagenet or coco) if they are missing"),
+    download: bool = typer.Option(
+        False,
+        "--download",
+        help="download the dataset and torchvision's pretrained weights "
+        "(model.pretrained: imagenet or coco) if they are missing",
+    ),
     dry: bool = typer.Option(False, "--dry-run", help="print the resolved config and the model's size; train nothing"),
 ):
     """Train one experiment into a new run folder, ending with its report; prints the folder last.
@@ -67,12 +85,21 @@ def run(
         print(dry_run(load_experiment(experiment, overrides or []), data_dir), end="")
         return
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
-        raise CnnlabError("torchrun restarted this run's processes (--max-restarts), and a restarted `cnnlab run` would "
-                          "start a second run; continue the first with `torchrun ... -m cnnlab resume RUN_DIR` "
-                          "(restarts of `cnnlab resume` continue from last.pt)")
+        raise CnnlabError(
+            "torchrun restarted this run's processes (--max-restarts), and a restarted `cnnlab run` would "
+            "start a second run; continue the first with `torchrun ... -m cnnlab resume RUN_DIR` "
+            "(restarts of `cnnlab resume` continue from last.pt)"
+        )
     with join() as spread:
-        done = run_job(experiment, *(overrides or []), runs_dir=runs_dir, data_dir=data_dir, download=download,
-                       progress=lambda epochs: ConsoleProgress(epochs).hooks(), spread=spread)
+        done = run_job(
+            experiment,
+            *(overrides or []),
+            runs_dir=runs_dir,
+            data_dir=data_dir,
+            download=download,
+            progress=lambda epochs: ConsoleProgress(epochs).hooks(),
+            spread=spread,
+        )
     if spread.main:
         print(done.path)
 
@@ -81,8 +108,9 @@ def run(
 def lr_find(
     experiment: str = typer.Argument(..., help="an experiment name or a path to a YAML file"),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. optim.name=adam"),
-    out: Optional[Path] = typer.Option(None, "--out", help="where lr_find.png and lr_find.json go (default: "
-                                       "runs/<name>/lr-find-<date-time>)"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="where lr_find.png and lr_find.json go (default: runs/<name>/lr-find-<date-time>)"
+    ),
     start_lr: float = typer.Option(1e-7, "--start-lr", help="the first rate of the ramp"),
     end_lr: float = typer.Option(10.0, "--end-lr", help="the last rate, unless the loss diverges first"),
     steps: int = typer.Option(100, "--steps", help="training steps (batches) of the ramp"),
@@ -122,34 +150,67 @@ def invariance(
 
 
 @app.command()
-def resume(run_dir: Path = typer.Argument(..., help="a run folder made by `cnnlab run`"), data_dir: Optional[str] = DATA_DIR):
+def resume(
+    run_dir: Path = typer.Argument(..., help="a run folder made by `cnnlab run`"), data_dir: Optional[str] = DATA_DIR
+):
     """Continue a stopped run from its last checkpoint (under torchrun too: the folder need only be on rank 0's disk)."""
     from cnnlab.api import resume as resume_job
     from cnnlab.engine.distributed import join
 
     with join() as spread:
-        done = resume_job(run_dir, data_dir=data_dir, progress=lambda epochs: ConsoleProgress(epochs).hooks(),
-                          spread=spread)
+        done = resume_job(
+            run_dir, data_dir=data_dir, progress=lambda epochs: ConsoleProgress(epochs).hooks(), spread=spread
+        )
     if spread.main:
         print(done.path)
 
 
 @app.command()
 def sweep(
-    experiment: str = typer.Argument(..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every run, e.g. train.epochs=2"),
-    grid: Optional[List[str]] = typer.Option(None, "--grid", help="KEY=V1,V2,...: one axis of the grid (repeat for "
-                                             "more axes; values read as YAML); "
-                                             + escape("K1,K2=[a,1],[b,2] moves two keys together")),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="runs per variant, with seeds seed, seed+1, ... (default 3)"),
+    experiment: str = typer.Argument(
+        ..., help="an experiment name (see `cnnlab experiments`) or a path to a YAML file"
+    ),
+    overrides: Optional[List[str]] = typer.Argument(
+        None, help="key=value overrides for every run, e.g. train.epochs=2"
+    ),
+    grid: Optional[List[str]] = typer.Option(
+        None,
+        "--grid",
+        help="KEY=V1,V2,...: one axis of the grid (repeat for "
+        "more axes; values read as YAML); " + escape("K1,K2=[a,1],[b,2] moves two keys together"),
+    ),
+    seeds: Optional[int] = typer.Option(
+        None, "--seeds", help="runs per variant, with seeds seed, seed+1, ... (default 3)"
+    ),
     workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per worker (default: the machine's cores shared out between the workers)"),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: a SQLite file in the sweep folder); postgresql://user@host/db lets workers on several machines share the sweep"),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="torch threads per worker (default: the machine's cores shared out between the workers)"
+    ),
+    storage: Optional[str] = typer.Option(
+        None,
+        "--storage",
+        help="Optuna storage URL (default: a SQLite file in the sweep folder); postgresql://user@host/db lets workers on several machines share the sweep",
+    ),
     sweeps_dir: Path = typer.Option(Path("sweeps"), "--sweeps-dir", help="where sweep folders go"),
-    worker: bool = typer.Option(False, "--worker", help="join the sweep as workers only (e.g. on another machine): run cells until all are done; no report"),
-    trials: Optional[int] = typer.Option(None, "--optuna", metavar="TRIALS", help="an Optuna search of TRIALS trials over the experiment's search: section, instead of a grid"),
-    name: Optional[str] = typer.Option(None, "--name", help="the sweep's name (default: the experiment's name and a hash of what the sweep runs)"),
-    stale_after: float = typer.Option(120.0, "--stale-after", help="seconds without a heartbeat after which a running cell of another machine's worker is taken over"),
+    worker: bool = typer.Option(
+        False,
+        "--worker",
+        help="join the sweep as workers only (e.g. on another machine): run cells until all are done; no report",
+    ),
+    trials: Optional[int] = typer.Option(
+        None,
+        "--optuna",
+        metavar="TRIALS",
+        help="an Optuna search of TRIALS trials over the experiment's search: section, instead of a grid",
+    ),
+    name: Optional[str] = typer.Option(
+        None, "--name", help="the sweep's name (default: the experiment's name and a hash of what the sweep runs)"
+    ),
+    stale_after: float = typer.Option(
+        120.0,
+        "--stale-after",
+        help="seconds without a heartbeat after which a running cell of another machine's worker is taken over",
+    ),
     data_dir: Optional[str] = DATA_DIR,
 ):
     """Run every combination of the grid for every seed (or an Optuna search), each as an ordinary run folder
@@ -163,7 +224,9 @@ def sweep(
     from cnnlab.sweep.grid import define
     from cnnlab.sweep.launch import run_sweep
 
-    definition = define(experiment, overrides or [], grid or [], seeds, trials, name, ["cnnlab", "sweep", *sys.argv[2:]])
+    definition = define(
+        experiment, overrides or [], grid or [], seeds, trials, name, ["cnnlab", "sweep", *sys.argv[2:]]
+    )
     folder = run_sweep(definition, sweeps_dir, storage, workers, data_root(data_dir), stale_after, threads=threads)
     if not worker:
         analysis = analyse([folder])
@@ -176,20 +239,34 @@ def sweep(
 @app.command()
 def compare(
     paths: List[Path] = typer.Argument(..., help="a sweep folder, or run folders (or folders that hold run folders)"),
-    metric: Optional[List[str]] = typer.Option(None, "--metric", help="metrics to compare (repeat, or comma-separate): "
-                                               "per-epoch ones (val_acc, test_acc, val_loss, train_loss, ...) or numbers "
-                                               "of summary.json by dotted key (sparsity.total.share_below); default: "
-                                               "the task's final metrics (training and validation loss and accuracy "
-                                               "at the last epoch, test accuracy at the best checkpoint)"),
-    by: Optional[List[str]] = typer.Option(None, "--by", help="group runs by these config keys (repeat, or "
-                                           "comma-separate); default: the sweep's grid, else every key that differs"),
+    metric: Optional[List[str]] = typer.Option(
+        None,
+        "--metric",
+        help="metrics to compare (repeat, or comma-separate): "
+        "per-epoch ones (val_acc, test_acc, val_loss, train_loss, ...) or numbers "
+        "of summary.json by dotted key (sparsity.total.share_below); default: "
+        "the task's final metrics (training and validation loss and accuracy "
+        "at the last epoch, test accuracy at the best checkpoint)",
+    ),
+    by: Optional[List[str]] = typer.Option(
+        None,
+        "--by",
+        help="group runs by these config keys (repeat, or "
+        "comma-separate); default: the sweep's grid, else every key that differs",
+    ),
     output: str = typer.Option("table", "--format", help="table or json"),
     alpha: float = typer.Option(0.05, "--alpha", help="significance level of the tests"),
-    stat: str = typer.Option("final", "--stat", help="for --metric: final (last epoch) or best (epoch of the best "
-                             "checkpoint, by train.monitor)"),
+    stat: str = typer.Option(
+        "final",
+        "--stat",
+        help="for --metric: final (last epoch) or best (epoch of the best checkpoint, by train.monitor)",
+    ),
     log_x: bool = typer.Option(False, "--log-x", help="log-scale epochs in the band plots"),
-    out: Optional[Path] = typer.Option(None, "--out", help="where compare.json, the figures and the report go "
-                                       "(default: comparisons/<sweep or experiment names>)"),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        help="where compare.json, the figures and the report go (default: comparisons/<sweep or experiment names>)",
+    ),
 ):
     """One table of the final metrics per variant (mean ± std over seeds), then per metric n, mean, std, min,
     max and 95% CI, and the z-score with its test for every pair in words; band plots and a report in a folder of
@@ -218,15 +295,21 @@ def compare(
 @app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="a run folder or a sweep folder"),
-    formats: Optional[List[str]] = typer.Option(None, "--format", "-f", help="html | md | latex | pdf (repeat for "
-                                                "several; default html and md): pdf prints the HTML report with "
-                                                "headless Chromium; latex writes latex/ with \\input-able tables"),
+    formats: Optional[List[str]] = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="html | md | latex | pdf (repeat for "
+        "several; default html and md): pdf prints the HTML report with "
+        "headless Chromium; latex writes latex/ with \\input-able tables",
+    ),
 ):
     """(Re)write the report of a run or a sweep from its folder, in the formats asked for; prints each file."""
     from cnnlab.api import write_report
 
-    for path in write_report(run_dir, tuple(f for text in formats or ["html", "md"] for f in text.split(",") if f)
-                             ).values():
+    for path in write_report(
+        run_dir, tuple(f for text in formats or ["html", "md"] for f in text.split(",") if f)
+    ).values():
         print(path)
 
 
@@ -250,17 +333,30 @@ def zoo():
     table = Table(Column("name", no_wrap=True), "input", "hyper-parameters", "about")
     for entry in ZOO.values():
         hyper = " ".join(f"{k}={v}" for k, v in entry.hyper.items())
-        table.add_row(escape(entry.name), "x".join(map(str, entry.input)), hyper, escape(entry.doc))  # '[conv-NF, ...]' is text, not markup
+        table.add_row(
+            escape(entry.name), "x".join(map(str, entry.input)), hyper, escape(entry.doc)
+        )  # '[conv-NF, ...]' is text, not markup
     Console().print(table)
 
 
-MODEL_ARG = typer.Argument(..., help="a zoo name (colour_cnn), a spec file or inline spec ('conv 8 k3 -> ...'), "
-                                     "an experiment, a torchvision model (resnet18), or your own nn.Module class or "
-                                     "factory (mynet.py:Net, mypackage.nets:Net)")
-MODEL_ARGS = typer.Argument(None, help="NAME=VALUE for the model's named hyper-parameters, e.g. NF=32 NC=24 k=3 "
-                                       "(your own module's keyword arguments, e.g. width=16 classes=10)")
-INPUT = typer.Option(None, "--input", "-i", help="input CxHxW, e.g. 3x32x32 (default: the model's own); "
-                                                 "names allowed (1xHxW) for --symbolic or with --set H=32")
+MODEL_ARG = typer.Argument(
+    ...,
+    help="a zoo name (colour_cnn), a spec file or inline spec ('conv 8 k3 -> ...'), "
+    "an experiment, a torchvision model (resnet18), or your own nn.Module class or "
+    "factory (mynet.py:Net, mypackage.nets:Net)",
+)
+MODEL_ARGS = typer.Argument(
+    None,
+    help="NAME=VALUE for the model's named hyper-parameters, e.g. NF=32 NC=24 k=3 "
+    "(your own module's keyword arguments, e.g. width=16 classes=10)",
+)
+INPUT = typer.Option(
+    None,
+    "--input",
+    "-i",
+    help="input CxHxW, e.g. 3x32x32 (default: the model's own); "
+    "names allowed (1xHxW) for --symbolic or with --set H=32",
+)
 
 
 def print_output(text: str) -> None:
@@ -273,25 +369,43 @@ def summary(
     args: Optional[List[str]] = MODEL_ARGS,
     input: Optional[str] = INPUT,
     fmt: str = typer.Option("table", "--format", "-f", help="table | markdown | latex | json"),
-    columns: Optional[str] = typer.Option(None, "--columns", help="comma-separated columns (name, type, input_shape, "
-                                          "output_shape, weights, biases, params, trainable_params, frozen_params, "
-                                          "buffers, macs, bias_adds, activation_bytes)"),
-    sets: Optional[List[str]] = typer.Option(None, "--set", help="NAME=VALUE, repeatable: a value for a name of the "
-                                             "model or the input; with --symbolic the formulas are evaluated"),
+    columns: Optional[str] = typer.Option(
+        None,
+        "--columns",
+        help="comma-separated columns (name, type, input_shape, "
+        "output_shape, weights, biases, params, trainable_params, frozen_params, "
+        "buffers, macs, bias_adds, activation_bytes)",
+    ),
+    sets: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        help="NAME=VALUE, repeatable: a value for a name of the "
+        "model or the input; with --symbolic the formulas are evaluated",
+    ),
     symbolic: bool = typer.Option(False, "--symbolic", help="formulas in the spec's names and the input H, W"),
     scale: Optional[float] = typer.Option(None, "--scale", help="what-if: input height and width times this"),
     separable: bool = typer.Option(False, "--separable", help="what-if: k x k convolutions made depthwise separable"),
     no_bn: bool = typer.Option(False, "--no-bn", help="what-if: without batch norm"),
     explain: bool = typer.Option(False, "--explain", help="the shape arithmetic of every layer"),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="batch size of the training-step memory"),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd | momentum | adam | adamw "
-                                            "(default: the experiment's, else SGD with momentum)"),
-    measure: Optional[bool] = typer.Option(None, "--measure/--no-measure", help="run a real training step to measure "
-                                           "its peak memory (default: when it is cheap)"),
+    optimizer: Optional[str] = typer.Option(
+        None, "--optimizer", help="sgd | momentum | adam | adamw (default: the experiment's, else SGD with momentum)"
+    ),
+    measure: Optional[bool] = typer.Option(
+        None,
+        "--measure/--no-measure",
+        help="run a real training step to measure its peak memory (default: when it is cheap)",
+    ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda, for the measured step"),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="also write the per-layer table (all columns) to this CSV file"),
-    peers: Optional[List[str]] = typer.Option(None, "--as", help="torchinfo | fvcore | keras (repeatable): the figures "
-                                              "that tool prints for this network, and how they follow from cnnlab's"),
+    csv_file: Optional[Path] = typer.Option(
+        None, "--csv", help="also write the per-layer table (all columns) to this CSV file"
+    ),
+    peers: Optional[List[str]] = typer.Option(
+        None,
+        "--as",
+        help="torchinfo | fvcore | keras (repeatable): the figures "
+        "that tool prints for this network, and how they follow from cnnlab's",
+    ),
     data_dir: Optional[str] = DATA_DIR,
 ):
     """Per-layer costs of a network: shapes, weights, biases, buffers, MACs, activation memory; totals; training memory.
@@ -302,14 +416,29 @@ def summary(
 
     if fmt not in ("table", "markdown", "latex", "json"):
         raise CnnlabError(f"--format {fmt}: choose table, markdown, latex or json")
-    result = count(model, input, (args or []) + (sets or []), data_dir, symbolic=symbolic, scale=scale,
-                   separable=separable, no_bn=no_bn, explain=explain, peers=peers or [], measure=measure,
-                   batch_size=batch_size, optimizer=optimizer, device=device)
+    result = count(
+        model,
+        input,
+        (args or []) + (sets or []),
+        data_dir,
+        symbolic=symbolic,
+        scale=scale,
+        separable=separable,
+        no_bn=no_bn,
+        explain=explain,
+        peers=peers or [],
+        measure=measure,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        device=device,
+    )
     cols = [c.strip() for c in columns.split(",")] if columns else None
     if csv_file is not None:
         if not csv_file.parent.is_dir():
-            raise CnnlabError(f"--csv {csv_file}: the folder {csv_file.parent} does not exist; create it first or name "
-                              "a file in a folder that does")
+            raise CnnlabError(
+                f"--csv {csv_file}: the folder {csv_file.parent} does not exist; create it first or name "
+                "a file in a folder that does"
+            )
         write_text(csv_file, result.to_csv(cols))
     if fmt == "json":
         print_output(json.dumps(result.to_dict(), indent=2))
@@ -319,10 +448,15 @@ def summary(
 
 @app.command()
 def layers(
-    model: str = typer.Argument(..., help="a zoo name, a spec (file or inline), an experiment, a run folder, a "
-                                          "torchvision model (resnet18) or your own module (mynet.py:Net)"),
+    model: str = typer.Argument(
+        ...,
+        help="a zoo name, a spec (file or inline), an experiment, a run folder, a "
+        "torchvision model (resnet18) or your own module (mynet.py:Net)",
+    ),
     args: Optional[List[str]] = MODEL_ARGS,
-    input: Optional[str] = typer.Option(None, "--input", "-i", help="input CxHxW, e.g. 3x256x256 (default: the model's own)"),
+    input: Optional[str] = typer.Option(
+        None, "--input", "-i", help="input CxHxW, e.g. 3x256x256 (default: the model's own)"
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json"),
     data_dir: Optional[str] = DATA_DIR,
 ):
@@ -350,20 +484,29 @@ def layers(
         print("no Conv2d runs in this model: name layers for `cnnlab explain --layer`")
         return
     print(f"first convolution (--layer first): {listing.first}")
-    held = (f" (the module that holds {listing.last_conv}, the last Conv2d executed, and ends with its map)"
-            if listing.last != listing.last_conv else "")
+    held = (
+        f" (the module that holds {listing.last_conv}, the last Conv2d executed, and ends with its map)"
+        if listing.last != listing.last_conv
+        else ""
+    )
     print(f"last convolution (--layer last): {listing.last}{held}")
 
 
 @app.command()
 def explain(
     run_dir: Path = typer.Argument(..., help="a classification run folder made by `cnnlab run`"),
-    image: Optional[Path] = typer.Option(None, "--image", help="an image file to explain (resized to the model's input, "
-                                         "normalised as the run's data)"),
-    split: Optional[str] = typer.Option(None, "--split", help="train | val | test: take the image from this split (default test)"),
+    image: Optional[Path] = typer.Option(
+        None, "--image", help="an image file to explain (resized to the model's input, normalised as the run's data)"
+    ),
+    split: Optional[str] = typer.Option(
+        None, "--split", help="train | val | test: take the image from this split (default test)"
+    ),
     index: Optional[int] = typer.Option(None, "--index", help="the example's index in --split (default 0)"),
-    layer: Optional[List[str]] = typer.Option(None, "--layer", help="a layer whose activations to show (repeat; "
-                                              "names as `cnnlab layers` lists them; default: first and last)"),
+    layer: Optional[List[str]] = typer.Option(
+        None,
+        "--layer",
+        help="a layer whose activations to show (repeat; names as `cnnlab layers` lists them; default: first and last)",
+    ),
     cam_layer: str = typer.Option("last", "--cam-layer", help="the layer of the class activation maps"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
     data_dir: Optional[str] = DATA_DIR,
@@ -453,8 +596,11 @@ def main() -> None:
             e = cannot_write(read_only(e))
         if debug or not (isinstance(e, CnnlabError) or lost):
             raise
-        message = (f"another process of this run stopped or cannot be reached ({type(e).__name__}); see its own "
-                   "messages" if lost else str(e))
+        message = (
+            f"another process of this run stopped or cannot be reached ({type(e).__name__}); see its own messages"
+            if lost
+            else str(e)
+        )
         err.print(f"{who}[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except SystemExit as e:
@@ -465,6 +611,7 @@ def main() -> None:
             raise stop from None
         err.print(f"{who}[bold yellow]{escape(str(stop) or 'interrupted')}[/]", highlight=False, soft_wrap=True)
         sys.exit(getattr(stop, "exit_code", 130))
+
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ cnnlab.experiment_files).
 Every section refuses unknown keys, so a typo (`optim.lrr`) stops the run before it starts with the
 file, the key and the allowed keys named.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,8 +39,10 @@ def name_problem(name: str) -> Optional[str]:
     """Why `name` (of an experiment or a sweep, which names a folder) is not a name, or None."""
     if NAME_FORM.fullmatch(name):
         return None
-    return ("a name is one folder name: letters, digits and _ . - + = , starting with a letter or digit "
-            "(no /, no .., no absolute path)")
+    return (
+        "a name is one folder name: letters, digits and _ . - + = , starting with a letter or digit "
+        "(no /, no .., no absolute path)"
+    )
 
 
 class Section(BaseModel):
@@ -48,9 +51,14 @@ class Section(BaseModel):
 
 class AugmentConfig(Section):
     crop_padding: int = Field(0, ge=0, le=16, description="random crop after zero padding by this many pixels (0: off)")
-    flip: Union[bool, Literal["alternating"]] = Field(False, description="true: mirror a random half of each batch; "
-                                                      "alternating: each image on every other epoch, from a seeded random half")
-    translate: int = Field(0, ge=0, le=16, description="random shift by up to N pixels, the border filled by reflection (0: off)")
+    flip: Union[bool, Literal["alternating"]] = Field(
+        False,
+        description="true: mirror a random half of each batch; "
+        "alternating: each image on every other epoch, from a seeded random half",
+    )
+    translate: int = Field(
+        0, ge=0, le=16, description="random shift by up to N pixels, the border filled by reflection (0: off)"
+    )
 
 
 class DataConfig(Section):
@@ -59,20 +67,39 @@ class DataConfig(Section):
     image_size: Optional[int] = Field(None, ge=4, description="resize image-folder images to this square size")
     colour_class: str = Field("horse", description="colourize: the class whose images are used, or 'all'")
     palette_size: int = Field(24, ge=2, le=254, description="colourize: NC, the number of k-means palette colours")
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share held out for testing when a dataset has no test split (Penn-Fudan)")
+    test_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="share held out for testing when a dataset has no test split (Penn-Fudan)"
+    )
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the subset and train/validation split (the run's seed does not move it)")
-    train_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced training images (validation is "
-                                        "held out of these; a class too small for its share is refused)")
+    split_seed: int = Field(
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="seed of the subset and train/validation split (the run's seed does not move it)",
+    )
+    train_subset: Optional[int] = Field(
+        None,
+        ge=10,
+        description="use N class-balanced training images (validation is "
+        "held out of these; a class too small for its share is refused)",
+    )
     test_subset: Optional[int] = Field(None, ge=10, description="use N class-balanced test images")
     normalize: bool = True
     augment: AugmentConfig = AugmentConfig()
     affine_a: float = Field(1.0, description="input transform y = a*x + b, applied after normalisation")
     affine_b: float = 0.0
-    input_size: Optional[int] = Field(None, ge=8, description="classify: resize each batch on the device to NxN (bilinear, "
-                                      "after augmentation), e.g. 224 for a network pretrained on ImageNet")
-    classes: Optional[list[str]] = Field(None, min_length=2, description="classify: keep only these classes, relabelled "
-                                         "0..K-1 in this order, in every split (e.g. [cat, dog])")
+    input_size: Optional[int] = Field(
+        None,
+        ge=8,
+        description="classify: resize each batch on the device to NxN (bilinear, "
+        "after augmentation), e.g. 224 for a network pretrained on ImageNet",
+    )
+    classes: Optional[list[str]] = Field(
+        None,
+        min_length=2,
+        description="classify: keep only these classes, relabelled "
+        "0..K-1 in this order, in every split (e.g. [cat, dog])",
+    )
 
     @field_validator("classes")
     @classmethod
@@ -83,36 +110,64 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    name: Optional[str] = Field(None, description="a zoo model (see `cnnlab zoo`), a torchvision model by its name "
-                                "(resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large, ...), or your own "
-                                "nn.Module class or factory: path/to/file.py:Name or package.module:Name")
-    spec: Optional[str] = Field(None, description="a layer spec, e.g. 'conv 32 k5 p2 -> act -> maxpool 2 -> flatten -> dense classes'")
-    args: dict[str, Union[int, float, bool, str, list, None]] = Field(default_factory=dict, description="named "
-                                                                      "hyper-parameters of the spec, e.g. NF: 32; "
-                                                                      "for your own module its keyword arguments")
+    name: Optional[str] = Field(
+        None,
+        description="a zoo model (see `cnnlab zoo`), a torchvision model by its name "
+        "(resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large, ...), or your own "
+        "nn.Module class or factory: path/to/file.py:Name or package.module:Name",
+    )
+    spec: Optional[str] = Field(
+        None, description="a layer spec, e.g. 'conv 32 k5 p2 -> act -> maxpool 2 -> flatten -> dense classes'"
+    )
+    args: dict[str, Union[int, float, bool, str, list, None]] = Field(
+        default_factory=dict,
+        description="named hyper-parameters of the spec, e.g. NF: 32; for your own module its keyword arguments",
+    )
     bn: Optional[bool] = Field(None, description="batch norm on/off (default: the model's own)")
     bn_position: Literal["before", "after"] = Field("before", description="batch norm before or after the activation")
     activation: Optional[Literal[tuple(ACTIVATIONS)]] = None
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)
-    init: Literal[INIT_SCHEMES] = Field("default", description="conv and dense weights; dirac: each conv passes its "
-                                        "input channels through unchanged (identity), its other filters torch's default")
+    init: Literal[INIT_SCHEMES] = Field(
+        "default",
+        description="conv and dense weights; dirac: each conv passes its "
+        "input channels through unchanged (identity), its other filters torch's default",
+    )
     upsample: Literal[UPSAMPLE_MODES] = Field("nearest", description="what the spec's 'upsample' layers do")
-    whiten: bool = Field(False, description="the first conv's weights whiten k x k patches of the training images "
-                         "(from their covariance's eigenvectors, both signs), frozen; needs 2*C*k*k filters or fewer, even")
-    whiten_bias_epochs: Optional[int] = Field(None, ge=0, description="whiten: its bias trains for the first N epochs "
-                                              "only (none: all)")
+    whiten: bool = Field(
+        False,
+        description="the first conv's weights whiten k x k patches of the training images "
+        "(from their covariance's eigenvectors, both signs), frozen; needs 2*C*k*k filters or fewer, even",
+    )
+    whiten_bias_epochs: Optional[int] = Field(
+        None, ge=0, description="whiten: its bias trains for the first N epochs only (none: all)"
+    )
     whiten_eps: float = Field(5e-4, gt=0.0, description="whiten: added to each eigenvalue before 1/sqrt")
-    bn_momentum: Optional[float] = Field(None, gt=0.0, le=1.0, description="weight of each batch in batch norm's "
-                                         "running statistics (torch's momentum; none: the network's own, torch's 0.1, "
-                                         "torchvision's MobileNets 0.01)")
+    bn_momentum: Optional[float] = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="weight of each batch in batch norm's "
+        "running statistics (torch's momentum; none: the network's own, torch's 0.1, "
+        "torchvision's MobileNets 0.01)",
+    )
     bn_weight_frozen: bool = Field(False, description="batch norm's scales stay 1 (only its shifts train)")
-    pretrained: str = Field("none", min_length=1, description="torchvision models: the starting weights: none, imagenet or "
-                            "coco (torchvision's; --download fetches them), torchvision's weight name (IMAGENET1K_V1, "
-                            "IMAGENET1K_V2, DEFAULT, ...), a weights file, or a cnnlab run folder (its best.pt)")
-    new_head: bool = Field(False, description="torchvision models: the head starts from a fresh initialisation even "
-                           "where model.pretrained's fits the classes (as a replaced 1000-way head would)")
-    trainable: Union[str, list[str]] = Field("all", description="torchvision models: all, last (the new head only), or "
-                                             "module-name prefixes that train, the rest frozen (e.g. [layer4, fc])")
+    pretrained: str = Field(
+        "none",
+        min_length=1,
+        description="torchvision models: the starting weights: none, imagenet or "
+        "coco (torchvision's; --download fetches them), torchvision's weight name (IMAGENET1K_V1, "
+        "IMAGENET1K_V2, DEFAULT, ...), a weights file, or a cnnlab run folder (its best.pt)",
+    )
+    new_head: bool = Field(
+        False,
+        description="torchvision models: the head starts from a fresh initialisation even "
+        "where model.pretrained's fits the classes (as a replaced 1000-way head would)",
+    )
+    trainable: Union[str, list[str]] = Field(
+        "all",
+        description="torchvision models: all, last (the new head only), or "
+        "module-name prefixes that train, the rest frozen (e.g. [layer4, fc])",
+    )
 
     @field_validator("trainable", mode="before")
     @classmethod
@@ -129,9 +184,11 @@ class ModelConfig(Section):
 
     def spec_options_given(self, *more: str) -> list[str]:
         """The options of zoo and spec models (and `more` of them) that differ from their defaults."""
-        return [k for k in (*more, "bn", "activation", "dropout", "bn_weight_frozen") if getattr(self, k)] + \
-               [k for k, default in (("bn_position", "before"), ("init", "default"), ("upsample", "nearest"))
-                if getattr(self, k) != default]
+        return [k for k in (*more, "bn", "activation", "dropout", "bn_weight_frozen") if getattr(self, k)] + [
+            k
+            for k, default in (("bn_position", "before"), ("init", "default"), ("upsample", "nearest"))
+            if getattr(self, k) != default
+        ]
 
     @model_validator(mode="after")
     def _whole_numbers_for_specs(self):
@@ -161,17 +218,30 @@ class OptimConfig(Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
     betas: tuple[Beta, Beta] = Field(
-        (0.9, 0.999), description="adam/adamw: decay rates of the gradients' running mean and variance, in [0, 1)")
+        (0.9, 0.999), description="adam/adamw: decay rates of the gradients' running mean and variance, in [0, 1)"
+    )
     weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (decoupled for adamw)")
     l1: float = Field(0.0, ge=0.0, description="L1 penalty on weights, added to the loss")
-    body_lr_mult: float = Field(1.0, gt=0.0, description="learning rate of the trainable body (all but the new head) "
-                                "as a multiple of lr, e.g. 0.1 to move pretrained layers less")
-    lr_per: Optional[int] = Field(None, ge=1, description="lr and weight_decay are per this many examples: the rate is "
-                                  "lr*batch_size/lr_per and each step decays weights by weight_decay*batch_size/lr_per")
-    bn_bias_lr_mult: float = Field(1.0, gt=0.0, description="batch norm shifts learn this many times faster (their "
-                                   "decay per step stays the others')")
-    lookahead: Optional[LookaheadConfig] = Field(None, description="every few steps pull the weights towards their running "
-                                                 "average and evaluate that average")
+    body_lr_mult: float = Field(
+        1.0,
+        gt=0.0,
+        description="learning rate of the trainable body (all but the new head) "
+        "as a multiple of lr, e.g. 0.1 to move pretrained layers less",
+    )
+    lr_per: Optional[int] = Field(
+        None,
+        ge=1,
+        description="lr and weight_decay are per this many examples: the rate is "
+        "lr*batch_size/lr_per and each step decays weights by weight_decay*batch_size/lr_per",
+    )
+    bn_bias_lr_mult: float = Field(
+        1.0,
+        gt=0.0,
+        description="batch norm shifts learn this many times faster (their decay per step stays the others')",
+    )
+    lookahead: Optional[LookaheadConfig] = Field(
+        None, description="every few steps pull the weights towards their running average and evaluate that average"
+    )
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self):
@@ -184,69 +254,122 @@ class ScheduleConfig(Section):
     name: Literal["constant", "step", "cosine", "onecycle"] = "constant"
     step_epochs: int = Field(10, ge=1, description="step: multiply the rate by gamma every step_epochs")
     gamma: float = Field(0.1, gt=0.0, le=1.0)
-    warmup_fraction: Optional[float] = Field(None, ge=0.0, lt=1.0, description="share of steps spent rising linearly (default: cosine 0, onecycle 0.25)")
+    warmup_fraction: Optional[float] = Field(
+        None, ge=0.0, lt=1.0, description="share of steps spent rising linearly (default: cosine 0, onecycle 0.25)"
+    )
     min_lr_fraction: float = Field(0.0, ge=0.0, le=1.0, description="cosine/onecycle: final rate as a fraction of lr")
-    start_lr_fraction: float = Field(0.0, ge=0.0, le=1.0, description="cosine/onecycle: the warm-up rises from this fraction of lr")
+    start_lr_fraction: float = Field(
+        0.0, ge=0.0, le=1.0, description="cosine/onecycle: the warm-up rises from this fraction of lr"
+    )
 
 
 class EarlyStopConfig(Section):
     """Stop a run whose monitored validation metric stopped improving (Lightning's EarlyStopping, Keras' callback)."""
 
-    monitor: Optional[Literal[MONITORS]] = Field(None, description="the validation metric watched (default: "
-                                                 "train.monitor's, the one that picks best.pt)")
-    patience: int = Field(3, ge=1, description="evaluations (epochs, with eval_every 1) without improvement before "
-                          "it stops")
+    monitor: Optional[Literal[MONITORS]] = Field(
+        None, description="the validation metric watched (default: train.monitor's, the one that picks best.pt)"
+    )
+    patience: int = Field(
+        3, ge=1, description="evaluations (epochs, with eval_every 1) without improvement before it stops"
+    )
     min_delta: float = Field(0.0, ge=0.0, description="a smaller change than this is no improvement")
 
 
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1, description="the global batch: under torchrun each of N processes takes batch_size/N of it")
+    batch_size: int = Field(
+        128, ge=1, description="the global batch: under torchrun each of N processes takes batch_size/N of it"
+    )
     eval_batch_size: int = Field(1000, ge=1, description="evaluation batch (per process under torchrun)")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="training loss only: validation and test losses "
-                                   "are plain cross-entropy")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="bf16: autocast on CPU and GPU; fp16: "
-                                                      "autocast with a gradient scaler, CUDA only (GPUs without bf16)")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="training loss only: validation and test losses are plain cross-entropy"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="bf16: autocast on CPU and GPU; fp16: "
+        "autocast with a gradient scaler, CUDA only (GPUs without bf16)",
+    )
     channels_last: bool = True
     compile: bool = False
-    monitor: Optional[Literal[MONITORS]] = Field(None, description="the validation metric that picks best.pt, e.g. val_loss "
-                                                 "(lowest kept) or val_acc (highest kept); default: the task's, val_acc (val_iou for segment)")
-    unfreeze_after: Optional[int] = Field(None, ge=1, description="torchvision models: train the new head alone for this "
-                                          "many epochs, then model.trainable too (at optim.body_lr_mult)")
-    sync_bn: bool = Field(False, description="under torchrun: batch norm over the global batch (SyncBatchNorm), not each "
-                          "process's share of it")
-    drop_last: bool = Field(False, description="every batch one shape: training drops its partial last batch, "
-                            "evaluation pads its last one (the padding is not scored)")
-    eval_every: int = Field(1, ge=1, description="validation and test every K epochs and after the last; other epochs' "
-                            "metrics rows have training metrics only")
-    ema: Optional[float] = Field(None, gt=0.0, lt=1.0, description="evaluate (and keep in best.pt) an exponential moving "
-                                 "average of the weights with this decay per step")
-    tta: Literal["none", "flip", "flip_translate"] = Field("none", description="evaluation averages the outputs on the "
-                                                           "mirrored image (flip) and on 1-pixel shifts of both (flip_translate)")
-    early_stop: Optional[EarlyStopConfig] = Field(None, description="stop when the monitored validation metric has "
-                                                  "not improved for `patience` evaluations; the run completes as usual")
-    clip_grad_norm: Optional[float] = Field(None, gt=0.0, description="clip the gradients' global L2 norm to this "
-                                            "before each optimizer step")
-    accumulate: int = Field(1, ge=1, description="optimizer step every N batches, their gradients summed: an "
-                            "effective batch of N*batch_size for the rate, lr_per and schedules; batch norm sees "
-                            "batch_size")
-    log: list[Literal["tensorboard", "csv"]] = Field([], description="also log per epoch where other tools look: "
-                                                     "tensorboard (event files in the run folder), csv (metrics.csv)")
-    targets: list[float] = Field([0.75, 0.9], description="summary.json's time_to: training seconds until test accuracy "
-                                 "first reaches each")
+    monitor: Optional[Literal[MONITORS]] = Field(
+        None,
+        description="the validation metric that picks best.pt, e.g. val_loss "
+        "(lowest kept) or val_acc (highest kept); default: the task's, val_acc (val_iou for segment)",
+    )
+    unfreeze_after: Optional[int] = Field(
+        None,
+        ge=1,
+        description="torchvision models: train the new head alone for this "
+        "many epochs, then model.trainable too (at optim.body_lr_mult)",
+    )
+    sync_bn: bool = Field(
+        False,
+        description="under torchrun: batch norm over the global batch (SyncBatchNorm), not each process's share of it",
+    )
+    drop_last: bool = Field(
+        False,
+        description="every batch one shape: training drops its partial last batch, "
+        "evaluation pads its last one (the padding is not scored)",
+    )
+    eval_every: int = Field(
+        1,
+        ge=1,
+        description="validation and test every K epochs and after the last; other epochs' "
+        "metrics rows have training metrics only",
+    )
+    ema: Optional[float] = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="evaluate (and keep in best.pt) an exponential moving "
+        "average of the weights with this decay per step",
+    )
+    tta: Literal["none", "flip", "flip_translate"] = Field(
+        "none",
+        description="evaluation averages the outputs on the "
+        "mirrored image (flip) and on 1-pixel shifts of both (flip_translate)",
+    )
+    early_stop: Optional[EarlyStopConfig] = Field(
+        None,
+        description="stop when the monitored validation metric has "
+        "not improved for `patience` evaluations; the run completes as usual",
+    )
+    clip_grad_norm: Optional[float] = Field(
+        None, gt=0.0, description="clip the gradients' global L2 norm to this before each optimizer step"
+    )
+    accumulate: int = Field(
+        1,
+        ge=1,
+        description="optimizer step every N batches, their gradients summed: an "
+        "effective batch of N*batch_size for the rate, lr_per and schedules; batch norm sees "
+        "batch_size",
+    )
+    log: list[Literal["tensorboard", "csv"]] = Field(
+        [],
+        description="also log per epoch where other tools look: "
+        "tensorboard (event files in the run folder), csv (metrics.csv)",
+    )
+    targets: list[float] = Field(
+        [0.75, 0.9], description="summary.json's time_to: training seconds until test accuracy first reaches each"
+    )
 
     @model_validator(mode="after")
     def _targets_are_accuracies(self):
         if any(not 0 < t <= 1 for t in self.targets):
-            raise ValueError("train.targets are accuracies between 0 and 1, e.g. [0.75, 0.9]; "
-                             f"got {SHORT.repr(self.targets)}")
+            raise ValueError(
+                f"train.targets are accuracies between 0 and 1, e.g. [0.75, 0.9]; got {SHORT.repr(self.targets)}"
+            )
         return self
 
 
 class FiguresConfig(Section):
     count: int = Field(6, ge=1, le=32, description="validation and test images shown in prediction figures")
-    temperature: Optional[float] = Field(None, gt=0.0, le=1.0, description="colourize: annealed-mean temperature (none: most likely colour)")
-    sparsity_threshold: float = Field(1e-3, gt=0.0, description="a weight with |w| below this counts as (nearly) zero in the sparsity figures")
+    temperature: Optional[float] = Field(
+        None, gt=0.0, le=1.0, description="colourize: annealed-mean temperature (none: most likely colour)"
+    )
+    sparsity_threshold: float = Field(
+        1e-3, gt=0.0, description="a weight with |w| below this counts as (nearly) zero in the sparsity figures"
+    )
 
 
 class SearchParam(Section):
@@ -281,12 +404,21 @@ class SearchParam(Section):
 class SearchConfig(Section):
     """The search space of `cnnlab sweep --optuna TRIALS`: which keys vary, what is optimised, what prunes."""
 
-    params: dict[str, SearchParam] = Field(..., min_length=1, description="dotted config keys, e.g. optim.lr: {type: float, low: 0.0001, high: 0.1, log: true}")
-    metric: Optional[Literal[MONITORS]] = Field(None, description="the validation metric a trial is scored by, its best "
-                                                "epoch's value (highest, or lowest for val_loss); default: the task's, val_acc "
-                                                "(val_iou for segment)")
+    params: dict[str, SearchParam] = Field(
+        ...,
+        min_length=1,
+        description="dotted config keys, e.g. optim.lr: {type: float, low: 0.0001, high: 0.1, log: true}",
+    )
+    metric: Optional[Literal[MONITORS]] = Field(
+        None,
+        description="the validation metric a trial is scored by, its best "
+        "epoch's value (highest, or lowest for val_loss); default: the task's, val_acc "
+        "(val_iou for segment)",
+    )
     sampler: Literal["tpe", "random"] = "tpe"
-    pruner: Literal["median", "hyperband", "none"] = Field("median", description="stops trials whose per-epoch validation metric lags the others")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="stops trials whose per-epoch validation metric lags the others"
+    )
     startup_trials: int = Field(3, ge=0, description="median pruner: trials that finish before any is pruned")
     warmup_epochs: int = Field(1, ge=0, description="median pruner: epochs every trial runs before it may be pruned")
 
@@ -314,8 +446,10 @@ def _walk(path: list[str]) -> tuple[Any, Optional[str]]:
         field = model.model_fields.get(part)
         if field is None:
             allowed = sorted(model.model_fields)
-            return None, (f"'{part}' is not a key of {'.'.join(path[:i]) or 'the top level'}"
-                          f"{did_you_mean(part, allowed)}; allowed: {', '.join(allowed)}")
+            return None, (
+                f"'{part}' is not a key of {'.'.join(path[:i]) or 'the top level'}"
+                f"{did_you_mean(part, allowed)}; allowed: {', '.join(allowed)}"
+            )
         annotation = field.annotation
     return annotation, None
 
@@ -331,19 +465,24 @@ def key_problem(key: str) -> Optional[str]:
 
 
 class Config(Section):
-    name: str = Field("experiment", description="names the folder of its runs (runs/<name>/): letters, digits and _ . - + = ,")
+    name: str = Field(
+        "experiment", description="names the folder of its runs (runs/<name>/): letters, digits and _ . - + = ,"
+    )
     task: Literal["classify", "colourize", "segment"] = "classify"
     seed: int = Field(0, ge=0, le=MAX_SEED)
     deterministic: bool = False
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: a CUDA GPU, else Apple's mps, "
-                                                         "else the CPU")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="auto: a CUDA GPU, else Apple's mps, else the CPU"
+    )
     data: DataConfig = DataConfig()
     model: ModelConfig
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
     figures: FiguresConfig = FiguresConfig()
-    search: Optional[SearchConfig] = Field(None, description="an Optuna search space for `cnnlab sweep --optuna TRIALS`")
+    search: Optional[SearchConfig] = Field(
+        None, description="an Optuna search space for `cnnlab sweep --optuna TRIALS`"
+    )
 
     @field_validator("name")
     @classmethod
@@ -357,13 +496,15 @@ class Config(Section):
     def _task_fits_dataset(self):
         if (self.task == "segment") != DATASETS[self.data.dataset].masks:
             with_masks = ", ".join(name for name, d in DATASETS.items() if d.masks)
-            raise ValueError(f"task '{self.task}' does not fit data.dataset '{self.data.dataset}': segment needs "
-                             f"a dataset with masks ({with_masks}), and datasets with masks are for task: segment")
+            raise ValueError(
+                f"task '{self.task}' does not fit data.dataset '{self.data.dataset}': segment needs "
+                f"a dataset with masks ({with_masks}), and datasets with masks are for task: segment"
+            )
         return self
 
     @model_validator(mode="after")
     def _searchable_keys(self):
-        for key in (self.search.params if self.search else {}):
+        for key in self.search.params if self.search else {}:
             problem = "the search cannot vary itself" if key.split(".")[0] in ("search", "name") else key_problem(key)
             if problem:
                 raise ValueError(f"search.params key '{key}': {problem}")
@@ -375,7 +516,10 @@ class Config(Section):
         task's own, so a sweep's objective is always written in its config."""
         if self.search is not None and self.search.metric is None:
             self.search.metric = metrics.split_key("val", metrics.TASK_MONITOR[self.task])
-        for where, key in (("train.monitor", self.train.monitor), ("search.metric", self.search and self.search.metric)):
+        for where, key in (
+            ("train.monitor", self.train.monitor),
+            ("search.metric", self.search and self.search.metric),
+        ):
             if key and (problem := metrics.monitor_problem(self.task, key)):
                 raise ValueError(f"{where} {key}: {problem}")
         return self
@@ -404,10 +548,12 @@ class Config(Section):
         name = self.model.name
         if name is not None and name not in ZOO and not is_user_model(name) and name not in transfer_names():
             close = did_you_mean(name, [*ZOO, *transfer_names()])
-            raise ValueError(f"model.name '{name}' is not in the zoo ({', '.join(sorted(ZOO))}) nor a torchvision "
-                             f"model{close}; torchvision's classification and segmentation models are accepted by "
-                             f"their names, e.g. resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large; your own "
-                             f"nn.Module as path/to/file.py:Name or package.module:Name")
+            raise ValueError(
+                f"model.name '{name}' is not in the zoo ({', '.join(sorted(ZOO))}) nor a torchvision "
+                f"model{close}; torchvision's classification and segmentation models are accepted by "
+                f"their names, e.g. resnet18, mobilenet_v3_small, deeplabv3_mobilenet_v3_large; your own "
+                f"nn.Module as path/to/file.py:Name or package.module:Name"
+            )
         return self
 
     @model_validator(mode="after")
@@ -416,17 +562,28 @@ class Config(Section):
         fit one task: classification models classify, segmentation models segment."""
         m = self.model
         if m.name is None or m.name in ZOO or is_user_model(m.name):
-            given = [k for k, v in (("model.pretrained", m.pretrained != "none"), ("model.trainable", m.trainable != "all"),
-                                    ("model.new_head", m.new_head),
-                                    ("train.unfreeze_after", self.train.unfreeze_after is not None)) if v]
+            given = [
+                k
+                for k, v in (
+                    ("model.pretrained", m.pretrained != "none"),
+                    ("model.trainable", m.trainable != "all"),
+                    ("model.new_head", m.new_head),
+                    ("train.unfreeze_after", self.train.unfreeze_after is not None),
+                )
+                if v
+            ]
             if given:
-                raise ValueError(f"{', '.join(given)}: for torchvision models (e.g. model.name: resnet18); zoo, spec "
-                                 f"and your own models train from scratch")
+                raise ValueError(
+                    f"{', '.join(given)}: for torchvision models (e.g. model.name: resnet18); zoo, spec "
+                    f"and your own models train from scratch"
+                )
             return self if not is_user_model(m.name) else self._own_module_keys()
         spec_options = m.spec_options_given("args")
         if spec_options:
-            raise ValueError(f"model.{', model.'.join(spec_options)}: options of zoo and spec models; torchvision's "
-                             f"{m.name} is built as torchvision defines it")
+            raise ValueError(
+                f"model.{', model.'.join(spec_options)}: options of zoo and spec models; torchvision's "
+                f"{m.name} is built as torchvision defines it"
+            )
         if WEIGHT_NAME.fullmatch(m.pretrained):
             try:
                 named_weights(m.name, m.pretrained)
@@ -434,27 +591,35 @@ class Config(Section):
                 raise ValueError(str(e)) from None
         task = "segment" if m.name in segmentation_names() else "classify"
         if self.task != task:
-            raise ValueError(f"{m.name} is a {'segmentation' if task == 'segment' else 'classification'} model: it "
-                             f"needs task: {task}, not {self.task}")
+            raise ValueError(
+                f"{m.name} is a {'segmentation' if task == 'segment' else 'classification'} model: it "
+                f"needs task: {task}, not {self.task}"
+            )
         if self.train.unfreeze_after is not None and m.trainable == "last":
-            raise ValueError("train.unfreeze_after unfreezes model.trainable after the head trained alone; with "
-                             "model.trainable: last there is nothing to unfreeze (name the parts, e.g. [layer4, fc])")
+            raise ValueError(
+                "train.unfreeze_after unfreezes model.trainable after the head trained alone; with "
+                "model.trainable: last there is nothing to unfreeze (name the parts, e.g. [layer4, fc])"
+            )
         return self
 
     def _own_module_keys(self):
         m = self.model
         spec_options = m.spec_options_given("whiten")
         if spec_options:
-            raise ValueError(f"model.{', model.'.join(spec_options)}: options of zoo and spec models; your own module "
-                             f"{m.name} is built as its code says (give its keyword arguments as model.args)")
+            raise ValueError(
+                f"model.{', model.'.join(spec_options)}: options of zoo and spec models; your own module "
+                f"{m.name} is built as its code says (give its keyword arguments as model.args)"
+            )
         return self
 
     @model_validator(mode="after")
     def _classification_data_keys(self):
         for key, value in (("data.classes", self.data.classes), ("data.input_size", self.data.input_size)):
             if value is not None and self.task != "classify":
-                raise ValueError(f"{key} is for task: classify (per-pixel tasks keep every class of their dataset and "
-                                 f"are sized by data.image_size)")
+                raise ValueError(
+                    f"{key} is for task: classify (per-pixel tasks keep every class of their dataset and "
+                    f"are sized by data.image_size)"
+                )
         return self
 
 
@@ -467,8 +632,12 @@ def _allowed_keys(loc: tuple) -> list[str]:
 def _choices(loc: tuple) -> list[str]:
     """The values a Literal field at `loc` takes (data.dataset: cifar10, ...)."""
     annotation = _walk([str(p) for p in loc])[0]
-    return [str(v) for ann in (annotation, *typing.get_args(annotation)) if typing.get_origin(ann) is Literal
-            for v in typing.get_args(ann)]
+    return [
+        str(v)
+        for ann in (annotation, *typing.get_args(annotation))
+        if typing.get_origin(ann) is Literal
+        for v in typing.get_args(ann)
+    ]
 
 
 def _describe(err: dict) -> str:
@@ -555,8 +724,10 @@ def _count_values(value: Any, counted: dict[int, int]) -> int:
 def bounded(raw: Any, source: str) -> Any:
     """`raw` as read from YAML, refused when its aliases expand it beyond MAX_VALUES values (or into itself)."""
     if _count_values(raw, {}) > MAX_VALUES:
-        raise CnnlabError(f"{source}: its YAML aliases (*name) expand it to more than {MAX_VALUES:,} values, or into "
-                          "itself; write the values out, without aliases of aliases")
+        raise CnnlabError(
+            f"{source}: its YAML aliases (*name) expand it to more than {MAX_VALUES:,} values, or into "
+            "itself; write the values out, without aliases of aliases"
+        )
     return raw
 
 
@@ -566,15 +737,19 @@ def read_yaml(path: Path) -> dict:
     except FileNotFoundError:
         raise CnnlabError(f"config file {path} does not exist") from None
     except UnicodeDecodeError as e:
-        raise CnnlabError(f"config file {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
-                          f"save it as UTF-8") from None
+        raise CnnlabError(
+            f"config file {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+            f"save it as UTF-8"
+        ) from None
     except yaml.YAMLError as e:
         raise CnnlabError(f"config file {path} is not valid YAML: {e}") from None
     if raw is None:
         return {}
     bounded(raw, f"config file {path}")
     if not isinstance(raw, dict):
-        raise CnnlabError(f"config file {path} must hold a mapping of keys (data:, model:, ...), not {type(raw).__name__}")
+        raise CnnlabError(
+            f"config file {path} must hold a mapping of keys (data:, model:, ...), not {type(raw).__name__}"
+        )
     return raw
 
 

@@ -1,24 +1,42 @@
 """What a run shows while it trains in a terminal or a log: a line per epoch always, a live bar per epoch (steps,
 time spent and left, the running loss) when stdout is a terminal, and a first decode of a dataset said once
 with its own bar."""
+
 from __future__ import annotations
 
 import sys
 from typing import Optional
 
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress as RichProgress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 def epoch_line(row: dict, epochs: int) -> str:
     """One printed line per epoch: every split's metrics (as the vocabulary names them), then time and speed."""
     from cnnlab import metrics
 
-    splits = [f"{name} " + " ".join(f"{metrics.SPLIT_METRICS[m].label} {row[k]:.{metrics.digits(k)}f}"
-                                    for m in metrics.SPLIT_METRICS if (k := metrics.split_key(split, m)) in row)
-              for split, name in metrics.SPLITS.items() if metrics.split_key(split, "loss") in row]
-    return (f"epoch {row['epoch']}/{epochs}  " + " | ".join(splits)
-            + f" | {row['seconds']:.1f} s, {row['images_per_s']:,.0f} images/s")
+    splits = [
+        f"{name} "
+        + " ".join(
+            f"{metrics.SPLIT_METRICS[m].label} {row[k]:.{metrics.digits(k)}f}"
+            for m in metrics.SPLIT_METRICS
+            if (k := metrics.split_key(split, m)) in row
+        )
+        for split, name in metrics.SPLITS.items()
+        if metrics.split_key(split, "loss") in row
+    ]
+    return (
+        f"epoch {row['epoch']}/{epochs}  "
+        + " | ".join(splits)
+        + f" | {row['seconds']:.1f} s, {row['images_per_s']:,.0f} images/s"
+    )
 
 
 class DecodeBar:
@@ -28,8 +46,14 @@ class DecodeBar:
     def __init__(self):
         self.bar = None
         if sys.stdout.isatty():
-            self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
+            self.bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
+            )
         self.task = None
 
     def __call__(self, done: int, total: int, what: str) -> None:
@@ -55,16 +79,28 @@ class ConsoleProgress:
         self.epochs = epochs
         self.bar = None
         if sys.stdout.isatty():
-            self.bar = RichProgress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                                    TextColumn("{task.fields[loss]}"), transient=True)
+            self.bar = RichProgress(
+                TextColumn("epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[loss]}"),
+                transient=True,
+            )
         self.task = None
 
     def hooks(self):
         from cnnlab.engine.trainer import Progress
 
-        return Progress(epoch_start=self.epoch_start, step=self.step, epoch_end=self.epoch_end, message=self.message,
-                        decode=DecodeBar())
+        return Progress(
+            epoch_start=self.epoch_start,
+            step=self.step,
+            epoch_end=self.epoch_end,
+            message=self.message,
+            decode=DecodeBar(),
+        )
 
     def epoch_start(self, epoch: int, batches: int) -> None:
         if self.bar is not None:

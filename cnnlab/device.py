@@ -1,5 +1,6 @@
 """The machine: which torch device to use, how many cores it lends us, and how fast it multiplies matrices (the
 limit speed figures are read against)."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,10 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise CnnlabError("device cuda was asked for but no CUDA GPU is available; use device auto or cpu")
     if name == "mps" and not mps_available():
-        raise CnnlabError("device mps was asked for but torch cannot use Apple's GPU here (it needs a macOS build of "
-                          "torch on Apple silicon); use device auto or cpu")
+        raise CnnlabError(
+            "device mps was asked for but torch cannot use Apple's GPU here (it needs a macOS build of "
+            "torch on Apple silicon); use device auto or cpu"
+        )
     return torch.device(name)
 
 
@@ -80,10 +83,19 @@ def _windows_peak_mb() -> Optional[float]:
         from ctypes import wintypes
 
         class Counters(ctypes.Structure):
-            _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD)] + \
-                       [(name, ctypes.c_size_t) for name in ("PeakWorkingSetSize", "WorkingSetSize",
-                        "QuotaPeakPagedPoolUsage", "QuotaPagedPoolUsage", "QuotaPeakNonPagedPoolUsage",
-                        "QuotaNonPagedPoolUsage", "PagefileUsage", "PeakPagefileUsage")]
+            _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD)] + [
+                (name, ctypes.c_size_t)
+                for name in (
+                    "PeakWorkingSetSize",
+                    "WorkingSetSize",
+                    "QuotaPeakPagedPoolUsage",
+                    "QuotaPagedPoolUsage",
+                    "QuotaPeakNonPagedPoolUsage",
+                    "QuotaNonPagedPoolUsage",
+                    "PagefileUsage",
+                    "PeakPagefileUsage",
+                )
+            ]
 
         counters = Counters(cb=ctypes.sizeof(Counters))
         process = ctypes.windll.kernel32.GetCurrentProcess()

@@ -1,4 +1,5 @@
 """The exceptions a user sees: a message naming what is wrong (or what happened) and what to do."""
+
 from __future__ import annotations
 
 import difflib

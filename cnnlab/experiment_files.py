@@ -1,5 +1,6 @@
 """Experiments by name: the YAML files of ./experiments and the built-in ones, looked up, listed and loaded into a
 validated Config (the schema itself is cnnlab.config)."""
+
 from __future__ import annotations
 
 import copy

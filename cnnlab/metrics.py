@@ -4,6 +4,7 @@ A row holds `<split>_<metric>` for each split and each metric the task measures 
 and once-per-epoch keys (`lr`, the timings). Curves, reports, the command line, comparisons, sweeps and
 the checkpoint policy read names and directions from here, so a new metric is one entry below.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,27 +37,33 @@ class Metric:
 SPLITS = {"train": "training", "val": "validation", "test": "test"}
 
 # measured on every split each epoch; a task records the ones it knows (loss and acc always)
-SPLIT_METRICS = {m.key: m for m in (
-    Metric("loss", "loss", "cross-entropy, nats", higher_is_better=False),
-    Metric("acc", "accuracy", higher_is_better=True),
-    Metric("iou", "IoU", higher_is_better=True),  # foreground intersection over union (segmentation)
-    Metric("miou", "mean IoU", higher_is_better=True),  # over all classes, background included
-)}
+SPLIT_METRICS = {
+    m.key: m
+    for m in (
+        Metric("loss", "loss", "cross-entropy, nats", higher_is_better=False),
+        Metric("acc", "accuracy", higher_is_better=True),
+        Metric("iou", "IoU", higher_is_better=True),  # foreground intersection over union (segmentation)
+        Metric("miou", "mean IoU", higher_is_better=True),  # over all classes, background included
+    )
+}
 
 # recorded once per epoch
-EPOCH_METRICS = {m.key: m for m in (
-    Metric("lr", "learning rate", digits=5),
-    Metric("seconds", "epoch time", "s", higher_is_better=False, digits=1, timing=True),
-    Metric("train_seconds", "training time", "s", higher_is_better=False, digits=1, timing=True),
-    Metric("seconds_per_step", "time per step", "s", higher_is_better=False, digits=4, timing=True),
-    Metric("images_per_s", "training speed", "images/s", higher_is_better=True, digits=0, timing=True),
-    # 2 FLOPs per multiply-accumulate of a training step: 3 forward passes when every layer trains, fewer when
-    # a front is frozen (cnnlab.analysis.layer_table.training_macs)
-    Metric("train_gflop_per_s", "training throughput", "GFLOP/s", higher_is_better=True, digits=2, timing=True),
-    # train_gflop_per_s over the machine's measured matmul peak at the run's precision (summary.json's peak)
-    Metric("peak_percent", "share of peak", "%", higher_is_better=True, digits=1, timing=True),
-    Metric("peak_mem_mb", "peak memory", "MB", higher_is_better=False, digits=0, timing=True),
-)}
+EPOCH_METRICS = {
+    m.key: m
+    for m in (
+        Metric("lr", "learning rate", digits=5),
+        Metric("seconds", "epoch time", "s", higher_is_better=False, digits=1, timing=True),
+        Metric("train_seconds", "training time", "s", higher_is_better=False, digits=1, timing=True),
+        Metric("seconds_per_step", "time per step", "s", higher_is_better=False, digits=4, timing=True),
+        Metric("images_per_s", "training speed", "images/s", higher_is_better=True, digits=0, timing=True),
+        # 2 FLOPs per multiply-accumulate of a training step: 3 forward passes when every layer trains, fewer when
+        # a front is frozen (cnnlab.analysis.layer_table.training_macs)
+        Metric("train_gflop_per_s", "training throughput", "GFLOP/s", higher_is_better=True, digits=2, timing=True),
+        # train_gflop_per_s over the machine's measured matmul peak at the run's precision (summary.json's peak)
+        Metric("peak_percent", "share of peak", "%", higher_is_better=True, digits=1, timing=True),
+        Metric("peak_mem_mb", "peak memory", "MB", higher_is_better=False, digits=0, timing=True),
+    )
+}
 
 TIMING_KEYS = tuple(k for k, m in EPOCH_METRICS.items() if m.timing)
 

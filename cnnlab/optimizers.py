@@ -6,6 +6,7 @@ L1 penalty.
 Parameters come in groups, each with an `lr_mult` that the training loop multiplies the scheduled rate by:
 a transfer model's head and body (optim.body_lr_mult), batch-norm shifts (optim.bn_bias_lr_mult), the rest.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,9 @@ def parameter_groups(model: nn.Module, cfg, groups: Optional[list[dict]] = None)
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr_mult": 1.0}]
     if not any(g["params"] for g in groups):
         raise CnnlabError("the model has no trainable parameters; unfreeze at least one layer")
-    shifts = {id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    shifts = {
+        id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
+    }
     mult, decay = cfg.bn_bias_lr_mult, torch_weight_decay(cfg)
     out = []
     for g in groups:
@@ -48,13 +51,21 @@ def parameter_groups(model: nn.Module, cfg, groups: Optional[list[dict]] = None)
         if mult == 1:
             out.append({**g, "lr_mult": lr_mult, "weight_decay": decay})
             continue
-        out += [{**g, "params": [p for p in g["params"] if id(p) in shifts], "lr_mult": lr_mult * mult,
-                 "weight_decay": decay / mult},
-                {**g, "params": [p for p in g["params"] if id(p) not in shifts], "lr_mult": lr_mult, "weight_decay": decay}]
+        out += [
+            {
+                **g,
+                "params": [p for p in g["params"] if id(p) in shifts],
+                "lr_mult": lr_mult * mult,
+                "weight_decay": decay / mult,
+            },
+            {**g, "params": [p for p in g["params"] if id(p) not in shifts], "lr_mult": lr_mult, "weight_decay": decay},
+        ]
     return [g for g in out if g["params"]]
 
 
-def make_optimizer(model: nn.Module, cfg, batch_size: int = 1, groups: Optional[list[dict]] = None) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, cfg, batch_size: int = 1, groups: Optional[list[dict]] = None
+) -> torch.optim.Optimizer:
     """SGD (with momentum and Nesterov), Adam or AdamW, as `cfg` (an optim section) says, over `parameter_groups`,
     at the full rate for batches of `batch_size`."""
     params, lr = parameter_groups(model, cfg, groups), full_rate(cfg, batch_size)
@@ -111,5 +122,7 @@ def lr_at(step: int, total_steps: int, steps_per_epoch: int, lr: float, cfg) -> 
 
 def l1_penalty(model: torch.nn.Module) -> torch.Tensor:
     """Sum of |w| over conv and dense weights (not biases, not batch-norm scales)."""
-    weights = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    weights = [
+        m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))
+    ]
     return sum(w.abs().sum() for w in weights if w.requires_grad)

@@ -1,16 +1,17 @@
 """The run folder: the unit every other part reads (reports, plots, comparisons, resume).
 
-    runs/<experiment>/<run-id>/
-        config.yaml        the fully resolved config
-        metrics.jsonl      one JSON object per epoch
-        summary.json       status, best epoch, final metrics, initial-loss check, ...
-        architecture.json  the per-layer table of the model
-        model_source.json, model_source.py   the user's own module (file.py:Name): its path, sha256 and a copy
-        checkpoints/best.pt, checkpoints/last.pt
-        figures/*.png, report.html, report.md
-        error.log          the traceback of an error that failed the run (only then)
-        .lock              locked (flock; on Windows msvcrt) by the one process training the run; its PID inside
+runs/<experiment>/<run-id>/
+    config.yaml        the fully resolved config
+    metrics.jsonl      one JSON object per epoch
+    summary.json       status, best epoch, final metrics, initial-loss check, ...
+    architecture.json  the per-layer table of the model
+    model_source.json, model_source.py   the user's own module (file.py:Name): its path, sha256 and a copy
+    checkpoints/best.pt, checkpoints/last.pt
+    figures/*.png, report.html, report.md
+    error.log          the traceback of an error that failed the run (only then)
+    .lock              locked (flock; on Windows msvcrt) by the one process training the run; its PID inside
 """
+
 from __future__ import annotations
 
 import json
@@ -132,8 +133,10 @@ class RunFolder:
         if not lock_file(fd):
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise CnnlabError(f"{self.path} is being trained by {holder} (it holds {self.lock_path.name}); wait for "
-                              f"that process to end, or stop it, before resuming this run") from None
+            raise CnnlabError(
+                f"{self.path} is being trained by {holder} (it holds {self.lock_path.name}); wait for "
+                f"that process to end, or stop it, before resuming this run"
+            ) from None
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
@@ -153,9 +156,11 @@ class RunFolder:
         recorded = json.loads(self.model_source_path.read_text()) if self.model_source_path.exists() else {}
         now = source_record(cfg.model.name)
         if recorded.get("sha256") != now.sha256:
-            raise CnnlabError(f"{now.path or cfg.model.name} has changed since run {self.path} began (its source "
-                              f"then is {self.path / SOURCE_COPY}); put that copy back to use this run, or start a "
-                              f"new one")
+            raise CnnlabError(
+                f"{now.path or cfg.model.name} has changed since run {self.path} began (its source "
+                f"then is {self.path / SOURCE_COPY}); put that copy back to use this run, or start a "
+                f"new one"
+            )
 
     def metrics(self) -> list[dict]:
         """metrics.jsonl's rows, each checked (numbers, an integer epoch)."""

@@ -19,6 +19,7 @@ reads and writes the run folder and records the ending, the others train and sto
 that dies makes the others fail at their next collective (the run is recorded as failed by rank 0, if it is the
 one still alive; torchrun then stops the rest with SIGTERM); `torchrun ... -m cnnlab resume` continues it.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,8 +105,10 @@ def _stopped(trainer: Trainer, run: RunFolder, data_root: Path) -> Stopped:
     if spread.main:
         run.write_summary(trainer.summary("stopped").updated(stopped_by=by, resume=command))
     done, epochs = trainer.state.epoch, trainer.built.cfg.train.epochs
-    return Stopped(f"stopped by {by} after epoch {done} of {epochs} (an unfinished epoch is dropped); "
-                   f"resume with: {command}", 128 + signal.Signals[by].value)
+    return Stopped(
+        f"stopped by {by} after epoch {done} of {epochs} (an unfinished epoch is dropped); resume with: {command}",
+        128 + signal.Signals[by].value,
+    )
 
 
 def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path) -> CnnlabError:
@@ -125,8 +128,10 @@ def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path)
     if diverged:
         return error
     where = "" if isinstance(error, CnnlabError) else f" (the traceback is in {run.error_log}; --debug shows it)"
-    return CnnlabError(f"{one_line(error)}{where}. The run is recorded as failed after epoch {trainer.state.epoch}; "
-                       f"when the cause is fixed, resume with: {resume_command(run, data_root, spread)}")
+    return CnnlabError(
+        f"{one_line(error)}{where}. The run is recorded as failed after epoch {trainer.state.epoch}; "
+        f"when the cause is fixed, resume with: {resume_command(run, data_root, spread)}"
+    )
 
 
 LAST_RESORT = '{"name": "", "status": "failed", "failure": "error", "error": "recording the failure failed"}\n'
@@ -158,8 +163,10 @@ def _train_and_finish(built: BuiltRun, run: RunFolder, progress: Progress, data_
             except Exception as recording:
                 if built.spread.main:
                     _last_resort(run, built.cfg.name, trainer.state.epoch)
-                raise CnnlabError(f"{one_line(e)}; and recording the failure in {run.path} failed too: "
-                                  f"{one_line(recording)}; it is marked failed") from e
+                raise CnnlabError(
+                    f"{one_line(e)}; and recording the failure in {run.path} failed too: "
+                    f"{one_line(recording)}; it is marked failed"
+                ) from e
             if failure is e:
                 raise
             raise failure from e
@@ -178,15 +185,27 @@ def _locked(held: ExitStack, run: RunFolder) -> RunFolder:
     return run
 
 
-def start_run(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress(),
-              run_dir: Optional[Path] = None, download: bool = False, spread: Spread = ONE_PROCESS) -> RunFolder:
+def start_run(
+    cfg,
+    runs_dir: Path,
+    data_root: Path,
+    progress: Progress = Progress(),
+    run_dir: Optional[Path] = None,
+    download: bool = False,
+    spread: Spread = ONE_PROCESS,
+) -> RunFolder:
     """Train a new run into `runs_dir/<name>/<date-time>-s<seed>`, or into `run_dir` when one is given;
     `download` lets torchvision's pretrained weights be fetched."""
     started_at = clock_origin()
     with torch_flags(cfg.deterministic), ExitStack() as held:
-        built = _build(cfg, data_root, spread, progress, download=download, started_at=started_at)  # before the folder: a bad config, missing data or weights make none
-        run = spread.from_main(lambda: _locked(held, RunFolder.create(runs_dir, cfg) if run_dir is None
-                                               else RunFolder.create_at(run_dir, cfg)))
+        built = _build(
+            cfg, data_root, spread, progress, download=download, started_at=started_at
+        )  # before the folder: a bad config, missing data or weights make none
+        run = spread.from_main(
+            lambda: _locked(
+                held, RunFolder.create(runs_dir, cfg) if run_dir is None else RunFolder.create_at(run_dir, cfg)
+            )
+        )
         progress.message(f"run folder: {run.path}")
         return _train_and_finish(built, run, progress, data_root)
 
@@ -206,10 +225,13 @@ def _left_to_do(run: RunFolder) -> tuple[bool, str]:
     return False, f"{run.path} has already completed; nothing to resume"
 
 
-def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress(), spread: Spread = ONE_PROCESS) -> RunFolder:
+def resume_run(
+    run_dir: Path, data_root: Path, progress: Progress = Progress(), spread: Spread = ONE_PROCESS
+) -> RunFolder:
     """Continue a run from its last.pt, as if it had never stopped; a completed run is left as it is unless its
     records are damaged or its report is missing. Under torchrun the folder need only be on rank 0's disk: the
     others receive its config and last.pt."""
+
     def open_locked(held: ExitStack):
         run = _locked(held, RunFolder.open(run_dir))
         todo, note = _left_to_do(run)
@@ -226,8 +248,12 @@ def resume_run(run_dir: Path, data_root: Path, progress: Progress = Progress(), 
         if not todo:
             return run
         with torch_flags(cfg.deterministic):  # pretrained weights only when no last.pt replaces them
-            return _train_and_finish(_build(cfg, data_root, spread, progress, pretrained=not has_last,
-                                             started_at=started_at), run, progress, data_root)
+            return _train_and_finish(
+                _build(cfg, data_root, spread, progress, pretrained=not has_last, started_at=started_at),
+                run,
+                progress,
+                data_root,
+            )
 
 
 def run_invariance(cfg, runs_dir: Path, data_root: Path, progress: Progress = Progress()) -> Path:
@@ -239,8 +265,9 @@ def run_invariance(cfg, runs_dir: Path, data_root: Path, progress: Progress = Pr
 
     if cfg.data.affine_a == 1.0 and cfg.data.affine_b == 0.0:
         raise CnnlabError("the experiment has no input transform: set data.affine_a and/or data.affine_b (y = a*x + b)")
-    plain_cfg = cfg.model_copy(update={"name": f"{cfg.name}-plain",
-                                       "data": cfg.data.model_copy(update={"affine_a": 1.0, "affine_b": 0.0})})
+    plain_cfg = cfg.model_copy(
+        update={"name": f"{cfg.name}-plain", "data": cfg.data.model_copy(update={"affine_a": 1.0, "affine_b": 0.0})}
+    )
     plain = start_run(plain_cfg, runs_dir, data_root, progress)
     moved = start_run(cfg.model_copy(update={"name": f"{cfg.name}-affine"}), runs_dir, data_root, progress)
     folder = Path(runs_dir) / cfg.name / time.strftime("invariance-%Y%m%d-%H%M%S")

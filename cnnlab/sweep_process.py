@@ -2,6 +2,7 @@
 storage URL in $CNNLAB_SWEEP_STORAGE. It hands the sweep's worker loop (cnnlab.sweep.worker) the runner's
 start and resume, which train a cell's run and finish it; sweep/ sits below the runner and cannot import it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,10 @@ from cnnlab.sweep.worker import STORAGE_ENV, CellRunner, Worker
 def cell_runner(data_root: Path) -> CellRunner:
     from cnnlab.runner import resume_run, start_run
 
-    return CellRunner(start=lambda cfg, run_dir, progress: start_run(cfg, run_dir.parent, data_root, progress, run_dir=run_dir),
-                      resume=lambda run_dir, progress: resume_run(run_dir, data_root, progress))
+    return CellRunner(
+        start=lambda cfg, run_dir, progress: start_run(cfg, run_dir.parent, data_root, progress, run_dir=run_dir),
+        resume=lambda run_dir, progress: resume_run(run_dir, data_root, progress),
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -46,7 +49,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        worker = Worker(args.folder, url, args.index, cell_runner(data_root(args.data_dir)), args.stale_after or STALE_AFTER_S)
+        worker = Worker(
+            args.folder, url, args.index, cell_runner(data_root(args.data_dir)), args.stale_after or STALE_AFTER_S
+        )
         worker.loop()
     except CnnlabError as e:
         print(f"[worker {args.index}] error: {e}", file=sys.stderr, flush=True)

@@ -1,4 +1,5 @@
 """Read a torch file of tensors without ever running code from it (weights_only=True), with one-line errors."""
+
 from __future__ import annotations
 
 import pickle
@@ -26,8 +27,10 @@ def read_weights_only(path: Path, what: str = "weights file") -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):  # torch's refusal of a global (a class or function) in the pickle
-            raise CnnlabError(f"{what} {path} holds code ({_code_names(path)}) and was not loaded; "
-                              f"give a file that holds only tensors (a state dict or a cnnlab checkpoint)") from None
+            raise CnnlabError(
+                f"{what} {path} holds code ({_code_names(path)}) and was not loaded; "
+                f"give a file that holds only tensors (a state dict or a cnnlab checkpoint)"
+            ) from None
         raise CnnlabError(f"{what} {path} is not a readable torch file (damaged pickle: {e})") from None
     except Exception as e:  # not a torch file at all: a truncated download, another format
         first_line = (str(e).splitlines() or [""])[0]

@@ -1,5 +1,6 @@
 """`cnnlab lr-find`: the learning-rate range test of an experiment (cnnlab.engine.lr_find), with its figure and
 record written to a folder. Nothing of a run is made or changed: the model is built, ramped and dropped."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,9 @@ from cnnlab.viz.figure import write_png
 from cnnlab.viz.lr_find import draw_lr_find
 
 
-def find_lr(cfg, data_root: Path, out: Optional[Path] = None, start_lr: float = 1e-7, end_lr: float = 10.0,
-            steps: int = 100) -> LRFind:
+def find_lr(
+    cfg, data_root: Path, out: Optional[Path] = None, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100
+) -> LRFind:
     """The range test of `cfg`'s model, optimizer and training data; with `out`, lr_find.png and lr_find.json
     (the rates, losses, suggestion and config) are written there."""
     with torch_flags(cfg.deterministic):

@@ -3,6 +3,7 @@
 Every record (summary.json, compare.json, a count) and every report carries both, so a table handed in
 can be traced to the code that produced it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,9 +28,11 @@ def git_commit() -> Optional[str]:
     if not (source / ".git").exists():
         return None
     try:
+
         def git(*args: str) -> str:
-            return subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(source), *args], capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
 
         commit = git("rev-parse", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", "cnnlab")
@@ -41,5 +44,6 @@ def git_commit() -> Optional[str]:
 def made_by() -> str:
     """'cnnlab 0.1.0 (commit abc1234)': the line a report ends with."""
     commit = git_commit()
-    return f"cnnlab {version()}" + (f" (commit {commit[:12]}{'+changes' if commit.endswith('+changes') else ''})"
-                                    if commit else "")
+    return f"cnnlab {version()}" + (
+        f" (commit {commit[:12]}{'+changes' if commit.endswith('+changes') else ''})" if commit else ""
+    )

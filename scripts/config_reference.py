@@ -5,6 +5,7 @@ the code. tests/test_readme.py fails when the README's block differs from what t
     python scripts/config_reference.py                   # print the block
     python scripts/config_reference.py --write README.md  # rewrite the block in README.md (make readme-config)
 """
+
 from __future__ import annotations
 
 import json

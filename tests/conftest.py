@@ -1,4 +1,5 @@
 """Shared fixtures: the real data root (tests fail, never skip, when it is missing) and quick configs."""
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,9 @@ pytest_plugins = ["tests.postgres_server"]  # the real PostgreSQL server fixture
 def data_root() -> Path:
     root = os.environ.get("CNNLAB_DATA")
     if not root or not Path(root).is_dir():
-        pytest.fail("set CNNLAB_DATA to the data root (e.g. CNNLAB_DATA=../shared/data make test); the tests use real data")
+        pytest.fail(
+            "set CNNLAB_DATA to the data root (e.g. CNNLAB_DATA=../shared/data make test); the tests use real data"
+        )
     return Path(root).resolve()
 
 
@@ -61,5 +64,7 @@ def placements(out: torch.Tensor, originals: torch.Tensor, padding: int) -> list
     for flipped in (False, True):
         target = (out.flip(-1) if flipped else out).to(originals.dtype)
         near = (windows[centre] == target[centre]).flatten(3).all(-1)  # a 4x4 patch first, then the whole window
-        found += [(i, dy, dx, flipped) for i, dy, dx in near.nonzero().tolist() if torch.equal(windows[i, dy, dx], target)]
+        found += [
+            (i, dy, dx, flipped) for i, dy, dx in near.nonzero().tolist() if torch.equal(windows[i, dy, dx], target)
+        ]
     return found

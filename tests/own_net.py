@@ -1,4 +1,5 @@
 """A student's class as the tests of issue 18 write it: functional ops, batch norm without affine, `classes`."""
+
 import torch
 from torch import nn
 from torch.nn import functional as F

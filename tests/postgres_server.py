@@ -1,6 +1,7 @@
 """A real PostgreSQL server for tests, from Debian's packages: initdb in a temporary folder, its own port on
 loopback, trust authentication, stopped and removed afterwards. As root (CI), the server runs as the
 `postgres` user, since PostgreSQL refuses to run as root. Missing binaries fail the test: CI installs them."""
+
 from __future__ import annotations
 
 import glob
@@ -28,7 +29,9 @@ def server_bin() -> Path:
         return Path(found).resolve().parent
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3].split(".")[0]))
     if not versions:
-        pytest.fail(f"PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql/*/bin; {HINT}")
+        pytest.fail(
+            f"PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql/*/bin; {HINT}"
+        )
     return Path(versions[-1]).parent
 
 
@@ -56,7 +59,9 @@ def _command(prefix: list[str], args: list[str]) -> list[str]:
 
 
 def _run(prefix: list[str], args: list[str]) -> None:
-    done = subprocess.run(_command(prefix, args), capture_output=True, text=True, timeout=120, cwd="/")  # any user may be in /
+    done = subprocess.run(
+        _command(prefix, args), capture_output=True, text=True, timeout=120, cwd="/"
+    )  # any user may be in /
     if done.returncode != 0:
         pytest.fail(f"{' '.join(args[:2])} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
@@ -73,8 +78,22 @@ def postgres_server():
     _run(prefix, [str(bindir / "initdb"), "-D", str(data), "-U", "cnnlab", "--auth=trust", "-E", "UTF8", "--no-sync"])
     port = free_port()
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
-    _run(prefix, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60",
-                  "-o", options, "start"])
+    _run(
+        prefix,
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        ],
+    )
     try:
         psycopg.connect(host="127.0.0.1", port=port, user="cnnlab", dbname="postgres").close()
         yield "127.0.0.1", port, "cnnlab"

@@ -6,6 +6,7 @@ writing a line `<cell> <pid>` to a shared file, so the test can count how often 
 --hold claims one cell and then sleeps (to be killed while holding it). --barrier N: claim only once N claimers
 are ready (each leaves OUT.ready.<pid>), so that they start together and really race.
 """
+
 import os
 import sys
 import time

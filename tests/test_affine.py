@@ -5,6 +5,7 @@ is not transformed with the input); batch norm's eps, which is not scaled by a (
 and close for a of order 1 at the default eps); in eval mode, running statistics that hold the data's
 statistics rather than their (0, 1) start (cumulative averaging, or enough updates).
 """
+
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -13,8 +14,13 @@ from torch import nn
 
 def conv_bn(seed: int, eps: float = 1e-5, momentum=0.1) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8, eps=eps, momentum=momentum), nn.ReLU(),
-                         nn.Conv2d(8, 4, 3), nn.BatchNorm2d(4, eps=eps, momentum=momentum)).double()
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.BatchNorm2d(8, eps=eps, momentum=momentum),
+        nn.ReLU(),
+        nn.Conv2d(8, 4, 3),
+        nn.BatchNorm2d(4, eps=eps, momentum=momentum),
+    ).double()
 
 
 def inputs(seed: int) -> torch.Tensor:
@@ -66,13 +72,18 @@ def test_invariance_command_compares_two_real_runs(data_root, tmp_path, monkeypa
     from cnnlab.errors import CnnlabError
     from cnnlab.runner import run_invariance
 
-    cfg = load_experiment("affine-invariance", ["train.epochs=1", "data.train_subset=200", "data.test_subset=40", "model.args.NF=8"])
+    cfg = load_experiment(
+        "affine-invariance", ["train.epochs=1", "data.train_subset=200", "data.test_subset=40", "model.args.NF=8"]
+    )
     monkeypatch.chdir(tmp_path)
     runs = Path("runs")  # relative, as `cnnlab invariance` has it by default
     folder = run_invariance(cfg, runs, data_root)
     comparison = json.loads((folder / "comparison.json").read_text())
     assert (comparison["affine_a"], comparison["affine_b"]) == (2.5, -1.0)
-    plain, moved = (json.loads((runs / f"affine-invariance-{k}").glob("*/summary.json").__next__().read_text()) for k in ("plain", "affine"))
+    plain, moved = (
+        json.loads((runs / f"affine-invariance-{k}").glob("*/summary.json").__next__().read_text())
+        for k in ("plain", "affine")
+    )
     assert plain["status"] == moved["status"] == "completed"
     # one epoch of batch statistics absorbs a and b: the training loss barely moves
     assert comparison["curves"]["train_loss"]["max_abs_diff"] < 0.02 * plain["final"]["train_loss"]

@@ -1,6 +1,7 @@
 """The Python API (issue 18.2): `import cnnlab` offers the jobs, results are objects that show in a notebook, a class
 from Python is counted and trained like a zoo network, errors raise CnnlabError with the CLI's message, and
 nothing touches matplotlib's backend or pyplot."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,13 @@ from torch.utils.flop_counter import FlopCounterMode
 import cnnlab
 from tests.own_net import Net
 
-QUICK = ["data.train_subset=600", "data.test_subset=200", "data.val_fraction=0.2", "train.epochs=1",
-         "train.batch_size=64"]
+QUICK = [
+    "data.train_subset=600",
+    "data.test_subset=200",
+    "data.val_fraction=0.2",
+    "train.epochs=1",
+    "train.batch_size=64",
+]
 
 
 class Other(Net):
@@ -28,14 +34,15 @@ class Other(Net):
 
 def test_import_is_cheap_and_lists_the_jobs():
     code = "import sys, cnnlab; print(sorted(dir(cnnlab)), 'torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     for name in ("summary", "run", "load", "compare", "explain", "CnnlabError"):
         assert name in out.stdout
     assert out.stdout.strip().endswith("False")  # torch is imported on first use
     from cnnlab.errors import CnnlabError
-    from cnnlab.explain.layer_listing import list_layers  # the package of explain's parts stays importable, and callable
+    from cnnlab.explain.layer_listing import (
+        list_layers,
+    )  # the package of explain's parts stays importable, and callable
 
     assert cnnlab.CnnlabError is CnnlabError and callable(list_layers) and callable(cnnlab.explain)
 
@@ -57,7 +64,9 @@ def test_summary_of_a_class_counts_exactly_and_shows_as_a_table():
 
 
 def test_user_errors_raise_cnnlab_error_with_the_command_lines_message(tmp_path):
-    with pytest.raises(cnnlab.CnnlabError, match=r"unknown key 'optim.lrr' \(did you mean lr or lr_per\?\); allowed here"):
+    with pytest.raises(
+        cnnlab.CnnlabError, match=r"unknown key 'optim.lrr' \(did you mean lr or lr_per\?\); allowed here"
+    ):
         cnnlab.run("quickstart", "optim.lrr=0.1", runs_dir=tmp_path)
     with pytest.raises(cnnlab.CnnlabError, match=r"error in the config given to cnnlab:\n  unknown key 'optim.lrr'"):
         cnnlab.run({"model": {"name": "simplenn"}, "optim": {"lrr": 0.1}}, runs_dir=tmp_path)
@@ -95,8 +104,9 @@ def test_run_a_class_from_python_stop_resume_compare_and_explain(tmp_path, data_
     assert isinstance(run.figure("acc"), Figure) and set(run.figures) >= {"loss", "acc"}
     assert "srcdoc" in run.report()._repr_html_()
     assert "class Net(nn.Module):" in (run.path / "model_source.py").read_text()
-    wide = cnnlab.run("quickstart", *QUICK, "model.args.width=8", model=Net, runs_dir=tmp_path, data_dir=data_root,
-                      progress=False)
+    wide = cnnlab.run(
+        "quickstart", *QUICK, "model.args.width=8", model=Net, runs_dir=tmp_path, data_dir=data_root, progress=False
+    )
     comparison = cnnlab.compare([run, wide])
     assert len(comparison.variants) == 2 and "<table>" in comparison._repr_html_()
     assert isinstance(comparison.figure(), Figure)

@@ -1,5 +1,6 @@
 """Configs: unknown keys, wrong types and impossible values stop a run with the key and file named; the built-in
 experiments ship inside the package, a user's ./experiments comes first."""
+
 import shutil
 import subprocess
 import sys
@@ -71,7 +72,9 @@ def test_every_built_in_experiment_is_valid_and_described_in_one_line():
 def test_a_users_experiments_come_first_and_are_listed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "quickstart.yaml").write_text("# My own quickstart, on the Table 1 network.\nmodel: {name: table1}\n")
+    (tmp_path / "experiments" / "quickstart.yaml").write_text(
+        "# My own quickstart, on the Table 1 network.\nmodel: {name: table1}\n"
+    )
     (tmp_path / "experiments" / "mine.yaml").write_text("model: {name: simplenn}\n")
     assert find_experiment("quickstart").resolve() == (tmp_path / "experiments" / "quickstart.yaml").resolve()
     assert load_experiment("quickstart").model.name == "table1" and load_experiment("mine").name == "mine"
@@ -88,10 +91,38 @@ def test_a_users_experiments_come_first_and_are_listed(tmp_path, monkeypatch):
 def test_the_wheel_ships_the_experiments_and_templates(tmp_path):
     """`pip wheel .` of a copy of the source tree: an installed cnnlab must find its own experiments."""
     source = tmp_path / "src"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "sweeps", ".cache", "build",
-                                                              "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"))
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
-                            "-w", str(tmp_path / "wheel")], capture_output=True, text=True, timeout=300)
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "runs",
+            "sweeps",
+            ".cache",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            ".pytest_cache",
+            ".hypothesis",
+        ),
+    )
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "wheel"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (tmp_path / "wheel").glob("cnnlab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -99,8 +130,13 @@ def test_the_wheel_ships_the_experiments_and_templates(tmp_path):
     assert {"cnnlab/report/templates/run.html.j2", "cnnlab/report/templates/sweep.html.j2"} <= names
 
 
-@pytest.mark.parametrize("override, allowed", [("optim.lookahead.evry=5", "allowed here: decay, every, power"),
-                                               ("search.sampler_name=tpe", "allowed here: metric, params, pruner")])
+@pytest.mark.parametrize(
+    "override, allowed",
+    [
+        ("optim.lookahead.evry=5", "allowed here: decay, every, power"),
+        ("search.sampler_name=tpe", "allowed here: metric, params, pruner"),
+    ],
+)
 def test_a_typo_under_an_optional_section_lists_its_keys(override, allowed):
     """optim.lookahead and search are Optional sections: one walker unwraps them for messages and key checks."""
     from cnnlab.config import key_problem
@@ -111,13 +147,16 @@ def test_a_typo_under_an_optional_section_lists_its_keys(override, allowed):
     assert key_problem("optim.lookahead.every") is None and key_problem("search.params") is None
 
 
-@pytest.mark.parametrize("override, hint", [
-    ("optim.learning_rate=0.1", "unknown key 'optim.learning_rate' (did you mean lr?)"),
-    ("optim.lookahead.evry=5", "(did you mean every?)"),
-    ("data.dataset=cifar", "(got 'cifar'; did you mean cifar10?)"),
-    ("model.name=simplen", "nor a torchvision model (did you mean simplenn?)"),
-    ("optim.lr=0.1,0.01", "`cnnlab sweep EXPERIMENT --grid optim.lr=0.1,0.01`"),
-])
+@pytest.mark.parametrize(
+    "override, hint",
+    [
+        ("optim.learning_rate=0.1", "unknown key 'optim.learning_rate' (did you mean lr?)"),
+        ("optim.lookahead.evry=5", "(did you mean every?)"),
+        ("data.dataset=cifar", "(got 'cifar'; did you mean cifar10?)"),
+        ("model.name=simplen", "nor a torchvision model (did you mean simplenn?)"),
+        ("optim.lr=0.1,0.01", "`cnnlab sweep EXPERIMENT --grid optim.lr=0.1,0.01`"),
+    ],
+)
 def test_a_misspelt_name_gets_the_closest_one(override, hint):
     with pytest.raises(CnnlabError) as error:
         load_experiment("quickstart", [override])

@@ -1,5 +1,6 @@
 """What users of Lightning, fastai, Keras and torchvision look for (issue 21): --version, shell completion,
 --dry-run, fp16 and mps, torchvision's weight names."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,13 @@ from tests.conftest import quick_config
 
 
 def cli(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_version_and_shell_completion():
@@ -38,14 +44,25 @@ def test_version_and_shell_completion():
 
 
 def test_dry_run_prints_the_resolved_config_and_the_model_and_trains_nothing(tmp_path, data_root):
-    done = cli("run", "simplenn-cifar10", "train.epochs=3", "optim.lr=0.05", "--dry-run", "--runs-dir", tmp_path,
-               "--data-dir", data_root)
+    done = cli(
+        "run",
+        "simplenn-cifar10",
+        "train.epochs=3",
+        "optim.lr=0.05",
+        "--dry-run",
+        "--runs-dir",
+        tmp_path,
+        "--data-dir",
+        data_root,
+    )
     assert done.returncode == 0, done.stderr
     resolved = yaml.safe_load(done.stdout)
     assert resolved["train"]["epochs"] == 3 and resolved["optim"]["lr"] == 0.05
     assert resolved["train"]["eval_batch_size"] == 1000  # defaults filled in
-    assert done.stdout.rstrip().splitlines()[-1] == ("# experiment simplenn-cifar10 (simplenn): 3x32x32 in, "
-                                                     "82,078 parameters (82,078 trainable), 0.72 M MACs per image")
+    assert done.stdout.rstrip().splitlines()[-1] == (
+        "# experiment simplenn-cifar10 (simplenn): 3x32x32 in, "
+        "82,078 parameters (82,078 trainable), 0.72 M MACs per image"
+    )
     assert not any(tmp_path.iterdir())
 
 
@@ -63,8 +80,11 @@ def transfer_config(name: str, pretrained: str, task: str = "classify", dataset:
 def test_torchvision_weight_names_are_checked_against_the_models_enum(tmp_path, monkeypatch):
     assert transfer_config("resnet50", "IMAGENET1K_V2").model.pretrained == "IMAGENET1K_V2"
     assert transfer_config("deeplabv3_mobilenet_v3_large", "COCO_WITH_VOC_LABELS_V1", "segment", "pennfudan")
-    with pytest.raises(CnnlabError, match=r"resnet18's weights \(torchvision's ResNet18_Weights\) are named "
-                                          r"IMAGENET1K_V1, DEFAULT;"):
+    with pytest.raises(
+        CnnlabError,
+        match=r"resnet18's weights \(torchvision's ResNet18_Weights\) are named "
+        r"IMAGENET1K_V1, DEFAULT;",
+    ):
         transfer_config("resnet18", "IMAGENET1K_V2")
     assert str(torchvision_weights("resnet50", "IMAGENET1K_V1")) == "ResNet50_Weights.IMAGENET1K_V1"
     assert str(torchvision_weights("resnet50", "DEFAULT")) == "ResNet50_Weights.IMAGENET1K_V2"

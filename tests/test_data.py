@@ -1,4 +1,5 @@
 """Real data through the real pipeline: sources, tensor cache, splits, batched augmentation, errors."""
+
 import gzip
 from pathlib import Path
 
@@ -54,8 +55,9 @@ def test_subsets_and_splits_are_balanced_seeded_and_disjoint(data_root):
 def test_augmentation_keeps_labels_and_shapes_on_real_images(data_root):
     train, _, _ = load_images(data_cfg(dataset="cifar10"), data_root)
     images, labels = train.images[:64], train.labels[:64]
-    batches = DeviceBatches(images, labels, 16, torch.device("cpu"), torch.ones(3), torch.zeros(3),
-                            crop_padding=4, flip=True, shuffle=True)
+    batches = DeviceBatches(
+        images, labels, 16, torch.device("cpu"), torch.ones(3), torch.zeros(3), crop_padding=4, flip=True, shuffle=True
+    )
     seen = []
     for x, y in batches.batches(torch.Generator().manual_seed(0)):
         assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32 and torch.equal(x, x.round())
@@ -80,7 +82,7 @@ def test_crop_and_flip_are_seeded_and_do_what_they_say():
     assert not torch.equal(a, random_crop(x, 2, torch.Generator().manual_seed(6))[0])
     offsets = []
     for i, out in enumerate(a):
-        found = placements(out, x[i:i + 1], 2)
+        found = placements(out, x[i : i + 1], 2)
         assert len(found) == 1 and not found[0][3]  # one unmirrored window of its own image
         _, dy, dx, _ = found[0]
         offsets.append((dy, dx))
@@ -153,12 +155,20 @@ def test_idx_files_read_back_and_a_truncated_one_is_named(data_root, tmp_path):
     """IDX files written here from real CIFAR-10 photographs (in grey) read back exactly; cut short, the file is named."""
     train, test, _ = load_images(data_cfg(dataset="cifar10"), data_root)
     pick, pick_test = torch.arange(60) * 800, torch.arange(20) * 500  # every class (the archive is in class order)
-    parts = {"train": (train.images[pick], train.labels[pick]), "t10k": (test.images[pick_test], test.labels[pick_test])}
+    parts = {
+        "train": (train.images[pick], train.labels[pick]),
+        "t10k": (test.images[pick_test], test.labels[pick_test]),
+    }
     for split, (images, labels) in parts.items():
         write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images.float().mean(1).to(torch.uint8).numpy())
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels.to(torch.uint8).numpy())
     tr, te, _ = load_images(data_cfg(dataset="idx", path=str(tmp_path)), tmp_path)
-    assert torch.equal(tr.images[:, 0], train.images[pick].float().mean(1).to(torch.uint8)) and te.images.shape == (20, 1, 32, 32)
+    assert torch.equal(tr.images[:, 0], train.images[pick].float().mean(1).to(torch.uint8)) and te.images.shape == (
+        20,
+        1,
+        32,
+        32,
+    )
     assert tr.labels.tolist() == train.labels[pick].tolist() and tr.classes == [str(i) for i in range(10)]
     data = gzip.decompress((tmp_path / "t10k-images-idx3-ubyte.gz").read_bytes())
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(data[:5000]))
@@ -183,7 +193,9 @@ def test_official_cifar_batches_read_safely(data_root, tmp_path):
     tr, te, found = load_images(data_cfg(dataset="cifar10"), tmp_path)
     assert found == folder and tr.images.shape == (20, 3, 32, 32) and te.images.shape == (4, 3, 32, 32)
     assert torch.equal(tr.images[:4], train.images[:4]) and tr.labels.tolist() == train.labels[:20].tolist()
-    (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [os_system_probe]}))
+    (folder / "test_batch").write_bytes(
+        pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [os_system_probe]})
+    )
     with pytest.raises(CnnlabError, match="refusing to load"):
         from cnnlab.data.decoders import read_cifar_batches
 
@@ -200,14 +212,18 @@ def test_failed_download_says_why_and_what_to_put_where(tmp_path, monkeypatch):
     class Offline:
         def __init__(self, root, train, download):
             (Path(root) / "MNIST" / "raw").mkdir(parents=True)
-            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3.amazonaws.com"
-                               "/mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n")
+            raise RuntimeError(
+                "Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3.amazonaws.com"
+                "/mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n"
+            )
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
     with pytest.raises(CnnlabError) as e:
         download("mnist", tmp_path)
-    assert str(e.value) == (f"downloading mnist into {tmp_path} failed (Name or service not known). To get it without "
-                            f"downloading: put the four MNIST IDX files in <data root>/mnist/ (the data root is {tmp_path}).")
+    assert str(e.value) == (
+        f"downloading mnist into {tmp_path} failed (Name or service not known). To get it without "
+        f"downloading: put the four MNIST IDX files in <data root>/mnist/ (the data root is {tmp_path})."
+    )
     assert not (tmp_path / "MNIST").exists()  # an empty MNIST/raw would be the first place the next run finds
 
 

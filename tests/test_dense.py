@@ -1,4 +1,5 @@
 """Per-pixel tasks on real data: palettes, greyscale, model shapes, aligned augmentation, training runs."""
+
 import math
 
 import numpy as np
@@ -37,7 +38,9 @@ def pennfudan(data_root):
 
 def test_palette_and_quantisation_on_real_horses(horses):
     images = horses.images[:500]
-    assert len(horses) == 5000 and set(horses.labels.tolist()) == {0} and horses.classes == ["horse"]  # kept, relabelled
+    assert (
+        len(horses) == 5000 and set(horses.labels.tolist()) == {0} and horses.classes == ["horse"]
+    )  # kept, relabelled
     palette = fit_palette(images, 12, seed=0)
     assert palette.shape == (12, 3) and torch.equal(palette, fit_palette(images, 12, seed=0))
     idx = quantise(images[:20], palette)
@@ -48,7 +51,12 @@ def test_palette_and_quantisation_on_real_horses(horses):
     assert (idx[3].flatten().numpy() == expected).all()
     # k-means colours beat colours picked at random from the same pixels
     error = ((palette[idx.long()].permute(0, 3, 1, 2) - images[:20].float()) ** 2).mean()
-    rand = images[:20].permute(0, 2, 3, 1).reshape(-1, 3)[torch.randperm(20 * 1024, generator=torch.Generator().manual_seed(1))[:12]].float()
+    rand = (
+        images[:20]
+        .permute(0, 2, 3, 1)
+        .reshape(-1, 3)[torch.randperm(20 * 1024, generator=torch.Generator().manual_seed(1))[:12]]
+        .float()
+    )
     rand_error = ((rand[quantise(images[:20], rand).long()].permute(0, 3, 1, 2) - images[:20].float()) ** 2).mean()
     assert error < 0.7 * rand_error
 
@@ -83,7 +91,9 @@ def test_colour_models_keep_the_image_size(name, size):
 @pytest.mark.parametrize("upsample", ["nearest", "bilinear", "transposed"])
 def test_seg_unet_upsampling_choices(upsample):
     entry = ZOO["seg_unet"]
-    net = build(parse_spec(entry.spec), (3, 64, 64), {"NF": 4, "classes": 2}, ModelOptions(upsample=upsample, activation="elu"))
+    net = build(
+        parse_spec(entry.spec), (3, 64, 64), {"NF": 4, "classes": 2}, ModelOptions(upsample=upsample, activation="elu")
+    )
     kinds = {type(m).__name__ for m in net.children()}
     assert ("ConvTranspose2d" in kinds) == (upsample == "transposed") and "ELU" in kinds
     assert net(torch.randn(2, 3, 64, 64)).shape == (2, 2, 64, 64)
@@ -102,10 +112,12 @@ def test_mask_moves_with_its_photo(pennfudan):
         found = placements(img, photo[None], 6)
         assert len(found) == 1
         _, dy, dx, flipped = found[0]
-        window = padded_mask[dy:dy + 96, dx:dx + 96]
+        window = padded_mask[dy : dy + 96, dx : dx + 96]
         assert torch.equal(window.flip(1) if flipped else window, m)  # the same window, the same mirror
         seen.append(found[0][1:])
-    assert sum((dy, dx) != (6, 6) for dy, dx, _ in seen) > 12 and len({s[:2] for s in seen}) > 8  # moved, to many places
+    assert (
+        sum((dy, dx) != (6, 6) for dy, dx, _ in seen) > 12 and len({s[:2] for s in seen}) > 8
+    )  # moved, to many places
     assert 0 < sum(f for _, _, f in seen) < 16  # some mirrored, some not
     assert any((m == IGNORE).any() for m in out_masks)  # the border a shift brings in carries no label
 
@@ -127,9 +139,23 @@ def test_iou_tally_against_hand_counts():
 
 
 def test_colourize_run_end_to_end(data_root, tmp_path):
-    cfg = cfg_of({"name": "colour", "task": "colourize", "data": {"dataset": "cifar10", "train_subset": 300, "test_subset": 60,
-                  "val_fraction": 0.2, "palette_size": 8}, "model": {"name": "colour_unet", "args": {"NF": 8}},
-                  "optim": {"name": "adam", "lr": 0.003}, "train": {"epochs": 2, "batch_size": 50}, "figures": {"count": 3, "temperature": 0.38}})
+    cfg = cfg_of(
+        {
+            "name": "colour",
+            "task": "colourize",
+            "data": {
+                "dataset": "cifar10",
+                "train_subset": 300,
+                "test_subset": 60,
+                "val_fraction": 0.2,
+                "palette_size": 8,
+            },
+            "model": {"name": "colour_unet", "args": {"NF": 8}},
+            "optim": {"name": "adam", "lr": 0.003},
+            "train": {"epochs": 2, "batch_size": 50},
+            "figures": {"count": 3, "temperature": 0.38},
+        }
+    )
     run = start_run(cfg, tmp_path, data_root)
     summary, rows = run.summary().to_dict(), run.metrics()
     assert summary["status"] == "completed" and summary["task"] == "colourize"
@@ -144,9 +170,21 @@ def test_colourize_run_end_to_end(data_root, tmp_path):
 
 
 def test_segment_run_end_to_end(data_root, tmp_path):
-    cfg = cfg_of({"name": "seg", "task": "segment", "data": {"dataset": "pennfudan", "image_size": 64, "val_fraction": 0.15,
-                  "augment": {"flip": True, "crop_padding": 4}}, "model": {"name": "seg_unet", "args": {"NF": 4}, "upsample": "transposed"},
-                  "optim": {"name": "adam", "lr": 0.01}, "train": {"epochs": 2, "batch_size": 16}})
+    cfg = cfg_of(
+        {
+            "name": "seg",
+            "task": "segment",
+            "data": {
+                "dataset": "pennfudan",
+                "image_size": 64,
+                "val_fraction": 0.15,
+                "augment": {"flip": True, "crop_padding": 4},
+            },
+            "model": {"name": "seg_unet", "args": {"NF": 4}, "upsample": "transposed"},
+            "optim": {"name": "adam", "lr": 0.01},
+            "train": {"epochs": 2, "batch_size": 16},
+        }
+    )
     run = start_run(cfg, tmp_path, data_root)
     summary = run.summary().to_dict()
     assert summary["status"] == "completed" and summary["monitor"] == "val_iou"
@@ -160,7 +198,11 @@ def test_segment_run_end_to_end(data_root, tmp_path):
     assert summary["sparsity"]["total"]["weights"] > 0
     assert (run.figures / "segment-test.png").exists()
     html = (run.path / "report.html").read_text()
-    assert "test IoU" in html and "IoU per class (test split, best checkpoint)" in html and "Sparsity of the weights" in html
+    assert (
+        "test IoU" in html
+        and "IoU per class (test split, best checkpoint)" in html
+        and "Sparsity of the weights" in html
+    )
 
 
 def test_segment_needs_masks():

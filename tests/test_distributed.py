@@ -12,6 +12,7 @@ between two one-process runs whose sums are ordered differently (table1 at lr 0.
 one epoch, 6.5e-3 after three, the losses alike). Hence a moderate rate (0.01) and 10 to 20 steps; a resumed run
 is compared with an uninterrupted one of as many processes, which it repeats exactly.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,13 +60,24 @@ def env(**extra) -> dict:
 
 
 def torchrun(launch: list[str], command: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", *launch, "-m", "cnnlab", *command],
-                          env=kw.pop("env", env()), capture_output=True, text=True, timeout=kw.pop("timeout", 300), **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "cnnlab", *command],
+        env=kw.pop("env", env()),
+        capture_output=True,
+        text=True,
+        timeout=kw.pop("timeout", 300),
+        **kw,
+    )
 
 
 def one_process(runs_dir: Path, overrides: list[str], experiment: str = "quickstart") -> RunFolder:
-    done = subprocess.run([sys.executable, "-m", "cnnlab", "run", experiment, *overrides, "--runs-dir", str(runs_dir)],
-                          env=env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "run", experiment, *overrides, "--runs-dir", str(runs_dir)],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return RunFolder(Path(done.stdout.strip().splitlines()[-1]))
 
@@ -97,6 +109,7 @@ STANDALONE = ["--standalone", "--nproc-per-node=2"]
 
 # ---- without processes: how a split is shared, and the choices made at start -------------------------------
 
+
 def test_spread_training_batches_are_the_one_process_batches(data_root):
     """Rows rank::2 of each global batch, crop and flip included: put back together, the one-process batches."""
     from cnnlab import data as data_mod
@@ -118,7 +131,9 @@ def test_the_remainder_sits_out_and_evaluation_shares_repeat_nothing():
     25; the 8 full global batches are the one-process ones. Evaluation: contiguous shares, each image once."""
     images = torch.arange(103, dtype=torch.uint8).view(103, 1, 1, 1).expand(103, 1, 4, 4).contiguous()
     labels = torch.arange(103)
-    common = dict(batch_size=12, device=torch.device("cpu"), scale=torch.ones(1), shift=torch.zeros(1), channels_last=False)
+    common = dict(
+        batch_size=12, device=torch.device("cpu"), scale=torch.ones(1), shift=torch.zeros(1), channels_last=False
+    )
     train = DeviceBatches(images, labels, shuffle=True, crop_padding=1, flip=True, **common)
     shares = [list(train.batches(torch.Generator().manual_seed(0), rank, 4)) for rank in range(4)]
     one = list(train.batches(torch.Generator().manual_seed(0)))
@@ -180,6 +195,7 @@ def test_gloo_talks_over_loopback_when_every_process_is_on_this_machine(monkeypa
 
 # ---- batch norm over the global batch, on two CPU processes --------------------------------------------------
 
+
 def _global_batch_norm_worker(rank: int, port: int, out: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -200,12 +216,14 @@ def _global_batch_norm_worker(rank: int, port: int, out: dict) -> None:
     for p in (spread.weight, spread.bias):
         dist.all_reduce(p.grad)
     if rank == 0:
-        out.update(y=(y.double() - expected[0::2]).abs().max().item(),
-                   dx=(mine.grad.double() - whole.grad[0::2]).abs().max().item(),
-                   dw=(spread.weight.grad.double() - exact.weight.grad).abs().max().item(),
-                   db=(spread.bias.grad.double() - exact.bias.grad).abs().max().item(),
-                   mean=(spread.running_mean.double() - exact.running_mean).abs().max().item(),
-                   var=(spread.running_var.double() - exact.running_var).abs().max().item())
+        out.update(
+            y=(y.double() - expected[0::2]).abs().max().item(),
+            dx=(mine.grad.double() - whole.grad[0::2]).abs().max().item(),
+            dw=(spread.weight.grad.double() - exact.weight.grad).abs().max().item(),
+            db=(spread.bias.grad.double() - exact.bias.grad).abs().max().item(),
+            mean=(spread.running_mean.double() - exact.running_mean).abs().max().item(),
+            var=(spread.running_var.double() - exact.running_var).abs().max().item(),
+        )
     dist.destroy_process_group()
 
 
@@ -221,6 +239,7 @@ def test_global_batch_norm_is_batch_norm_over_the_whole_batch():
 
 
 # ---- torchrun ------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def table1_alone(data_root, tmp_path_factory) -> RunFolder:
@@ -268,8 +287,16 @@ def test_sync_bn_two_processes_close_to_one_process(data_root, tmp_path):
 def test_segmentation_with_unlabelled_padding_trains_alike_on_two_processes(data_root, tmp_path):
     """Crop padding leaves pixels unlabelled, so the two halves of a batch hold different numbers of labelled pixels:
     each process's mean loss is weighted by its share of them, and the gradient is the whole batch's mean."""
-    seg = ["model.bn=false", "model.args.NF=4", "data.image_size=32", "data.augment.crop_padding=8", "train.epochs=2",
-           "train.batch_size=8", "train.precision=fp32", *SGD]
+    seg = [
+        "model.bn=false",
+        "model.args.NF=4",
+        "data.image_size=32",
+        "data.augment.crop_padding=8",
+        "train.epochs=2",
+        "train.batch_size=8",
+        "train.precision=fp32",
+        *SGD,
+    ]
     done = torchrun(STANDALONE, ["run", "seg-unet", *seg, "--runs-dir", str(tmp_path / "spread")])
     assert done.returncode == 0, done.stderr
     gap = weight_gap(only_run(tmp_path / "spread"), one_process(tmp_path / "alone", seg, "seg-unet"))
@@ -281,12 +308,23 @@ def test_segmentation_with_unlabelled_padding_trains_alike_on_two_processes(data
 def test_a_torchvision_model_unfrozen_midway_trains_alike_on_two_processes(data_root, tmp_path):
     """ResNet-18 (untrained weights), layer4 and fc trained from epoch 2 (train.unfreeze_after), batch norm over the
     global batch: DDP is wrapped again when the trainable selection changes, frozen batch norm stays frozen."""
-    resnet = ["model.pretrained=none", "data.input_size=32", "data.train_subset=400", "data.test_subset=100",
-              "data.val_fraction=0.2", "train.epochs=2", "train.unfreeze_after=1", "train.sync_bn=true", *SGD]
+    resnet = [
+        "model.pretrained=none",
+        "data.input_size=32",
+        "data.train_subset=400",
+        "data.test_subset=100",
+        "data.val_fraction=0.2",
+        "train.epochs=2",
+        "train.unfreeze_after=1",
+        "train.sync_bn=true",
+        *SGD,
+    ]
     done = torchrun(STANDALONE, ["run", "resnet18-transfer-cifar10", *resnet, "--runs-dir", str(tmp_path / "spread")])
     assert done.returncode == 0, done.stderr
     assert "epoch 2: 15 parameter tensors train from now on" in done.stdout
-    gap = weight_gap(only_run(tmp_path / "spread"), one_process(tmp_path / "alone", resnet, "resnet18-transfer-cifar10"))
+    gap = weight_gap(
+        only_run(tmp_path / "spread"), one_process(tmp_path / "alone", resnet, "resnet18-transfer-cifar10")
+    )
     print(f"resnet18 unfrozen after epoch 1, sync_bn, 2 processes vs 1: max |weight difference| = {gap:.3g}")
     assert gap < BN_TOL
 
@@ -311,10 +349,13 @@ def test_two_machines_make_one_run_folder_over_loopback(data_root, tmp_path):
     """Two torchrun launches, one process each, as two machines would start them, rendezvous on 127.0.0.1; each
     "machine" has runs dir of its own, and the one run folder is on rank 0's."""
     port, prefix = free_port(), loopback_only()
-    launches = [f"{sys.executable} -m torch.distributed.run --nnodes=2 --node-rank={node} --nproc-per-node=1 "
-                f"--rdzv-backend=c10d --rdzv-endpoint=127.0.0.1:{port} -m cnnlab run quickstart {' '.join(TABLE1)} "
-                f"train.epochs=1 --runs-dir {tmp_path / f'machine{node}'} > {tmp_path / f'machine{node}.log'} 2>&1 & "
-                f"p{node}=$!" for node in (0, 1)]
+    launches = [
+        f"{sys.executable} -m torch.distributed.run --nnodes=2 --node-rank={node} --nproc-per-node=1 "
+        f"--rdzv-backend=c10d --rdzv-endpoint=127.0.0.1:{port} -m cnnlab run quickstart {' '.join(TABLE1)} "
+        f"train.epochs=1 --runs-dir {tmp_path / f'machine{node}'} > {tmp_path / f'machine{node}.log'} 2>&1 & "
+        f"p{node}=$!"
+        for node in (0, 1)
+    ]
     script = "; ".join(launches) + "; wait $p0; a=$?; wait $p1; exit $((a | $?))"
     done = subprocess.run([*prefix, "bash", "-c", script], env=env(), timeout=300)
     logs = "\n".join((tmp_path / f"machine{n}.log").read_text() for n in (0, 1))
@@ -334,7 +375,11 @@ def rank_pid(tag: str, rank: int) -> int | None:
             environ = (proc / "environ").read_bytes().split(b"\0")
         except (OSError, ValueError):
             continue
-        if tag.encode() in environ and f"RANK={rank}".encode() in environ and b"cnnlab" in (proc / "cmdline").read_bytes():
+        if (
+            tag.encode() in environ
+            and f"RANK={rank}".encode() in environ
+            and b"cnnlab" in (proc / "cmdline").read_bytes()
+        ):
             return int(proc.name)
     return None
 
@@ -343,9 +388,26 @@ def rank_pid(tag: str, rank: int) -> int | None:
 def test_kill_9_of_one_process_stops_the_others_and_resume_finishes_the_run(data_root, tmp_path):
     longer = [*TABLE1, "data.train_subset=5000", "train.epochs=2"]  # 4000 images: 84 global batches an epoch
     tag = f"CNNLAB_TEST_JOB={uuid.uuid4()}"
-    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *STANDALONE, "-m", "cnnlab", "run", "quickstart",
-                            *longer, "--runs-dir", str(tmp_path / "killed")], env=env(**dict([tag.split("=")])),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            *STANDALONE,
+            "-m",
+            "cnnlab",
+            "run",
+            "quickstart",
+            *longer,
+            "--runs-dir",
+            str(tmp_path / "killed"),
+        ],
+        env=env(**dict([tag.split("=")])),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     run_dir = first_epoch_done(tmp_path / "killed", job, timeout=240)
     time.sleep(0.1)  # kill -9 rank 1 early in epoch 2, well before its end
     victim = rank_pid(tag, 1)

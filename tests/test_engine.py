@@ -1,6 +1,7 @@
 """The engine's parts on their own and through real runs: the checkpoint policy (max and min), train.monitor,
 last.pt files written before the policy had its own state, torch's process-wide flags, how a run ends
 (stopped, pruned), and the run report drawing every metric family a run records."""
+
 import math
 
 import pytest
@@ -18,8 +19,12 @@ from cnnlab.runfolder import RunFolder
 from cnnlab.runner import resume_run, start_run
 from tests.conftest import quick_config
 
-ROWS = [{"epoch": 1, "val_loss": 0.9, "val_acc": 0.5}, {"epoch": 2, "val_loss": math.nan, "val_acc": 0.7},
-        {"epoch": 3, "val_loss": 0.4, "val_acc": 0.7}, {"epoch": 4, "val_loss": 0.6, "val_acc": 0.6}]
+ROWS = [
+    {"epoch": 1, "val_loss": 0.9, "val_acc": 0.5},
+    {"epoch": 2, "val_loss": math.nan, "val_acc": 0.7},
+    {"epoch": 3, "val_loss": 0.4, "val_acc": 0.7},
+    {"epoch": 4, "val_loss": 0.6, "val_acc": 0.6},
+]
 
 
 def without_timing(rows):
@@ -33,7 +38,11 @@ def test_checkpoint_policy_keeps_the_lowest_or_the_highest():
     assert (low.best_epoch, low.best_value, high.best_epoch, high.best_value) == (3, 0.4, 2, 0.7)
     again = CheckpointPolicy("val_loss", "min")
     again.load_state_dict(low.state_dict())
-    assert again.best_epoch == 3 and not again.update({"epoch": 5, "val_loss": 0.5}) and again.update({"epoch": 6, "val_loss": 0.3})
+    assert (
+        again.best_epoch == 3
+        and not again.update({"epoch": 5, "val_loss": 0.5})
+        and again.update({"epoch": 6, "val_loss": 0.3})
+    )
     with pytest.raises(CnnlabError, match="monitors max val_acc"):
         CheckpointPolicy("val_acc", "max").load_state_dict(low.state_dict())
 
@@ -50,8 +59,11 @@ def test_torch_flags_come_back_after_a_run_and_after_an_error():
 
 def test_val_loss_picks_best_pt(data_root, tmp_path):
     before = torch.are_deterministic_algorithms_enabled()
-    run = start_run(quick_config(train={"epochs": 3, "monitor": "val_loss"}, optim={"lr": 0.03}, deterministic=True),
-                    tmp_path, data_root)
+    run = start_run(
+        quick_config(train={"epochs": 3, "monitor": "val_loss"}, optim={"lr": 0.03}, deterministic=True),
+        tmp_path,
+        data_root,
+    )
     assert torch.are_deterministic_algorithms_enabled() == before  # the run's flags did not leak
     rows, summary = run.metrics(), run.summary().to_dict()
     best = min(rows, key=lambda r: r["val_loss"])
@@ -59,14 +71,20 @@ def test_val_loss_picks_best_pt(data_root, tmp_path):
     assert summary["best_value"] == best["val_loss"] and summary["test_acc_at_best"] == best["test_acc"]
     saved = checkpoint.load(run.best_path)
     assert (saved["epoch"], saved["metric"], saved["value"]) == (best["epoch"], "val_loss", best["val_loss"])
-    assert checkpoint.load(run.last_path)["policy"] == {"monitor": "val_loss", "mode": "min",
-                                                         "best_value": best["val_loss"], "best_epoch": best["epoch"]}
+    assert checkpoint.load(run.last_path)["policy"] == {
+        "monitor": "val_loss",
+        "mode": "min",
+        "best_value": best["val_loss"],
+        "best_epoch": best["epoch"],
+    }
     assert "best validation loss (epoch" in (run.path / "report.html").read_text()
 
 
 def test_a_metric_the_task_does_not_record_is_refused_when_the_config_is_read():
-    with pytest.raises(CnnlabError, match="train.monitor val_iou: task classify does not record val_iou; choose one of "
-                                          "val_loss, val_acc"):
+    with pytest.raises(
+        CnnlabError,
+        match="train.monitor val_iou: task classify does not record val_iou; choose one of val_loss, val_acc",
+    ):
         quick_config(train={"monitor": "val_iou"})
 
 
@@ -107,19 +125,56 @@ def test_run_report_draws_every_metric_family(tmp_path):
     """A segmentation run's folder (metrics written here by hand): IoU and mean IoU get curves like loss and accuracy."""
     cfg = quick_config()
     run = RunFolder.create_at(tmp_path / "seg", cfg)
-    rows = [{"epoch": e, **{metrics.split_key(s, m): 0.1 * e for s in metrics.SPLITS for m in metrics.SPLIT_METRICS},
-             "lr": 0.01, "seconds": 2.0, "images_per_s": 100.0} for e in (1, 2)]
+    rows = [
+        {
+            "epoch": e,
+            **{metrics.split_key(s, m): 0.1 * e for s in metrics.SPLITS for m in metrics.SPLIT_METRICS},
+            "lr": 0.01,
+            "seconds": 2.0,
+            "images_per_s": 100.0,
+        }
+        for e in (1, 2)
+    ]
     run.write_metrics(rows)
-    run.write_summary(RunSummary.from_dict({"name": "seg", "status": "completed", "error": None, "monitor": "val_iou", "best_epoch": 2, "best_value": 0.2, "final": rows[-1],
-                       "test_iou_at_best": 0.2, "test_acc_at_best": 0.2, "epochs_done": 2, "epochs": 2, "wall_seconds": 4.0,
-                       "device": "cpu", "threads": 1, "seed": 0, "params": 0, "initial_loss": None,
-                       "expected_initial_loss": 0.69, "initial_loss_ok": None, "task": "segment", "classes": ["bg", "person"],
-                       "data": {"source": "here", "train": 1, "val": 1, "test": 1}, "torch": torch.__version__},
-                                           run.summary_path))
+    run.write_summary(
+        RunSummary.from_dict(
+            {
+                "name": "seg",
+                "status": "completed",
+                "error": None,
+                "monitor": "val_iou",
+                "best_epoch": 2,
+                "best_value": 0.2,
+                "final": rows[-1],
+                "test_iou_at_best": 0.2,
+                "test_acc_at_best": 0.2,
+                "epochs_done": 2,
+                "epochs": 2,
+                "wall_seconds": 4.0,
+                "device": "cpu",
+                "threads": 1,
+                "seed": 0,
+                "params": 0,
+                "initial_loss": None,
+                "expected_initial_loss": 0.69,
+                "initial_loss_ok": None,
+                "task": "segment",
+                "classes": ["bg", "person"],
+                "data": {"source": "here", "train": 1, "val": 1, "test": 1},
+                "torch": torch.__version__,
+            },
+            run.summary_path,
+        )
+    )
     html = write_run_report(run.path)["html"].read_text()
     assert sorted(p.name for p in run.figures.glob("*.png")) == ["acc.png", "iou.png", "loss.png", "miou.png"]
     assert html.count("data:image/svg+xml;base64,") == 4  # the curves as vector figures
-    for text in ("training mean IoU", "test IoU at best validation IoU", "best validation IoU (epoch 2)", "epoch time (s)"):
+    for text in (
+        "training mean IoU",
+        "test IoU at best validation IoU",
+        "best validation IoU (epoch 2)",
+        "epoch time (s)",
+    ):
         assert text in html
 
 

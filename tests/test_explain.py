@@ -1,4 +1,5 @@
 """Look inside: layer names and shapes, activations, Grad-CAM, filter grid, confusion, sparsity, and the figures."""
+
 import json
 import math
 
@@ -166,8 +167,11 @@ def test_grad_cam_with_inplace_relu_and_reused_module_equals_the_plain_network()
             assert torch.allclose(got.maps, want.maps, atol=1e-5), (inplace, shared, layer)
             assert torch.allclose(got.peak, want.peak, rtol=1e-5)
         # the shared ReLU module, at its second call, is the same tensor as the plain network's act2
-        assert torch.allclose(grad_cam(twin, x, "act1", targets, call=2).maps if shared else
-                              grad_cam(twin, x, "act2", targets).maps, grad_cam(plain, x, "act2", targets).maps, atol=1e-5)
+        assert torch.allclose(
+            grad_cam(twin, x, "act1", targets, call=2).maps if shared else grad_cam(twin, x, "act2", targets).maps,
+            grad_cam(plain, x, "act2", targets).maps,
+            atol=1e-5,
+        )
     assert hooks_left(plain) == 0
 
 
@@ -191,7 +195,9 @@ def test_filter_grid_has_one_tile_per_filter(tmp_path):
     grey = filter_tiles(nn.Conv2d(2, 5, 3), "conv1")
     assert not grey.rgb and grey.tiles.shape == (10, 1, 3, 3) and grey.per_row == 2  # a row per filter
     drawn = plot_filter_grid(grey.tiles, grey.ranges, grey.per_row, tmp_path / "grey.png", "conv1", grey.rgb)
-    assert drawn["tiles"] == 10 and drawn["grid_size"] == [5 * 4 + 1, 2 * 4 + 1] and (tmp_path / "grey.png").stat().st_size
+    assert (
+        drawn["tiles"] == 10 and drawn["grid_size"] == [5 * 4 + 1, 2 * 4 + 1] and (tmp_path / "grey.png").stat().st_size
+    )
     resnet = filter_tiles(find_layer(torchvision.models.resnet18(weights=None), "conv1"))
     assert resnet.tiles.shape == (64, 3, 7, 7)
     with pytest.raises(CnnlabError, match="not a Conv2d"):
@@ -245,7 +251,10 @@ def test_sparsity_on_hand_made_weights():
         net[1].weight.zero_()  # so is batch norm
         net[3].weight.copy_(torch.tensor([[0.0, 2.0], [3.0, 4.0]]))
     report = sparsity(net)
-    assert [(r["name"], r["weights"], r["below"], r["zeros"]) for r in report["layers"]] == [("0", 8, 3, 2), ("3", 4, 1, 1)]
+    assert [(r["name"], r["weights"], r["below"], r["zeros"]) for r in report["layers"]] == [
+        ("0", 8, 3, 2),
+        ("3", 4, 1, 1),
+    ]
     assert report["total"] == {"weights": 12, "below": 4, "zeros": 3, "share_below": 4 / 12, "share_zero": 3 / 12}
     assert "biases" in report["note"] and sparsity(net, threshold=2.5)["total"]["below"] == 10
 
@@ -256,13 +265,25 @@ def test_explain_run_writes_every_figure(trained, tmp_path):
     record = explain_run(model, splits.test, splits.classes, tmp_path, example=3, confused=6)
     assert model.training and hooks_left(model) == 0
     files = [f["file"] for f in record["figures"]]
-    assert files == ["filters.png", "activations-conv1.png", "activations-conv2.png", "gradcam.png",
-                     "confusion.png", "most-confused.png"]
+    assert files == [
+        "filters.png",
+        "activations-conv1.png",
+        "activations-conv2.png",
+        "gradcam.png",
+        "confusion.png",
+        "most-confused.png",
+    ]
     for name in files:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(f["title"] and f["caption"] for f in record["figures"])
-    assert record["layers"] == {"first": "conv1", "last": "conv2", "last_conv": "conv2", "last_spatial": "conv2",
-                                "shown": ["conv1", "conv2"], "cam": "conv2"}
+    assert record["layers"] == {
+        "first": "conv1",
+        "last": "conv2",
+        "last_conv": "conv2",
+        "last_spatial": "conv2",
+        "shown": ["conv1", "conv2"],
+        "cam": "conv2",
+    }
     activation = record["figures"][1]
     assert activation["shape"] == [8, 24, 24] and activation["channels"] == list(range(8))  # all of conv1's 8
     assert len(record["figures"][2]["channels"]) == 16

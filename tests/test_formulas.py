@@ -2,6 +2,7 @@
 options (batch norm on/off and where, separable convolutions), the evaluated formulas equal the counts
 read off the instantiated torch module, in every column. Also some formulas written out by hand.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -57,8 +58,16 @@ def test_formulas_equal_the_built_module(name, data):
     recipe = from_zoo(name)
     values = {n: data.draw(st.integers(*RANGES[n]), label=n) for n in sorted(recipe.names)}
     size = st.one_of(st.integers(2, 12).map(lambda h: 4 * h), st.integers(6, 48))
-    numbers = {"C": data.draw(st.integers(1, 3), label="C"), "H": data.draw(size, label="H"), "W": data.draw(size, label="W"), **values}
-    bn, position = data.draw(st.booleans(), label="bn"), data.draw(st.sampled_from(["before", "after"]), label="bn_position")
+    numbers = {
+        "C": data.draw(st.integers(1, 3), label="C"),
+        "H": data.draw(size, label="H"),
+        "W": data.draw(size, label="W"),
+        **values,
+    }
+    bn, position = (
+        data.draw(st.booleans(), label="bn"),
+        data.draw(st.sampled_from(["before", "after"]), label="bn_position"),
+    )
     separable = data.draw(st.booleans(), label="separable")
     options = replace(recipe.options, bn=bn, bn_position=position)
     layers = list(recipe.layers)
@@ -103,11 +112,16 @@ def test_colour_cnn_formulas_by_hand():
 def test_symbolic_summary_evaluated_checks_itself():
     opts = Options(symbolic=True, given={"NF": 8, "NC": 5, "k": 3, "H": 16, "W": 16})
     result = summarise(resolve("colour_unet"), (1, "H", "W"), opts)
-    assert any(n.startswith("checked: the formulas at these values equal the counts of the built torch module") for n in result.base.notes)
+    assert any(
+        n.startswith("checked: the formulas at these values equal the counts of the built torch module")
+        for n in result.base.notes
+    )
 
 
 def test_symbolic_separable_speedup_is_the_formula():
-    result = summarise(resolve("colour_cnn", ["k=3"]), (1, "H", "W"), Options(symbolic=True, whatif=WhatIf(separable=True)))
+    result = summarise(
+        resolve("colour_cnn", ["k=3"]), (1, "H", "W"), Options(symbolic=True, whatif=WhatIf(separable=True))
+    )
     NF = symbol("NF")
     first = result.converted[0]
     base = {r.name: r for r in result.base.rows}

@@ -1,6 +1,7 @@
 """Results a student hands in: one table of the final metrics of several runs, the same numbers in every format,
 a PDF with no clipped table (text extracted with poppler's pdftotext), LaTeX that compiles with pdflatex, and
 records that name the cnnlab version that made them."""
+
 import json
 import os
 import re
@@ -18,8 +19,13 @@ from cnnlab.runner import start_run
 from cnnlab.version import version
 from tests.conftest import quick_config
 
-FIVE = ("training loss (last epoch)", "training accuracy (last epoch)", "validation loss (last epoch)",
-        "validation accuracy (last epoch)", "test accuracy (best checkpoint)")
+FIVE = (
+    "training loss (last epoch)",
+    "training accuracy (last epoch)",
+    "validation loss (last epoch)",
+    "validation accuracy (last epoch)",
+    "test accuracy (best checkpoint)",
+)
 
 
 def tool(name: str) -> str:
@@ -33,14 +39,22 @@ def tool(name: str) -> str:
 def two_runs(data_root, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     a = start_run(quick_config(name="table1", train={"epochs": 2}), runs, data_root)
-    b = start_run(quick_config(name="simplenn", optim={"name": "sgd", "lr": 0.05}, train={"epochs": 2}), runs, data_root)
+    b = start_run(
+        quick_config(name="simplenn", optim={"name": "sgd", "lr": 0.05}, train={"epochs": 2}), runs, data_root
+    )
     return a.path, b.path
 
 
 def cli(*args, cwd=None) -> subprocess.CompletedProcess:
     """The command line in a terminal 300 columns wide, so that no header folds."""
-    return subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, cwd=cwd, env={**os.environ, "COLUMNS": "300"})
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "300"},
+    )
 
 
 def test_compare_two_runs_prints_the_five_final_metrics_in_one_table(two_runs, tmp_path):
@@ -75,10 +89,23 @@ def test_one_comparison_carries_the_same_numbers_in_every_format(two_runs, tmp_p
 
 
 def test_runs_of_different_tasks_are_not_compared(two_runs, data_root, tmp_path):
-    seg = start_run(quick_config(name="seg", task="segment", model={"name": "seg_unet", "args": {"NF": 4}},
-                                 data={"dataset": "pennfudan", "image_size": 32, "train_subset": None,
-                                       "test_subset": None, "val_fraction": 0.2},
-                                 train={"epochs": 1, "batch_size": 16}), tmp_path, data_root)
+    seg = start_run(
+        quick_config(
+            name="seg",
+            task="segment",
+            model={"name": "seg_unet", "args": {"NF": 4}},
+            data={
+                "dataset": "pennfudan",
+                "image_size": 32,
+                "train_subset": None,
+                "test_subset": None,
+                "val_fraction": 0.2,
+            },
+            train={"epochs": 1, "batch_size": 16},
+        ),
+        tmp_path,
+        data_root,
+    )
     done = cli("compare", two_runs[0], seg.path, cwd=tmp_path)
     assert done.returncode == 2 and "not comparable" in done.stderr and "classify, segment" in done.stderr
 
@@ -87,8 +114,9 @@ def test_pdf_report_holds_every_column_and_the_architecture_total(two_runs):
     run = two_runs[0]
     done = cli("report", run, "--format", "pdf")
     assert done.returncode == 0, done.stderr
-    text = subprocess.run([tool("pdftotext"), "-layout", run / "report.pdf", "-"], capture_output=True,
-                          text=True).stdout
+    text = subprocess.run(
+        [tool("pdftotext"), "-layout", run / "report.pdf", "-"], capture_output=True, text=True
+    ).stdout
     words = re.sub(r"\s+", " ", text)
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     from cnnlab import metrics
@@ -110,8 +138,13 @@ def test_latex_folder_compiles_with_pdflatex(two_runs, tmp_path):
     assert {"final.tex", "architecture.tex", "epochs-metrics.tex", "epochs-timing.tex"} <= set(tables)
     assert all("\\toprule" in (latex / "tables" / t).read_text() for t in tables)
     assert any(p.suffix == ".pdf" for p in (latex / "figures").iterdir())  # vector figures
-    built = subprocess.run([tool("pdflatex"), "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=latex,
-                           capture_output=True, text=True, timeout=120)
+    built = subprocess.run(
+        [tool("pdflatex"), "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+        cwd=latex,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert built.returncode == 0, built.stdout[-2000:]
     assert (latex / "report.pdf").stat().st_size > 10_000
 

@@ -1,4 +1,5 @@
 """The layer-kind records: every kind and every activation written once, and what reads them agrees with torch."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -30,7 +31,12 @@ def same_counts(recipe, shape, options):
 def test_every_activation_is_a_kind_a_config_value_and_a_counted_module(name):
     assert name in KINDS
     cfg = validate({"model": {"name": "fast_a", "activation": name}}, "exp.yaml")
-    net = build(parse_spec("conv 4 k3 -> act -> flatten -> dense 2"), (1, 6, 6), {}, ModelOptions(activation=cfg.model.activation))
+    net = build(
+        parse_spec("conv 4 k3 -> act -> flatten -> dense 2"),
+        (1, 6, 6),
+        {},
+        ModelOptions(activation=cfg.model.activation),
+    )
     assert isinstance(net.get_submodule(f"{name}1"), ACTIVATIONS[name])
     same_counts(from_spec(f"conv 4 k3 -> {name} -> flatten -> dense 2"), (1, 6, 6), ModelOptions())
 

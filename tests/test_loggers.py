@@ -1,5 +1,6 @@
 """train.log: TensorBoard event files read back with tensorboard's own reader (a run, a resumed run, a sweep's runs
 side by side) and metrics.csv, on real Fashion-MNIST slices (issue 21.1)."""
+
 from __future__ import annotations
 
 import csv
@@ -80,9 +81,26 @@ def test_without_tensorboard_one_message_before_a_run_folder_is_made(data_root, 
 def test_a_sweeps_runs_side_by_side_in_tensorboard(data_root, tmp_path):
     raw = quick_config().model_dump(mode="json")
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({k: raw[k] for k in ("data", "model", "optim", "train")}))
-    done = subprocess.run([sys.executable, "-m", "cnnlab", "sweep", tmp_path / "tiny.yaml", "train.log=[tensorboard]",
-                           "--grid", "optim.name=sgd,adam", "--seeds", "1", "--data-dir", data_root],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnlab",
+            "sweep",
+            tmp_path / "tiny.yaml",
+            "train.log=[tensorboard]",
+            "--grid",
+            "optim.name=sgd,adam",
+            "--seeds",
+            "1",
+            "--data-dir",
+            data_root,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     sweep = tmp_path / done.stdout.strip().splitlines()[-1]
     board = EventMultiplexer(size_guidance=ALL).AddRunsFromDirectory(str(sweep))  # `tensorboard --logdir SWEEP`

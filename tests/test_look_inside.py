@@ -1,5 +1,6 @@
 """Look inside from the command line and in every run: `cnnlab layers`, `cnnlab explain`, the best checkpoint's
 confusion and sparsity in summary.json, ResNet-18, and the machine peak that throughput is read against."""
+
 import json
 import re
 
@@ -40,11 +41,21 @@ def test_cnnlab_layers_on_zoo_spec_torchvision_and_run(run):
     zoo = invoke("layers", "simplenn")
     assert re.search(r"conv1\s+│ Conv2d\s+│ 8 x 28 x 28\s+│ conv", zoo) and "dense3" in zoo
     assert "first convolution (--layer first): conv1" in zoo and "last convolution (--layer last): conv2" in zoo
-    spec = json.loads(invoke("layers", "conv 8 k3 -> act -> maxpool 2 -> conv 4 k3 -> flatten -> dense 10",
-                             "--input", "3x16x16", "--format", "json"))
+    spec = json.loads(
+        invoke(
+            "layers",
+            "conv 8 k3 -> act -> maxpool 2 -> conv 4 k3 -> flatten -> dense 10",
+            "--input",
+            "3x16x16",
+            "--format",
+            "json",
+        )
+    )
     assert (spec["first"], spec["last"]) == ("conv1", "conv2")
-    assert [(r["name"], r["output_shapes"]) for r in spec["layers"] if r["is_conv"]] == [("conv1", [[8, 14, 14]]),
-                                                                                       ("conv2", [[4, 5, 5]])]
+    assert [(r["name"], r["output_shapes"]) for r in spec["layers"] if r["is_conv"]] == [
+        ("conv1", [[8, 14, 14]]),
+        ("conv2", [[4, 5, 5]]),
+    ]
     resnet = json.loads(invoke("layers", "resnet18", "--input", "3x256x256", "-f", "json"))
     shapes = {r["name"]: r["output_shapes"] for r in resnet["layers"]}
     assert (resnet["first"], resnet["last"], resnet["last_conv"]) == ("conv1", "layer4", "layer4.1.conv2")
@@ -65,33 +76,54 @@ def test_every_classification_run_records_its_best_checkpoint(run):
     per_class = summary["test_class_acc_at_best"]
     assert [per_class[c] for c in summary["classes"]] == (counts.diag().double() / counts.sum(1)).tolist()
     files = [f["file"] for f in summary["figures"]]
-    assert files == ["figures/filters.png", "figures/activations-conv1.png", "figures/activations-conv2.png",
-                     "figures/gradcam.png", "figures/confusion.png", "figures/most-confused.png"]
+    assert files == [
+        "figures/filters.png",
+        "figures/activations-conv1.png",
+        "figures/activations-conv2.png",
+        "figures/gradcam.png",
+        "figures/confusion.png",
+        "figures/most-confused.png",
+    ]
     assert all((run.path / f).is_file() for f in files)
     assert summary["look_inside"]["image"]["source"] == "test example 0"
     sparsity = summary["sparsity"]
-    assert sparsity["threshold"] == 1e-3 and [r["name"] for r in sparsity["layers"]] == ["conv1", "conv2", "dense1",
-                                                                                        "dense2", "dense3"]
+    assert sparsity["threshold"] == 1e-3 and [r["name"] for r in sparsity["layers"]] == [
+        "conv1",
+        "conv2",
+        "dense1",
+        "dense2",
+        "dense3",
+    ]
     assert sparsity["total"]["weights"] == sum(r["weights"] for r in sparsity["layers"])
     assert len(summary["most_confused_at_best"]) == 16
 
 
 def test_explain_command_writes_a_self_contained_page(run, data_root):
-    page = invoke("explain", run.path, "--index", 7, "--layer", "relu1", "--layer", "last", "--data-dir", data_root).strip()
+    page = invoke(
+        "explain", run.path, "--index", 7, "--layer", "relu1", "--layer", "last", "--data-dir", data_root
+    ).strip()
     assert page == str(run.path / "explain.html")
     record = json.loads((run.path / "explain.json").read_text())
     assert (record["checkpoint"], record["epoch"]) == ("best", 1)
     assert record["layers"]["shown"] == ["relu1", "conv2"]
     files = [f["file"] for f in record["figures"]]
-    assert files == ["explain/filters.png", "explain/activations-relu1.png", "explain/activations-conv2.png",
-                     "explain/gradcam.png", "explain/confusion.png", "explain/most-confused.png"]
+    assert files == [
+        "explain/filters.png",
+        "explain/activations-relu1.png",
+        "explain/activations-conv2.png",
+        "explain/gradcam.png",
+        "explain/confusion.png",
+        "explain/most-confused.png",
+    ]
     assert all((run.path / f).is_file() for f in files)
     html = (run.path / "explain.html").read_text()
     assert not re.search(r'(src|href)="(https?:)?//', html) and html.count('src="data:image/png;base64,') == len(files)
     confusion = record["confusion"]
     assert confusion["accuracy"] == record["recorded_test_acc"] == run.summary().to_dict()["test_acc_at_best"]
     built = restore(run, data_root)
-    assert record["image"]["index"] == 7 and record["image"]["true"] == built.data.classes[int(built.data.test.labels[7])]
+    assert (
+        record["image"]["index"] == 7 and record["image"]["true"] == built.data.classes[int(built.data.test.labels[7])]
+    )
     with pytest.raises(CnnlabError, match="closest names: conv2, conv1; see `cnnlab layers`"):
         invoke("explain", run.path, "--layer", "conv", "--data-dir", data_root)
     with pytest.raises(CnnlabError, match="layer 'dense1' gives 120 values, not channel maps"):
@@ -126,8 +158,9 @@ def test_an_image_file_is_prepared_as_the_run_prepared_its_data(run, data_root, 
 def test_explain_on_torchvision_resnet18_with_real_images(data_root, tmp_path):
     cfg = quick_config(data={"dataset": "cifar10", "train_subset": 100, "test_subset": 40})
     test = prepare(cfg, data_root, torch.device("cpu")).test
-    test = DeviceBatches(test.images, test.labels, 20, torch.device("cpu"), test.scale.flatten(), test.shift.flatten(),
-                         input_size=96)  # CIFAR resized to 96x96 on the device, as data.input_size does
+    test = DeviceBatches(
+        test.images, test.labels, 20, torch.device("cpu"), test.scale.flatten(), test.shift.flatten(), input_size=96
+    )  # CIFAR resized to 96x96 on the device, as data.input_size does
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None, num_classes=10)
     record = explain_run(model, test, [str(i) for i in range(10)], tmp_path, confused=4)
@@ -191,7 +224,9 @@ def test_the_run_records_its_peak_and_the_share_per_epoch(run):
     recorded = run.summary().to_dict()["peak"]
     assert recorded["gflops"] > 0 and recorded["precision"] == "fp32" and recorded["device"] == "cpu"
     for row in run.metrics():
-        assert row["peak_percent"] == pytest.approx(100 * row["train_gflop_per_s"] / recorded["gflops"], rel=0.05, abs=0.02)  # GFLOP/s is rounded to 0.01
+        assert row["peak_percent"] == pytest.approx(
+            100 * row["train_gflop_per_s"] / recorded["gflops"], rel=0.05, abs=0.02
+        )  # GFLOP/s is rounded to 0.01
     html = (run.path / "report.html").read_text()
     assert "share of peak (%)" in html and f"{recorded['gflops']:,.1f} GFLOP/s" in html
 

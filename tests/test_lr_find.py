@@ -1,5 +1,6 @@
 """The learning-rate range test on real data: an exponential ramp, the smoothed loss, a stop on divergence, a
 suggestion; the model and optimizer left as they were; `cnnlab lr-find` on simplenn-cifar10 (issue 21.3)."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,12 @@ def test_find_lr_writes_the_plot_and_the_record(data_root, tmp_path):
 
 @pytest.mark.slow
 def test_lr_find_on_simplenn_cifar10_suggests_a_rate(data_root, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "cnnlab", "lr-find", "simplenn-cifar10", "--out", tmp_path,
-                           "--data-dir", data_root], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "lr-find", "simplenn-cifar10", "--out", tmp_path, "--data-dir", data_root],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "lr_find.json").read_text())
     assert record["lrs"][0] == 1e-7 and record["stopped"].startswith("diverged") and 90 <= record["steps"] <= 100

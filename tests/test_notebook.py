@@ -1,6 +1,7 @@
 """The example notebook (issue 18.4), executed on a real IPython kernel with nbclient as a student would run it:
 counts that equal torch's own, a completed run, a comparison, cnnlab's figure and the student's own `plt.plot`
 shown inline, and the kernel's matplotlib backend left as it was."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,15 @@ def kernel_here(folder: Path) -> str:
     registered elsewhere on the machine is not the one run); its name."""
     spec = folder / "kernels" / "cnnlab-test"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "cnnlab test", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "cnnlab test",
+                "language": "python",
+            }
+        )
+    )
     return "cnnlab-test"
 
 

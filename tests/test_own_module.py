@@ -2,6 +2,7 @@
 with a class these tests write themselves (functional ops in forward, batch norm without affine, a `classes`
 argument), counted exactly, trained into a completed run with its report and explain figures, resumed after a
 kill -9 bit-identically, and refused in one message when its file is broken or has changed."""
+
 from __future__ import annotations
 
 import json
@@ -22,14 +23,26 @@ from tests import own_net
 from tests.conftest import first_epoch_done
 
 NET = Path(own_net.__file__).read_text()  # the class as the user's own file
-QUICK = ["data.train_subset=600", "data.test_subset=200", "data.val_fraction=0.2", "train.epochs=1",
-         "train.batch_size=64", "model.args.width=4"]
+QUICK = [
+    "data.train_subset=600",
+    "data.test_subset=200",
+    "data.val_fraction=0.2",
+    "train.epochs=1",
+    "train.batch_size=64",
+    "model.args.width=4",
+]
 
 
 def cnnlab(*args, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_message(result: subprocess.CompletedProcess) -> str:
@@ -51,8 +64,19 @@ def net_module(folder: Path, text: str = NET) -> dict:
 @pytest.mark.parametrize("name", ["mynet.py:Net", "pkg.nets:Net", "mynet.py:make_net"])
 def test_own_module_is_counted_exactly(tmp_path, name):
     Net = net_module(tmp_path)["Net"]
-    result = cnnlab("summary", name, "--input", "1x28x28", "classes=7", "width=4", "--format", "json", "--no-measure",
-                    cwd=tmp_path, env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    result = cnnlab(
+        "summary",
+        name,
+        "--input",
+        "1x28x28",
+        "classes=7",
+        "width=4",
+        "--format",
+        "json",
+        "--no-measure",
+        cwd=tmp_path,
+        env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
     assert result.returncode == 0, result.stderr
     total = json.loads(result.stdout)["total"]
     net = Net(1, 7, 4)
@@ -69,8 +93,23 @@ def test_layers_cost_and_spec_only_options(tmp_path):
     assert layers.returncode == 0, layers.stderr
     listing = json.loads(layers.stdout)
     assert (listing["first"], listing["last"]) == ("conv1", "conv2")
-    cost = cnnlab("cost", "finetune", "mynet.py:Net", "width=4", "--input", "1x28x28", "--steps", "1",
-                  "--batch-size", "8", "--device", "cpu", "--format", "json", cwd=tmp_path)
+    cost = cnnlab(
+        "cost",
+        "finetune",
+        "mynet.py:Net",
+        "width=4",
+        "--input",
+        "1x28x28",
+        "--steps",
+        "1",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--format",
+        "json",
+        cwd=tmp_path,
+    )
     assert cost.returncode == 0, cost.stderr
     for flag in (["--symbolic"], ["--scale", "2"]):
         message = one_message(cnnlab("summary", "mynet.py:Net", "--input", "1x28x28", *flag, cwd=tmp_path))
@@ -90,11 +129,34 @@ def test_broken_files_missing_names_and_wrong_shapes_are_one_message_naming_file
     message = one_message(cnnlab("summary", "nowhere.py:Net", "--input", "1x28x28", cwd=tmp_path))
     assert "no file nowhere.py" in message
     runs = tmp_path / "runs"  # 10 classes, and an input of 3x32x32 that the net's linear layer does not fit
-    message = one_message(cnnlab("run", "quickstart", *QUICK, "model.name=mynet.py:Net", "model.args.classes=4",
-                                 "--runs-dir", runs, "--data-dir", data_root, cwd=tmp_path))
+    message = one_message(
+        cnnlab(
+            "run",
+            "quickstart",
+            *QUICK,
+            "model.name=mynet.py:Net",
+            "model.args.classes=4",
+            "--runs-dir",
+            runs,
+            "--data-dir",
+            data_root,
+            cwd=tmp_path,
+        )
+    )
     assert f"{tmp_path / 'mynet.py'}:7" in message and "returns (2, 4)" in message and "needs (2, 10)" in message
-    message = one_message(cnnlab("run", "table1-cifar10", *QUICK, "model.name=mynet.py:Net",
-                                 "--runs-dir", runs, "--data-dir", data_root, cwd=tmp_path))
+    message = one_message(
+        cnnlab(
+            "run",
+            "table1-cifar10",
+            *QUICK,
+            "model.name=mynet.py:Net",
+            "--runs-dir",
+            runs,
+            "--data-dir",
+            data_root,
+            cwd=tmp_path,
+        )
+    )
     assert f"{tmp_path / 'mynet.py'}:19" in message and "mat1 and mat2 shapes cannot be multiplied" in message
     assert not runs.exists()
 
@@ -104,14 +166,29 @@ def test_own_module_trains_reports_explains_and_resumes_after_kill_9_bit_identic
     net_module(tmp_path)
     exp = tmp_path / "exp"
     exp.mkdir()  # the file is found from the experiment's folder too
-    (exp / "own.yaml").write_text("data: {dataset: fashion_mnist}\nmodel: {name: ../mynet.py:Net}\n"
-                                  "optim: {name: adam, lr: 0.003}\n")
-    overrides = ["deterministic=true", "train.epochs=3", "data.train_subset=6000", "data.test_subset=200",
-                 "data.val_fraction=0.2", "train.batch_size=64", "model.args.width=4", "data.augment.flip=true"]
+    (exp / "own.yaml").write_text(
+        "data: {dataset: fashion_mnist}\nmodel: {name: ../mynet.py:Net}\noptim: {name: adam, lr: 0.003}\n"
+    )
+    overrides = [
+        "deterministic=true",
+        "train.epochs=3",
+        "data.train_subset=6000",
+        "data.test_subset=200",
+        "data.val_fraction=0.2",
+        "train.batch_size=64",
+        "model.args.width=4",
+        "data.augment.flip=true",
+    ]
     args = ["run", exp / "own.yaml", *overrides, "--data-dir", data_root]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "cnnlab", *map(str, args), "--runs-dir", tmp_path / "killed"],
-                            cwd=exp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", *map(str, args), "--runs-dir", tmp_path / "killed"],
+        cwd=exp,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     run_dir = first_epoch_done(tmp_path / "killed", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -142,8 +219,21 @@ def test_own_module_trains_reports_explains_and_resumes_after_kill_9_bit_identic
 @pytest.mark.slow
 def test_sweep_over_own_module_args_and_compare(tmp_path, data_root):
     net_module(tmp_path)
-    result = cnnlab("sweep", "quickstart", *QUICK, "model.name=mynet.py:Net", "--grid", "model.args.width=2,4",
-                    "--seeds", "2", "--sweeps-dir", tmp_path / "sweeps", "--data-dir", data_root, cwd=tmp_path)
+    result = cnnlab(
+        "sweep",
+        "quickstart",
+        *QUICK,
+        "model.name=mynet.py:Net",
+        "--grid",
+        "model.args.width=2,4",
+        "--seeds",
+        "2",
+        "--sweeps-dir",
+        tmp_path / "sweeps",
+        "--data-dir",
+        data_root,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     folder = Path(result.stdout.strip().splitlines()[-1])
     assert "model.args.width=2 vs model.args.width=4" in " ".join(result.stdout.split())
@@ -155,10 +245,31 @@ def test_sweep_over_own_module_args_and_compare(tmp_path, data_root):
 @pytest.mark.slow
 def test_own_module_trains_under_torchrun(tmp_path, data_root):
     net_module(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
-                           "cnnlab", "run", "quickstart", *QUICK, "train.batch_size=48", "model.name=mynet.py:Net",
-                           "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(data_root)], cwd=tmp_path,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "cnnlab",
+            "run",
+            "quickstart",
+            *QUICK,
+            "train.batch_size=48",
+            "model.name=mynet.py:Net",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--data-dir",
+            str(data_root),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     run = RunFolder(Path(done.stdout.strip().splitlines()[-1]))
     assert (run.summary().status, run.summary().world_size) == ("completed", 2)

@@ -1,5 +1,6 @@
 """README's config block against the schema: every section and key of cnnlab.config.Config, with its actual
 default, walked here independently of scripts/config_reference.py (which writes the block)."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,6 +1,7 @@
 """Typed records: summary.json, metrics.jsonl, compare.json and a count each read through one checked reader.
 A run folder written by cnnlab at 55dd85f (tests/data/run-55dd85f, before records were versioned) still reads
 and reports; a record of the wrong shape is named with its key, never a traceback."""
+
 import json
 import shutil
 from pathlib import Path
@@ -44,12 +45,15 @@ def test_a_new_summary_round_trips_with_its_provenance():
     assert s.updated(stopped_by="SIGTERM", test_iou_at_best=0.3).at("test_iou") == 0.3
 
 
-@pytest.mark.parametrize("change, named", [
-    ({"final": [1, 2]}, "final"),
-    ({"status": "done"}, "status: 'done' is not one of running, completed"),
-    ({"best_epoch": "one"}, "best_epoch"),
-    ({"classes": "abc"}, "classes"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"final": [1, 2]}, "final"),
+        ({"status": "done"}, "status: 'done' is not one of running, completed"),
+        ({"best_epoch": "one"}, "best_epoch"),
+        ({"classes": "abc"}, "classes"),
+    ],
+)
 def test_a_summary_of_the_wrong_shape_is_named_by_its_key(tmp_path, change, named):
     run = tmp_path / "run"
     shutil.copytree(OLD_RUN, run)
@@ -60,9 +64,14 @@ def test_a_summary_of_the_wrong_shape_is_named_by_its_key(tmp_path, change, name
     assert "cnnlab resume" in str(caught.value) and "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("line, named", [('{"epoch": "one", "val_acc": 0.5}', "line 3: epoch is not a number"),
-                                         ('{"epoch": 3, "val_acc": "high"}', "line 3: val_acc is not a number"),
-                                         ('[1, 2]', "line 3 is not a JSON object")])
+@pytest.mark.parametrize(
+    "line, named",
+    [
+        ('{"epoch": "one", "val_acc": 0.5}', "line 3: epoch is not a number"),
+        ('{"epoch": 3, "val_acc": "high"}', "line 3: val_acc is not a number"),
+        ("[1, 2]", "line 3 is not a JSON object"),
+    ],
+)
 def test_metrics_of_the_wrong_shape_are_named_by_line(tmp_path, line, named):
     run = tmp_path / "run"
     shutil.copytree(OLD_RUN, run)

@@ -3,6 +3,7 @@ per run folder, names are names, every way a run ends is recorded, full disks an
 
 The full-disk tests use a small tmpfs where this machine lets the test mount one (root); elsewhere they
 simulate ENOSPC by patching the write (the fsync of an atomic write, the archive's extraction)."""
+
 from __future__ import annotations
 
 import errno
@@ -43,13 +44,24 @@ def without_timing(rows):
 
 
 def cli(*args, env=ENV, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnnlab.cli", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
 
 
 def cli_background(*args, env=ENV) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cnnlab.cli", *map(str, args)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnnlab.cli", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def one_message(stderr: str) -> str:
@@ -126,7 +138,15 @@ def test_corrupted_and_truncated_cache_is_rebuilt_and_trains_as_before(data_root
     with open(cache, "r+b") as f:  # the issue's damage: 40 MB of 0xff in the middle of the 55 MB file
         f.seek(5_000_000)
         f.write(b"\xff" * 40_000_000)
-    done = cli("run", experiment_file(tmp_path, cfg), "--runs-dir", tmp_path / "corrupt", "--data-dir", data_root, env=own_cache)
+    done = cli(
+        "run",
+        experiment_file(tmp_path, cfg),
+        "--runs-dir",
+        tmp_path / "corrupt",
+        "--data-dir",
+        data_root,
+        env=own_cache,
+    )
     assert done.returncode == 0, done.stderr
     notice = [line for line in done.stderr.splitlines() if line.startswith("notice:")]
     assert len(notice) == 1 and str(cache) in notice[0] and "does not match its checksum" in notice[0]
@@ -162,10 +182,13 @@ def image_folder(root: Path, jpegs: Path, classes: dict[str, list[str]], per_spl
 def test_image_folder_edited_after_a_run_is_decoded_again(data_root, tmp_path, monkeypatch, capsys):
     jpegs = cifar_jpegs(data_root)
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))  # after the (shared) extraction of the JPEGs
-    pets = image_folder(tmp_path / "pets", jpegs, {s: ["bird", "cat", "dog"] for s in ("train", "test")},
-                        {"train": 20, "test": 5})
-    cfg = quick_config(data={"dataset": "imagefolder", "path": str(pets), "train_subset": None, "test_subset": None},
-                       model={"name": None, "spec": "flatten -> dense classes"})
+    pets = image_folder(
+        tmp_path / "pets", jpegs, {s: ["bird", "cat", "dog"] for s in ("train", "test")}, {"train": 20, "test": 5}
+    )
+    cfg = quick_config(
+        data={"dataset": "imagefolder", "path": str(pets), "train_subset": None, "test_subset": None},
+        model={"name": None, "spec": "flatten -> dense classes"},
+    )
     first = start_run(cfg, tmp_path / "runs", data_root).summary().to_dict()["data"]
     assert first["train"] + first["val"] == 60 and first["test"] == 15
     for path in sorted((pets / "train" / "bird").iterdir())[:5]:
@@ -183,8 +206,9 @@ def test_image_folder_edited_after_a_run_is_decoded_again(data_root, tmp_path, m
 
 def test_splits_with_different_classes_are_refused_naming_both(data_root, tmp_path):
     jpegs = cifar_jpegs(data_root)
-    pets = image_folder(tmp_path / "pets", jpegs, {"train": ["bird", "cat"], "test": ["bird", "dog"]},
-                        {"train": 3, "test": 3})
+    pets = image_folder(
+        tmp_path / "pets", jpegs, {"train": ["bird", "cat"], "test": ["bird", "dog"]}, {"train": 3, "test": 3}
+    )
     data_cfg = quick_config(data={"dataset": "imagefolder", "path": str(pets)}).data
     with pytest.raises(CnnlabError, match=r"train/ has the classes \['bird', 'cat'\] but test/ has \['bird', 'dog'\]"):
         load_images(data_cfg, data_root)
@@ -208,7 +232,9 @@ def test_two_resumes_of_one_folder_one_is_refused(data_root, tmp_path):
         start_run(cfg, tmp_path, data_root, Progress(epoch_end=stop_after_epoch(1)))
     run = only_run(tmp_path / "test")
     first = cli_background("resume", run.path, "--data-dir", data_root)
-    wait_until(lambda: f"process {first.pid} " in (run.lock_path.read_text() if run.lock_path.exists() else ""), proc=first)
+    wait_until(
+        lambda: f"process {first.pid} " in (run.lock_path.read_text() if run.lock_path.exists() else ""), proc=first
+    )
     second = cli("resume", run.path, "--data-dir", data_root)
     assert second.returncode == 2
     message = one_message(second.stderr)
@@ -223,8 +249,11 @@ def test_two_resumes_of_one_folder_one_is_refused(data_root, tmp_path):
 
 
 def tiny_sweep_experiment(tmp_path: Path) -> Path:
-    raw = {"data": {"dataset": "fashion_mnist", "train_subset": 300, "test_subset": 100, "val_fraction": 0.2},
-           "model": {"name": "simplenn"}, "train": {"epochs": 1, "batch_size": 64, "eval_batch_size": 256}}
+    raw = {
+        "data": {"dataset": "fashion_mnist", "train_subset": 300, "test_subset": 100, "val_fraction": 0.2},
+        "model": {"name": "simplenn"},
+        "train": {"epochs": 1, "batch_size": 64, "eval_batch_size": 256},
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -250,8 +279,13 @@ def test_worker_with_a_foreign_storage_is_refused_before_it_touches_a_run(data_r
     refused = cli("sweep", exp, "--seeds", "1", "--worker", "--storage", foreign, "--data-dir", data_root, cwd=tmp_path)
     assert refused.returncode == 2
     assert f"the storage holds no sweep named {folder.name}" in one_message(refused.stderr)
-    worker = subprocess.run([sys.executable, "-m", "cnnlab.sweep_process", str(folder)], capture_output=True, text=True,
-                            env={**ENV, "CNNLAB_SWEEP_STORAGE": foreign}, timeout=120)
+    worker = subprocess.run(
+        [sys.executable, "-m", "cnnlab.sweep_process", str(folder)],
+        capture_output=True,
+        text=True,
+        env={**ENV, "CNNLAB_SWEEP_STORAGE": foreign},
+        timeout=120,
+    )
     assert worker.returncode == 2 and "holds no sweep named" in worker.stderr
     assert snapshot(folder) == before
     assert optuna.get_all_study_names(foreign) == []
@@ -283,8 +317,16 @@ def test_experiment_and_sweep_names_are_not_paths(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_records_stopped_and_resumes_bit_identical(data_root, tmp_path):
-    overrides = ["deterministic=true", "train.epochs=3", "data.train_subset=8000", "data.test_subset=200",
-                 "data.val_fraction=0.2", "train.batch_size=64", "model.dropout=0.3", "data.augment.crop_padding=2"]
+    overrides = [
+        "deterministic=true",
+        "train.epochs=3",
+        "data.train_subset=8000",
+        "data.test_subset=200",
+        "data.val_fraction=0.2",
+        "train.batch_size=64",
+        "model.dropout=0.3",
+        "data.augment.crop_padding=2",
+    ]
     proc = cli_background("run", "quickstart", *overrides, "--runs-dir", tmp_path / "stopped", "--data-dir", data_root)
     metrics = lambda: list((tmp_path / "stopped").glob("quickstart/*/metrics.jsonl"))
     wait_until(lambda: metrics() and metrics()[0].read_text().count("\n") >= 1, proc=proc)
@@ -307,7 +349,10 @@ def test_sigterm_mid_epoch_records_stopped_and_resumes_bit_identical(data_root, 
     assert run.summary().to_dict()["status"] == "completed"
     assert without_timing(run.metrics()) == without_timing(other.metrics())
     for name in ("last", "best"):
-        a, b = checkpoint.load(run.checkpoints / f"{name}.pt")["model"], checkpoint.load(other.checkpoints / f"{name}.pt")["model"]
+        a, b = (
+            checkpoint.load(run.checkpoints / f"{name}.pt")["model"],
+            checkpoint.load(other.checkpoints / f"{name}.pt")["model"],
+        )
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -376,8 +421,14 @@ start_run(quick_config(train={"epochs": 2}), Path(sys.argv[1]), Path(sys.argv[2]
 
 @pytest.mark.slow
 def test_kill_between_the_last_checkpoint_and_the_report_then_resume_writes_it(data_root, tmp_path):
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_LAST_EPOCH, str(tmp_path), str(data_root)], env=ENV,
-                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AT_LAST_EPOCH, str(tmp_path), str(data_root)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parent.parent,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run = only_run(tmp_path / "test")
     assert run.summary().to_dict()["status"] == "running" and not (run.path / "report.html").exists()
@@ -441,8 +492,10 @@ def test_full_disk_while_extracting_names_the_folder_and_keeps_nothing(data_root
         monkeypatch.setattr(archives, "_unpack", unpack)
     with pytest.raises(CnnlabError) as caught:
         load_images(quick_config(data={"dataset": "cifar10"}).data, data_root)
-    assert str(caught.value).startswith(f"no space left on the disk that holds {cache / 'extracted'} while writing "
-                                        f"the files of {data_root / 'cifar10-jpeg.tar.gz'} (none were kept)")
+    assert str(caught.value).startswith(
+        f"no space left on the disk that holds {cache / 'extracted'} while writing "
+        f"the files of {data_root / 'cifar10-jpeg.tar.gz'} (none were kept)"
+    )
     assert list((cache / "extracted").iterdir()) == []
 
 
@@ -487,7 +540,9 @@ def test_non_utf8_experiment_file_is_one_message(tmp_path):
 @pytest.fixture
 def stopped_run(data_root, tmp_path) -> RunFolder:
     with pytest.raises(KeyboardInterrupt):
-        start_run(quick_config(train={"epochs": 2}), tmp_path / "runs", data_root, Progress(epoch_end=stop_after_epoch(1)))
+        start_run(
+            quick_config(train={"epochs": 2}), tmp_path / "runs", data_root, Progress(epoch_end=stop_after_epoch(1))
+        )
     return only_run(tmp_path / "runs" / "test")
 
 
@@ -507,8 +562,11 @@ def test_a_last_pt_that_cannot_continue_the_run_is_refused_in_one_line(data_root
     run.last_path.write_bytes(last)
     raw = yaml.safe_load(run.config_path.read_text())
     run.config_path.write_text(yaml.safe_dump({**raw, "model": {**raw["model"], "name": "table1"}}))
-    with pytest.raises(CnnlabError, match=r"config.yaml differs from the config its checkpoint .* was trained with "
-                                          r"\(model.name: 'simplenn' in last.pt, 'table1' in config.yaml\)"):
+    with pytest.raises(
+        CnnlabError,
+        match=r"config.yaml differs from the config its checkpoint .* was trained with "
+        r"\(model.name: 'simplenn' in last.pt, 'table1' in config.yaml\)",
+    ):
         resume_run(run.path, data_root)
     run.config_path.write_text(yaml.safe_dump(raw))
     assert run.summary().to_dict()["status"] == "stopped"  # a refused resume leaves the run as it was
@@ -516,7 +574,9 @@ def test_a_last_pt_that_cannot_continue_the_run_is_refused_in_one_line(data_root
 
 
 @pytest.mark.parametrize("damage", ["summary", "metrics"])
-def test_damaged_summary_or_metrics_one_message_and_resume_rewrites_them(data_root, tmp_path, damage, capsys, monkeypatch):
+def test_damaged_summary_or_metrics_one_message_and_resume_rewrites_them(
+    data_root, tmp_path, damage, capsys, monkeypatch
+):
     from cnnlab import cli as cli_mod
 
     run = start_run(quick_config(train={"epochs": 2}), tmp_path, data_root)
@@ -534,7 +594,9 @@ def test_damaged_summary_or_metrics_one_message_and_resume_rewrites_them(data_ro
     assert f"`cnnlab resume {run.path}` writes it again from checkpoints/last.pt" in message
     messages = []
     resume_run(run.path, data_root, Progress(message=messages.append))
-    assert messages[0].startswith(f"notice: {path} is damaged (") and messages[0].endswith("writing it again from checkpoints/last.pt")
+    assert messages[0].startswith(f"notice: {path} is damaged (") and messages[0].endswith(
+        "writing it again from checkpoints/last.pt"
+    )
     assert run.summary().to_dict()["status"] == "completed" and without_timing(run.metrics()) == without_timing(rows)
 
 
@@ -561,7 +623,14 @@ def test_files_follow_the_umask_and_no_temporary_files_stay(data_root, tmp_path,
         finally:
             os.umask(old)
         files = [p for p in run.path.rglob("*") if p.is_file()]
-        assert {p.name for p in files} >= {"config.yaml", "summary.json", "metrics.jsonl", "best.pt", "last.pt", "report.html"}
+        assert {p.name for p in files} >= {
+            "config.yaml",
+            "summary.json",
+            "metrics.jsonl",
+            "best.pt",
+            "last.pt",
+            "report.html",
+        }
         assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(file_mode)}
         assert {oct(p.stat().st_mode & 0o777) for p in run.path.rglob("*") if p.is_dir()} == {oct(dir_mode)}
         assert no_temporary_files(run.path)

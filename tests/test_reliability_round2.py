@@ -1,4 +1,5 @@
 """Issue 19, the second round of attacks: each test fails on main 55dd85f."""
+
 from __future__ import annotations
 
 import base64
@@ -16,8 +17,9 @@ from tests.conftest import quick_config
 
 
 def cli(*args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True, timeout=600, **kw
+    )
 
 
 def one_message(stderr: str) -> str:
@@ -74,12 +76,15 @@ def is_whole_png_bytes(data: bytes) -> bool:
 # ---- 11, 13: impossible optimiser values, NaN anywhere, and aliases of aliases -----------------------------------
 
 
-@pytest.mark.parametrize("override, named", [
-    ("optim.betas=[2,3]", "key 'optim.betas.0': Input should be less than 1 (got 2)"),
-    ("optim.betas=[.nan,0.9]", "key 'optim.betas.0': Input should be a finite number"),
-    ("data.affine_a=.nan", "key 'data.affine_a': Input should be a finite number"),
-    ("optim.lr=.inf", "key 'optim.lr': Input should be a finite number"),
-])
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("optim.betas=[2,3]", "key 'optim.betas.0': Input should be less than 1 (got 2)"),
+        ("optim.betas=[.nan,0.9]", "key 'optim.betas.0': Input should be a finite number"),
+        ("data.affine_a=.nan", "key 'data.affine_a': Input should be a finite number"),
+        ("optim.lr=.inf", "key 'optim.lr': Input should be a finite number"),
+    ],
+)
 def test_impossible_betas_and_nan_are_refused_naming_the_key(override, named):
     from cnnlab.experiment_files import load_experiment
 
@@ -125,8 +130,12 @@ def test_a_long_wrong_value_is_shown_short():
 def test_resume_refuses_a_section_switched_off_or_on(tmp_path, started, edited):
     from cnnlab.engine.checkpoint import check_resumable
 
-    saved = {"model": {}, "optimizer": {}, "state": {},
-             "config": quick_config(optim={"lookahead": None, **started}).model_dump(mode="json")}
+    saved = {
+        "model": {},
+        "optimizer": {},
+        "state": {},
+        "config": quick_config(optim={"lookahead": None, **started}).model_dump(mode="json"),
+    }
     now = quick_config(optim={"lookahead": None, **edited}).model_dump(mode="json")
     shown = r"\(optim.lookahead: (None in last.pt, on|on in last.pt, None) in config.yaml\)"
     with pytest.raises(CnnlabError, match=shown):
@@ -170,8 +179,9 @@ def read_only(tmp_path):
 def make_read_only(source, mount):
     import os
 
-    done = subprocess.run(f"mount --bind {source} {mount} && mount -o remount,bind,ro {mount}", shell=True,
-                          capture_output=True)
+    done = subprocess.run(
+        f"mount --bind {source} {mount} && mount -o remount,bind,ro {mount}", shell=True, capture_output=True
+    )
     if done.returncode == 0:
         return mount
     if os.geteuid() == 0:
@@ -181,8 +191,9 @@ def make_read_only(source, mount):
     return source
 
 
-def test_every_command_on_a_read_only_folder_is_one_message(done_run, read_only, data_root, tmp_path, monkeypatch,
-                                                            capsys):
+def test_every_command_on_a_read_only_folder_is_one_message(
+    done_run, read_only, data_root, tmp_path, monkeypatch, capsys
+):
     import shutil
 
     from cnnlab import config as config_mod
@@ -194,9 +205,14 @@ def test_every_command_on_a_read_only_folder_is_one_message(done_run, read_only,
     folder = make_read_only(source, mount)
     run = folder / "test" / done_run.path.name
     data = ["--data-dir", data_root]
-    for args in (["run", experiment, "--runs-dir", folder, *data], ["report", run], ["resume", run, *data],
-                 ["explain", run, *data], ["compare", run, "--out", folder / "cmp"],
-                 ["sweep", experiment, "--grid", "optim.lr=0.1,0.2", "--sweeps-dir", folder, *data]):
+    for args in (
+        ["run", experiment, "--runs-dir", folder, *data],
+        ["report", run],
+        ["resume", run, *data],
+        ["explain", run, *data],
+        ["compare", run, "--out", folder / "cmp"],
+        ["sweep", experiment, "--grid", "optim.lr=0.1,0.2", "--sweeps-dir", folder, *data],
+    ):
         code, message = run_cli(monkeypatch, capsys, *args)
         assert code == 2 and f"cannot write {folder}" in message and "is read-only" in message, (args, message)
 
@@ -215,16 +231,19 @@ def test_summary_csv_into_a_missing_folder_is_one_message(tmp_path, monkeypatch,
 TERMS = "+".join(["1"] * 30_000)
 
 
-@pytest.mark.parametrize("spec, args, named", [
-    ("conv 1e9 -> flatten -> dense 10", [], "out is 1e+09; it must be a whole number from 1 to 65,536"),
-    ("conv 8 -> flatten -> dense -1", [], "layer 3 'dense -1': out is -1; it must be a whole number from 1"),
-    ("conv 0 -> flatten -> dense 10", [], "layer 1 'conv 0': out is 0"),
-    ("conv 8 k0 -> flatten -> dense 10", [], "k is 0"),
-    ("conv NF -> flatten -> dense 10", ["NF=0"], "layer 1 'conv NF': out is 0"),
-    ("conv 1//0 -> flatten -> dense 10", [], "'1//0' divides by zero"),
-    (f"conv {TERMS} -> flatten -> dense 10", [], "an expression of 59,999 characters; write at most 200"),
-    ("conv ((NF -> flatten -> dense 10", ["--symbolic"], "'((NF' is not a number or an expression like 2*NF"),
-])
+@pytest.mark.parametrize(
+    "spec, args, named",
+    [
+        ("conv 1e9 -> flatten -> dense 10", [], "out is 1e+09; it must be a whole number from 1 to 65,536"),
+        ("conv 8 -> flatten -> dense -1", [], "layer 3 'dense -1': out is -1; it must be a whole number from 1"),
+        ("conv 0 -> flatten -> dense 10", [], "layer 1 'conv 0': out is 0"),
+        ("conv 8 k0 -> flatten -> dense 10", [], "k is 0"),
+        ("conv NF -> flatten -> dense 10", ["NF=0"], "layer 1 'conv NF': out is 0"),
+        ("conv 1//0 -> flatten -> dense 10", [], "'1//0' divides by zero"),
+        (f"conv {TERMS} -> flatten -> dense 10", [], "an expression of 59,999 characters; write at most 200"),
+        ("conv ((NF -> flatten -> dense 10", ["--symbolic"], "'((NF' is not a number or an expression like 2*NF"),
+    ],
+)
 def test_impossible_spec_values_are_one_short_message(monkeypatch, capsys, spec, args, named):
     code, message = run_cli(monkeypatch, capsys, "summary", spec, *args, "--input", "1x28x28")
     assert code == 2 and named in message and len(message) < 600, message
@@ -260,10 +279,25 @@ def title_after_scripts(page, tmp_path) -> str:
     import os
 
     profile = tmp_path / f"chromium-{os.urandom(4).hex()}"
-    done = subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={profile}", "--virtual-time-budget=2000", "--dump-dom",
-                           page.as_uri()], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            "/usr/bin/chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=2000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r"<title>(.*?)</title>", done.stdout, re.S)
     assert found, done.stderr[-2000:]
     return found.group(1)
@@ -281,22 +315,43 @@ def test_every_report_shows_hostile_names_as_text_and_runs_no_script(data_root, 
 
     folder = hostile_folder(tmp_path / "data", np.random.default_rng(0))
     spec = f"conv 4 k3 p1 -> act\n# {hostile('comment')}\nflatten -> dense classes"
-    raw = {"name": "hostile", "data": {"dataset": "imagefolder", "path": str(folder), "val_fraction": 0.25},
-           "model": {"spec": spec}, "optim": {"name": "adam", "lr": 0.01},
-           "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 16}}
+    raw = {
+        "name": "hostile",
+        "data": {"dataset": "imagefolder", "path": str(folder), "val_fraction": 0.25},
+        "model": {"spec": spec},
+        "optim": {"name": "adam", "lr": 0.01},
+        "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 16},
+    }
     cfg = config_mod.validate(raw, "hostile test")
     run = start_run(cfg, tmp_path / "runs", data_root)
     image = tmp_path / f"{hostile('image')}.png"
     (folder / "test" / hostile("classA") / "0.png").rename(image)
     moved = cfg.model_copy(update={"data": cfg.data.model_copy(update={"affine_a": 2.0})})
-    pages = [run.path / "report.html", write_explain(run.path, data_root, image=image),
-             run_invariance(moved, tmp_path / "runs", data_root) / "report.html"]
+    pages = [
+        run.path / "report.html",
+        write_explain(run.path, data_root, image=image),
+        run_invariance(moved, tmp_path / "runs", data_root) / "report.html",
+    ]
     experiment = tmp_path / "hostile.yaml"
     experiment.write_text(config_mod.dump(cfg))
     other = spec.replace("conv 4", "conv 2").replace(hostile("comment"), hostile("grid"))
     grid = "model.spec=" + ",".join(f'"{s}"' for s in (spec, other)).replace("\n", " -> ")
-    code, message = run_cli(monkeypatch, capsys, "sweep", experiment, "--grid", grid, "--workers", "1", "--seeds", "1",
-                            "--sweeps-dir", tmp_path / "sweeps", "--data-dir", data_root)
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "sweep",
+        experiment,
+        "--grid",
+        grid,
+        "--workers",
+        "1",
+        "--seeds",
+        "1",
+        "--sweeps-dir",
+        tmp_path / "sweeps",
+        "--data-dir",
+        data_root,
+    )
     assert code == 0, message
     sweep = next((tmp_path / "sweeps").iterdir())
     assert run_cli(monkeypatch, capsys, "compare", *(sweep / "runs").glob("*/*"), "--out", tmp_path / "cmp")[0] == 0
@@ -325,22 +380,45 @@ def test_a_subset_a_small_class_cannot_fill_is_refused_and_the_counts_used_are_r
             folder.mkdir(parents=True)
             for i in range(count):
                 Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    cfg = dict(data={"dataset": "imagefolder", "path": str(tmp_path / "pets"), "train_subset": 40, "test_subset": None,
-                     "val_fraction": 0.2}, model={"name": None, "spec": "flatten -> dense classes"})
-    with pytest.raises(CnnlabError, match="data.train_subset=40 takes up to 20 images of each of 2 classes, but class "
-                                          "'few' has only 5; ask for at most 10"):
+    cfg = dict(
+        data={
+            "dataset": "imagefolder",
+            "path": str(tmp_path / "pets"),
+            "train_subset": 40,
+            "test_subset": None,
+            "val_fraction": 0.2,
+        },
+        model={"name": None, "spec": "flatten -> dense classes"},
+    )
+    with pytest.raises(
+        CnnlabError,
+        match="data.train_subset=40 takes up to 20 images of each of 2 classes, but class "
+        "'few' has only 5; ask for at most 10",
+    ):
         start_run(quick_config(**cfg), tmp_path / "runs", data_root)
     cfg["data"]["train_subset"] = 10
     run = start_run(quick_config(**cfg), tmp_path / "runs", data_root)
-    assert run.summary().data["per_class"] == {"train": {"few": 4, "many": 4}, "val": {"few": 1, "many": 1},
-                                                  "test": {"few": 10, "many": 10}}
+    assert run.summary().data["per_class"] == {
+        "train": {"few": 4, "many": 4},
+        "val": {"few": 1, "many": 1},
+        "test": {"few": 10, "many": 10},
+    }
 
 
 # ---- 5, 6: a damaged peaks.json is measured again; a failure whose recording fails still marks the run ------------
 
 
-@pytest.mark.parametrize("damage", ["[1, 2]", '"a string"', "0", '{"KEY": [1]}', '{"KEY": {"gflops": "fast"}}',
-                                    '{"KEY": {"gflops": NaN, "size": 8, "measured": "x", "busy": false}}'])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "[1, 2]",
+        '"a string"',
+        "0",
+        '{"KEY": [1]}',
+        '{"KEY": {"gflops": "fast"}}',
+        '{"KEY": {"gflops": NaN, "size": 8, "measured": "x", "busy": false}}',
+    ],
+)
 def test_a_damaged_peaks_file_is_measured_again(tmp_path, monkeypatch, damage):
     import json
 
@@ -373,8 +451,10 @@ def test_a_failure_whose_recording_fails_is_still_marked_failed(data_root, tmp_p
         raise MemoryError
 
     monkeypatch.setattr(runner_mod, "_failed", out_of_memory)
-    with pytest.raises(CnnlabError, match="division by zero; and recording the failure in .* failed too: "
-                                          "MemoryError; it is marked failed"):
+    with pytest.raises(
+        CnnlabError,
+        match="division by zero; and recording the failure in .* failed too: MemoryError; it is marked failed",
+    ):
         start_run(quick_config(train={"epochs": 2}), tmp_path, data_root, Progress(epoch_end=crash))
     (path,) = (tmp_path / "test").iterdir()
     marked = RunFolder(path).summary()
@@ -398,8 +478,9 @@ def bomb_png(path) -> "Path":
     return path
 
 
-def test_a_decompression_bomb_in_a_folder_or_given_to_explain_is_named(done_run, data_root, tmp_path, monkeypatch,
-                                                                        capsys):
+def test_a_decompression_bomb_in_a_folder_or_given_to_explain_is_named(
+    done_run, data_root, tmp_path, monkeypatch, capsys
+):
     from cnnlab.data.decoders import read_image_folder
 
     for split in ("train", "test"):
@@ -407,16 +488,25 @@ def test_a_decompression_bomb_in_a_folder_or_given_to_explain_is_named(done_run,
     bomb = bomb_png(tmp_path / "pets" / "train" / "cat" / "big.png")
     with pytest.raises(CnnlabError, match=f"cannot decode image {re.escape(str(bomb))}: Image size .* decompression"):
         read_image_folder(tmp_path / "pets")
-    code, message = run_cli(monkeypatch, capsys, "explain", own_copy(done_run, tmp_path).path, "--image", bomb,
-                            "--data-dir", data_root)
+    code, message = run_cli(
+        monkeypatch, capsys, "explain", own_copy(done_run, tmp_path).path, "--image", bomb, "--data-dir", data_root
+    )
     assert code == 2 and f"cannot decode image {bomb}" in message
 
 
-@pytest.mark.parametrize("args, named", [
-    (["summary", "simplenn", "--input", "3x100000x100000"], "the model's parameters and buffers: 4,469.6 GiB needed"),
-    (["cost", "finetune", "simplenn", "--batch-size", "100000000"],
-     "one training step (whole) at batch size 100,000,000: 10,006.1 GiB needed, more than the"),
-])
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (
+            ["summary", "simplenn", "--input", "3x100000x100000"],
+            "the model's parameters and buffers: 4,469.6 GiB needed",
+        ),
+        (
+            ["cost", "finetune", "simplenn", "--batch-size", "100000000"],
+            "one training step (whole) at batch size 100,000,000: 10,006.1 GiB needed, more than the",
+        ),
+    ],
+)
 def test_work_beyond_the_machines_memory_is_refused_with_the_figure(monkeypatch, capsys, args, named):
     code, message = run_cli(monkeypatch, capsys, *args)
     assert code == 2 and named in message, message
@@ -489,8 +579,10 @@ def test_one_class_is_refused_and_a_fifo_is_skipped_by_name(data_root, tmp_path,
             pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "pets" / split / "cat" / f"{i}.png")
     os.mkfifo(tmp_path / "pets" / "train" / "cat" / "x.png")  # reading it would wait for a writer for ever
-    cfg = dict(data={"dataset": "imagefolder", "path": str(tmp_path / "pets"), "train_subset": None,
-                     "test_subset": None}, model={"name": None, "spec": "flatten -> dense classes"})
+    cfg = dict(
+        data={"dataset": "imagefolder", "path": str(tmp_path / "pets"), "train_subset": None, "test_subset": None},
+        model={"name": None, "spec": "flatten -> dense classes"},
+    )
     with pytest.raises(CnnlabError, match="holds one class \\(cat\\); a classifier needs at least two"):
         start_run(quick_config(**cfg), tmp_path / "runs", data_root)
     assert "skipping 1 image name(s) that are no regular file" in capsys.readouterr().err
@@ -515,8 +607,9 @@ def own_postgres(tmp_path):
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
 
     def start():
-        pg._run(prefix, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-o", options,
-                         "start"])
+        pg._run(
+            prefix, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-o", options, "start"]
+        )
 
     start()
     try:
@@ -546,8 +639,11 @@ def test_storage_survives_a_restart_and_a_stopped_server_is_one_message(own_post
     monkeypatch.setattr(storage_mod, "RETRY_S", 2.0)
     stop()
     begun = time.monotonic()
-    with pytest.raises(CnnlabError, match=r"the sweep's storage postgresql://cnnlab@127.0.0.1:\d+/postgres stopped "
-                                          r"answering for 2 s \(.*\); nothing is lost: .* run the same `cnnlab sweep`"):
+    with pytest.raises(
+        CnnlabError,
+        match=r"the sweep's storage postgresql://cnnlab@127.0.0.1:\d+/postgres stopped "
+        r"answering for 2 s \(.*\); nothing is lost: .* run the same `cnnlab sweep`",
+    ):
         storage.get_study_user_attrs(study)
     assert time.monotonic() - begun < 10
 
@@ -564,8 +660,20 @@ def test_a_read_only_sweep_storage_is_not_waited_for(read_only, monkeypatch, cap
     open_storage(f"sqlite:///{source / 'study.db'}").create_new_study([StudyDirection.MINIMIZE], "s")
     folder = make_read_only(source, mount)
     begun = time.monotonic()
-    code, message = run_cli(monkeypatch, capsys, "sweep", "quickstart", "--grid", "optim.lr=0.1,0.2", "--name", "lr",
-                            "--storage", f"sqlite:///{folder / 'study.db'}", "--sweeps-dir", folder)
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "sweep",
+        "quickstart",
+        "--grid",
+        "optim.lr=0.1,0.2",
+        "--name",
+        "lr",
+        "--storage",
+        f"sqlite:///{folder / 'study.db'}",
+        "--sweeps-dir",
+        folder,
+    )
     assert code == 2 and time.monotonic() - begun < 15, message
     assert "cannot write the sweep's SQLite storage: it is read-only" in message
 

@@ -1,4 +1,5 @@
 """The run report opened in a real browser (Debian's chromium): self-contained, figures decode, tables present."""
+
 import re
 import shutil
 import subprocess
@@ -8,8 +9,16 @@ import pytest
 from cnnlab.runner import start_run
 from tests.conftest import quick_config
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium() -> str:
@@ -45,14 +54,27 @@ def open_in_chromium(page, tmp_path, images: int) -> str:
     """The DOM of a copy of `page` that writes into its title whether all `images` figures decoded and nothing but
     data: URLs was fetched (the Resource Timing API lists every fetch the page made)."""
     probe = tmp_path / f"probe-{page.name}"
-    check = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-             " const fetched = performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'));"
-             f" document.title = (imgs.length === {images} && imgs.every(i => i.complete && i.naturalWidth > 300)"
-             " && fetched.length === 0) ? 'FIGURES-OK' : 'FIGURES-BAD ' + imgs.map(i => i.naturalWidth).join(',')"
-             " + ' fetched: ' + fetched.join(','); });</script>")
+    check = (
+        "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+        " const fetched = performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'));"
+        f" document.title = (imgs.length === {images} && imgs.every(i => i.complete && i.naturalWidth > 300)"
+        " && fetched.length === 0) ? 'FIGURES-OK' : 'FIGURES-BAD ' + imgs.map(i => i.naturalWidth).join(',')"
+        " + ' fetched: ' + fetched.join(','); });</script>"
+    )
     probe.write_text(probing(page.read_text(), check))
-    dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
-                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [
+            chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "<title>FIGURES-OK</title>" in dom.stdout, dom.stdout[:300] + dom.stderr[-2000:]
     return dom.stdout
 
@@ -65,8 +87,18 @@ def test_report_renders_in_chromium(run, tmp_path):
         assert heading in dom
     assert "share of peak (%)" in dom
     shot = tmp_path / "report.png"
-    subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-                    "--window-size=1100,1400", (run.path / "report.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1100,1400",
+            (run.path / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     from PIL import Image
 
     page = Image.open(shot).convert("RGB")
@@ -120,7 +152,8 @@ def test_every_html_report_shrinks_images_to_the_page():
     assert TEMPLATES.list_templates() == ["page.html.j2"]
     source = TEMPLATES.loader.get_source(TEMPLATES, "page.html.j2")[0]
     assert re.search(r"\bimg \{[^}]*width: 100%; height: auto;", source) or re.search(
-        r"\bimg \{[^}]*max-width: 100%; height: auto;", source)
+        r"\bimg \{[^}]*max-width: 100%; height: auto;", source
+    )
 
 
 def test_a_figure_wider_than_the_page_fits_it_in_chromium(run, tmp_path):
@@ -134,15 +167,30 @@ def test_a_figure_wider_than_the_page_fits_it_in_chromium(run, tmp_path):
     Image.new("RGB", (1600, 300), "steelblue").save(wide, format="PNG")
     html = (run.path / "report.html").read_text()
     first = re.search(r'src="(data:image/(?:png|svg\+xml);base64,[^"]+)"', html).group(1)
-    check = ("<script>window.addEventListener('load', () => { const page = document.documentElement.clientWidth;"
-             " const body = document.body.getBoundingClientRect().right - parseFloat(getComputedStyle(document.body).paddingRight);"
-             " const out = [...document.images].filter(i => i.getBoundingClientRect().right > body + 0.5).length;"
-             " document.title = 'overflowing ' + out + ', page ' + document.documentElement.scrollWidth + '/' + page; });</script>")
+    check = (
+        "<script>window.addEventListener('load', () => { const page = document.documentElement.clientWidth;"
+        " const body = document.body.getBoundingClientRect().right - parseFloat(getComputedStyle(document.body).paddingRight);"
+        " const out = [...document.images].filter(i => i.getBoundingClientRect().right > body + 0.5).length;"
+        " document.title = 'overflowing ' + out + ', page ' + document.documentElement.scrollWidth + '/' + page; });</script>"
+    )
     probe = tmp_path / "wide.html"
-    probe.write_text(probing(html.replace(first, "data:image/png;base64," + base64.b64encode(wide.getvalue()).decode()),
-                             check))
-    dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,900",
-                          "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    probe.write_text(
+        probing(html.replace(first, "data:image/png;base64," + base64.b64encode(wide.getvalue()).decode()), check)
+    )
+    dom = subprocess.run(
+        [
+            chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1100,900",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     title = re.search(r"<title>overflowing (\d+), page (\d+)/(\d+)</title>", dom.stdout)
     assert title, dom.stdout[:300] + dom.stderr[-2000:]
     assert title.group(1) == "0" and title.group(2) == title.group(3)  # no image past the margin, no sideways scrolling

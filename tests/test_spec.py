@@ -1,4 +1,5 @@
 """The spec language and builder: parameter counts checked against arithmetic written out by hand."""
+
 import pytest
 import torch
 
@@ -73,17 +74,24 @@ def test_residual_add_runs():
     assert net(torch.zeros(2, 3, 8, 8)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("spec, shape, fragment", [
-    ("conv 8 k7", (1, 5, 5), "floor((5 - 7 + 2*0)/1) + 1"),
-    ("conv 8 k3 -> flatten -> dense 10 in=100", (1, 6, 6), "expects 100 input features but the layer before gives 128"),
-    ("conv 8 k3 p1 -> save a -> maxpool 2 -> cat a", (1, 8, 8), "the skip 'a' has shape (8, 8, 8)"),
-    ("conv 8 k3 -> dense 10", (1, 6, 6), "add 'flatten'"),
-    ("conv 8 kk3", (1, 6, 6), "cannot read"),
-    ("pool 2", (1, 6, 6), "unknown layer kind 'pool'"),
-    ("conv NF k3", (1, 6, 6), "the name 'NF' has no value"),
-    ("conv 8 k3 -> cat nowhere", (1, 6, 6), "nothing was saved as 'nowhere'"),
-    ("conv __import__('os') k3", (1, 6, 6), "may use only names"),
-])
+@pytest.mark.parametrize(
+    "spec, shape, fragment",
+    [
+        ("conv 8 k7", (1, 5, 5), "floor((5 - 7 + 2*0)/1) + 1"),
+        (
+            "conv 8 k3 -> flatten -> dense 10 in=100",
+            (1, 6, 6),
+            "expects 100 input features but the layer before gives 128",
+        ),
+        ("conv 8 k3 p1 -> save a -> maxpool 2 -> cat a", (1, 8, 8), "the skip 'a' has shape (8, 8, 8)"),
+        ("conv 8 k3 -> dense 10", (1, 6, 6), "add 'flatten'"),
+        ("conv 8 kk3", (1, 6, 6), "cannot read"),
+        ("pool 2", (1, 6, 6), "unknown layer kind 'pool'"),
+        ("conv NF k3", (1, 6, 6), "the name 'NF' has no value"),
+        ("conv 8 k3 -> cat nowhere", (1, 6, 6), "nothing was saved as 'nowhere'"),
+        ("conv __import__('os') k3", (1, 6, 6), "may use only names"),
+    ],
+)
 def test_misfits_name_the_layer(spec, shape, fragment):
     with pytest.raises(CnnlabError) as e:
         make(spec, shape)

@@ -1,6 +1,7 @@
 """The speed tricks (issue 13) on real CIFAR-10 slices: whitening, identity convolutions, weight averages,
 test-time augmentation, alternating flips, reflected shifts, rates per N examples, fixed batch shapes, sparse
 evaluation, startup and time-to-accuracy in summary.json, and the GPU benchmark refusing to run without a GPU."""
+
 import sys
 from pathlib import Path
 
@@ -33,9 +34,13 @@ SPEC = "conv 12 k2 -> gelu -> conv 16 k3 p1 bias=0 -> maxpool 2 -> bn -> gelu ->
 
 def cifar_config(**sections):
     """A small real-data config: a whitening-ready network on a class-balanced slice of CIFAR-10, one epoch."""
-    raw = {"name": "speed", "data": {"dataset": "cifar10", "train_subset": 500, "test_subset": 200, "val_fraction": 0.2},
-           "model": {"spec": SPEC}, "optim": {"lr": 0.05, "momentum": 0.9},
-           "train": {"epochs": 1, "batch_size": 64, "eval_batch_size": 128}}
+    raw = {
+        "name": "speed",
+        "data": {"dataset": "cifar10", "train_subset": 500, "test_subset": 200, "val_fraction": 0.2},
+        "model": {"spec": SPEC},
+        "optim": {"lr": 0.05, "momentum": 0.9},
+        "train": {"epochs": 1, "batch_size": 64, "eval_batch_size": 128},
+    }
     for key, value in sections.items():
         raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
     return validate(raw, "test config")
@@ -74,8 +79,9 @@ def test_whitening_refuses_a_first_conv_it_cannot_fill():
 
 
 def test_dirac_convolutions_pass_their_input_channels_through():
-    model = create_model(cifar_config(model={"spec": "conv 5 k3 p1 -> flatten -> dense 3", "init": "dirac"}).model,
-                         (3, 8, 8), 3)
+    model = create_model(
+        cifar_config(model={"spec": "conv 5 k3 p1 -> flatten -> dense 3", "init": "dirac"}).model, (3, 8, 8), 3
+    )
     x = torch.randn(2, 3, 8, 8)
     out = model.conv1(x)
     assert torch.equal(out[:, :3], x)  # the input channels, unchanged
@@ -113,16 +119,19 @@ def test_rates_and_decay_per_1024_examples_scale_with_the_batch():
 
 def batches_of(images, **options):
     labels = torch.arange(len(images))  # each label names its image
-    return DeviceBatches(images, labels, 16, torch.device("cpu"), torch.ones(3), torch.zeros(3), channels_last=False,
-                         **options)
+    return DeviceBatches(
+        images, labels, 16, torch.device("cpu"), torch.ones(3), torch.zeros(3), channels_last=False, **options
+    )
 
 
 def mirrored_ones(batches, epoch: int, originals: torch.Tensor) -> torch.Tensor:
     """Which images of the split come out mirrored in `epoch` (shuffled order undone through the labels)."""
     flipped = torch.zeros(len(originals), dtype=torch.bool)
     for x, y in batches.batches(torch.Generator().manual_seed(epoch), epoch=epoch):
-        assert all(torch.equal(x[i], originals[y[i]].float()) != torch.equal(x[i], originals[y[i]].flip(2).float())
-                   for i in range(len(y)))
+        assert all(
+            torch.equal(x[i], originals[y[i]].float()) != torch.equal(x[i], originals[y[i]].flip(2).float())
+            for i in range(len(y))
+        )
         flipped[y] = torch.tensor([torch.equal(x[i], originals[y[i]].flip(2).float()) for i in range(len(y))])
     return flipped
 
@@ -144,12 +153,19 @@ def test_translate_fills_the_border_by_reflection(data_root):
     images = train.images[:64]
     masks = torch.randint(0, 3, (64, 32, 32), dtype=torch.uint8)
     out, out_masks = random_crop(images, 2, torch.Generator().manual_seed(0), masks, reflect=True)
-    padded, padded_masks = F.pad(images, (2,) * 4, mode="reflect"), F.pad(masks[:, None], (2,) * 4, mode="reflect")[:, 0]
+    padded, padded_masks = (
+        F.pad(images, (2,) * 4, mode="reflect"),
+        F.pad(masks[:, None], (2,) * 4, mode="reflect")[:, 0],
+    )
     shifts = []
     for i in range(64):
-        found = [(dy, dx) for dy in range(5) for dx in range(5)
-                 if torch.equal(out[i], padded[i, :, dy:dy + 32, dx:dx + 32])
-                 and torch.equal(out_masks[i], padded_masks[i, dy:dy + 32, dx:dx + 32])]
+        found = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 32, dx : dx + 32])
+            and torch.equal(out_masks[i], padded_masks[i, dy : dy + 32, dx : dx + 32])
+        ]
         assert found, f"image {i} is no reflected shift of its original"
         shifts += found
     assert len({s for s in shifts}) > 10  # shifts of every kind, the reflected border included
@@ -179,7 +195,9 @@ def test_tta_averages_the_model_over_mirrored_and_shifted_views():
         shifted = F.pad(x, (1, 1, 1, 1), mode="reflect")
         views = [x, shifted[:, :, :8, :8], shifted[:, :, 2:, 2:]]
         mirrored = [(model(v) + model(v.flip(3))) / 2 for v in views]
-        assert torch.allclose(tta_outputs(model, x, "flip_translate"), mirrored[0] / 2 + (mirrored[1] + mirrored[2]) / 4)
+        assert torch.allclose(
+            tta_outputs(model, x, "flip_translate"), mirrored[0] / 2 + (mirrored[1] + mirrored[2]) / 4
+        )
         per_pixel = torch.nn.Conv2d(3, 2, 1)  # per-pixel outputs are mirrored back before averaging
         assert torch.allclose(tta_outputs(per_pixel, x, "flip"), per_pixel(x), atol=1e-6)
 
@@ -189,13 +207,13 @@ def test_the_weight_average_follows_the_lookahead_schedule():
     with torch.no_grad():
         model.weight.fill_(0.0)
     average = WeightAverage(model, every=5, decay=0.95, power=3, write_back=True, total_steps=100)
-    assert average.pull(50) == pytest.approx(0.95 ** 5 * 0.5 ** 3)
+    assert average.pull(50) == pytest.approx(0.95**5 * 0.5**3)
     with torch.no_grad():
         model.weight.fill_(1.0)
     average.update(model, 4)  # not due
     assert torch.equal(model.weight, torch.ones(1, 2))
     average.update(model, 50)
-    expected = 1 - 0.95 ** 5 * 0.5 ** 3
+    expected = 1 - 0.95**5 * 0.5**3
     assert torch.allclose(model.weight, torch.full((1, 2), expected))  # written back
     with torch.no_grad():
         model.weight.fill_(3.0)
@@ -237,9 +255,15 @@ def test_whitening_stays_frozen_and_its_bias_trains_only_in_its_epochs(data_root
 
 
 def test_eval_every_skips_evaluations_and_the_report_and_compare_cope(data_root, tmp_path):
-    run = start_run(cifar_config(train={"epochs": 3, "eval_every": 2}, schedule={"name": "cosine"}), tmp_path, data_root)
+    run = start_run(
+        cifar_config(train={"epochs": 3, "eval_every": 2}, schedule={"name": "cosine"}), tmp_path, data_root
+    )
     rows = run.metrics()
-    assert ["val_acc" in r for r in rows] == [False, True, True] and ["test_acc" in r for r in rows] == [False, True, True]
+    assert ["val_acc" in r for r in rows] == [False, True, True] and ["test_acc" in r for r in rows] == [
+        False,
+        True,
+        True,
+    ]
     assert all("train_acc" in r for r in rows)
     summary = run.summary().to_dict()
     assert summary["best_epoch"] in (2, 3) and summary["final"] == rows[-1]
@@ -260,8 +284,11 @@ def test_summary_records_startup_and_time_to_targets(data_root, tmp_path):
 
 
 def test_time_to_counts_training_seconds_of_evaluated_epochs_only():
-    history = [{"epoch": 1, "train_seconds": 2.0}, {"epoch": 2, "train_seconds": 3.0, "test_acc": 0.8},
-               {"epoch": 3, "train_seconds": 1.5, "test_acc": 0.95}]
+    history = [
+        {"epoch": 1, "train_seconds": 2.0},
+        {"epoch": 2, "train_seconds": 3.0, "test_acc": 0.8},
+        {"epoch": 3, "train_seconds": 1.5, "test_acc": 0.95},
+    ]
     assert time_to(history, [0.75, 0.9, 0.99]) == {"0.75": 5.0, "0.9": 6.5, "0.99": None}
 
 
@@ -281,14 +308,21 @@ def test_the_new_keys_refuse_what_does_not_fit():
     with pytest.raises(CnnlabError, match="choose one"):
         cifar_config(train={"ema": 0.99}, optim={"lookahead": {"every": 5}})
     with pytest.raises(CnnlabError, match="flip_translate is for task: classify"):
-        validate({"task": "segment", "data": {"dataset": "pennfudan"}, "model": {"name": "seg_unet"},
-                  "train": {"tta": "flip_translate"}}, "test")
+        validate(
+            {
+                "task": "segment",
+                "data": {"dataset": "pennfudan"},
+                "model": {"name": "seg_unet"},
+                "train": {"tta": "flip_translate"},
+            },
+            "test",
+        )
     with pytest.raises(CnnlabError, match="train.targets are accuracies"):
         cifar_config(train={"targets": [75]})
 
 
 def test_a_sweep_can_turn_lookahead_off_and_on_and_compare_tells_them_apart():
-    axis, = parse_grid(["optim.lookahead=null,{every: 5}"])
+    (axis,) = parse_grid(["optim.lookahead=null,{every: 5}"])
     assert axis.values == [None, {"every": 5}]
     assert key_problem("optim.lookahead") is None and "is a section" in key_problem("optim")
     on = {"optim.lookahead.every": 5, "optim.lookahead.decay": 0.95, "seed": 0}

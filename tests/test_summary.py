@@ -3,6 +3,7 @@
 Every expected number below is worked out by hand in the test (kernel x channels x positions, ...),
 never taken from the code under test.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,8 +36,20 @@ def rows_of(spec: str, in_shape, **values):
 
 def table(rows):
     """{name: (output_shape, weights, biases, params, trainable, buffers, macs, bias_adds, activation_bytes)}"""
-    return {r.name: (r.output_shape, r.weights, r.biases, r.params, r.trainable_params, r.buffers, r.macs, r.bias_adds,
-                     r.activation_bytes) for r in rows}
+    return {
+        r.name: (
+            r.output_shape,
+            r.weights,
+            r.biases,
+            r.params,
+            r.trainable_params,
+            r.buffers,
+            r.macs,
+            r.bias_adds,
+            r.activation_bytes,
+        )
+        for r in rows
+    }
 
 
 def test_plain_cnn_by_hand():
@@ -44,17 +57,24 @@ def test_plain_cnn_by_hand():
     conv_w = 4 * 2 * 3 * 3  # Cout * Cin * k * k = 72
     expected = {
         #            output      weights biases params        trainable     buffers MACs                 bias adds  activation bytes
-        "conv1":    ([4, 8, 8], conv_w, 4, conv_w + 4, conv_w + 4, 0, conv_w * 8 * 8, 4 * 8 * 8, F32 * 4 * 8 * 8),
-        "bn1":      ([4, 8, 8], 4, 4, 8, 8, 4 + 4, 0, 0, F32 * 4 * 8 * 8),  # gamma, beta; running mean, var
-        "relu1":    ([4, 8, 8], 0, 0, 0, 0, 0, 0, 0, F32 * 4 * 8 * 8),
+        "conv1": ([4, 8, 8], conv_w, 4, conv_w + 4, conv_w + 4, 0, conv_w * 8 * 8, 4 * 8 * 8, F32 * 4 * 8 * 8),
+        "bn1": ([4, 8, 8], 4, 4, 8, 8, 4 + 4, 0, 0, F32 * 4 * 8 * 8),  # gamma, beta; running mean, var
+        "relu1": ([4, 8, 8], 0, 0, 0, 0, 0, 0, 0, F32 * 4 * 8 * 8),
         "maxpool1": ([4, 4, 4], 0, 0, 0, 0, 0, 0, 0, F32 * 4 * 4 * 4),  # pooling has no connections
         "flatten1": ([64], 0, 0, 0, 0, 0, 0, 0, 0),  # a view: no new memory
-        "dense1":   ([10], 64 * 10, 10, 64 * 10 + 10, 650, 0, 64 * 10, 10, F32 * 10),
+        "dense1": ([10], 64 * 10, 10, 64 * 10 + 10, 650, 0, 64 * 10, 10, F32 * 10),
     }
     assert table(rows) == expected
-    assert totals(rows) == {"weights": 72 + 4 + 640, "biases": 4 + 4 + 10, "params": 76 + 8 + 650,
-                            "trainable_params": 734, "buffers": 8, "macs": 72 * 64 + 640, "bias_adds": 256 + 10,
-                            "activation_bytes": 3 * 1024 + 256 + 40}
+    assert totals(rows) == {
+        "weights": 72 + 4 + 640,
+        "biases": 4 + 4 + 10,
+        "params": 76 + 8 + 650,
+        "trainable_params": 734,
+        "buffers": 8,
+        "macs": 72 * 64 + 640,
+        "bias_adds": 256 + 10,
+        "activation_bytes": 3 * 1024 + 256 + 40,
+    }
 
 
 def test_unet_skip_by_hand():
@@ -62,7 +82,7 @@ def test_unet_skip_by_hand():
     expected = {
         "save1": ([1, 5, 5], 0, 0, 0, 0, 0, 0, 0, 0),  # remembers the tensor, allocates nothing
         "conv1": ([3, 5, 5], 3 * 1 * 9, 0, 27, 27, 0, 27 * 25, 0, F32 * 3 * 25),
-        "cat1":  ([4, 5, 5], 0, 0, 0, 0, 0, 0, 0, F32 * (3 + 1) * 25),  # 3 + 1 channels, counted once
+        "cat1": ([4, 5, 5], 0, 0, 0, 0, 0, 0, 0, F32 * (3 + 1) * 25),  # 3 + 1 channels, counted once
         "conv2": ([2, 5, 5], 2 * 4 * 1, 2, 10, 10, 0, 8 * 25, 2 * 25, F32 * 2 * 25),
     }
     assert table(rows) == expected
@@ -73,11 +93,11 @@ def test_strided_residual_and_global_pool_by_hand():
     h = (7 - 3 + 2 * 1) // 2 + 1  # 4
     assert h == 4
     expected = {
-        "conv1":  ([6, 4, 4], 6 * 2 * 9, 6, 114, 114, 0, 108 * 16, 6 * 16, F32 * 6 * 16),
-        "save1":  ([6, 4, 4], 0, 0, 0, 0, 0, 0, 0, 0),
-        "relu1":  ([6, 4, 4], 0, 0, 0, 0, 0, 0, 0, F32 * 96),
-        "add1":   ([6, 4, 4], 0, 0, 0, 0, 0, 0, 0, F32 * 96),
-        "gap1":   ([6], 0, 0, 0, 0, 0, 0, 0, F32 * 6),
+        "conv1": ([6, 4, 4], 6 * 2 * 9, 6, 114, 114, 0, 108 * 16, 6 * 16, F32 * 6 * 16),
+        "save1": ([6, 4, 4], 0, 0, 0, 0, 0, 0, 0, 0),
+        "relu1": ([6, 4, 4], 0, 0, 0, 0, 0, 0, 0, F32 * 96),
+        "add1": ([6, 4, 4], 0, 0, 0, 0, 0, 0, 0, F32 * 96),
+        "gap1": ([6], 0, 0, 0, 0, 0, 0, 0, F32 * 6),
         "dense1": ([3], 18, 0, 18, 18, 0, 18, 0, F32 * 3),
     }
     assert table(rows) == expected
@@ -104,7 +124,9 @@ class Branchy(nn.Module):
 
 def test_functional_ops_repeated_module_and_frozen_parameters_by_hand():
     rows = count(Branchy(), (1, 4, 4))
-    got = [(r.name, r.type, r.output_shape, r.params, r.trainable_params, r.macs, r.activation_bytes, r.call) for r in rows]
+    got = [
+        (r.name, r.type, r.output_shape, r.params, r.trainable_params, r.macs, r.activation_bytes, r.call) for r in rows
+    ]
     assert got == [
         ("a", "Conv2d", [2, 4, 4], 2 * 9 + 2, 20, 2 * 9 * 16, F32 * 32, 1),
         ("act", "ReLU", [2, 4, 4], 0, 0, 0, F32 * 32, 1),
@@ -135,8 +157,16 @@ def test_torchvision_resnet18_totals_match_torch():
     assert sum(1 for r in rows if r.name == "layer1.0.relu") == 2
 
 
-@pytest.mark.parametrize("model, shape", [("table1", (3, 32, 32)), ("simplenn", (3, 32, 32)), ("net28", (3, 28, 28)),
-                                          ("colour_cnn", (1, 32, 32)), ("colour_unet", (1, 32, 32))])
+@pytest.mark.parametrize(
+    "model, shape",
+    [
+        ("table1", (3, 32, 32)),
+        ("simplenn", (3, 32, 32)),
+        ("net28", (3, 28, 28)),
+        ("colour_cnn", (1, 32, 32)),
+        ("colour_unet", (1, 32, 32)),
+    ],
+)
 def totals_from_torch(model: nn.Module, shape) -> dict:
     """Every column's total read off the module itself and one real forward pass of one image, without the counter:
     parameters and buffers from torch, MACs from torch's FLOP counter, bias additions and new output memory from
@@ -145,7 +175,9 @@ def totals_from_torch(model: nn.Module, shape) -> dict:
     per_call = {"bias_adds": 0, "activation_bytes": 0}
 
     def hook(module, args, output):
-        if isinstance(getattr(module, "bias", None), torch.Tensor) and not isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if isinstance(getattr(module, "bias", None), torch.Tensor) and not isinstance(
+            module, nn.modules.batchnorm._BatchNorm
+        ):
             per_call["bias_adds"] += output.numel()  # one addition per output value of a conv or dense layer with bias
         inputs = {t.untyped_storage().data_ptr() for t in args if isinstance(t, torch.Tensor)}
         if output.untyped_storage().data_ptr() not in inputs:  # a view or an in-place result takes no new memory
@@ -158,16 +190,27 @@ def totals_from_torch(model: nn.Module, shape) -> dict:
         model(torch.randn(1, *shape))
     for h in handles:
         h.remove()
-    return {"weights": sum(p.numel() for n, p in params.items() if not n.endswith("bias")),
-            "biases": sum(p.numel() for n, p in params.items() if n.endswith("bias")),
-            "params": sum(p.numel() for p in params.values()),
-            "trainable_params": sum(p.numel() for p in params.values() if p.requires_grad),
-            "buffers": sum(b.numel() for b in model.buffers() if b.is_floating_point()),
-            "macs": flops.get_total_flops() // 2, **per_call}
+    return {
+        "weights": sum(p.numel() for n, p in params.items() if not n.endswith("bias")),
+        "biases": sum(p.numel() for n, p in params.items() if n.endswith("bias")),
+        "params": sum(p.numel() for p in params.values()),
+        "trainable_params": sum(p.numel() for p in params.values() if p.requires_grad),
+        "buffers": sum(b.numel() for b in model.buffers() if b.is_floating_point()),
+        "macs": flops.get_total_flops() // 2,
+        **per_call,
+    }
 
 
-@pytest.mark.parametrize("model, shape", [("table1", (3, 32, 32)), ("simplenn", (3, 32, 32)), ("net28", (3, 28, 28)),
-                                          ("colour_cnn", (1, 32, 32)), ("colour_unet", (1, 32, 32))])
+@pytest.mark.parametrize(
+    "model, shape",
+    [
+        ("table1", (3, 32, 32)),
+        ("simplenn", (3, 32, 32)),
+        ("net28", (3, 28, 28)),
+        ("colour_cnn", (1, 32, 32)),
+        ("colour_unet", (1, 32, 32)),
+    ],
+)
 def test_every_column_sums_to_its_total(model, shape):
     data = counted_json(summarise(resolve(model), shape, Options(measure=False)).base)
     expected = totals_from_torch(from_zoo(model).build(shape), shape)
@@ -178,7 +221,10 @@ def test_every_column_sums_to_its_total(model, shape):
 
 def test_colour_unet_wiring_by_hand():
     nf, nc, k = 2, 3, 3
-    rows = {r.name: r for r in count(from_zoo("colour_unet").with_values({"NF": nf, "NC": nc, "k": k}).build((1, 8, 8)), (1, 8, 8))}
+    rows = {
+        r.name: r
+        for r in count(from_zoo("colour_unet").with_values({"NF": nf, "NC": nc, "k": k}).build((1, 8, 8)), (1, 8, 8))
+    }
     assert rows["cat1"].output_shape == [2 * nf + 2 * nf, 2, 2]  # rfconv output + second block's output
     assert rows["conv4"].weights == nf * 4 * nf * k * k
     assert rows["cat2"].output_shape == [nf + nf, 4, 4]  # up block + first block
@@ -194,14 +240,32 @@ def test_net28_explanation_shows_why_512_features():
     assert arithmetic["conv1"].startswith("H: floor((28 - 5 + 2*0)/1) + 1 = 24")
     assert arithmetic["flatten1"] == "32 * 4 * 4 = 512 features"
     note = " ".join(result.base.explain_notes)
-    assert "dense1 receives 512 features" in note and "28 -> 24 (conv1) -> 20 (conv2) -> 10 (maxpool1) -> 8 (conv3) -> 4 (maxpool2)" in note
+    assert (
+        "dense1 receives 512 features" in note
+        and "28 -> 24 (conv1) -> 20 (conv2) -> 10 (maxpool1) -> 8 (conv3) -> 4 (maxpool2)" in note
+    )
 
 
-@pytest.mark.parametrize("spec, shape, words", [
-    ("conv 8 k5 -> conv 8 k5", (1, 6, 6), ["layer 2 'conv 8 k5'", "kernel (5) is larger", "floor((2 - 5 + 2*0)/1) + 1"]),
-    ("conv 8 k3 -> maxpool 2 -> flatten -> dense 10 in=100", (1, 6, 6), ["layer 4 'dense 10 in=100'", "8 * 2 * 2 = 32"]),
-    ("save a -> conv 8 k3 -> cat a", (1, 6, 6), ["layer 3 'cat a'", "(1, 6, 6)", "(8, 4, 4)", "floor((6 - 3 + 2*0)/1) + 1 = 4"]),
-])
+@pytest.mark.parametrize(
+    "spec, shape, words",
+    [
+        (
+            "conv 8 k5 -> conv 8 k5",
+            (1, 6, 6),
+            ["layer 2 'conv 8 k5'", "kernel (5) is larger", "floor((2 - 5 + 2*0)/1) + 1"],
+        ),
+        (
+            "conv 8 k3 -> maxpool 2 -> flatten -> dense 10 in=100",
+            (1, 6, 6),
+            ["layer 4 'dense 10 in=100'", "8 * 2 * 2 = 32"],
+        ),
+        (
+            "save a -> conv 8 k3 -> cat a",
+            (1, 6, 6),
+            ["layer 3 'cat a'", "(1, 6, 6)", "(8, 4, 4)", "floor((6 - 3 + 2*0)/1) + 1 = 4"],
+        ),
+    ],
+)
 def test_misfits_are_refused_with_the_layer_and_the_arithmetic(spec, shape, words):
     with pytest.raises(CnnlabError) as e:
         from_spec(spec).build(shape)
@@ -271,14 +335,39 @@ def test_live_tensor_peak_equals_torch_memtracker():
 
 
 def test_cli_json_has_the_promised_keys(tmp_path):
-    out = CliRunner().invoke(app, ["summary", "colour_cnn", "NF=8", "NC=4", "k=3", "--input", "1x16x16", "--format", "json",
-                                   "--no-measure", "--csv", str(tmp_path / "t.csv")])
+    out = CliRunner().invoke(
+        app,
+        [
+            "summary",
+            "colour_cnn",
+            "NF=8",
+            "NC=4",
+            "k=3",
+            "--input",
+            "1x16x16",
+            "--format",
+            "json",
+            "--no-measure",
+            "--csv",
+            str(tmp_path / "t.csv"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
     assert data["input"] == [1, 16, 16]
     for row in data["layers"]:
-        assert {"name", "type", "output_shape", "weights", "biases", "params", "trainable_params", "buffers", "macs",
-                "activation_bytes"} <= set(row)
+        assert {
+            "name",
+            "type",
+            "output_shape",
+            "weights",
+            "biases",
+            "params",
+            "trainable_params",
+            "buffers",
+            "macs",
+            "activation_bytes",
+        } <= set(row)
     assert {"params", "trainable_params", "buffers", "macs", "activation_bytes"} <= set(data["total"])
     assert data["layers"][0]["weights"] == 8 * 1 * 9
     assert (tmp_path / "t.csv").read_text().splitlines()[0].startswith("layer,type,input,output,weights")
@@ -306,8 +395,24 @@ def test_experiment_takes_its_input_from_the_dataset():
 
 
 def test_cost_finetune_measures_both_configurations():
-    out = CliRunner().invoke(app, ["cost", "finetune", "conv 8 k3 p1 -> relu -> conv 8 k3 p1 -> relu -> flatten -> dense 3",
-                                   "--input", "1x8x8", "--batch-size", "4", "--steps", "1", "--device", "cpu", "--format", "json"])
+    out = CliRunner().invoke(
+        app,
+        [
+            "cost",
+            "finetune",
+            "conv 8 k3 p1 -> relu -> conv 8 k3 p1 -> relu -> flatten -> dense 3",
+            "--input",
+            "1x8x8",
+            "--batch-size",
+            "4",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--format",
+            "json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
     assert data["last_layer"] == "dense1"
@@ -323,8 +428,24 @@ def test_cost_finetune_measures_both_configurations():
 def test_cost_finetune_of_an_experiment_with_a_frozen_selection_measures_the_whole_network_trained():
     """resnet18-transfer-cifar10 builds its model with model.trainable [layer4, fc] applied (the frozen front runs
     without autograd, its batch norms in eval): the whole-network configuration must undo that selection."""
-    out = CliRunner().invoke(app, ["cost", "finetune", "resnet18-transfer-cifar10", "--input", "3x32x32", "--batch-size",
-                                   "2", "--steps", "1", "--device", "cpu", "--format", "json"])
+    out = CliRunner().invoke(
+        app,
+        [
+            "cost",
+            "finetune",
+            "resnet18-transfer-cifar10",
+            "--input",
+            "3x32x32",
+            "--batch-size",
+            "2",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--format",
+            "json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
     whole, last = data["whole"], data["last_layer_only"]
@@ -343,7 +464,10 @@ def test_layer_table_keeps_the_keys_runs_and_reports_read():
     rows = layer_table(from_zoo("simplenn").build((1, 28, 28)), (1, 28, 28))
     assert rows[0]["name"] == "conv1" and rows[0]["type"] == "Conv2d" and rows[0]["output_shape"] == [8, 24, 24]
     assert {"params", "trainable_params", "buffers"} <= set(rows[0])
-    assert sum(r["params"] for r in rows) == 5 * 5 * 8 + 8 + 2 * 8 + 3 * 3 * 8 * 16 + 16 + 2 * 16 + 16 * 5 * 5 * 120 + 120 + 120 * 84 + 84 + 84 * 10 + 10
+    assert (
+        sum(r["params"] for r in rows)
+        == 5 * 5 * 8 + 8 + 2 * 8 + 3 * 3 * 8 * 16 + 16 + 2 * 16 + 16 * 5 * 5 * 120 + 120 + 120 * 84 + 84 + 84 * 10 + 10
+    )
     json.dumps(rows)  # architecture.json
 
 
@@ -355,8 +479,10 @@ def test_backward_macs_of_grouped_convolutions_match_a_hand_count(groups):
     from cnnlab.analysis.step_cost import training_pass
 
     c, h, n = 64, 16, 2
-    model = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False),
-                          nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False))
+    model = nn.Sequential(
+        nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False),
+        nn.Conv2d(c, c, 3, padding=1, groups=groups, bias=False),
+    )
     one = n * h * h * c * (c // groups) * 9
     run = training_pass(model, (c, h, h), n)
     assert (run.forward_macs, run.backward_macs) == (2 * one, 3 * one)

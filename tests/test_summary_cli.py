@@ -3,6 +3,7 @@
 Expected numbers are worked out by hand in each test, or read from the peer tools themselves
 (torchinfo, fvcore), never from the code under test.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,9 @@ def test_a_failed_self_check_is_an_error_and_prints_no_table(monkeypatch):
 
 def test_transposed_upsample_formulas_agree_with_the_module():
     # ConvTranspose2d(8, 8, 2, stride 2): 8*8*2*2 = 256 weights + 8 biases; every input value meets 8*2*2*8 weights
-    data = summary_json("upsample 2 mode=transposed", "--symbolic", "--input", "8xHxW", "--set", "H=16", "--set", "W=16")
+    data = summary_json(
+        "upsample 2 mode=transposed", "--symbolic", "--input", "8xHxW", "--set", "H=16", "--set", "W=16"
+    )
     assert data["total"]["params"] == 264
     assert data["total"]["macs"] == 256 * 16 * 16 == 65_536
 
@@ -94,10 +97,16 @@ def test_a_one_layer_inline_spec_is_counted():
     assert data["layers"][0]["output_shape"] == [100, 98, 98]
 
 
-@pytest.mark.parametrize("model, words", [
-    ("resnet 18", ["'resnet 18' is read as an inline spec", "unknown layer kind 'resnet'"]),
-    ("resnet19", ["'resnet19' is not a zoo model", "an inline spec is layers with their numbers, e.g. 'conv 100 k3'"]),
-])
+@pytest.mark.parametrize(
+    "model, words",
+    [
+        ("resnet 18", ["'resnet 18' is read as an inline spec", "unknown layer kind 'resnet'"]),
+        (
+            "resnet19",
+            ["'resnet19' is not a zoo model", "an inline spec is layers with their numbers, e.g. 'conv 100 k3'"],
+        ),
+    ],
+)
 def test_what_matches_nothing_is_named(model, words):
     with pytest.raises(CnnlabError) as e:
         resolve(model)
@@ -119,8 +128,9 @@ def test_the_table_fits_a_100_column_terminal_and_says_what_it_left_out():
 
 
 def test_chosen_columns_are_kept_folded_rather_than_left_out():
-    out = summary("resnet18", "--columns", "name,type,output_shape,weights,biases,params,buffers,macs",
-                  env={"COLUMNS": "60"})
+    out = summary(
+        "resnet18", "--columns", "name,type,output_shape,weights,biases,params,buffers,macs", env={"COLUMNS": "60"}
+    )
     assert out.exit_code == 0, out.output
     assert "left out" not in out.output.split("by layer type")[0] and "…" not in out.output
     assert "11,689,512" in out.output  # the total, whole
@@ -147,8 +157,10 @@ def test_scale_names_the_dense_layer_that_grows():
     assert data["total"]["params"] == 390_410 and data["whatif"]["variant"]["total"]["params"] == 783_626
     why = "\n".join(data["whatif"]["why"])
     # dense1 after flatten: 128 x 4 x 4 = 2,048 inputs at 32x32, 128 x 8 x 8 = 8,192 at 64x64; 64 outputs
-    assert ("dense1: 131,136 -> 524,352 params (weights 131,072 -> 524,288), because flatten1 gives it 4x the "
-            "features: 128 x 4 x 4 = 2,048 -> 128 x 8 x 8 = 8,192") in why
+    assert (
+        "dense1: 131,136 -> 524,352 params (weights 131,072 -> 524,288), because flatten1 gives it 4x the "
+        "features: 128 x 4 x 4 = 2,048 -> 128 x 8 x 8 = 8,192"
+    ) in why
     assert "neither holds H or W" in why
 
 
@@ -193,8 +205,14 @@ def fvcore_total(model: torch.nn.Module, shape: tuple, training: bool) -> int:
     return analysis.total() // (2 if training else 1)  # batch 2 in training mode (batch norm needs two values)
 
 
-ZOO_CASES = [("simplenn", (3, 32, 32), None), ("table1", (3, 32, 32), None), ("colour_cnn", (1, 32, 32), None),
-             ("seg_unet", (3, 32, 32), "nearest"), ("seg_unet", (3, 32, 32), "bilinear"), ("seg_unet", (3, 32, 32), "transposed")]
+ZOO_CASES = [
+    ("simplenn", (3, 32, 32), None),
+    ("table1", (3, 32, 32), None),
+    ("colour_cnn", (1, 32, 32), None),
+    ("seg_unet", (3, 32, 32), "nearest"),
+    ("seg_unet", (3, 32, 32), "bilinear"),
+    ("seg_unet", (3, 32, 32), "transposed"),
+]
 
 
 @pytest.mark.parametrize("name, shape, upsample", ZOO_CASES)
@@ -220,7 +238,10 @@ def test_as_torchinfo_and_fvcore_equal_the_tools_on_resnet18():
     ours = peers_of(resolve("resnet18"), shape)
     model = torchvision.models.resnet18(weights=None).eval()
     stats = torchinfo.summary(model, input_size=(1, *shape), verbose=0)
-    assert (ours["torchinfo"]["Total mult-adds"], ours["torchinfo"]["Total params"]) == (stats.total_mult_adds, stats.total_params)
+    assert (ours["torchinfo"]["Total mult-adds"], ours["torchinfo"]["Total params"]) == (
+        stats.total_mult_adds,
+        stats.total_params,
+    )
     assert ours["fvcore"]["total (eval mode)"] == fvcore_total(model, shape, training=False)
 
 
@@ -233,8 +254,11 @@ def test_as_keras_counts_batch_norm_as_4c_by_hand():
     dense = (16 * 6 * 6 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
     norms_trainable, norms_moving = 2 * 8 + 2 * 16, 2 * 8 + 2 * 16
     keras = peers_of(resolve("simplenn"), (3, 32, 32))["keras"]
-    assert keras == {"Total params": convs + dense + norms_trainable + norms_moving,
-                     "Trainable params": convs + dense + norms_trainable, "Non-trainable params": norms_moving}
+    assert keras == {
+        "Total params": convs + dense + norms_trainable + norms_moving,
+        "Trainable params": convs + dense + norms_trainable,
+        "Non-trainable params": norms_moving,
+    }
 
 
 def test_as_prints_the_figure_and_the_convention_in_words():

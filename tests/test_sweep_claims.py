@@ -1,5 +1,6 @@
 """Claims through the study storage: several processes (and a real PostgreSQL server) never run a cell twice,
 a dead worker's cell is taken over, and a dead holder's lock is broken."""
+
 from __future__ import annotations
 
 import collections
@@ -25,8 +26,10 @@ RACE = ("--barrier", "4", "--work", "0.05")
 
 
 def start_claimers(url: str, count: int, cells: int, out: Path, *extra: str) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, str(CLAIMER), url, "race", str(cells), str(out), *extra])
-            for _ in range(count)]
+    return [
+        subprocess.Popen([sys.executable, str(CLAIMER), url, "race", str(cells), str(out), *extra])
+        for _ in range(count)
+    ]
 
 
 def assert_each_cell_once(out: Path, cells: int, procs: list[subprocess.Popen]) -> None:

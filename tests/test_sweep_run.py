@@ -1,5 +1,6 @@
 """Real sweeps on a slice of Fashion-MNIST through the command line: workers, resume after kill -9,
 PostgreSQL shared by two "machines", an Optuna search with pruning; compare and reports from run folders."""
+
 from __future__ import annotations
 
 import collections
@@ -35,9 +36,13 @@ def experiment(tmp_path: Path, **sections) -> Path:
     return path
 
 
-def cnnlab(*args, cwd: Path, data_root: Path, check: bool = True, background: bool = False, threads: Optional[int] = None):
+def cnnlab(
+    *args, cwd: Path, data_root: Path, check: bool = True, background: bool = False, threads: Optional[int] = None
+):
     """Run the cnnlab command; `threads` sets OMP_NUM_THREADS (a run's numbers depend on its thread count)."""
-    cmd = [sys.executable, "-m", "cnnlab.cli", *map(str, args)] + (["--data-dir", str(data_root)] if args[0] in ("sweep", "run") else [])
+    cmd = [sys.executable, "-m", "cnnlab.cli", *map(str, args)] + (
+        ["--data-dir", str(data_root)] if args[0] in ("sweep", "run") else []
+    )
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     if background:
         return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -60,7 +65,9 @@ def grid_sweep(tmp_path_factory, data_root):
     """2 optimizers x 2 seeds with 2 workers on the default SQLite storage."""
     tmp = tmp_path_factory.mktemp("grid")
     exp = experiment(tmp)
-    done = cnnlab("sweep", exp, "--grid", "optim.name=sgd,adam", "--seeds", "2", "--workers", "2", cwd=tmp, data_root=data_root)
+    done = cnnlab(
+        "sweep", exp, "--grid", "optim.name=sgd,adam", "--seeds", "2", "--workers", "2", cwd=tmp, data_root=data_root
+    )
     return tmp, exp, tmp / done.stdout.strip().splitlines()[-1], done.stdout
 
 
@@ -79,7 +86,9 @@ def test_grid_sweep_runs_every_cell_once_as_run_folders(grid_sweep):
 def test_running_a_finished_sweep_again_runs_nothing(grid_sweep, data_root):
     tmp, exp, folder, _ = grid_sweep
     before = len(events(folder))
-    done = cnnlab("sweep", exp, "--grid", "optim.name=sgd,adam", "--seeds", "2", "--workers", "2", cwd=tmp, data_root=data_root)
+    done = cnnlab(
+        "sweep", exp, "--grid", "optim.name=sgd,adam", "--seeds", "2", "--workers", "2", cwd=tmp, data_root=data_root
+    )
     assert "4 done, 0 to run" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == str(folder.relative_to(tmp))
     assert len(events(folder)) == before
@@ -89,7 +98,10 @@ def test_compare_json_matches_the_run_folders(grid_sweep, data_root):
     tmp, exp, folder, _ = grid_sweep
     done = cnnlab("compare", folder, "--format", "json", "--metric", "val_acc", cwd=tmp, data_root=data_root)
     (column,) = json.loads(done.stdout)["columns"]
-    assert column["metric"] == "val_acc" and [v["name"] for v in column["variants"]] == ["optim.name=sgd", "optim.name=adam"]
+    assert column["metric"] == "val_acc" and [v["name"] for v in column["variants"]] == [
+        "optim.name=sgd",
+        "optim.name=adam",
+    ]
     for v in column["variants"]:
         finals = [json.loads(Path(r, "metrics.jsonl").read_text().splitlines()[-1])["val_acc"] for r in v["runs"]]
         s = v["final"]
@@ -113,11 +125,15 @@ def test_compare_json_matches_the_run_folders(grid_sweep, data_root):
 def test_compare_a_summary_json_number_of_real_runs(grid_sweep, data_root, tmp_path):
     tmp, exp, folder, _ = grid_sweep
     key = "sparsity.total.share_below"
-    done = cnnlab("compare", folder, "--format", "json", "--metric", key, "--out", tmp_path, cwd=tmp, data_root=data_root)
+    done = cnnlab(
+        "compare", folder, "--format", "json", "--metric", key, "--out", tmp_path, cwd=tmp, data_root=data_root
+    )
     (column,) = json.loads(done.stdout)["columns"]
     assert column["source"] == "summary" and "final and best are the same value" in column["note"]
     for v in column["variants"]:
-        shares = [json.loads(Path(r, "summary.json").read_text())["sparsity"]["total"]["share_below"] for r in v["runs"]]
+        shares = [
+            json.loads(Path(r, "summary.json").read_text())["sparsity"]["total"]["share_below"] for r in v["runs"]
+        ]
         assert v["values"] == shares and v["final"] == v["best"]
     assert key in (tmp_path / "report.html").read_text()
 
@@ -153,12 +169,15 @@ def test_training_and_validation_of_every_variant_in_one_figure(grid_sweep):
     runs, _ = load_runs([folder])
     variants = [(v.name, [r.history for r in v.runs]) for v in group(runs)]
     ax = draw_train_val(variants, "loss").axes[0]
-    assert ax.get_ylabel() == "loss (cross-entropy, nats)" and "training (dashed) and validation (solid)" in ax.get_title()
+    assert (
+        ax.get_ylabel() == "loss (cross-entropy, nats)" and "training (dashed) and validation (solid)" in ax.get_title()
+    )
     lines = ax.get_lines()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        f"{name} ({split}, n=2)" for name, _ in variants for split in ("training", "validation")]
+        f"{name} ({split}, n=2)" for name, _ in variants for split in ("training", "validation")
+    ]
     for i, (name, histories) in enumerate(variants):
-        for line, key, style in zip(lines[2 * i: 2 * i + 2], ("train_loss", "val_loss"), ("--", "-")):
+        for line, key, style in zip(lines[2 * i : 2 * i + 2], ("train_loss", "val_loss"), ("--", "-")):
             expected = [np.mean([h[e][key] for h in histories]) for e in range(2)]
             assert np.allclose(line.get_ydata(), expected) and line.get_linestyle() == style
             assert line.get_color() == lines[2 * i].get_color()
@@ -185,8 +204,10 @@ def test_numeric_grid_key_gets_the_metric_against_its_values(batch_size_sweep):
     assert (folder / "figures" / "by-train.batch_size.png").read_bytes()[:4] == b"\x89PNG"
     html = (folder / "report.html").read_text()
     assert "<figcaption>validation accuracy (last epoch) against train.batch_size</figcaption>" in html
-    assert ("![validation accuracy (last epoch) against train.batch_size](figures/by-train.batch_size.png)"
-            in (folder / "report.md").read_text())
+    assert (
+        "![validation accuracy (last epoch) against train.batch_size](figures/by-train.batch_size.png)"
+        in (folder / "report.md").read_text()
+    )
     result = analyse([folder]).comparison.headline
     series = by_value_series(result)
     assert list(series) == ["train.batch_size"] and list(series["train.batch_size"]) == [""]  # no other key: one line
@@ -217,7 +238,9 @@ def test_sigterm_to_the_sweep_stops_its_workers_and_the_same_command_continues(t
     metrics = lambda: list((tmp_path / "sweeps").glob("*/runs/optim.lr=0.001/s0/metrics.jsonl"))
     deadline = time.time() + 120
     while not (metrics() and metrics()[0].read_text().count("\n") >= 1):  # the first cell is in its epoch 2
-        assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "timeout"
+        assert time.time() < deadline and proc.poll() is None, (
+            proc.stdout.read() if proc.poll() is not None else "timeout"
+        )
         time.sleep(0.05)
     folder = metrics()[0].parents[3]
     worker = next(e["pid"] for e in events(folder) if e["cell"] == "optim.lr=0.001/s0")
@@ -235,15 +258,18 @@ def test_sigterm_to_the_sweep_stops_its_workers_and_the_same_command_continues(t
 
 
 def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
-    exp = experiment(tmp_path, train={**TINY["train"], "epochs": 3}, deterministic=True,
-                     data={**TINY["data"], "train_subset": 3000})
+    exp = experiment(
+        tmp_path, train={**TINY["train"], "epochs": 3}, deterministic=True, data={**TINY["data"], "train_subset": 3000}
+    )
     args = ("sweep", exp, "--grid", "optim.lr=0.001,0.002,0.003", "--seeds", "1", "--threads", "1")
     proc = cnnlab(*args, cwd=tmp_path, data_root=data_root, background=True)
     folders = lambda: list((tmp_path / "sweeps").glob("*/events.jsonl"))
     deadline = time.time() + 120
     victim = None
     while victim is None:  # kill the worker when the second cell is half-way
-        assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "timeout"
+        assert time.time() < deadline and proc.poll() is None, (
+            proc.stdout.read() if proc.poll() is not None else "timeout"
+        )
         time.sleep(0.05)
         if folders():
             folder = folders()[0].parent
@@ -256,14 +282,25 @@ def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
     done = cnnlab(*args, cwd=tmp_path, data_root=data_root)
     assert "1 done, 2 to run" in done.stdout
     log = [(e["cell"], e["event"]) for e in events(folder) if e["event"] in ("start", "resume")]
-    assert log == [("optim.lr=0.001/s0", "start"), ("optim.lr=0.002/s0", "start"),
-                   ("optim.lr=0.002/s0", "resume"), ("optim.lr=0.003/s0", "start")]
+    assert log == [
+        ("optim.lr=0.001/s0", "start"),
+        ("optim.lr=0.002/s0", "start"),
+        ("optim.lr=0.002/s0", "resume"),
+        ("optim.lr=0.003/s0", "start"),
+    ]
     resumed = [json.loads(line) for line in (folder / "runs/optim.lr=0.002/s0/metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in resumed] == [1, 2, 3]
     assert sorted(p.name for p in (folder / "runs").iterdir()) == ["optim.lr=0.001", "optim.lr=0.002", "optim.lr=0.003"]
     # the resumed run equals an uninterrupted run of the same config (deterministic: true, CPU, the same thread count)
-    cnnlab("run", folder / "runs/optim.lr=0.002/s0/config.yaml", "--runs-dir", tmp_path / "alone", cwd=tmp_path,
-           data_root=data_root, threads=1)
+    cnnlab(
+        "run",
+        folder / "runs/optim.lr=0.002/s0/config.yaml",
+        "--runs-dir",
+        tmp_path / "alone",
+        cwd=tmp_path,
+        data_root=data_root,
+        threads=1,
+    )
     (alone,) = (tmp_path / "alone").glob("*/*/metrics.jsonl")
     timing = TIMING_KEYS
     strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]
@@ -273,8 +310,19 @@ def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
 def test_two_machines_share_a_sweep_through_postgresql(tmp_path, data_root, postgres_url):
     """Two `--worker` commands with their own sweep folders (as on two machines) share one PostgreSQL study."""
     exp = experiment(tmp_path, train={**TINY["train"], "epochs": 1})
-    args = ("sweep", exp, "--grid", "optim.name=sgd,adam", "--grid", "model.bn=true,false", "--seeds", "1",
-            "--storage", postgres_url, "--worker")
+    args = (
+        "sweep",
+        exp,
+        "--grid",
+        "optim.name=sgd,adam",
+        "--grid",
+        "model.bn=true,false",
+        "--seeds",
+        "1",
+        "--storage",
+        postgres_url,
+        "--worker",
+    )
     machines = [tmp_path / "a", tmp_path / "b"]
     procs = [cnnlab(*args, "--sweeps-dir", m, cwd=tmp_path, data_root=data_root, background=True) for m in machines]
     outs = [p.communicate(timeout=240)[0] for p in procs]
@@ -291,22 +339,33 @@ def test_two_machines_share_a_sweep_through_postgresql(tmp_path, data_root, post
 def test_optuna_search_with_pruning(tmp_path, data_root):
     import optuna
 
-    search = {"params": {"optim.lr": {"type": "float", "low": 0.0005, "high": 0.05, "log": True},
-                         "model.activation": {"type": "categorical", "choices": ["relu", "silu"]}},
-              "startup_trials": 1, "warmup_epochs": 1}
+    search = {
+        "params": {
+            "optim.lr": {"type": "float", "low": 0.0005, "high": 0.05, "log": True},
+            "model.activation": {"type": "categorical", "choices": ["relu", "silu"]},
+        },
+        "startup_trials": 1,
+        "warmup_epochs": 1,
+    }
     exp = experiment(tmp_path, search=search, train={**TINY["train"], "epochs": 3})
     done = cnnlab("sweep", exp, "--optuna", "4", "--workers", "2", cwd=tmp_path, data_root=data_root)
     folder = tmp_path / done.stdout.strip().splitlines()[-1]
     assert sorted(p.name for p in (folder / "runs").iterdir()) == [f"trial-{i:03d}" for i in range(4)]
     study = optuna.load_study(study_name=folder.name, storage=f"sqlite:///{folder / 'study.db'}")
     trials = [t for t in study.trials if "cell" in t.user_attrs]
-    assert len(trials) == 4 and {t.state for t in trials} <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    assert len(trials) == 4 and {t.state for t in trials} <= {
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+    }
     for t in trials:  # the per-epoch validation accuracy reached the pruner, and the run folder has the trial's values
         run = folder / "runs" / t.user_attrs["cell"]
         history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert t.intermediate_values == {r["epoch"]: r["val_acc"] for r in history}
         config = yaml.safe_load((run / "config.yaml").read_text())
-        assert (config["optim"]["lr"], config["model"]["activation"]) == (t.params["optim.lr"], t.params["model.activation"])
+        assert (config["optim"]["lr"], config["model"]["activation"]) == (
+            t.params["optim.lr"],
+            t.params["model.activation"],
+        )
         status = json.loads((run / "summary.json").read_text())["status"]
         assert status == ("pruned" if t.state == optuna.trial.TrialState.PRUNED else "completed")
     assert "Trials, best first" in (folder / "report.html").read_text()

@@ -1,5 +1,6 @@
 """Statistics over seeds against values computed independently here (scipy directly, hand formulas,
 Cohen's power tables), and the comparison's grouping and words."""
+
 from __future__ import annotations
 
 import html
@@ -54,7 +55,9 @@ def test_welch_is_undefined_without_two_runs_or_without_spread():
     assert flat["p_value"] is None and flat["diff"] == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("d, alpha, n", [(0.5, 0.05, 64), (0.8, 0.05, 26), (1.0, 0.05, 17), (0.5, 0.01, 96), (0.2, 0.05, 394)])
+@pytest.mark.parametrize(
+    "d, alpha, n", [(0.5, 0.05, 64), (0.8, 0.05, 26), (1.0, 0.05, 17), (0.5, 0.01, 96), (0.2, 0.05, 394)]
+)
 def test_seeds_needed_matches_power_tables(d, alpha, n):
     """Per-group n for 80% power, two-sided two-sample t-test (Cohen 1988, Table 2.4.1; G*Power gives 394 for d=0.2)."""
     assert stats.seeds_needed(d, alpha) == n
@@ -101,10 +104,16 @@ def test_flatten_and_differing_keys():
 
 
 def test_group_by_default_by_key_and_refuses_unknown_keys():
-    runs = [fake_run(f"r{i}", s, [0.5 + 0.01 * i], optim__name=o, model__bn=bn)
-            for i, (o, bn, s) in enumerate([(o, bn, s) for o in ("sgd", "adam") for bn in (True, False) for s in (0, 1)])]
-    assert [v.name for v in group(runs)] == ["optim.name=adam model.bn=false", "optim.name=adam model.bn=true",
-                                            "optim.name=sgd model.bn=false", "optim.name=sgd model.bn=true"]
+    runs = [
+        fake_run(f"r{i}", s, [0.5 + 0.01 * i], optim__name=o, model__bn=bn)
+        for i, (o, bn, s) in enumerate([(o, bn, s) for o in ("sgd", "adam") for bn in (True, False) for s in (0, 1)])
+    ]
+    assert [v.name for v in group(runs)] == [
+        "optim.name=adam model.bn=false",
+        "optim.name=adam model.bn=true",
+        "optim.name=sgd model.bn=false",
+        "optim.name=sgd model.bn=true",
+    ]
     by_bn = group(runs, ["model.bn"], {"model.bn": [True, False]})
     assert [(v.name, len(v.runs)) for v in by_bn] == [("model.bn=true", 4), ("model.bn=false", 4)]
     with pytest.raises(CnnlabError, match="--by model.bnn: no run has this config key; keys that differ"):
@@ -141,8 +150,11 @@ def test_compare_refuses_bad_metric_and_says_when_nothing_can_be_tested():
         compare(group(runs), "val_ac")
     result = compare(group(runs), "val_acc")
     assert result.tests == [] and "single run" in result.note
-    two = [fake_run("a", 0, [0.5], optim__name="adam"), fake_run("a1", 1, [0.5], optim__name="adam"),
-           fake_run("b", 0, [0.6], optim__name="sgd")]
+    two = [
+        fake_run("a", 0, [0.5], optim__name="adam"),
+        fake_run("a1", 1, [0.5], optim__name="adam"),
+        fake_run("b", 0, [0.6], optim__name="sgd"),
+    ]
     result = compare(group(two), "val_acc")
     (test,) = result.tests
     assert test.p_value is None and "needs at least 2 runs" in test.words
@@ -167,10 +179,16 @@ def test_a_win_only_before_holm_does_not_read_like_one():
     assert "significant at the 0.05 level" not in xy.words.split(";")[0]
 
 
-@pytest.mark.parametrize("m, words", [
-    (0.22, "not significant with 3 seeds; the difference is within the noise of these runs"),
-    (0.20, "not significant with 3 seeds; about 4 seeds per variant would be needed to detect a difference of this size"),
-])
+@pytest.mark.parametrize(
+    "m, words",
+    [
+        (0.22, "not significant with 3 seeds; the difference is within the noise of these runs"),
+        (
+            0.20,
+            "not significant with 3 seeds; about 4 seeds per variant would be needed to detect a difference of this size",
+        ),
+    ],
+)
 def test_seeds_needed_is_only_asked_for_when_above_the_seeds_run(m, words):
     """A large effect that Welch's t (df about 2 with one spread-out variant) does not find: when the power estimate
     asks for no more seeds than were run, saying "about 3 seeds would be needed" to a user who ran 3 contradicts."""
@@ -197,8 +215,14 @@ def test_terminal_table_shows_the_z_score_and_the_holm_verdict():
 
 def test_compare_any_number_of_summary_json_by_its_dotted_key():
     def sparse(share: float, zeros: int) -> dict:
-        return {"sparsity": {"threshold": 0.001, "layers": [{"name": "conv1", "share_below": share}],
-                             "total": {"share_below": share, "zeros": zeros}}, "peak": {"key": "cpu", "gflops": 90.0}}
+        return {
+            "sparsity": {
+                "threshold": 0.001,
+                "layers": [{"name": "conv1", "share_below": share}],
+                "total": {"share_below": share, "zeros": zeros},
+            },
+            "peak": {"key": "cpu", "gflops": 90.0},
+        }
 
     l1 = [fake_run(f"l1-{s}", s, [0.8, 0.81], sparse(v, 0), optim__l1=0.0005) for s, v in enumerate([0.50, 0.52, 0.55])]
     l2 = [fake_run(f"l2-{s}", s, [0.8, 0.82], sparse(v, 0), optim__l1=0.0) for s, v in enumerate([0.02, 0.017, 0.019])]
@@ -211,8 +235,11 @@ def test_compare_any_number_of_summary_json_by_its_dotted_key():
     assert test.p_value == pytest.approx(sp.ttest_ind([0.50, 0.52, 0.55], [0.02, 0.017, 0.019], equal_var=False).pvalue)
     assert compare(variants, "val_acc").source == "epochs"  # per-epoch metrics as before
     assert compare(variants, "peak.gflops").variants[0].final.mean == 90.0
-    with pytest.raises(CnnlabError, match="--metric sparsity is a section of summary.json, not one number; choose one of: "
-                                          "sparsity.threshold, sparsity.total.share_below, sparsity.total.zeros"):
+    with pytest.raises(
+        CnnlabError,
+        match="--metric sparsity is a section of summary.json, not one number; choose one of: "
+        "sparsity.threshold, sparsity.total.share_below, sparsity.total.zeros",
+    ):
         compare(variants, "sparsity")
     with pytest.raises(CnnlabError, match="or a number of summary.json by its dotted key"):
         compare(variants, "sparsity.layers")  # a list: no number to compare
@@ -262,8 +289,15 @@ def test_segmentation_is_compared_and_logged_by_its_own_metric():
     from cnnlab.sweep.worker import Worker
 
     history = [{"epoch": 1, "val_acc": 0.9, "val_iou": 0.2}, {"epoch": 2, "val_acc": 0.8, "val_iou": 0.5}]
-    seg = [Run(Path(f"s{i}"), flatten({"task": "segment", "seed": i}),
-               RunSummary(name="s", status="completed", task="segment"), history) for i in (0, 1)]
+    seg = [
+        Run(
+            Path(f"s{i}"),
+            flatten({"task": "segment", "seed": i}),
+            RunSummary(name="s", status="completed", task="segment"),
+            history,
+        )
+        for i in (0, 1)
+    ]
     assert seg[0].monitor == "val_iou" and seg[0].value("val_acc", "best") == 0.8
     assert ("val_iou", "final") in default_columns("segment") and ("test_iou", "best") in default_columns("segment")
     assert variants_of(x=[0.5, 0.6])[0].runs[0].monitor == "val_acc"

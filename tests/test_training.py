@@ -1,4 +1,5 @@
 """Real training runs on slices of Fashion-MNIST: the run folder, resume after kill -9, failures."""
+
 import math
 import os
 import signal
@@ -30,8 +31,19 @@ def test_run_folder_contents(data_root, tmp_path):
     assert run.path.parent == tmp_path / "test"
     rows = run.metrics()
     assert [r["epoch"] for r in rows] == [1, 2]
-    for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-                "seconds", "images_per_s", "peak_mem_mb", "lr"):
+    for key in (
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "test_loss",
+        "test_acc",
+        "seconds",
+        "images_per_s",
+        "peak_mem_mb",
+        "lr",
+    ):
         assert key in rows[0]
     summary = run.summary().to_dict()
     assert summary["status"] == "completed" and summary["seed"] == 0 and summary["device"] == "cpu"
@@ -52,7 +64,11 @@ def test_run_folder_contents(data_root, tmp_path):
     assert run.config() == cfg
     html = (run.path / "report.html").read_text()
     # 2 curves, then the best checkpoint's filters, 2 activations, Grad-CAM, confusion and most-confused examples
-    assert html.count("data:image/png;base64,") == 6 and html.count("data:image/svg+xml;base64,") == 2 and "test accuracy at best validation accuracy" in html
+    assert (
+        html.count("data:image/png;base64,") == 6
+        and html.count("data:image/svg+xml;base64,") == 2
+        and "test accuracy at best validation accuracy" in html
+    )
     assert (run.path / "report.md").exists() and (run.figures / "loss.png").exists()
 
 
@@ -65,15 +81,31 @@ def weights_l1(run) -> float:
 def test_label_smoothing_l1_and_schedules_train(data_root, tmp_path):
     """Each option against the same deterministic run without it: ignoring an option would repeat that run exactly."""
     sgd = {"name": "sgd", "lr": 0.05, "nesterov": True, "weight_decay": 5e-4}
-    common = {"schedule": {"name": "step", "step_epochs": 1}, "optim": sgd, "train": {"epochs": 2},
-              "model": {"name": "simplenn", "dropout": 0.2}, "deterministic": True}
+    common = {
+        "schedule": {"name": "step", "step_epochs": 1},
+        "optim": sgd,
+        "train": {"epochs": 2},
+        "model": {"name": "simplenn", "dropout": 0.2},
+        "deterministic": True,
+    }
     runs = {}
-    for label, change in [("plain", {}), ("l1", {"optim": {**sgd, "l1": 2e-3}}),
-                          ("smoothing", {"train": {"epochs": 2, "label_smoothing": 0.3}}),
-                          ("onecycle", {"schedule": {"name": "onecycle"}, "optim": {**sgd, "l1": 1e-5},
-                                        "train": {"epochs": 2, "label_smoothing": 0.1}})]:
+    for label, change in [
+        ("plain", {}),
+        ("l1", {"optim": {**sgd, "l1": 2e-3}}),
+        ("smoothing", {"train": {"epochs": 2, "label_smoothing": 0.3}}),
+        (
+            "onecycle",
+            {
+                "schedule": {"name": "onecycle"},
+                "optim": {**sgd, "l1": 1e-5},
+                "train": {"epochs": 2, "label_smoothing": 0.1},
+            },
+        ),
+    ]:
         run = start_run(quick_config(**{**common, **change}), tmp_path / label, data_root)
-        assert run.summary().to_dict()["status"] == "completed" and all(math.isfinite(r["train_loss"]) for r in run.metrics())
+        assert run.summary().to_dict()["status"] == "completed" and all(
+            math.isfinite(r["train_loss"]) for r in run.metrics()
+        )
         runs[label] = run
     plain, smoothed = runs["plain"].metrics(), runs["smoothing"].metrics()
     assert [r["lr"] for r in plain] == pytest.approx([0.05, 0.05 * 0.1])  # step: x gamma after each epoch
@@ -120,9 +152,18 @@ def test_nan_loss_fails_the_run_and_keeps_last_good_checkpoint(data_root, tmp_pa
 
 @pytest.mark.slow
 def test_resume_after_kill_9_equals_uninterrupted_run(data_root, tmp_path):
-    overrides = ["deterministic=true", "train.epochs=3", "data.train_subset=6000", "model.dropout=0.3",
-                 "data.augment.flip=true", "data.augment.crop_padding=2", "schedule.name=onecycle",
-                 "data.test_subset=200", "data.val_fraction=0.2", "train.batch_size=64"]
+    overrides = [
+        "deterministic=true",
+        "train.epochs=3",
+        "data.train_subset=6000",
+        "model.dropout=0.3",
+        "data.augment.flip=true",
+        "data.augment.crop_padding=2",
+        "schedule.name=onecycle",
+        "data.test_subset=200",
+        "data.val_fraction=0.2",
+        "train.batch_size=64",
+    ]
     cmd = [sys.executable, "-m", "cnnlab.cli", "run", "quickstart", *overrides, "--runs-dir", str(tmp_path / "killed")]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run_dir = first_epoch_done(tmp_path / "killed", proc)
@@ -131,12 +172,22 @@ def test_resume_after_kill_9_equals_uninterrupted_run(data_root, tmp_path):
     assert run_dir is not None, proc.stdout.read()
     assert RunFolder(run_dir).summary().to_dict()["status"] == "running"
     assert len(RunFolder(run_dir).metrics()) < 3
-    resumed = subprocess.run([sys.executable, "-m", "cnnlab.cli", "resume", str(run_dir)], env=ENV,
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli", "resume", str(run_dir)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.strip().splitlines()[-1] == str(run_dir)
-    straight = subprocess.run([sys.executable, "-m", "cnnlab.cli", "run", "quickstart", *overrides,
-                               "--runs-dir", str(tmp_path / "straight")], env=ENV, capture_output=True, text=True, timeout=300)
+    straight = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli", "run", "quickstart", *overrides, "--runs-dir", str(tmp_path / "straight")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert straight.returncode == 0, straight.stderr
     a, b = RunFolder(run_dir), RunFolder(Path(straight.stdout.strip().splitlines()[-1]))
     assert a.summary().to_dict()["status"] == "completed"
@@ -146,8 +197,12 @@ def test_resume_after_kill_9_equals_uninterrupted_run(data_root, tmp_path):
 
 
 def test_cli_config_error_is_one_message_and_makes_no_folder(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "cnnlab.cli", "run", "quickstart", "optim.lrr=0.1",
-                             "--runs-dir", str(tmp_path)], env=ENV, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli", "run", "quickstart", "optim.lrr=0.1", "--runs-dir", str(tmp_path)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "unknown key 'optim.lrr'" in result.stderr and "quickstart.yaml" in result.stderr
     assert "Traceback" not in result.stderr
@@ -155,8 +210,22 @@ def test_cli_config_error_is_one_message_and_makes_no_folder(tmp_path):
 
 
 def test_cli_missing_data_makes_no_folder(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "cnnlab.cli", "run", "table1-cifar10", "--data-dir", str(tmp_path / "empty"),
-                             "--runs-dir", str(tmp_path / "runs")], env=ENV, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnlab.cli",
+            "run",
+            "table1-cifar10",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "cifar10 was not found" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.yaml"))
 
@@ -167,8 +236,10 @@ def test_cli_says_what_it_decodes_once(data_root, tmp_path):
 
     pets = write_pets(data_root, tmp_path / "pets", {"train": 4, "test": 2})
     experiment = tmp_path / "pets.yaml"
-    experiment.write_text(f"data: {{dataset: imagefolder, path: {pets}, val_fraction: 0.25}}\nmodel: {{name: simplenn}}\n"
-                          "train: {epochs: 1, batch_size: 4}\n")
+    experiment.write_text(
+        f"data: {{dataset: imagefolder, path: {pets}, val_fraction: 0.25}}\nmodel: {{name: simplenn}}\n"
+        "train: {epochs: 1, batch_size: 4}\n"
+    )
     command = [sys.executable, "-m", "cnnlab.cli", "run", str(experiment), "--runs-dir", str(tmp_path / "runs")]
     env = {**ENV, "CNNLAB_CACHE": str(tmp_path / "cache")}
     first, again = (subprocess.run(command, env=env, capture_output=True, text=True) for _ in range(2))
@@ -188,13 +259,19 @@ def test_decode_bar_in_a_terminal_takes_phase_after_phase(capsys, monkeypatch):
         for done in (0, total // 2, total, total):
             bar(done, total, what)
     out = capsys.readouterr().out
-    assert out.count("extracting pets.tar.gz into /cache\n") == 1 and out.count("decoding 12 images in /cache/pets\n") == 1
+    assert (
+        out.count("extracting pets.tar.gz into /cache\n") == 1 and out.count("decoding 12 images in /cache/pets\n") == 1
+    )
     assert "100%" in out
 
 
 def test_cli_data_list(data_root):
-    result = subprocess.run([sys.executable, "-m", "cnnlab.cli", "data", "list", "--data-dir", str(data_root)],
-                            env=ENV, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli", "data", "list", "--data-dir", str(data_root)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert any("cifar10-jpeg.tar.gz" in l and "yes, used" in l for l in lines)

@@ -1,5 +1,6 @@
 """Early stopping (recorded as the run's ending, resume-safe), gradient clipping, gradient accumulation, fp16 and
 mps as this CPU machine can check them: on real Fashion-MNIST slices (issue 21.2, 21.4)."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,8 +32,9 @@ def only_run(folder) -> RunFolder:
 
 def early_config():
     """val_acc must rise by 0.5 to count: no epoch after the first improves, so patience 2 stops at epoch 3."""
-    return quick_config(deterministic=True, train={"epochs": 20, "early_stop": {"monitor": "val_acc", "patience": 2,
-                                                                                "min_delta": 0.5}})
+    return quick_config(
+        deterministic=True, train={"epochs": 20, "early_stop": {"monitor": "val_acc", "patience": 2, "min_delta": 0.5}}
+    )
 
 
 def test_early_stop_is_the_runs_ending_and_a_resumed_run_ends_the_same(data_root, tmp_path):
@@ -46,8 +48,9 @@ def test_early_stop_is_the_runs_ending_and_a_resumed_run_ends_the_same(data_root
     assert any("stopped early at epoch 3: val_acc has not improved by more than 0.5 for 2" in m for m in messages)
     for stop_at in (2, 3):  # before it stops; after last.pt says it stopped but before summary.json says completed
         with pytest.raises(KeyboardInterrupt):
-            start_run(early_config(), tmp_path / f"cut{stop_at}", data_root,
-                      Progress(epoch_end=stop_after_epoch(stop_at)))
+            start_run(
+                early_config(), tmp_path / f"cut{stop_at}", data_root, Progress(epoch_end=stop_after_epoch(stop_at))
+            )
         cut = only_run(tmp_path / f"cut{stop_at}" / "test")
         assert cut.summary().to_dict()["status"] == "stopped"
         resumed = resume_run(cut.path, data_root).summary().to_dict()
@@ -56,9 +59,13 @@ def test_early_stop_is_the_runs_ending_and_a_resumed_run_ends_the_same(data_root
 
 
 def trained_weights(data_root, **train) -> dict[str, torch.Tensor]:
-    cfg = quick_config(deterministic=True, model={"name": None, "spec": NO_BN},
-                       data={"train_subset": 642}, optim={"name": "sgd", "lr": 0.05, "momentum": 0.9},
-                       train={"batch_size": 64, **train})
+    cfg = quick_config(
+        deterministic=True,
+        model={"name": None, "spec": NO_BN},
+        data={"train_subset": 642},
+        optim={"name": "sgd", "lr": 0.05, "momentum": 0.9},
+        train={"batch_size": 64, **train},
+    )
     built = build_run(cfg, data_root)
     trainer = Trainer(built)
     trainer.state.initial_loss = 0.0  # the training step alone is compared

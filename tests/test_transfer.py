@@ -1,5 +1,6 @@
 """Transfer learning on real modules: torchvision networks with new heads, weights from files, torchvision's
 cache and cnnlab runs, frozen parts that stay put while real CIFAR-10 images train the rest."""
+
 import copy
 import os
 from pathlib import Path
@@ -20,9 +21,15 @@ from cnnlab.models.torchvision_models import build_for_classes, build_untrained,
 from tests.conftest import quick_config
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-HEADS = {"resnet18": ["fc"], "resnet34": ["fc"], "resnet50": ["fc"], "mobilenet_v3_small": ["classifier.3"],
-         "efficientnet_b0": ["classifier.1"], "deeplabv3_resnet50": ["classifier.4"],
-         "deeplabv3_mobilenet_v3_large": ["classifier.4"]}
+HEADS = {
+    "resnet18": ["fc"],
+    "resnet34": ["fc"],
+    "resnet50": ["fc"],
+    "mobilenet_v3_small": ["classifier.3"],
+    "efficientnet_b0": ["classifier.1"],
+    "deeplabv3_resnet50": ["classifier.4"],
+    "deeplabv3_mobilenet_v3_large": ["classifier.4"],
+}
 SMALL = {"resnet18", "mobilenet_v3_small", "efficientnet_b0", "deeplabv3_mobilenet_v3_large"}  # quick to run
 
 
@@ -75,7 +82,11 @@ def test_head_is_sized_for_the_classes_and_named(name):
 
 def test_only_classification_and_simple_segmentation_models_are_offered():
     offered = transfer_names()
-    assert set(HEADS) <= set(offered) and "fasterrcnn_resnet50_fpn" not in offered and "lraspp_mobilenet_v3_large" not in offered
+    assert (
+        set(HEADS) <= set(offered)
+        and "fasterrcnn_resnet50_fpn" not in offered
+        and "lraspp_mobilenet_v3_large" not in offered
+    )
     with pytest.raises(CnnlabError, match="not a torchvision classification model"):
         build_for_classes("lraspp_mobilenet_v3_large", 2)
 
@@ -152,13 +163,17 @@ def test_cnnlab_run_folder_is_a_source(tmp_path):
     fresh = build_for_classes("resnet18", 6)  # model.new_head: the fitting head is not loaded either
     fresh_fc = fresh.module.fc.weight.clone()
     assert load_pretrained(fresh, str(run), new_head=True).skipped_head == ["fc.weight", "fc.bias"]
-    assert torch.equal(fresh.module.fc.weight, fresh_fc) and torch.equal(fresh.module.conv1.weight, trained.conv1.weight)
+    assert torch.equal(fresh.module.fc.weight, fresh_fc) and torch.equal(
+        fresh.module.conv1.weight, trained.conv1.weight
+    )
     with pytest.raises(CnnlabError, match="holds no checkpoints/best.pt"):
         load_pretrained(target, str(tmp_path / "runs"))
     newer = run.parent / "20250102-000000-s0"  # a folder of runs stands for its newest run with a best.pt
     checkpoint.save(newer / "checkpoints" / "best.pt", model=build_for_classes("resnet18", 6).module.state_dict())
     (run.parent / "20250103-000000-s0").mkdir()  # newer still, but it never finished an epoch
-    assert load_pretrained(build_for_classes("resnet18", 4), str(run.parent)).file == str(newer / "checkpoints" / "best.pt")
+    assert load_pretrained(build_for_classes("resnet18", 4), str(run.parent)).file == str(
+        newer / "checkpoints" / "best.pt"
+    )
 
 
 class Payload:
@@ -195,8 +210,9 @@ def test_frozen_tensors_and_batch_norm_statistics_stay_put_on_real_images(cifar_
     prefixes = trainable_prefixes(["layer4", "fc"], net.heads)
     record = set_trainable(net.module, prefixes)
     assert record.frozen_blocks == ["conv1", "bn1", "layer1", "layer2", "layer3"]
-    assert record.trainable_params == sum(p.numel() for n, p in net.module.named_parameters()
-                                          if n.startswith(("layer4.", "fc.")))
+    assert record.trainable_params == sum(
+        p.numel() for n, p in net.module.named_parameters() if n.startswith(("layer4.", "fc."))
+    )
     before = snapshot(net.module)
     x, y = cifar_batch
     optimizer = train_steps(net.module, (resize_batch(x, 64), y), param_groups(net.module, net.heads, prefixes))
@@ -225,6 +241,7 @@ def test_frozen_front_without_autograd_gives_the_same_gradients(cifar_batch):
     def note_grad_mode(key):
         def hook(*_):
             grad_mode[key] = torch.is_grad_enabled()
+
         return hook
 
     for model_name, model in (("fast", fast), ("plain", plain)):
@@ -239,8 +256,10 @@ def test_frozen_front_without_autograd_gives_the_same_gradients(cifar_batch):
             grads[model_name]["input"] = inputs.grad
             model.zero_grad(set_to_none=True)
         assert grads["fast"].keys() == grads["plain"].keys()
-        assert all(a is None and b is None or torch.allclose(a, b, rtol=1e-5, atol=1e-7)
-                   for a, b in ((grads["fast"][k], grads["plain"][k]) for k in grads["fast"]))
+        assert all(
+            a is None and b is None or torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+            for a, b in ((grads["fast"][k], grads["plain"][k]) for k in grads["fast"])
+        )
         assert grad_mode.pop("fast") is input_needs_grad and grad_mode.pop("plain") is True
 
 
@@ -255,7 +274,9 @@ def test_unfreeze_after_switches_the_right_tensors_at_the_right_epoch(cifar_batc
         record = set_trainable(net.module, trainable_at(epoch, prefixes, net.heads, unfreeze_after=1))
         if epoch == 1:
             assert record.became_trainable and all(n.startswith("layer4.") for n in record.became_trainable)
-            assert len(record.became_trainable) == sum(1 for n, _ in net.module.named_parameters() if n.startswith("layer4."))
+            assert len(record.became_trainable) == sum(
+                1 for n, _ in net.module.named_parameters() if n.startswith("layer4.")
+            )
         else:
             assert record.became_trainable == []
         before = snapshot(net.module)

@@ -1,4 +1,5 @@
 """Figures people read: epoch axes tick whole epochs, log axes read as plain numbers."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,9 +10,18 @@ from cnnlab.viz.curves import draw_metric
 
 def history(epochs: int, shift: float = 0.0) -> list[dict]:
     """Metrics rows as a run writes them (the values only need to differ)."""
-    return [{"epoch": e, "train_loss": 2.0 - 0.3 * e + shift, "val_loss": 2.1 - 0.25 * e + shift,
-             "test_loss": 2.2 - 0.25 * e, "train_acc": 0.3 + 0.05 * e, "val_acc": 0.28 + 0.05 * e + shift,
-             "test_acc": 0.27 + 0.05 * e} for e in range(1, epochs + 1)]
+    return [
+        {
+            "epoch": e,
+            "train_loss": 2.0 - 0.3 * e + shift,
+            "val_loss": 2.1 - 0.25 * e + shift,
+            "test_loss": 2.2 - 0.25 * e,
+            "train_acc": 0.3 + 0.05 * e,
+            "val_acc": 0.28 + 0.05 * e + shift,
+            "test_acc": 0.27 + 0.05 * e,
+        }
+        for e in range(1, epochs + 1)
+    ]
 
 
 def x_labels(fig) -> tuple[list[str], list[str]]:
@@ -20,7 +30,9 @@ def x_labels(fig) -> tuple[list[str], list[str]]:
     ax = fig.axes[0]
     low, high = ax.get_xlim()
     major = [t.get_text() for t in ax.xaxis.get_majorticklabels() if low <= t.get_position()[0] <= high]
-    minor = [t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text() and low <= t.get_position()[0] <= high]
+    minor = [
+        t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text() and low <= t.get_position()[0] <= high
+    ]
     return major, minor
 
 
@@ -59,7 +71,12 @@ def test_figures_leave_the_backend_and_pyplot_alone():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", BACKEND_CHECK], env={**os.environ, "MPLBACKEND": "svg"},
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", BACKEND_CHECK],
+        env={**os.environ, "MPLBACKEND": "svg"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "[1]"]

@@ -5,6 +5,7 @@ which every path from the input reaches a batch norm through linear steps only; 
 without one (a U-Net's skip of the input into its last convolution) carries a and b to the output.
 Traced for a > 0: max pooling commutes with a positive scale only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,9 +21,29 @@ AFFINE = "affine"  # through weighted linear layers: still a per-channel a*z + c
 MIXED = "mixed"  # through a nonlinearity or added to an unscaled tensor: batch norm cannot remove it
 LEVELS = (RAW, AFFINE, MIXED)
 
-MOVES = {"cat", "concat", "max_pool1d", "max_pool2d", "_max_pool2d", "max_pool2d_with_indices", "avg_pool2d",
-         "adaptive_avg_pool2d", "interpolate", "upsample", "view", "reshape", "flatten", "contiguous", "clone",
-         "__getitem__", "mean", "pad", "to", "float", "bfloat16"}
+MOVES = {
+    "cat",
+    "concat",
+    "max_pool1d",
+    "max_pool2d",
+    "_max_pool2d",
+    "max_pool2d_with_indices",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "interpolate",
+    "upsample",
+    "view",
+    "reshape",
+    "flatten",
+    "contiguous",
+    "clone",
+    "__getitem__",
+    "mean",
+    "pad",
+    "to",
+    "float",
+    "bfloat16",
+}
 WEIGHTED = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "linear"}
 NORMS = {"batch_norm"}
 SUMS = {"add", "__add__", "__radd__", "add_", "__iadd__", "sub", "__sub__", "__rsub__"}
@@ -40,8 +61,13 @@ class AffinePath:
     padded: list[str] = field(default_factory=list)  # layers that see it with zero padding (not transformed)
 
     def record(self) -> dict:
-        return {"seen_by": self.seen_by, "absorbed_by": self.absorbed_by, "output": self.output,
-                "to_output": self.to_output, "padded": self.padded}
+        return {
+            "seen_by": self.seen_by,
+            "absorbed_by": self.absorbed_by,
+            "output": self.output,
+            "to_output": self.to_output,
+            "padded": self.padded,
+        }
 
 
 def _stronger(a: str | None, b: str | None) -> str | None:
@@ -103,6 +129,7 @@ def trace_affine(model: nn.Module, x: torch.Tensor) -> AffinePath:
                 found.seen_by.append({"layer": name, "type": type(module).__name__, "input": level})
                 if any(p for p in tree_flatten(getattr(module, "padding", 0))[0] if isinstance(p, int)):
                     found.padded.append(name)
+
         return hook
 
     def after(name, module):
@@ -114,10 +141,14 @@ def trace_affine(model: nn.Module, x: torch.Tensor) -> AffinePath:
                 if id(t) in tracer.marks:
                     level, path = tracer.marks[id(t)]
                     tracer.mark(t, level, path + (name,))
+
         return hook
 
-    handles = [h for name, m in leaves for h in (m.register_forward_pre_hook(before(name, m)),
-                                                  m.register_forward_hook(after(name, m)))]
+    handles = [
+        h
+        for name, m in leaves
+        for h in (m.register_forward_pre_hook(before(name, m)), m.register_forward_hook(after(name, m)))
+    ]
     was_training = model.training
     try:
         model.eval()

@@ -17,6 +17,7 @@ can see which part of a number comes from where:
              moving mean and variance (non-trainable), so Total params = cnnlab's params + batch-norm
              buffers; Keras prints no multiply-accumulates.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,13 +50,21 @@ class PeerCount:
     tool: str
     call: str  # the call that prints it
     figures: list[tuple[str, int]]  # (what the tool prints, the exact number)
-    parts: list[tuple[str, int]] = field(default_factory=list)  # cnnlab's MACs and the differences; they sum to the first figure
+    parts: list[tuple[str, int]] = field(
+        default_factory=list
+    )  # cnnlab's MACs and the differences; they sum to the first figure
     words: str = ""
     shown: str = ""  # the figure as the tool displays it, where it rounds
 
     def as_dict(self) -> dict:
-        return {"tool": self.tool, "call": self.call, "figures": dict(self.figures), "parts": dict(self.parts),
-                "convention": self.words, **({"shown": self.shown} if self.shown else {})}
+        return {
+            "tool": self.tool,
+            "call": self.call,
+            "figures": dict(self.figures),
+            "parts": dict(self.parts),
+            "convention": self.words,
+            **({"shown": self.shown} if self.shown else {}),
+        }
 
 
 def _is_batch_norm(module) -> bool:
@@ -101,13 +110,24 @@ def torchinfo(model: nn.Module, rows: list[LayerCount], total: dict, shape: str)
             _add(parts, "transposed convolutions (weights x output positions; cnnlab: x input positions)", rest)
         else:
             _add(parts, f"{r.type} (its parameters once)", rest)
-    words = ("torchinfo counts, for every layer with parameters, its parameters once per output position "
-             "(convolutions) or once (other layers): its mult-adds are cnnlab's MACs + bias additions + 2C per "
-             "batch-norm layer (+ a transposed convolution at its output positions); its params equal cnnlab's")
+    words = (
+        "torchinfo counts, for every layer with parameters, its parameters once per output position "
+        "(convolutions) or once (other layers): its mult-adds are cnnlab's MACs + bias additions + 2C per "
+        "batch-norm layer (+ a transposed convolution at its output positions); its params equal cnnlab's"
+    )
     shown = f"Total mult-adds ({'G' if figure >= 1e9 else 'M'}): {figure / (1e9 if figure >= 1e9 else 1e6):,.2f}"
-    return PeerCount("torchinfo", f"torchinfo.summary(model, input_size=(1, {shape}))",
-                     [("Total mult-adds", figure), ("Total params", total["params"]),
-                      ("Trainable params", total["trainable_params"])], list(parts.items()), words, shown)
+    return PeerCount(
+        "torchinfo",
+        f"torchinfo.summary(model, input_size=(1, {shape}))",
+        [
+            ("Total mult-adds", figure),
+            ("Total params", total["params"]),
+            ("Trainable params", total["trainable_params"]),
+        ],
+        list(parts.items()),
+        words,
+        shown,
+    )
 
 
 def _fvcore_extra(r: LayerCount, module, training: bool) -> tuple[str, int]:
@@ -121,7 +141,9 @@ def _fvcore_extra(r: LayerCount, module, training: bool) -> tuple[str, int]:
     elif module is None and r.type.startswith("upsample_"):  # F.interpolate in a forward: upsample_nearest2d, ...
         mode = r.type.removeprefix("upsample_").removesuffix("2d")
     if mode in FVCORE_UPSAMPLE:
-        return f"{mode} upsampling ({FVCORE_UPSAMPLE[mode]} per output value)", FVCORE_UPSAMPLE[mode] * prod(r.output_shape)
+        return f"{mode} upsampling ({FVCORE_UPSAMPLE[mode]} per output value)", FVCORE_UPSAMPLE[mode] * prod(
+            r.output_shape
+        )
     if isinstance(module, nn.AdaptiveAvgPool2d):
         return "adaptive average pooling (1 per input value)", prod(r.input_shape)
     return "", 0
@@ -136,26 +158,44 @@ def fvcore(model: nn.Module, rows: list[LayerCount], total: dict, shape: str) ->
             what, extra = _fvcore_extra(r, module, training)
             _add(parts, what, extra)
         figures[training] = (sum(parts.values()), parts)
-    words = ("fvcore counts one per multiply-accumulate of convolutions, linear layers and matmuls and ignores biases "
-             "(cnnlab's MACs), and adds 2 per batch-norm element (model.eval(); 5 in training mode), 1 per nearest- "
-             "and 4 per bilinear-upsampled output value and 1 per adaptive-average-pool input value; activations, "
-             "pooling, concatenation and addition: 0")
-    return PeerCount("fvcore", f"fvcore.nn.FlopCountAnalysis(model.eval(), torch.zeros(1, {shape})).total()",
-                     [("total (eval mode)", figures[False][0]), ("total (model left in training mode)", figures[True][0])],
-                     list(figures[False][1].items()), words)
+    words = (
+        "fvcore counts one per multiply-accumulate of convolutions, linear layers and matmuls and ignores biases "
+        "(cnnlab's MACs), and adds 2 per batch-norm element (model.eval(); 5 in training mode), 1 per nearest- "
+        "and 4 per bilinear-upsampled output value and 1 per adaptive-average-pool input value; activations, "
+        "pooling, concatenation and addition: 0"
+    )
+    return PeerCount(
+        "fvcore",
+        f"fvcore.nn.FlopCountAnalysis(model.eval(), torch.zeros(1, {shape})).total()",
+        [("total (eval mode)", figures[False][0]), ("total (model left in training mode)", figures[True][0])],
+        list(figures[False][1].items()),
+        words,
+    )
 
 
 def keras(model: nn.Module, rows: list[LayerCount], total: dict, shape: str) -> PeerCount:
     """model.summary() of the same network in Keras: batch norm's moving statistics are non-trainable weights."""
     moving = sum(r.buffers for r, module, _ in _layers(model, rows) if _is_batch_norm(module))
     frozen = total["params"] - total["trainable_params"]
-    words = ("Keras counts a BatchNormalization layer as 4C weights: gamma and beta (trainable, cnnlab's 2C params) and "
-             "the moving mean and variance (non-trainable; cnnlab's 2C buffers); other layers as cnnlab does; "
-             "it prints no multiply-accumulates")
-    return PeerCount("keras", "model.summary()",
-                     [("Total params", total["params"] + moving), ("Trainable params", total["trainable_params"]),
-                      ("Non-trainable params", frozen + moving)],
-                     [("cnnlab params", total["params"]), ("batch-norm moving mean and variance (2C per layer, non-trainable)", moving)], words)
+    words = (
+        "Keras counts a BatchNormalization layer as 4C weights: gamma and beta (trainable, cnnlab's 2C params) and "
+        "the moving mean and variance (non-trainable; cnnlab's 2C buffers); other layers as cnnlab does; "
+        "it prints no multiply-accumulates"
+    )
+    return PeerCount(
+        "keras",
+        "model.summary()",
+        [
+            ("Total params", total["params"] + moving),
+            ("Trainable params", total["trainable_params"]),
+            ("Non-trainable params", frozen + moving),
+        ],
+        [
+            ("cnnlab params", total["params"]),
+            ("batch-norm moving mean and variance (2C per layer, non-trainable)", moving),
+        ],
+        words,
+    )
 
 
 PEERS = {"torchinfo": torchinfo, "fvcore": fvcore, "keras": keras}

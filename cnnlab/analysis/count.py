@@ -18,6 +18,7 @@ Conventions (the footer of every table says them):
 The forward pass runs on the `meta` device (shapes only, no arithmetic), so counting a large
 network is instant; a network that cannot run on `meta` is counted on its own device instead.
 """
+
 from __future__ import annotations
 
 import math
@@ -255,9 +256,17 @@ class _Recorder(TorchDispatchMode):
         for m, own in self.own.items():
             if own.weights or own.biases or own.buffers:
                 ran = m in self.ran
-                rows.append(LayerCount(self.names[m] or "(model)", type(m).__name__ + (" (own parameters)" if ran else " (not run)"),
-                                       weights=own.weights, biases=own.biases, params=own.weights + own.biases,
-                                       trainable_params=own.trainable, buffers=own.buffers))
+                rows.append(
+                    LayerCount(
+                        self.names[m] or "(model)",
+                        type(m).__name__ + (" (own parameters)" if ran else " (not run)"),
+                        weights=own.weights,
+                        biases=own.biases,
+                        params=own.weights + own.biases,
+                        trainable_params=own.trainable,
+                        buffers=own.buffers,
+                    )
+                )
         return rows
 
 
@@ -306,8 +315,10 @@ def _failure(recorder: _Recorder, error: Exception, input_shape) -> CnnlabError:
         module, _, args = recorder.stack[-1]
         shape = _shape(args)
         settings = module.extra_repr()
-        return CnnlabError(f"layer '{recorder.names[module] or '(model)'}' ({type(module).__name__}"
-                           f"{'(' + settings + ')' if settings else ''}) cannot take an input of shape {shape}: {message}")
+        return CnnlabError(
+            f"layer '{recorder.names[module] or '(model)'}' ({type(module).__name__}"
+            f"{'(' + settings + ')' if settings else ''}) cannot take an input of shape {shape}: {message}"
+        )
     return CnnlabError(f"the model does not run on an input of shape {list(input_shape)}: {message}")
 
 

@@ -1,5 +1,6 @@
 """`cnnlab run ... --dry-run`: the resolved config and one line about the model it builds, without training
 (Hydra's `--cfg job`): a typo or a wrong size shows before a run folder is made."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ def dry_run(cfg, data_dir=None) -> DryRun:
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     macs = sum(row["macs"] for row in rows)
-    line = (f"{subject.label}: {'x'.join(map(str, subject.input))} in, {params:,} parameters "
-            f"({trainable:,} trainable), {macs / 1e6:,.2f} M MACs per image")
+    line = (
+        f"{subject.label}: {'x'.join(map(str, subject.input))} in, {params:,} parameters "
+        f"({trainable:,} trainable), {macs / 1e6:,.2f} M MACs per image"
+    )
     return DryRun(config_mod.dump(cfg), line, params, macs)

@@ -4,6 +4,7 @@ The arithmetic is read off each executed module (kernel, stride, padding, ...) b
 same for a spec network and for a torchvision model. A spec whose shapes do not fit never gets this far:
 the builder refuses it with the layer named and the same arithmetic shown.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -13,8 +14,16 @@ from cnnlab.analysis.count import LayerCount
 
 def explained_rows(rows: list[LayerCount]) -> list[list]:
     """[layer, input, output, arithmetic] for every executed layer."""
-    return [[r.name + (f" (call {r.call})" if r.call > 1 else ""), r.input_shape, r.output_shape, r.arithmetic or "(same shape)"]
-            for r in rows if r.output_shape is not None]
+    return [
+        [
+            r.name + (f" (call {r.call})" if r.call > 1 else ""),
+            r.input_shape,
+            r.output_shape,
+            r.arithmetic or "(same shape)",
+        ]
+        for r in rows
+        if r.output_shape is not None
+    ]
 
 
 def size_path(rows: list[LayerCount], upto: int, in_shape: tuple, axis: int = 1) -> str:
@@ -36,6 +45,8 @@ def features_note(rows: list[LayerCount], in_shape: tuple) -> Optional[str]:
             c, h, w = prev.input_shape
             height, width = size_path(rows, i, in_shape, 1), size_path(rows, i, in_shape, 2)
             width = "the width likewise" if width == height else f"the width went {width}"
-            return (f"{row.name} receives {c * h * w} features: {prev.name} lays out {c} channels of {h} x {w} "
-                    f"as {c}*{h}*{w} = {c * h * w}; the height went {height}, {width}.")
+            return (
+                f"{row.name} receives {c * h * w} features: {prev.name} lays out {c} channels of {h} x {w} "
+                f"as {c}*{h}*{w} = {c * h * w}; the height went {height}, {width}."
+            )
     return None

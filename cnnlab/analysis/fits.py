@@ -1,5 +1,6 @@
 """Work beyond the machine's memory is refused before anything is allocated, with the figure: a `--input
 3x100000x100000` or a `--batch-size 100000000` would otherwise end in an allocator error for terabytes."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,10 @@ def refuse_beyond(nbytes: int, what: str, advice: str, device: torch.device = to
     """Raise a CnnlabError when `what` needs more than `device` has."""
     have = memory_of(device)
     if nbytes > have:
-        raise CnnlabError(f"{what}: {nbytes / 2**30:,.1f} GiB needed, more than the {have / 2**30:,.1f} GiB of "
-                          f"memory this machine's {device.type} has; {advice}")
+        raise CnnlabError(
+            f"{what}: {nbytes / 2**30:,.1f} GiB needed, more than the {have / 2**30:,.1f} GiB of "
+            f"memory this machine's {device.type} has; {advice}"
+        )
 
 
 def build_within_memory(build: Callable[[], nn.Module], advice: str) -> nn.Module:

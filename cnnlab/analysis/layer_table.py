@@ -3,6 +3,7 @@
 Each row has name, type, output_shape, params, trainable_params, frozen_params, buffers, and the rest of the counts
 (weights, biases, macs, bias_adds, activation_bytes; see cnnlab.analysis.count for the conventions).
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -32,4 +33,6 @@ def training_macs(rows: list[dict]) -> int:
     trainable that is 3x the forward pass (the usual 6 FLOPs per MAC); a frozen front costs its forward only."""
     forward = sum(row["macs"] for row in rows)
     first = next((i for i, row in enumerate(rows) if row["trainable_params"]), len(rows))
-    return forward + sum(row["macs"] for row in rows[first:]) + sum(row["macs"] for row in rows if row["trainable_params"])
+    return (
+        forward + sum(row["macs"] for row in rows[first:]) + sum(row["macs"] for row in rows if row["trainable_params"])
+    )

@@ -1,10 +1,11 @@
 """`cnnlab summary`: one public entry over a short pipeline (after torchinfo).
 
-    resolve MODEL -> build it at the input size (or write its formulas, --symbolic) -> count the rows
-    -> totals, per-type breakdown, one training step (estimated, and measured where cheap)
-    -> what torchinfo, fvcore or Keras would print (--as) -> the what-if variant beside it
-    -> a document (terminal, Markdown, LaTeX) or JSON.
+resolve MODEL -> build it at the input size (or write its formulas, --symbolic) -> count the rows
+-> totals, per-type breakdown, one training step (estimated, and measured where cheap)
+-> what torchinfo, fvcore or Keras would print (--as) -> the what-if variant beside it
+-> a document (terminal, Markdown, LaTeX) or JSON.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,25 +23,75 @@ from cnnlab.document import Block, Table, Text, human_bytes, line_text
 from cnnlab.analysis.symbolic import SpecFormulas, tidy
 from cnnlab.optimizers import OPTIMIZERS
 from cnnlab.analysis.step_cost import StepMeasurement, StepMemory, estimate_step, measure_step
-from cnnlab.analysis.whatif import (Converted, WhatIf, match_rows, no_bn_module, ratio, scale_notes, scaled,
-                                    separable_module, separable_spec, speedup_formula)
+from cnnlab.analysis.whatif import (
+    Converted,
+    WhatIf,
+    match_rows,
+    no_bn_module,
+    ratio,
+    scale_notes,
+    scaled,
+    separable_module,
+    separable_spec,
+    speedup_formula,
+)
 from cnnlab.device import pick_device
 from cnnlab.analysis.subject import Subject
 from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.records import Counts, Provenance
 
-ALL_COLUMNS = ("name", "type", "input_shape", "output_shape", "weights", "biases", "params", "trainable_params",
-               "frozen_params", "buffers", "macs", "bias_adds", "activation_bytes")
+ALL_COLUMNS = (
+    "name",
+    "type",
+    "input_shape",
+    "output_shape",
+    "weights",
+    "biases",
+    "params",
+    "trainable_params",
+    "frozen_params",
+    "buffers",
+    "macs",
+    "bias_adds",
+    "activation_bytes",
+)
 DEFAULT_COLUMNS = ("name", "type", "output_shape", "weights", "biases", "params", "buffers", "macs", "activation_bytes")
-LABELS = {"name": "layer", "type": "type", "input_shape": "input", "output_shape": "output", "weights": "weights",
-          "biases": "biases", "params": "params", "trainable_params": "trainable", "frozen_params": "frozen",
-          "buffers": "buffers", "macs": "MACs", "bias_adds": "bias adds", "activation_bytes": "activation bytes"}
-JSON_ROW_KEYS = ("name", "type", "output_shape", "weights", "biases", "params", "trainable_params", "buffers", "macs",
-                 "activation_bytes", "bias_adds", "frozen_params", "input_shape", "call")
+LABELS = {
+    "name": "layer",
+    "type": "type",
+    "input_shape": "input",
+    "output_shape": "output",
+    "weights": "weights",
+    "biases": "biases",
+    "params": "params",
+    "trainable_params": "trainable",
+    "frozen_params": "frozen",
+    "buffers": "buffers",
+    "macs": "MACs",
+    "bias_adds": "bias adds",
+    "activation_bytes": "activation bytes",
+}
+JSON_ROW_KEYS = (
+    "name",
+    "type",
+    "output_shape",
+    "weights",
+    "biases",
+    "params",
+    "trainable_params",
+    "buffers",
+    "macs",
+    "activation_bytes",
+    "bias_adds",
+    "frozen_params",
+    "input_shape",
+    "call",
+)
 MEASURE_BUDGET_MACS = 2e8  # measure a step by default only when its forward pass is this cheap (instant on a CPU)
 
 # the main table's columns that may be left out to fit a narrow terminal, the first first
 NARROW_DROP = ("biases", "weights", "buffers", "type", "activation bytes", "output")
+
 
 @dataclass
 class Options:
@@ -118,8 +169,10 @@ def _numeric(model, shape: tuple, label: str, opts: Options, optim, measure: boo
         except Exception as e:
             counted.notes.append(f"training step not measured: {str(e).splitlines()[0]}")
     elif counted.step is not None:
-        counted.notes.append(f"training step not measured: its forward pass is {counted.step.forward_macs / 1e9:.2f} GMAC "
-                             f"at batch size {opts.batch_size}; add --measure to run it")
+        counted.notes.append(
+            f"training step not measured: its forward pass is {counted.step.forward_macs / 1e9:.2f} GMAC "
+            f"at batch size {opts.batch_size}; add --measure to run it"
+        )
     return counted
 
 
@@ -160,7 +213,9 @@ def summarise_numeric(subject: Subject, in_shape: tuple, opts: Options) -> Summa
     summary = Summary(base, whatif=opts.whatif)
     if opts.whatif:
         vmodel, vshape, summary.converted = _variant_numeric(subject, model, shape, opts)
-        summary.variant = _numeric(vmodel, vshape, f"{subject.label}, {opts.whatif.label()}", opts, optim, measure=False)
+        summary.variant = _numeric(
+            vmodel, vshape, f"{subject.label}, {opts.whatif.label()}", opts, optim, measure=False
+        )
     return summary
 
 
@@ -188,20 +243,28 @@ def _check_against_module(subject: Subject, shape: tuple, given: dict, rows: lis
             got, want = getattr(a, c), getattr(b, c)
             got = [int(x) for x in got] if c == "output_shape" else int(got)
             if got != want:
-                raise CnnlabError(f"self-check failed at {a.name} {c}: the formula gives {got}, the built module {want}; "
-                                  "the formulas are wrong here (please report this); leave out --symbolic for the numbers")
+                raise CnnlabError(
+                    f"self-check failed at {a.name} {c}: the formula gives {got}, the built module {want}; "
+                    "the formulas are wrong here (please report this); leave out --symbolic for the numbers"
+                )
             cells += 1
     if len(rows) != len(real):
-        raise CnnlabError(f"self-check failed: {len(rows)} formula rows but the built module has {len(real)} layers "
-                          "(please report this); leave out --symbolic for the numbers")
+        raise CnnlabError(
+            f"self-check failed: {len(rows)} formula rows but the built module has {len(real)} layers "
+            "(please report this); leave out --symbolic for the numbers"
+        )
     return f"checked: the formulas at these values equal the counts of the built torch module in all {cells} cells"
 
 
 def summarise_symbolic(subject: Subject, in_shape: tuple, opts: Options) -> Summary:
     if subject.recipe is None:
-        raise CnnlabError(f"{subject.label} is not a spec network; --symbolic needs a zoo spec, a spec file or an experiment with a spec")
+        raise CnnlabError(
+            f"{subject.label} is not a spec network; --symbolic needs a zoo spec, a spec file or an experiment with a spec"
+        )
     if opts.peers:
-        raise CnnlabError("--as counts numbers, not formulas: leave out --symbolic (give the names with --set, e.g. --set NF=32)")
+        raise CnnlabError(
+            "--as counts numbers, not formulas: leave out --symbolic (give the names with --set, e.g. --set NF=32)"
+        )
     recipe = subject.recipe
     given = {**recipe.given, **opts.given}
     rows, total, assume = _formulas(recipe, in_shape, given, recipe.options)
@@ -215,8 +278,14 @@ def summarise_symbolic(subject: Subject, in_shape: tuple, opts: Options) -> Summ
         values = {**recipe.defaults, **given}
         input_defaults = {d: v for d, v in zip(in_shape, subject.input or ()) if isinstance(d, str)}  # H=32, W=32 ...
         shape = concrete(in_shape, {**input_defaults, **values})
-        example = _numeric(subject.recipe.with_values({k: v for k, v in values.items() if k in recipe.names}).build(shape),
-                           shape, subject.label, opts, OPTIMIZERS["momentum"], measure=False)
+        example = _numeric(
+            subject.recipe.with_values({k: v for k, v in values.items() if k in recipe.names}).build(shape),
+            shape,
+            subject.label,
+            opts,
+            OPTIMIZERS["momentum"],
+            measure=False,
+        )
         _explain(example)
         base.explain, base.explain_notes = example.explain, example.explain_notes
         names = ", ".join(f"{k}={v}" for k, v in sorted(values.items()) if k in recipe.names)
@@ -231,14 +300,18 @@ def summarise_symbolic(subject: Subject, in_shape: tuple, opts: Options) -> Summ
             layers, summary.converted = separable_spec(layers, values, options)
         vshape = scaled(in_shape, w.scale)
         vrows, vtotal, _ = _formulas(recipe, vshape, given, options, layers=layers, assume=assume)
-        summary.variant = Counted(f"{subject.label}, {w.label()}", vshape, vrows, vtotal, symbolic=True, assumptions=assume.text())
+        summary.variant = Counted(
+            f"{subject.label}, {w.label()}", vshape, vrows, vtotal, symbolic=True, assumptions=assume.text()
+        )
     return summary
 
 
 def summarise(subject: Subject, in_shape: tuple, opts: Options) -> Summary:
     if subject.own and (opts.symbolic or opts.whatif.scale):
-        raise CnnlabError(f"--{'symbolic' if opts.symbolic else 'scale'} is for spec networks (zoo, spec, experiment "
-                          f"with a spec); {subject.label} is your own module: count it at a size with --input CxHxW")
+        raise CnnlabError(
+            f"--{'symbolic' if opts.symbolic else 'scale'} is for spec networks (zoo, spec, experiment "
+            f"with a spec); {subject.label} is your own module: count it at a size with --input CxHxW"
+        )
     if opts.symbolic:
         return summarise_symbolic(subject, in_shape, opts)
     return summarise_numeric(subject, in_shape, opts)
@@ -294,28 +367,62 @@ def _shape_text(shape) -> str:
 
 def counted_blocks(c: Counted, columns: list[str], drop: tuple = ()) -> list[Block]:
     per = "formulas" if c.symbolic else "counts"
-    blocks: list[Block] = [Table(f"{c.label}: input {_shape_text(c.input)}, {per} per image",
-                                 [LABELS[k] for k in columns], [[_value(r, k) for k in columns] for r in c.rows],
-                                 [_total(c.total, k) for k in columns], drop)]
+    blocks: list[Block] = [
+        Table(
+            f"{c.label}: input {_shape_text(c.input)}, {per} per image",
+            [LABELS[k] for k in columns],
+            [[_value(r, k) for k in columns] for r in c.rows],
+            [_total(c.total, k) for k in columns],
+            drop,
+        )
+    ]
     t = c.total
-    lines = [["params ", t["params"], " (trainable ", t["trainable_params"], ", frozen ", t["params"] - t["trainable_params"],
-              "); buffers ", t["buffers"]],
-             ["MACs ", t["macs"], " per image; FLOPs = 2 x MACs = ", 2 * t["macs"], "; bias additions ", t["bias_adds"]]]
+    lines = [
+        [
+            "params ",
+            t["params"],
+            " (trainable ",
+            t["trainable_params"],
+            ", frozen ",
+            t["params"] - t["trainable_params"],
+            "); buffers ",
+            t["buffers"],
+        ],
+        ["MACs ", t["macs"], " per image; FLOPs = 2 x MACs = ", 2 * t["macs"], "; bias additions ", t["bias_adds"]],
+    ]
     if c.assumptions:
-        lines.append(f"formulas shown for {c.assumptions}; evaluations use the exact formulas (with floor), which hold for any values")
+        lines.append(
+            f"formulas shown for {c.assumptions}; evaluations use the exact formulas (with floor), which hold for any values"
+        )
     blocks.append(Text(lines, "totals"))
     types = by_type(c.rows, tidy if c.symbolic else (lambda v: v))
     share = not c.symbolic and t["macs"]
-    blocks.append(Table("by layer type", ["type", "layers", "params", "MACs"] + (["MACs %"] if share else []) + ["activation bytes"],
-                        [[g["type"], g["layers"], g["params"], g["macs"]] + ([100.0 * g["macs"] / t["macs"]] if share else [])
-                         + [g["activation_bytes"]] for g in types], drop=("activation bytes", "MACs %", "layers")))
+    blocks.append(
+        Table(
+            "by layer type",
+            ["type", "layers", "params", "MACs"] + (["MACs %"] if share else []) + ["activation bytes"],
+            [
+                [g["type"], g["layers"], g["params"], g["macs"]]
+                + ([100.0 * g["macs"] / t["macs"]] if share else [])
+                + [g["activation_bytes"]]
+                for g in types
+            ],
+            drop=("activation bytes", "MACs %", "layers"),
+        )
+    )
     if c.step is not None:
         blocks.append(step_table(c.step, c.measured))
     if c.notes:
         blocks.append(Text(c.notes))
     blocks += [peer_text(p) for p in c.peers]
     if c.explain is not None:
-        blocks.append(Table("shape arithmetic: output size = floor((W - F + 2P)/S) + 1", ["layer", "input", "output", "arithmetic"], c.explain))
+        blocks.append(
+            Table(
+                "shape arithmetic: output size = floor((W - F + 2P)/S) + 1",
+                ["layer", "input", "output", "arithmetic"],
+                c.explain,
+            )
+        )
         if c.explain_notes:
             blocks.append(Text(c.explain_notes))
     return blocks
@@ -323,7 +430,9 @@ def counted_blocks(c: Counted, columns: list[str], drop: tuple = ()) -> list[Blo
 
 def peer_text(p: PeerCount) -> Text:
     """What the tool prints, its figure as cnnlab's MACs plus the differences, and its convention in words."""
-    printed = [part for label, value in p.figures for part in ("; " if label != p.figures[0][0] else "", f"{label} ", value)]
+    printed = [
+        part for label, value in p.figures for part in ("; " if label != p.figures[0][0] else "", f"{label} ", value)
+    ]
     if p.shown:
         printed.append(f" (printed as '{p.shown}')")
     sums: list = [f"{p.figures[0][0]} ", p.figures[0][1], " = "]
@@ -338,19 +447,31 @@ def step_table(step: StepMemory, measured: Optional[StepMeasurement]) -> Table:
         ["buffers", step.buffers, "BatchNorm running statistics and other buffers"],
         ["gradients", step.gradients, "one per trainable parameter"],
         ["optimizer state", step.optimizer_state, step.optimizer],
-        ["saved activations", step.saved_activations,
-         f"kept by autograd for the backward pass, from {step.first_saving or 'no layer'} on"],
+        [
+            "saved activations",
+            step.saved_activations,
+            f"kept by autograd for the backward pass, from {step.first_saving or 'no layer'} on",
+        ],
         ["input batch", step.input_batch, f"{step.batch_size} images"],
-        ["estimate", step.total, f"{human_bytes(step.total)}; leaves out the backward pass's temporaries "
-                                 "(gradients of activations), which the measured split shows"],
+        [
+            "estimate",
+            step.total,
+            f"{human_bytes(step.total)}; leaves out the backward pass's temporaries "
+            "(gradients of activations), which the measured split shows",
+        ],
     ]
     if measured is not None:
         kinds = ", ".join(f"{k} {human_bytes(v)}" for k, v in measured.by_kind.items())
-        rows.append(["measured peak", measured.peak_bytes, f"{human_bytes(measured.peak_bytes)} on {measured.device}: {kinds}"])
+        rows.append(
+            ["measured peak", measured.peak_bytes, f"{human_bytes(measured.peak_bytes)} on {measured.device}: {kinds}"]
+        )
         if measured.allocator_peak_bytes is not None:
             rows.append(["CUDA allocator peak", measured.allocator_peak_bytes, "torch.cuda.max_memory_allocated"])
-    title = (f"one training step at batch size {step.batch_size} ({step.optimizer}, float32): memory in bytes; "
-             f"forward pass {step.forward_macs:,} MACs" + (f", backward {step.backward_macs:,}" if step.backward_macs is not None else ""))
+    title = (
+        f"one training step at batch size {step.batch_size} ({step.optimizer}, float32): memory in bytes; "
+        f"forward pass {step.forward_macs:,} MACs"
+        + (f", backward {step.backward_macs:,}" if step.backward_macs is not None else "")
+    )
     return Table(title, ["", "bytes", "what"], rows)
 
 
@@ -360,20 +481,39 @@ def whatif_blocks(s: Summary, columns: list[str], drop: tuple = ()) -> list[Bloc
     keys = [("params", "params"), ("buffers", "buffers"), ("macs", "MACs"), ("activation_bytes", "activation bytes")]
     rows = [[label, base.total[k], var.total[k], ratio(var.total[k], base.total[k])] for k, label in keys]
     if base.step is not None and var.step is not None:
-        rows.append(["training step estimate (bytes)", base.step.total, var.step.total, ratio(var.step.total, base.step.total)])
-    blocks.append(Table(f"what changed: {s.whatif.label()} (factor = after / before)", ["total", "before", "after", "factor"], rows))
+        rows.append(
+            ["training step estimate (bytes)", base.step.total, var.step.total, ratio(var.step.total, base.step.total)]
+        )
+    blocks.append(
+        Table(
+            f"what changed: {s.whatif.label()} (factor = after / before)", ["total", "before", "after", "factor"], rows
+        )
+    )
     changed = []
     for name, before, after in match_rows(base.rows, var.rows, s.converted):
         b = {k: getattr(before, k) if before is not None else 0 for k, _ in keys}
         a = {k: sum((getattr(r, k) for r in after), 0) for k, _ in keys}
         if any(sp.expand(a[k] - b[k]) != 0 for k, _ in keys):
-            note = ("removed" if not after else "added" if before is None
-                    else "depthwise + pointwise" if len(after) == 2 else "changed")
+            note = (
+                "removed"
+                if not after
+                else "added"
+                if before is None
+                else "depthwise + pointwise"
+                if len(after) == 2
+                else "changed"
+            )
             changed.append([name, note] + [x for k, _ in keys for x in (b[k], a[k])])
     if changed:
         header = ["layer", "now"] + [f"{label} {when}" for _, label in keys for when in ("before", "after")]
-        blocks.append(Table("layers that changed", header, changed,
-                            drop=(("activation bytes before", "activation bytes after"), ("buffers before", "buffers after"))))
+        blocks.append(
+            Table(
+                "layers that changed",
+                header,
+                changed,
+                drop=(("activation bytes before", "activation bytes after"), ("buffers before", "buffers after")),
+            )
+        )
     if s.whatif.scale:
         same = sp.expand(var.total["params"] - base.total["params"]) == 0
         title = "why the parameters stay the same" if same else "why only some parameters grow"
@@ -396,14 +536,42 @@ def separable_table(s: Summary) -> Table:
         formula = speedup_formula(conv.k, conv.out)
         formula = float(formula) if formula.is_number else formula
         limit = sp.sympify(conv.k) ** 2
-        rows.append([conv.name, conv.k, conv.out, before.params, params_after, before.macs, macs_after, exact, formula,
-                     int(limit) if limit.is_Integer else limit])
+        rows.append(
+            [
+                conv.name,
+                conv.k,
+                conv.out,
+                before.params,
+                params_after,
+                before.macs,
+                macs_after,
+                exact,
+                formula,
+                int(limit) if limit.is_Integer else limit,
+            ]
+        )
     net = ratio(s.base.total["macs"], s.variant.total["macs"])
-    title = ("depthwise separable: speed-up in MACs per layer, exact (counted) and k^2*Cout/(k^2 + Cout) = 1/(1/Cout + 1/k^2) "
-             f"(exact for each layer: biases are not MACs), which tends to k^2 for Cout >> k^2; whole network: {_ratio_text(net)}")
-    return Table(title, ["layer", "k", "Cout", "params before", "params after", "MACs before", "MACs after",
-                         "speed-up exact", "k^2*Cout/(k^2+Cout)", "limit k^2"], rows,
-                 drop=("limit k^2", "k^2*Cout/(k^2+Cout)", "params before", "params after", "k", "Cout"))
+    title = (
+        "depthwise separable: speed-up in MACs per layer, exact (counted) and k^2*Cout/(k^2 + Cout) = 1/(1/Cout + 1/k^2) "
+        f"(exact for each layer: biases are not MACs), which tends to k^2 for Cout >> k^2; whole network: {_ratio_text(net)}"
+    )
+    return Table(
+        title,
+        [
+            "layer",
+            "k",
+            "Cout",
+            "params before",
+            "params after",
+            "MACs before",
+            "MACs after",
+            "speed-up exact",
+            "k^2*Cout/(k^2+Cout)",
+            "limit k^2",
+        ],
+        rows,
+        drop=("limit k^2", "k^2*Cout/(k^2+Cout)", "params before", "params after", "k", "Cout"),
+    )
 
 
 def _ratio_text(r) -> str:
@@ -447,8 +615,9 @@ def counted_json(c: Counted) -> dict:
         "symbolic": c.symbolic,
         "layers": [{k: _plain(getattr(r, k)) for k in JSON_ROW_KEYS} for r in c.rows],
         "total": {k: _plain(v) for k, v in c.total.items()},
-        "by_type": [{k: _plain(v) for k, v in g.items()}
-                    for g in by_type(c.rows, tidy if c.symbolic else (lambda v: v))],
+        "by_type": [
+            {k: _plain(v) for k, v in g.items()} for g in by_type(c.rows, tidy if c.symbolic else (lambda v: v))
+        ],
     }
     out["total"]["flops"] = _plain(2 * c.total["macs"])
     if c.assumptions:
@@ -462,21 +631,33 @@ def counted_json(c: Counted) -> dict:
     if c.peers:
         out["as"] = [p.as_dict() for p in c.peers]
     if c.explain is not None:
-        out["explain"] = [{"name": r[0], "input": _plain(r[1]), "output": _plain(r[2]), "arithmetic": r[3]}
-                          for r in c.explain]
+        out["explain"] = [
+            {"name": r[0], "input": _plain(r[1]), "output": _plain(r[2]), "arithmetic": r[3]} for r in c.explain
+        ]
         out["explain_notes"] = c.explain_notes
     return out
 
 
 def _whatif_json(s: Summary) -> dict:
-    compare = {k: _plain(ratio(s.variant.total[k], s.base.total[k]))
-               for k in ("params", "buffers", "macs", "activation_bytes")}
+    compare = {
+        k: _plain(ratio(s.variant.total[k], s.base.total[k])) for k in ("params", "buffers", "macs", "activation_bytes")
+    }
     out = {"change": s.whatif.label(), "variant": counted_json(s.variant), "factor": compare}
     if s.whatif.scale:
         out["why"] = [line_text(line, "table") for line in scale_notes(s.base.rows, s.variant.rows, s.whatif.scale)]
     if s.converted:
-        names = ["layer", "k", "cout", "params_before", "params_after", "macs_before", "macs_after", "speedup_exact",
-                 "speedup_formula", "limit"]
+        names = [
+            "layer",
+            "k",
+            "cout",
+            "params_before",
+            "params_after",
+            "macs_before",
+            "macs_after",
+            "speedup_exact",
+            "speedup_formula",
+            "limit",
+        ]
         out["separable"] = [dict(zip(names, map(_plain, row))) for row in separable_table(s).rows]
     return out
 
@@ -490,8 +671,9 @@ def counts_record(s: Summary) -> Counts:
     return Counts.from_dict(out, Path("(count in memory)"))
 
 
-def subject_and_input(model: str, assignments: list[str], input_text: Optional[str], symbolic: bool,
-                      data_dir=None) -> tuple[Subject, tuple, dict]:
+def subject_and_input(
+    model: str, assignments: list[str], input_text: Optional[str], symbolic: bool, data_dir=None
+) -> tuple[Subject, tuple, dict]:
     """Resolve MODEL with its NAME=VALUE list: (subject, input shape, all given values).
 
     Names in the input (1xHxW, and H and W by default with --symbolic) are input sizes; the rest are

@@ -16,6 +16,7 @@ tracemalloc for tensors) -> the peak of live tensor bytes, split by what made th
 allocator's own peak (torch.cuda.max_memory_allocated) beside it. torch's MemTracker does the same but
 refuses frozen parameters, which fine-tuning needs; the tests check the two agree where both work.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from cnnlab.analysis.count import _storage, _tensors, flop_counter, hooked, model_device, stand_ins
 from cnnlab.config import OptimConfig
 from cnnlab.optimizers import make_optimizer, optimizer_label, state_per_parameter
+
 
 def _bytes(tensors) -> int:
     unique = {id(t): t for t in tensors}
@@ -80,7 +82,9 @@ def training_pass(model: nn.Module, input_shape: tuple, batch: int, flops: bool 
             if _storage(t) not in seen:
                 seen.add(_storage(t))
                 owner = names[stack[-1]] if stack else ""
-                result.saved_by_layer[owner or "(model)"] = result.saved_by_layer.get(owner or "(model)", 0) + t.untyped_storage().nbytes()
+                result.saved_by_layer[owner or "(model)"] = (
+                    result.saved_by_layer.get(owner or "(model)", 0) + t.untyped_storage().nbytes()
+                )
             return t
 
         try:
@@ -124,8 +128,14 @@ class StepMemory:
 
     @property
     def total(self) -> int:
-        return (self.parameters + self.buffers + self.gradients + self.optimizer_state
-                + self.saved_activations + self.input_batch)
+        return (
+            self.parameters
+            + self.buffers
+            + self.gradients
+            + self.optimizer_state
+            + self.saved_activations
+            + self.input_batch
+        )
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -133,7 +143,9 @@ class StepMemory:
         return d
 
 
-def estimate_step(model: nn.Module, input_shape: tuple, batch: int, optim: OptimConfig, macs_per_image=None) -> StepMemory:
+def estimate_step(
+    model: nn.Module, input_shape: tuple, batch: int, optim: OptimConfig, macs_per_image=None
+) -> StepMemory:
     """The step's memory by kind; give `macs_per_image` (from `count`) to skip counting the backward pass's MACs."""
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
@@ -142,10 +154,18 @@ def estimate_step(model: nn.Module, input_shape: tuple, batch: int, optim: Optim
         run.forward_macs, run.backward_macs = batch * macs_per_image, None
     grads = _bytes(trainable)
     return StepMemory(
-        batch_size=batch, optimizer=optimizer_label(optim), parameters=_bytes(params), buffers=_bytes(model.buffers()),
-        gradients=grads, optimizer_state=state_per_parameter(optim) * grads, saved_activations=run.saved_bytes,
-        input_batch=batch * int(torch.Size(input_shape).numel()) * 4, trainable_params=sum(p.numel() for p in trainable),
-        first_saving=run.first_saving, forward_macs=run.forward_macs, backward_macs=run.backward_macs,
+        batch_size=batch,
+        optimizer=optimizer_label(optim),
+        parameters=_bytes(params),
+        buffers=_bytes(model.buffers()),
+        gradients=grads,
+        optimizer_state=state_per_parameter(optim) * grads,
+        saved_activations=run.saved_bytes,
+        input_batch=batch * int(torch.Size(input_shape).numel()) * 4,
+        trainable_params=sum(p.numel() for p in trainable),
+        first_saving=run.first_saving,
+        forward_macs=run.forward_macs,
+        backward_macs=run.backward_macs,
     )
 
 
@@ -201,8 +221,10 @@ class LiveTensors(TorchDispatchMode):
         return out
 
 
-MEASURED_BY = ("live tensor bytes at the peak of one step: every storage followed from creation to release "
-               "through the dispatcher (cnnlab.analysis.step_cost.LiveTensors)")
+MEASURED_BY = (
+    "live tensor bytes at the peak of one step: every storage followed from creation to release "
+    "through the dispatcher (cnnlab.analysis.step_cost.LiveTensors)"
+)
 
 
 @dataclass
@@ -219,8 +241,11 @@ class StepMeasurement:
         return dict(self.__dict__)
 
 
-def train_step(model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer, tracker: Optional[LiveTensors] = None) -> None:
+def train_step(
+    model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer, tracker: Optional[LiveTensors] = None
+) -> None:
     """Forward, stand-in loss, backward, optimizer step; `tracker` (if any) learns which phase made each tensor."""
+
     def phase(name):
         if tracker is not None:
             tracker.phase = name
@@ -280,13 +305,20 @@ class StepRunner:
         self.times.append(time.perf_counter() - start)
 
     def measurement(self) -> StepMeasurement:
-        return StepMeasurement(str(self.device), self.tracker.peak, self.tracker.at_peak,
-                               statistics.median(self.times) if self.times else None, len(self.times), MEASURED_BY,
-                               self.allocator_peak)
+        return StepMeasurement(
+            str(self.device),
+            self.tracker.peak,
+            self.tracker.at_peak,
+            statistics.median(self.times) if self.times else None,
+            len(self.times),
+            MEASURED_BY,
+            self.allocator_peak,
+        )
 
 
-def measure_step(model: nn.Module, input_shape: tuple, batch: int, optim: OptimConfig, device: torch.device,
-                 timed_steps: int = 0) -> StepMeasurement:
+def measure_step(
+    model: nn.Module, input_shape: tuple, batch: int, optim: OptimConfig, device: torch.device, timed_steps: int = 0
+) -> StepMeasurement:
     """Peak memory of one real step on a copy of `model`, and the median time of `timed_steps` more."""
     runner = StepRunner(model, input_shape, batch, optim, device)
     runner.measure_memory()

@@ -13,6 +13,7 @@ MODEL is looked up in this order:
   0. before all these, the user's own module, `file.py:Name` or `package.module:Name` (cnnlab.models.user):
      NAME=VALUE are its keyword arguments (read as YAML), in_channels comes from the input.
 """
+
 from __future__ import annotations
 
 import re
@@ -78,8 +79,9 @@ def parse_input(text: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
-def own_subject(name: str, args: dict, classes: Optional[int], label: str, shape: Optional[tuple] = None,
-                optim=None) -> Subject:
+def own_subject(
+    name: str, args: dict, classes: Optional[int], label: str, shape: Optional[tuple] = None, optim=None
+) -> Subject:
     """The user's own module: its keyword arguments; classes=K (or num_classes=K) is its class count."""
     args = dict(args)
     for key in ("classes", "num_classes"):
@@ -130,14 +132,17 @@ def _experiment_io(cfg, given: dict, in_shape: Optional[tuple], data_dir) -> tup
         try:
             images, found = input_shape(cfg.data, data_root(data_dir))
         except CnnlabError as e:
-            raise CnnlabError(f"{e}\nTo count without the data, give the input and the class count: "
-                              "--input CxHxW classes=K") from None
+            raise CnnlabError(
+                f"{e}\nTo count without the data, give the input and the class count: --input CxHxW classes=K"
+            ) from None
         shape = shape or model_input(images)
         classes = found if classes is None else classes
     return shape, classes
 
 
-def _experiment(path_or_name: str, given: dict, data_dir, in_shape: Optional[tuple], what: str = "experiment") -> Subject:
+def _experiment(
+    path_or_name: str, given: dict, data_dir, in_shape: Optional[tuple], what: str = "experiment"
+) -> Subject:
     from cnnlab.experiment_files import load_experiment
 
     return config_subject(load_experiment(path_or_name), given, data_dir, in_shape, what)
@@ -147,13 +152,25 @@ def config_subject(cfg, given: dict, data_dir, in_shape: Optional[tuple] = None,
     """The network a validated config trains, as something to count (also `cnnlab run --dry-run`)."""
     shape, classes = _experiment_io(cfg, given, in_shape, data_dir)
     if user.is_user_model(cfg.model.name):
-        return own_subject(cfg.model.name, {**cfg.model.args, **given}, classes,
-                           f"experiment {cfg.name} ({cfg.model.name})", tuple(shape), cfg.optim)
+        return own_subject(
+            cfg.model.name,
+            {**cfg.model.args, **given},
+            classes,
+            f"experiment {cfg.name} ({cfg.model.name})",
+            tuple(shape),
+            cfg.optim,
+        )
     if cfg.model.name is not None and cfg.model.name not in ZOO:
         if given:
-            raise CnnlabError(f"experiment {cfg.name} uses torchvision's {cfg.model.name}, which has no named hyper-parameters")
-        return Subject(f"experiment {cfg.name} ({cfg.model.name})", tuple(shape),
-                       factory=lambda s: _transfer_module(cfg.model, classes), optim=cfg.optim)
+            raise CnnlabError(
+                f"experiment {cfg.name} uses torchvision's {cfg.model.name}, which has no named hyper-parameters"
+            )
+        return Subject(
+            f"experiment {cfg.name} ({cfg.model.name})",
+            tuple(shape),
+            factory=lambda s: _transfer_module(cfg.model, classes),
+            optim=cfg.optim,
+        )
     recipe = recipes.from_config(cfg.model, classes).with_values(given)
     return Subject(f"{what} {cfg.name} ({cfg.model.name or 'spec'})", shape, recipe=recipe, optim=cfg.optim)
 

@@ -9,6 +9,7 @@ The exact formulas keep floor(); the table shows them simplified under assumptio
 (a kernel padded by k//2 is odd; H and W are multiples of the network's total stride). Evaluating
 (`--set`) always uses the exact formulas, so a value outside the assumptions still gets the right number.
 """
+
 from __future__ import annotations
 
 import ast
@@ -36,10 +37,20 @@ def _row(name: str, at: At, out: tuple) -> LayerCount:
     """One layer's row, from its record's counts."""
     counts = at.kind.counts(at, out)
     params = counts.weights + counts.biases
-    return LayerCount(name, at.kind.type_name(at), output_shape=list(out), input_shape=list(at.shape),
-                      weights=counts.weights, biases=counts.biases, params=params, trainable_params=params,
-                      buffers=counts.buffers, macs=counts.macs, bias_adds=counts.bias_adds,
-                      activation_bytes=BYTES * prod(out) if at.kind.new_memory else 0)
+    return LayerCount(
+        name,
+        at.kind.type_name(at),
+        output_shape=list(out),
+        input_shape=list(at.shape),
+        weights=counts.weights,
+        biases=counts.biases,
+        params=params,
+        trainable_params=params,
+        buffers=counts.buffers,
+        macs=counts.macs,
+        bias_adds=counts.bias_adds,
+        activation_bytes=BYTES * prod(out) if at.kind.new_memory else 0,
+    )
 
 
 def formulas(layers: list[Layer], in_shape: tuple, values: dict, options: ModelOptions) -> list[LayerCount]:
@@ -65,8 +76,13 @@ def odd_names(layers: list[Layer]) -> set[str]:
         p = layer.options.get("p")
         if isinstance(p, str):
             tree = ast.parse(p, mode="eval").body
-            if isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.FloorDiv) and isinstance(tree.left, ast.Name) \
-                    and isinstance(tree.right, ast.Constant) and tree.right.value == 2:
+            if (
+                isinstance(tree, ast.BinOp)
+                and isinstance(tree.op, ast.FloorDiv)
+                and isinstance(tree.left, ast.Name)
+                and isinstance(tree.right, ast.Constant)
+                and tree.right.value == 2
+            ):
                 found.add(tree.left.id)
     return found
 
@@ -157,6 +173,7 @@ class SpecFormulas:
         assume = assume or self.assumptions()
         values, shape = self.values(self.given)
         into, back = assume.substitutions()
+
         def put(e):
             return sp.sympify(e).subs(into, simultaneous=True) if into else e
 
@@ -166,16 +183,27 @@ class SpecFormulas:
         def show(e):
             return tidy(sp.sympify(e).subs(back, simultaneous=True)) if back else tidy(e)
 
-        shown = [replace(r, output_shape=[show(d) for d in r.output_shape], **{c: show(getattr(r, c)) for c in COUNT_COLUMNS})
-                 for r in rows]
+        shown = [
+            replace(
+                r, output_shape=[show(d) for d in r.output_shape], **{c: show(getattr(r, c)) for c in COUNT_COLUMNS}
+            )
+            for r in rows
+        ]
         return shown, {c: show(v) for c, v in tot.items()}
 
     def evaluate(self, numbers: dict) -> list[LayerCount]:
         """The exact formulas at numbers for every name (floors and all): integer rows."""
         values, shape = self.values({**self.given, **numbers})
         rows = formulas(self.layers, shape, values, self.options)
-        return [replace(r, output_shape=[as_int(d) for d in r.output_shape], input_shape=[as_int(d) for d in r.input_shape],
-                        **{c: as_int(getattr(r, c)) for c in COUNT_COLUMNS}) for r in rows]
+        return [
+            replace(
+                r,
+                output_shape=[as_int(d) for d in r.output_shape],
+                input_shape=[as_int(d) for d in r.input_shape],
+                **{c: as_int(getattr(r, c)) for c in COUNT_COLUMNS},
+            )
+            for r in rows
+        ]
 
 
 def as_int(value) -> int:
@@ -183,5 +211,7 @@ def as_int(value) -> int:
     value = sp.sympify(value)
     if value.free_symbols:
         names = ", ".join(sorted(map(str, value.free_symbols)))
-        raise CnnlabError(f"the formula {value} still has names without values: {names}; give them with --set NAME=VALUE")
+        raise CnnlabError(
+            f"the formula {value} still has names without values: {names}; give them with --set NAME=VALUE"
+        )
     return int(value)

@@ -16,6 +16,7 @@ For each replaced convolution the speed-up in multiply-accumulates is
   k^2*Cin*Cout*HW / (k^2*Cin*HW + Cin*Cout*HW) = k^2*Cout/(k^2 + Cout) = 1/(1/Cout + 1/k^2),
 exact for the layer (biases are not MACs), tending to k^2 when Cout is much larger than k^2.
 """
+
 from __future__ import annotations
 
 import copy
@@ -96,7 +97,14 @@ def separable_spec(layers: list[Layer], values: dict, options: ModelOptions) -> 
         if layer.kind == "conv":
             k = evaluate(o["k"], values, layer.where())
             if not _is_one(k) and _is_one(evaluate(o["groups"], values, layer.where())):
-                new.append(Layer("dwconv", {"k": o["k"], "s": o["s"], "p": o["p"], "bias": 0}, f"dwconv from '{layer.text}'", layer.index))
+                new.append(
+                    Layer(
+                        "dwconv",
+                        {"k": o["k"], "s": o["s"], "p": o["p"], "bias": 0},
+                        f"dwconv from '{layer.text}'",
+                        layer.index,
+                    )
+                )
                 converted_at[len(new)] = (k, evaluate(o["out"], values, layer.where()))
                 new.append(Layer("conv", {**o, "k": 1, "s": 1, "p": 0}, f"pointwise from '{layer.text}'", layer.index))
                 continue
@@ -120,7 +128,9 @@ def separable_module(model: nn.Module) -> tuple[nn.Module, list[Converted]]:
         if isinstance(module, nn.Conv2d) and module.groups == 1 and tuple(module.kernel_size) != (1, 1):
             cin, cout = module.in_channels, module.out_channels
             pair = nn.Sequential(
-                nn.Conv2d(cin, cin, module.kernel_size, module.stride, module.padding, module.dilation, groups=cin, bias=False),
+                nn.Conv2d(
+                    cin, cin, module.kernel_size, module.stride, module.padding, module.dilation, groups=cin, bias=False
+                ),
                 nn.Conv2d(cin, cout, 1, bias=module.bias is not None),
             )
             model.set_submodule(name, pair)
@@ -178,11 +188,30 @@ def _grown(i: int, base: list, variant: list) -> list:
     while j > 0 and base[j - 1].output_shape == base[j].output_shape:
         j -= 1
     n_before, n_after = prod(base[i - 1].output_shape), prod(variant[i - 1].output_shape)
-    line = [f"{before.name}: ", before.params, " -> ", after.params, " params (weights ", before.weights, " -> ",
-            after.weights, "), because "]
+    line = [
+        f"{before.name}: ",
+        before.params,
+        " -> ",
+        after.params,
+        " params (weights ",
+        before.weights,
+        " -> ",
+        after.weights,
+        "), because ",
+    ]
     if j > 0 and len(base[j].output_shape) == 1 and len(base[j - 1].output_shape) > 1:  # a flatten
-        return line + [f"{base[j].name} gives it ", ratio(n_after, n_before), "x the features: ", base[j - 1].output_shape,
-                       " = ", n_before, " -> ", variant[j - 1].output_shape, " = ", n_after]
+        return line + [
+            f"{base[j].name} gives it ",
+            ratio(n_after, n_before),
+            "x the features: ",
+            base[j - 1].output_shape,
+            " = ",
+            n_before,
+            " -> ",
+            variant[j - 1].output_shape,
+            " = ",
+            n_after,
+        ]
     return line + ["its input has ", ratio(n_after, n_before), "x the features: ", n_before, " -> ", n_after]
 
 
@@ -191,10 +220,12 @@ def scale_notes(base: list, variant: list, factor) -> list:
 
     Lines of text and values (numbers or formulas) for a document Text; rows are LayerCounts of the same network.
     """
-    area = f"{factor ** 2:g}"
-    lines: list = [f"a convolution has Cout x Cin x k x k weights and Cout biases, a batch norm 2C (a scale and a shift per "
-                   f"channel): neither holds H or W, so an input {factor:g}x as high and wide gives these layers {area}x the "
-                   f"positions (MACs and activation memory x{area}) and the same parameters"]
+    area = f"{factor**2:g}"
+    lines: list = [
+        f"a convolution has Cout x Cin x k x k weights and Cout biases, a batch norm 2C (a scale and a shift per "
+        f"channel): neither holds H or W, so an input {factor:g}x as high and wide gives these layers {area}x the "
+        f"positions (MACs and activation memory x{area}) and the same parameters"
+    ]
     same = len(base) == len(variant) and all(b.name == a.name for b, a in zip(base, variant))
     if not same:  # with layers also replaced or removed, the parameters changed for those reasons too
         return lines
@@ -204,6 +235,9 @@ def scale_notes(base: list, variant: list, factor) -> list:
         for i, (b, a) in enumerate(norms):
             line += [f"{', ' if i else ''}{b.name} ", b.params, " -> ", a.params]
         lines.append(line + [" (2C each, C = its channels, which the input size does not change)"])
-    grown = [_grown(i, base, variant) for i, (b, a) in enumerate(zip(base, variant))
-             if i > 0 and b.output_shape is not None and sp.expand(a.params - b.params) != 0]
+    grown = [
+        _grown(i, base, variant)
+        for i, (b, a) in enumerate(zip(base, variant))
+        if i > 0 and b.output_shape is not None and sp.expand(a.params - b.params) != 0
+    ]
     return lines + (grown or ["no layer's parameters changed: no layer's input size follows H and W in this network"])

@@ -3,6 +3,7 @@
 Three tasks read the same sources: classification (images, class labels), colourization
 (greyscale images, per-pixel palette indices) and segmentation (photos, per-pixel classes).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -85,9 +86,11 @@ def take_subset(images: ImageSet, n, key: str, gen: torch.Generator) -> torch.Te
     share = -(-n // len(present))  # the first n % K classes take one more
     smallest, name = min(present)
     if smallest < share:  # balance is what a subset promises: taking fewer of one class would break it unsaid
-        raise CnnlabError(f"data.{key}={n} takes up to {share} images of each of {len(present)} classes, but class "
-                          f"'{name}' has only {smallest}; ask for at most {smallest * len(present)} (as many of "
-                          f"each class as the smallest has) or leave data.{key} out")
+        raise CnnlabError(
+            f"data.{key}={n} takes up to {share} images of each of {len(present)} classes, but class "
+            f"'{name}' has only {smallest}; ask for at most {smallest * len(present)} (as many of "
+            f"each class as the smallest has) or leave data.{key} out"
+        )
     return class_balanced_subset(images.labels, n, gen)
 
 
@@ -108,8 +111,10 @@ def split_indices(data_cfg, train: ImageSet, test: ImageSet) -> tuple[torch.Tens
     if len(va) == 0:
         raise CnnlabError("the validation split is empty; raise data.val_fraction or data.train_subset")
     if len(tr) == 0:
-        raise CnnlabError(f"the training split is empty: data.val_fraction={data_cfg.val_fraction} of "
-                          f"{len(pool)} images leaves none to train on; lower data.val_fraction or raise data.train_subset")
+        raise CnnlabError(
+            f"the training split is empty: data.val_fraction={data_cfg.val_fraction} of "
+            f"{len(pool)} images leaves none to train on; lower data.val_fraction or raise data.train_subset"
+        )
     return pool[tr], pool[va], test_idx
 
 
@@ -122,7 +127,9 @@ class Statistics:
     source: str  # e.g. "training split", or the pretrained weights' name
 
 
-def normalisation(data_cfg, images: torch.Tensor, fixed: Optional[Statistics] = None) -> tuple[torch.Tensor, torch.Tensor, list, list]:
+def normalisation(
+    data_cfg, images: torch.Tensor, fixed: Optional[Statistics] = None
+) -> tuple[torch.Tensor, torch.Tensor, list, list]:
     """Per-channel (scale, shift) so that x = img*scale + shift is normalised, then y = a*x + b applied.
     The statistics are the training split's, or `fixed` ones (those pretrained weights were trained with)."""
     c = images.shape[1]
@@ -143,9 +150,11 @@ def keep_classes(images: ImageSet, names: list[str], key: str = "data.classes", 
     unknown = [n for n in names if n not in images.classes]
     if unknown:
         close = "".join(did_you_mean(n, images.classes) for n in unknown)
-        raise CnnlabError(f"{key}: {', '.join(repr(n) for n in unknown)} is not a class of this dataset{close}; "
-                          "choose from: "
-                          f"{', '.join(images.classes)}{also}")
+        raise CnnlabError(
+            f"{key}: {', '.join(repr(n) for n in unknown)} is not a class of this dataset{close}; "
+            "choose from: "
+            f"{', '.join(images.classes)}{also}"
+        )
     new_label = torch.full((len(images.classes),), -1, dtype=torch.long)
     new_label[[images.classes.index(n) for n in names]] = torch.arange(len(names))
     mapped = new_label[images.labels.long()]
@@ -160,7 +169,9 @@ def only_class(images: ImageSet, name: str) -> ImageSet:
 def colourize(train: ImageSet, test: ImageSet, tr, va, te, data_cfg) -> tuple[dict, torch.Tensor, dict]:
     """Greyscale inputs and nearest-palette-colour targets; the palette is fitted on training pixels only."""
     if train.images.shape[1] != 3:
-        raise CnnlabError(f"task colourize needs colour images; {data_cfg.dataset} has {train.images.shape[1]} channel(s)")
+        raise CnnlabError(
+            f"task colourize needs colour images; {data_cfg.dataset} has {train.images.shape[1]} channel(s)"
+        )
     palette = fit_palette(train.images[tr], data_cfg.palette_size, seed=data_cfg.split_seed)
     parts = {}
     for split, source, idx in (("train", train, tr), ("val", train, va), ("test", test, te)):
@@ -170,8 +181,9 @@ def colourize(train: ImageSet, test: ImageSet, tr, va, te, data_cfg) -> tuple[di
     return parts, palette, originals
 
 
-def prepare(cfg, root: Path, device: torch.device, statistics: Optional[Statistics] = None,
-            progress: Optional[Progress] = None) -> Splits:
+def prepare(
+    cfg, root: Path, device: torch.device, statistics: Optional[Statistics] = None, progress: Optional[Progress] = None
+) -> Splits:
     """Everything the engine needs from the data section of a config; inputs are normalised with `statistics`
     when given (pretrained weights' own), else with the training split's (`progress`: see load_images)."""
     data_cfg = cfg.data
@@ -187,25 +199,46 @@ def prepare(cfg, root: Path, device: torch.device, statistics: Optional[Statisti
         parts, palette, originals = colourize(train, test, tr, va, te, data_cfg)
         classes = [f"colour {i}" for i in range(len(palette))]
     else:
-        parts = {"train": (train.images[tr], train.labels[tr]), "val": (train.images[va], train.labels[va]),
-                 "test": (test.images[te], test.labels[te])}
+        parts = {
+            "train": (train.images[tr], train.labels[tr]),
+            "val": (train.images[va], train.labels[va]),
+            "test": (test.images[te], test.labels[te]),
+        }
         classes = train.classes
         if cfg.task == "classify" and len(classes) < 2:  # nothing to tell apart: the loss is 0 from the start
-            raise CnnlabError(f"{source} holds one class ({classes[0]}); a classifier needs at least two: add a class "
-                              f"folder, or choose a dataset of several classes")
+            raise CnnlabError(
+                f"{source} holds one class ({classes[0]}); a classifier needs at least two: add a class "
+                f"folder, or choose a dataset of several classes"
+            )
     scale, shift, mean, std = normalisation(data_cfg, parts["train"][0], statistics)
     aug = data_cfg.augment
-    common = dict(device=device, scale=scale, shift=shift, channels_last=cfg.train.channels_last,
-                  input_size=data_cfg.input_size)
+    common = dict(
+        device=device, scale=scale, shift=shift, channels_last=cfg.train.channels_last, input_size=data_cfg.input_size
+    )
     batches = {
-        "train": DeviceBatches(*parts["train"], cfg.train.batch_size, shuffle=True, crop_padding=aug.crop_padding,
-                               flip=aug.flip, translate=aug.translate, drop_last=cfg.train.drop_last, seed=cfg.seed,
-                               **common),
+        "train": DeviceBatches(
+            *parts["train"],
+            cfg.train.batch_size,
+            shuffle=True,
+            crop_padding=aug.crop_padding,
+            flip=aug.flip,
+            translate=aug.translate,
+            drop_last=cfg.train.drop_last,
+            seed=cfg.seed,
+            **common,
+        ),
         "val": DeviceBatches(*parts["val"], cfg.train.eval_batch_size, **common),
         "test": DeviceBatches(*parts["test"], cfg.train.eval_batch_size, **common),
     }
-    info = {"source": str(source), "train": len(tr), "val": len(va), "test": len(te), "mean": mean, "std": std,
-            "normalised_with": (statistics.source if statistics else "training split") if data_cfg.normalize else "none"}
+    info = {
+        "source": str(source),
+        "train": len(tr),
+        "val": len(va),
+        "test": len(te),
+        "mean": mean,
+        "std": std,
+        "normalised_with": (statistics.source if statistics else "training split") if data_cfg.normalize else "none",
+    }
     if cfg.task != "colourize" and train.labels.dim() == 1:
         info["per_class"] = {split: per_class(labels, classes) for split, (_, labels) in parts.items()}
     shape = tuple(parts["train"][0].shape[1:])

@@ -4,6 +4,7 @@ Not torchvision's extract_archive: it extracts tar members without tarfile's "da
 archive entry such as ../x is written outside the target folder (checked with torchvision 0.29 on
 Python 3.11); data.path may name any archive, so extraction here refuses such entries.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -24,7 +25,13 @@ from cnnlab.data.progress import Progress, counter
 from cnnlab.data.root import cache_dir
 from cnnlab.errors import CnnlabError
 
-BROKEN = (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error)  # a corrupt or truncated archive
+BROKEN = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    gzip.BadGzipFile,
+    EOFError,
+    zlib.error,
+)  # a corrupt or truncated archive
 
 
 def _unpack(archive: Path, folder: Path, progress: Optional[Progress]) -> None:
@@ -43,12 +50,17 @@ def _unpack(archive: Path, folder: Path, progress: Optional[Progress]) -> None:
 
 def _extraction_error(e: BaseException, archive: Path, folder: Path) -> BaseException:
     if is_disk_full(e):
-        return disk_full(folder, f"the files of {archive} (none were kept)",
-                         also=" (or set CNNLAB_CACHE to a folder on a disk with room)")
+        return disk_full(
+            folder,
+            f"the files of {archive} (none were kept)",
+            also=" (or set CNNLAB_CACHE to a folder on a disk with room)",
+        )
     if isinstance(e, tarfile.FilterError):  # tarfile's "data" filter: a path outside, a link, a device...
-        return CnnlabError(f"refused to extract {archive}: its member {e.tarinfo.name[:200]!r} is unsafe ({e}); "
-                           "an archive whose files would land outside its folder is not extracted, check where it "
-                           "came from")
+        return CnnlabError(
+            f"refused to extract {archive}: its member {e.tarinfo.name[:200]!r} is unsafe ({e}); "
+            "an archive whose files would land outside its folder is not extracted, check where it "
+            "came from"
+        )
     if isinstance(e, BROKEN):
         return CnnlabError(f"cannot extract {archive}: {e}; the archive is corrupt or truncated, get it again")
     if isinstance(e, OSError):
@@ -180,8 +192,9 @@ def find_inside(folder: Path, test: Callable[[Path], bool], depth: int = 3) -> O
     return None
 
 
-def read_folder_or_archive(path: Path, layouts: Sequence[Layout], size: Optional[int], classes: Classes,
-                           progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
+def read_folder_or_archive(
+    path: Path, layouts: Sequence[Layout], size: Optional[int], classes: Classes, progress: Optional[Progress] = None
+) -> tuple[ImageSet, ImageSet]:
     """Decode the first of `layouts` found in the folder `path`, or in the archive `path` once extracted."""
     if path.is_file():
         with extracted(path, progress) as folder:
@@ -189,11 +202,19 @@ def read_folder_or_archive(path: Path, layouts: Sequence[Layout], size: Optional
     return _read_layouts(path, path, layouts, size, classes, progress)
 
 
-def _read_layouts(path: Path, folder: Path, layouts: Sequence[Layout], size: Optional[int], classes: Classes,
-                  progress: Optional[Progress]) -> tuple[ImageSet, ImageSet]:
+def _read_layouts(
+    path: Path,
+    folder: Path,
+    layouts: Sequence[Layout],
+    size: Optional[int],
+    classes: Classes,
+    progress: Optional[Progress],
+) -> tuple[ImageSet, ImageSet]:
     for layout in layouts:
         found = find_inside(folder, layout.recognise)
         if found is not None:
             return layout.read(found, size, classes, progress)
-    raise CnnlabError(f"{path} holds none of: {'; '.join(layout.what for layout in layouts)}. "
-                      "Point to the folder or archive that holds the dataset, or get it again")
+    raise CnnlabError(
+        f"{path} holds none of: {'; '.join(layout.what for layout in layouts)}. "
+        "Point to the folder or archive that holds the dataset, or get it again"
+    )

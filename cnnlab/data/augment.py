@@ -3,6 +3,7 @@
 Per-pixel targets (masks, colour indices) move with their images; the border a crop brings in is
 marked IGNORE so the loss skips it.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -22,9 +23,15 @@ def _windows(t: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int
     return t[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator,
-                masks: Optional[torch.Tensor] = None, drawn: Optional[int] = None, rows: slice = slice(None),
-                reflect: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+def random_crop(
+    images: torch.Tensor,
+    padding: int,
+    generator: torch.Generator,
+    masks: Optional[torch.Tensor] = None,
+    drawn: Optional[int] = None,
+    rows: slice = slice(None),
+    reflect: bool = False,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Pad each image by `padding` (zeros, or the image reflected at its border) and cut a random window of the
     original size: a random shift by up to `padding` pixels each way (masks alike; their zero border is IGNORE).
 
@@ -45,8 +52,9 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator,
     return images, masks
 
 
-def flip_where(images: torch.Tensor, flip: torch.Tensor,
-               masks: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+def flip_where(
+    images: torch.Tensor, flip: torch.Tensor, masks: Optional[torch.Tensor] = None
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Mirror left-right the images whose entry of the boolean `flip` (B,) is true (masks alike)."""
     images = torch.where(flip[:, None, None, None], images.flip(3), images)
     if masks is not None:
@@ -54,8 +62,13 @@ def flip_where(images: torch.Tensor, flip: torch.Tensor,
     return images, masks
 
 
-def random_flip(images: torch.Tensor, generator: torch.Generator, masks: Optional[torch.Tensor] = None,
-                drawn: Optional[int] = None, rows: slice = slice(None)) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+def random_flip(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    masks: Optional[torch.Tensor] = None,
+    drawn: Optional[int] = None,
+    rows: slice = slice(None),
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Mirror a random half of the batch left-right (masks alike); `drawn` and `rows` as for random_crop."""
     drawn = images.shape[0] if drawn is None else drawn
     return flip_where(images, (torch.rand(drawn, generator=generator) < 0.5)[rows].to(images.device), masks)

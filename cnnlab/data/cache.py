@@ -11,6 +11,7 @@ bytes (a copy, a `touch`) are stamped anew; anything else is a damaged cache, an
 missing record or a file torch cannot read. A damaged cache is decoded again from its sources with a
 one-line notice, never trained on.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -115,8 +116,16 @@ def write_cache(path: Path, blob: dict, sources: str, source: Path) -> None:
     writes left in the cache folder go first."""
     remove_leftovers(path.parent, quiet_for=LEFT_FOR)
     save_torch(path, blob)
-    write_json(record_path(path), {"version": CACHE_VERSION, "source": str(source), "sources": sources,
-                                   "blake2b": content_hash(path), "stamp": stamp(path)})
+    write_json(
+        record_path(path),
+        {
+            "version": CACHE_VERSION,
+            "source": str(source),
+            "sources": sources,
+            "blake2b": content_hash(path),
+            "stamp": stamp(path),
+        },
+    )
 
 
 def read_cache(path: Path) -> Optional[dict]:
@@ -126,8 +135,9 @@ def read_cache(path: Path) -> Optional[dict]:
         return None
 
 
-def load_cached(name: str, candidate: Candidate, variant: str = "",
-                progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
+def load_cached(
+    name: str, candidate: Candidate, variant: str = "", progress: Optional[Progress] = None
+) -> tuple[ImageSet, ImageSet]:
     """(train, test) from the tensor cache, decoding the source first if this is the first time, or if the cache
     is damaged or older than its source (telling `progress` how far decoding is)."""
     path = cache_path(name, candidate.path, variant)
@@ -136,12 +146,17 @@ def load_cached(name: str, candidate: Candidate, variant: str = "",
     blob = read_cache(path) if why is None else None
     if blob is None:
         if why != "missing":
-            print(f"notice: tensor cache {path} {why or 'cannot be read by torch'}; decoding {candidate.path} again",
-                  file=sys.stderr, flush=True)
+            print(
+                f"notice: tensor cache {path} {why or 'cannot be read by torch'}; decoding {candidate.path} again",
+                file=sys.stderr,
+                flush=True,
+            )
         noted = progress and (lambda done, total, what: progress(done, total, f"{what} (first run only)"))
         train, test = candidate.read(candidate.path, progress=noted)
-        blob = {"classes": train.classes,
-                "train": {"images": train.images.contiguous(), "labels": train.labels},
-                "test": {"images": test.images.contiguous(), "labels": test.labels}}
+        blob = {
+            "classes": train.classes,
+            "train": {"images": train.images.contiguous(), "labels": train.labels},
+            "test": {"images": test.images.contiguous(), "labels": test.labels},
+        }
         write_cache(path, blob, sources, candidate.path)
     return tuple(ImageSet(blob[s]["images"], blob[s]["labels"], list(blob["classes"])) for s in ("train", "test"))

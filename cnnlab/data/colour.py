@@ -1,4 +1,5 @@
 """Colourization as classification: greyscale inputs, a k-means colour palette, per-pixel colour indices."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ def quantise(images: torch.Tensor, palette: torch.Tensor, chunk: int = 2048) -> 
     """Index of the nearest palette colour for every pixel: uint8 (N, H, W)."""
     out = []
     for start in range(0, len(images), chunk):
-        x = images[start:start + chunk].float().permute(0, 2, 3, 1)  # N, H, W, 3
+        x = images[start : start + chunk].float().permute(0, 2, 3, 1)  # N, H, W, 3
         dist = ((x.unsqueeze(-2) - palette) ** 2).sum(-1)  # N, H, W, NC
         out.append(dist.argmin(-1).to(torch.uint8))
     return torch.cat(out)

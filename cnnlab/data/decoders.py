@@ -4,6 +4,7 @@ Decoders know formats, not places: `sources` finds a folder (or archive) and `ar
 layout inside it. Every decoder takes (folder, image size or None, class names or None, progress or
 None) and returns (train, test); a corrupt or truncated file is named in the error.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -62,7 +63,7 @@ def read_idx(path: Path) -> np.ndarray:
     .gz) and checks with bare asserts, so a truncated file would not be named.
     """
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as e:
         raise CnnlabError(f"cannot read IDX file {path}: {e}; the file is corrupt or truncated, get it again") from None
@@ -72,7 +73,9 @@ def read_idx(path: Path) -> np.ndarray:
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     start, count = 4 + 4 * ndim, int(np.prod(dims))
     if len(data) - start != count:
-        raise CnnlabError(f"{path} is truncated: it declares {count} bytes of data and holds {len(data) - start}; get it again")
+        raise CnnlabError(
+            f"{path} is truncated: it declares {count} bytes of data and holds {len(data) - start}; get it again"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(dims)
 
 
@@ -87,8 +90,9 @@ def has_idx_files(folder: Path) -> bool:
     return all((folder / s).is_file() or (folder / (s + ".gz")).is_file() for s in IDX_FILES)
 
 
-def read_idx_folder(folder: Path, size: Optional[int] = None, classes: Classes = None,
-                    progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
+def read_idx_folder(
+    folder: Path, size: Optional[int] = None, classes: Classes = None, progress: Optional[Progress] = None
+) -> tuple[ImageSet, ImageSet]:
     """The four IDX files; without class names, the classes are the label numbers. IDX images are not resized."""
     sets = []
     tick = counter(progress, 2, f"reading the IDX files in {folder}")
@@ -109,8 +113,12 @@ def read_idx_folder(folder: Path, size: Optional[int] = None, classes: Classes =
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles CIFAR's python batches without running arbitrary code: numpy arrays and builtins only."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -122,8 +130,9 @@ def _is_cifar_batches(folder: Path) -> bool:
     return (folder / "data_batch_1").is_file()
 
 
-def read_cifar_batches(folder: Path, size: Optional[int] = None, classes: Classes = None,
-                       progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
+def read_cifar_batches(
+    folder: Path, size: Optional[int] = None, classes: Classes = None, progress: Optional[Progress] = None
+) -> tuple[ImageSet, ImageSet]:
     """data_batch_1..5 and test_batch, 32x32 as stored; the batches carry label numbers, `classes` names them."""
     tick = counter(progress, 6, f"reading the CIFAR-10 python batches in {folder}")
 
@@ -133,9 +142,13 @@ def read_cifar_batches(folder: Path, size: Optional[int] = None, classes: Classe
             with open(path, "rb") as f:
                 d = _NumpyOnlyUnpickler(f, encoding="bytes").load()
             tick()
-            return np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(d[b"labels"], dtype=np.int64)
+            return np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(
+                d[b"labels"], dtype=np.int64
+            )
         except FileNotFoundError:
-            raise CnnlabError(f"{folder} lacks {name}; the official CIFAR-10 folder holds data_batch_1..5 and test_batch") from None
+            raise CnnlabError(
+                f"{folder} lacks {name}; the official CIFAR-10 folder holds data_batch_1..5 and test_batch"
+            ) from None
         except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
             raise CnnlabError(f"{path} is not a readable CIFAR-10 batch ({e}); get the file again") from None
 
@@ -150,7 +163,9 @@ def read_cifar_batches(folder: Path, size: Optional[int] = None, classes: Classe
 # ---- image files and folders --------------------------------------------------------------------
 
 
-def decode_image(path: Path, size: Union[int, tuple[int, int], None] = None, mode: Optional[str] = "RGB") -> torch.Tensor:
+def decode_image(
+    path: Path, size: Union[int, tuple[int, int], None] = None, mode: Optional[str] = "RGB"
+) -> torch.Tensor:
     """One image file as uint8 (C, H, W), resized to size x size or to size (H, W); a corrupt file is named in the error.
 
     mode "RGB" or "L" converts (and resizes bilinearly); mode None keeps the stored values (a mask
@@ -173,21 +188,30 @@ def decode_image(path: Path, size: Union[int, tuple[int, int], None] = None, mod
 
 def image_files(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
     """(file, label) of every image in `folder`/<class>/, classes in the order given, files sorted by name."""
-    named = [(path, label) for label, name in enumerate(classes)
-             for path in (sorted((folder / name).iterdir()) if (folder / name).is_dir() else [])
-             if path.suffix.lower() in IMAGE_SUFFIXES]
+    named = [
+        (path, label)
+        for label, name in enumerate(classes)
+        for path in (sorted((folder / name).iterdir()) if (folder / name).is_dir() else [])
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
     odd = [path for path, _ in named if not path.is_file()]  # reading a FIFO named x.png would wait for ever
     if odd:
-        print(f"notice: skipping {len(odd)} image name(s) that are no regular file (a folder, a FIFO, a device, a "
-              f"broken link), e.g. {odd[0]}", file=sys.stderr)
+        print(
+            f"notice: skipping {len(odd)} image name(s) that are no regular file (a folder, a FIFO, a device, a "
+            f"broken link), e.g. {odd[0]}",
+            file=sys.stderr,
+        )
     return [(path, label) for path, label in named if path.is_file()]
 
 
-def decode_split(folder: Path, files: list[tuple[Path, int]], classes: list[str], size: Optional[int],
-                 tick: Callable[[], None]) -> ImageSet:
+def decode_split(
+    folder: Path, files: list[tuple[Path, int]], classes: list[str], size: Optional[int], tick: Callable[[], None]
+) -> ImageSet:
     """The images `files` lists (all of one size after resizing), with their labels."""
     if not files:
-        raise CnnlabError(f"{folder} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))} in {folder}/<class>/)")
+        raise CnnlabError(
+            f"{folder} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))} in {folder}/<class>/)"
+        )
     images = []
     for path, _ in files:
         images.append(decode_image(path, size))
@@ -204,27 +228,34 @@ def _is_image_root(folder: Path) -> bool:
     return (folder / "train").is_dir() and (folder / "test").is_dir()
 
 
-def read_image_folder(root: Path, size: Optional[int] = None, classes: Classes = None,
-                      progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
+def read_image_folder(
+    root: Path, size: Optional[int] = None, classes: Classes = None, progress: Optional[Progress] = None
+) -> tuple[ImageSet, ImageSet]:
     """`root/{train,test}/<class>/*.png|jpg`; classes are the sorted folder names under train/, the same under test/
     (and checked against `classes`)."""
     for split in ("train", "test"):
         if not (root / split).is_dir():
-            raise CnnlabError(f"image folder {root} has no {split}/ folder; the layout is {root}/{{train,test}}/<class>/*.png|jpg")
+            raise CnnlabError(
+                f"image folder {root} has no {split}/ folder; the layout is {root}/{{train,test}}/<class>/*.png|jpg"
+            )
     found = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
     if not found:
         raise CnnlabError(f"{root / 'train'} has no class folders; the layout is {root}/train/<class>/*.png|jpg")
     in_test = sorted(p.name for p in (root / "test").iterdir() if p.is_dir())
     if in_test != found:
-        raise CnnlabError(f"image folder {root}: train/ has the classes {found} but test/ has {in_test}; "
-                          f"give both splits the same class folders")
+        raise CnnlabError(
+            f"image folder {root}: train/ has the classes {found} but test/ has {in_test}; "
+            f"give both splits the same class folders"
+        )
     if classes and found != list(classes):
         raise CnnlabError(f"{root} has classes {found}, not the dataset's {list(classes)}")
     files = {split: image_files(root / split, found) for split in ("train", "test")}
     total = sum(map(len, files.values()))
     tick = counter(progress, total, f"decoding {total:,} images in {root}")
-    return (decode_split(root / "train", files["train"], found, size, tick),
-            decode_split(root / "test", files["test"], found, size, tick))
+    return (
+        decode_split(root / "train", files["train"], found, size, tick),
+        decode_split(root / "test", files["test"], found, size, tick),
+    )
 
 
 # ---- Penn-Fudan pedestrians ---------------------------------------------------------------------
@@ -234,8 +265,9 @@ def _is_pennfudan(folder: Path) -> bool:
     return (folder / "PNGImages").is_dir() and (folder / "PedMasks").is_dir()
 
 
-def read_pennfudan(folder: Path, size: Optional[int], classes: Classes,
-                   progress: Optional[Progress] = None) -> tuple[ImageSet, ImageSet]:
+def read_pennfudan(
+    folder: Path, size: Optional[int], classes: Classes, progress: Optional[Progress] = None
+) -> tuple[ImageSet, ImageSet]:
     """Photos and masks resized to size x size; a pixel is class 1 (person) where any instance number is > 0.
 
     The dataset has no official test split: everything is returned as `train` (test is empty) and
@@ -257,7 +289,9 @@ def read_pennfudan(folder: Path, size: Optional[int], classes: Classes,
     if not images:
         raise CnnlabError(f"{folder / 'PNGImages'} holds no .png photos")
     names = list(classes)
-    empty = ImageSet(torch.empty(0, 3, size, size, dtype=torch.uint8), torch.empty(0, size, size, dtype=torch.uint8), names)
+    empty = ImageSet(
+        torch.empty(0, 3, size, size, dtype=torch.uint8), torch.empty(0, size, size, dtype=torch.uint8), names
+    )
     return ImageSet(torch.stack(images), torch.stack(masks), names), empty
 
 

@@ -1,4 +1,5 @@
 """Batches served from tensors that live on the device: no DataLoader, no per-image work."""
+
 from __future__ import annotations
 
 from typing import Any, Iterator, Optional, Union
@@ -24,10 +25,23 @@ class DeviceBatches:
     partial last batch (when shuffling).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
-                 scale: torch.Tensor, shift: torch.Tensor, crop_padding: int = 0, flip: Union[bool, str] = False,
-                 shuffle: bool = False, channels_last: bool = True, input_size: Optional[int] = None,
-                 translate: int = 0, drop_last: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        device: torch.device,
+        scale: torch.Tensor,
+        shift: torch.Tensor,
+        crop_padding: int = 0,
+        flip: Union[bool, str] = False,
+        shuffle: bool = False,
+        channels_last: bool = True,
+        input_size: Optional[int] = None,
+        translate: int = 0,
+        drop_last: bool = False,
+        seed: int = 0,
+    ):
         self.images = images.to(device)
         self.labels = labels.to(device)
         self.batch_size = batch_size
@@ -91,8 +105,14 @@ class DeviceBatches:
         x = x.to(memory_format=memory).float() * self.scale + self.shift
         return x if self.input_size is None else resize_batch(x, self.input_size)
 
-    def batches(self, generator: Optional[torch.Generator] = None, rank: int = 0, world: int = 1, epoch: int = 1,
-                pad_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self,
+        generator: Optional[torch.Generator] = None,
+        rank: int = 0,
+        world: int = 1,
+        epoch: int = 1,
+        pad_last: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every image once (but a dropped partial batch), in a seeded random order when shuffling, augmented when
         configured (`epoch`, 1-based, for alternating flips).
 
@@ -109,8 +129,16 @@ class DeviceBatches:
                 x = torch.cat([x, x.new_zeros((self.batch_size - len(y), *x.shape[1:]))])
             yield self._normalise(x), y
 
-    def augment(self, x: torch.Tensor, y: torch.Tensor, idx, generator: Optional[torch.Generator], epoch: int,
-                drawn: Optional[int] = None, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+    def augment(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx,
+        generator: Optional[torch.Generator],
+        epoch: int,
+        drawn: Optional[int] = None,
+        rows: slice = slice(None),
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The configured augmentations of one batch (images `idx` of the split) in epoch `epoch` (1-based); the
         draws are for a global batch of `drawn`, of which these are `rows` (see random_crop)."""
         masks = y if y.dim() == 3 else None  # per-pixel targets move with their images
@@ -133,7 +161,7 @@ class DeviceBatches:
                 stop = min(start + size, high)
                 yield slice(start, stop), stop - start, slice(None)
             return
-        order = torch.randperm(n, generator=generator).to(self.device)[:self.used(world)]
+        order = torch.randperm(n, generator=generator).to(self.device)[: self.used(world)]
         for start in range(0, self.num_batches(world) * size, size):
-            batch = order[start:start + size]
+            batch = order[start : start + size]
             yield batch[rank::world], len(batch), slice(rank, None, world)

@@ -1,5 +1,6 @@
 """How a slow first decode (or extraction) tells the person waiting how far it is, without data importing the CLI:
 the caller passes a function, the command line one that draws a bar."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional

@@ -3,6 +3,7 @@
 Config validation (allowed names, which task fits), `cnnlab data list`, the search for files, the
 missing-data message, --download and the model's input shape all read these records.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +14,18 @@ from cnnlab.data.decoders import CIFAR_BATCHES, IDX, IMAGE_FOLDER, PENNFUDAN, La
 from cnnlab.errors import CnnlabError, did_you_mean
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist package
 
 
@@ -37,34 +49,72 @@ class Dataset:
         return None if self.shape else (image_size or self.default_size)
 
 
-DATASETS = {d.name: d for d in (
-    Dataset("cifar10", (CIFAR_BATCHES, IMAGE_FOLDER),
+DATASETS = {
+    d.name: d
+    for d in (
+        Dataset(
+            "cifar10",
+            (CIFAR_BATCHES, IMAGE_FOLDER),
             "put cifar10-jpeg.tar.gz (or the official cifar-10-python.tar.gz) in the data root",
-            places=(("cifar-10-batches-py", "official python batches"), ("cifar10", "image folder"),
-                    ("cifar-10-python.tar.gz", "official archive"), ("cifar10-jpeg.tar.gz", "image-folder archive"),
-                    ("cifar10.tar.gz", "archive")),
-            shape=(3, 32, 32), classes=CIFAR10_CLASSES, torchvision="CIFAR10"),
-    Dataset("fashion_mnist", (IDX,),
+            places=(
+                ("cifar-10-batches-py", "official python batches"),
+                ("cifar10", "image folder"),
+                ("cifar-10-python.tar.gz", "official archive"),
+                ("cifar10-jpeg.tar.gz", "image-folder archive"),
+                ("cifar10.tar.gz", "archive"),
+            ),
+            shape=(3, 32, 32),
+            classes=CIFAR10_CLASSES,
+            torchvision="CIFAR10",
+        ),
+        Dataset(
+            "fashion_mnist",
+            (IDX,),
             "apt-get install dataset-fashion-mnist (Debian), or put the four IDX files in <data root>/fashion-mnist/",
-            places=(("fashion-mnist", "IDX files"), ("fashion_mnist", "IDX files"), ("FashionMNIST/raw", "IDX files"),
-                    (str(DEBIAN_FASHION), "IDX files")),
-            shape=(1, 28, 28), classes=FASHION_CLASSES, torchvision="FashionMNIST"),
-    Dataset("mnist", (IDX,), "put the four MNIST IDX files in <data root>/mnist/",
+            places=(
+                ("fashion-mnist", "IDX files"),
+                ("fashion_mnist", "IDX files"),
+                ("FashionMNIST/raw", "IDX files"),
+                (str(DEBIAN_FASHION), "IDX files"),
+            ),
+            shape=(1, 28, 28),
+            classes=FASHION_CLASSES,
+            torchvision="FashionMNIST",
+        ),
+        Dataset(
+            "mnist",
+            (IDX,),
+            "put the four MNIST IDX files in <data root>/mnist/",
             places=(("mnist", "IDX files"), ("MNIST/raw", "IDX files")),
-            shape=(1, 28, 28), classes=[str(i) for i in range(10)], torchvision="MNIST"),
-    Dataset("idx", (IDX,), "point data.path at a folder (or archive) with the four IDX files", given_path="IDX files"),
-    Dataset("imagefolder", (IMAGE_FOLDER,),
+            shape=(1, 28, 28),
+            classes=[str(i) for i in range(10)],
+            torchvision="MNIST",
+        ),
+        Dataset(
+            "idx", (IDX,), "point data.path at a folder (or archive) with the four IDX files", given_path="IDX files"
+        ),
+        Dataset(
+            "imagefolder",
+            (IMAGE_FOLDER,),
             "point data.path at a folder root/{train,test}/<class>/*.png|jpg (or an archive of one)",
-            given_path="image folder"),
-    Dataset("pennfudan", (PENNFUDAN,),
+            given_path="image folder",
+        ),
+        Dataset(
+            "pennfudan",
+            (PENNFUDAN,),
             "put pennfudanped.tar.gz (or PennFudanPed.zip, or the PennFudanPed folder) in the data root",
             places=(("PennFudanPed", "folder"), ("pennfudanped.tar.gz", "archive"), ("PennFudanPed.zip", "archive")),
-            classes=["background", "person"], masks=True, default_size=128),
-)}
+            classes=["background", "person"],
+            masks=True,
+            default_size=128,
+        ),
+    )
+}
 
 
 def lookup(name: str) -> Dataset:
     if name not in DATASETS:
-        raise CnnlabError(f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; "
-                          f"choose one of: {', '.join(DATASETS)}")
+        raise CnnlabError(
+            f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; choose one of: {', '.join(DATASETS)}"
+        )
     return DATASETS[name]

@@ -5,6 +5,7 @@ flip work at the original resolution. Bilinear without antialiasing (only upsamp
 torchvision's resize does to tensors when antialias=False). Per-pixel targets are not resized here: for
 segmentation, decode at the wanted size (`data.image_size`) instead.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Where datasets are looked for (the data root) and where decoded copies are kept (the cache)."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 A source lists the places it looks (so `cnnlab data list` and the missing-data message can name
 them) and finds the first that exists; decoding it is the record's layouts' job.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,11 +31,14 @@ class Candidate:
         return self.path.exists()
 
 
-def candidates(dataset: str, root: Path, path: Optional[str] = None, image_size: Optional[int] = None) -> list[Candidate]:
+def candidates(
+    dataset: str, root: Path, path: Optional[str] = None, image_size: Optional[int] = None
+) -> list[Candidate]:
     """Every place `dataset` is looked for, in order (absolute places stay absolute under `root / place`)."""
     record = lookup(dataset)
-    read = partial(read_folder_or_archive, layouts=record.layouts, size=record.decode_size(image_size),
-                   classes=record.classes)
+    read = partial(
+        read_folder_or_archive, layouts=record.layouts, size=record.decode_size(image_size), classes=record.classes
+    )
     if record.given_path:
         if path is None:
             raise CnnlabError(f"data.dataset: {dataset} needs data.path, the folder or archive that holds it")
@@ -50,9 +54,11 @@ def locate(dataset: str, root: Path, path: Optional[str] = None, image_size: Opt
         return found[0]
     looked = "\n  ".join(f"{c.path} ({c.kind})" for c in places)
     record = lookup(dataset)
-    raise CnnlabError(f"{dataset} was not found. Looked for:\n  {looked}\nTo get it: {record.how_to_get}"
-                      f"{', or run with --download' if record.torchvision else ''}. "
-                      f"The data root is {root} (set it with --data-dir or CNNLAB_DATA).")
+    raise CnnlabError(
+        f"{dataset} was not found. Looked for:\n  {looked}\nTo get it: {record.how_to_get}"
+        f"{', or run with --download' if record.torchvision else ''}. "
+        f"The data root is {root} (set it with --data-dir or CNNLAB_DATA)."
+    )
 
 
 def download(dataset: str, root: Path) -> Optional[Path]:
@@ -76,8 +82,10 @@ def download(dataset: str, root: Path) -> Optional[Path]:
         for made in set(root.iterdir()) - before if root.is_dir() else ():
             if made.is_dir() and not any(p.is_file() for p in made.rglob("*")):
                 shutil.rmtree(made)  # an empty FashionMNIST/raw would be found first by the next search
-        raise CnnlabError(f"downloading {dataset} into {root} failed ({short_reason(e)}). To get it without "
-                          f"downloading: {record.how_to_get} (the data root is {root}).") from None
+        raise CnnlabError(
+            f"downloading {dataset} into {root} failed ({short_reason(e)}). To get it without "
+            f"downloading: {record.how_to_get} (the data root is {root})."
+        ) from None
     return None
 
 

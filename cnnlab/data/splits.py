@@ -1,4 +1,5 @@
 """Seeded, class-balanced subsets and stratified train/validation splits (indices only)."""
+
 from __future__ import annotations
 
 import torch
@@ -15,7 +16,9 @@ def class_balanced_subset(labels: torch.Tensor, n: int, generator: torch.Generat
     return torch.sort(torch.cat(picked)).values
 
 
-def stratified_split(labels: torch.Tensor, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(
+    labels: torch.Tensor, fraction: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(train indices, validation indices) with `fraction` of every class held out for validation."""
     train, val = [], []
     for c in torch.unique(labels).tolist():

@@ -1,4 +1,5 @@
 """Results shown one way: blocks (cnnlab.document.blocks) written by one writer per format."""
+
 from cnnlab.document.blocks import Block, Code, Figure, Heading, Table, Text
 from cnnlab.document.cells import Fixed, Link, cell, human_bytes, latex_formula, line_text
 from cnnlab.document.csvfile import to_csv
@@ -21,6 +22,26 @@ def render(blocks: list[Block], fmt: str) -> str:
     return to_text(blocks)
 
 
-__all__ = ["Fixed", "Link", "Block", "Code", "Figure", "Heading", "Table", "Text", "cell", "human_bytes", "latex_formula",
-           "line_text", "to_csv", "to_html", "to_latex", "to_markdown", "rich_blocks", "terminal_width", "to_text",
-           "render", "FORMATS"]
+__all__ = [
+    "Fixed",
+    "Link",
+    "Block",
+    "Code",
+    "Figure",
+    "Heading",
+    "Table",
+    "Text",
+    "cell",
+    "human_bytes",
+    "latex_formula",
+    "line_text",
+    "to_csv",
+    "to_html",
+    "to_latex",
+    "to_markdown",
+    "rich_blocks",
+    "terminal_width",
+    "to_text",
+    "render",
+    "FORMATS",
+]

@@ -4,6 +4,7 @@ added once, where the blocks are built from a record, and appears in every forma
 
 Cells keep their raw values (integers, ratios, sympy formulas, shapes, text) until a writer formats them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,5 +1,6 @@
 """One cell in one format: 1,234 and NF*k^2 in a terminal, `NF*k^2` in Markdown, $\\mathrm{NF} k^{2}$ in LaTeX
 (a name of several letters is one upright name, not a product of italic letters), escaped text in HTML."""
+
 from __future__ import annotations
 
 import html
@@ -8,9 +9,22 @@ from typing import Any
 
 import sympy as sp
 
-LATEX_ESCAPES = (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"),
-                 ("^", r"\^{}"), ("~", r"\~{}"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"),
-                 ("->", r"$\rightarrow$"), ("±", r"$\pm$"), ("−", "-"), ("α", r"$\alpha$"))
+LATEX_ESCAPES = (
+    ("\\", r"\textbackslash{}"),
+    ("&", r"\&"),
+    ("%", r"\%"),
+    ("#", r"\#"),
+    ("_", r"\_"),
+    ("^", r"\^{}"),
+    ("~", r"\~{}"),
+    ("$", r"\$"),
+    ("{", r"\{"),
+    ("}", r"\}"),
+    ("->", r"$\rightarrow$"),
+    ("±", r"$\pm$"),
+    ("−", "-"),
+    ("α", r"$\alpha$"),
+)
 
 
 def latex_text(s: str) -> str:

@@ -1,4 +1,5 @@
 """CSV of one table: raw numbers (no thousands separators), the total as its last row."""
+
 from __future__ import annotations
 
 import csv

@@ -1,6 +1,7 @@
 """HTML: every user-controlled string escaped, tables that fit the page (wide ones shrink their font, none
 scrolls), figures embedded as SVG (vector) or PNG data, code folded where asked. The page around the blocks
 (style, print rules, the content-security policy) is the `page.html.j2` template."""
+
 from __future__ import annotations
 
 import base64
@@ -23,20 +24,24 @@ def _table(b: Table) -> str:
     first = b.rows[0] if b.rows else []
     right = [i < len(first) and numeric(first[i]) for i in range(len(b.header))]
 
-    left = ['' if r else ' class="l"' for r in right]
+    left = ["" if r else ' class="l"' for r in right]
 
     def cells(values: list, tag: str) -> str:
-        return "".join(f"<{tag}{left[i]}>{cell(v, 'html') if v not in (None, '') else ''}</{tag}>"
-                       for i, v in enumerate(values))
+        return "".join(
+            f"<{tag}{left[i]}>{cell(v, 'html') if v not in (None, '') else ''}</{tag}>" for i, v in enumerate(values)
+        )
 
     out = ['<table class="wide">' if len(b.header) > WIDE_COLUMNS else "<table>"]
     if b.title:
         out.append(f"<caption>{html.escape(b.title)}</caption>")
-    out.append("<thead><tr>" + "".join(f"<th{left[i]}>{html.escape(h)}</th>" for i, h in enumerate(b.header))
-               + "</tr></thead><tbody>")
+    out.append(
+        "<thead><tr>"
+        + "".join(f"<th{left[i]}>{html.escape(h)}</th>" for i, h in enumerate(b.header))
+        + "</tr></thead><tbody>"
+    )
     for n, row in enumerate(b.rows):
         bold = n < len(b.emphasis) and b.emphasis[n]
-        out.append(("<tr class=\"em\">" if bold else "<tr>") + cells(row, "td") + "</tr>")
+        out.append(('<tr class="em">' if bold else "<tr>") + cells(row, "td") + "</tr>")
     out.append("</tbody>")
     if b.total is not None:
         out.append(f"<tfoot><tr>{cells(b.total, 'th')}</tr></tfoot>")
@@ -58,13 +63,16 @@ def to_html(blocks: list[Block]) -> str:
         elif isinstance(b, Text):
             title = f"<b>{html.escape(b.title)}</b><br>" if b.title else ""
             body = "<br>\n".join(line_text(line, "html") for line in b.lines)
-            out.append(("<p class=\"note\">" if b.note else "<p>") + title + body + "</p>")
+            out.append(('<p class="note">' if b.note else "<p>") + title + body + "</p>")
         elif isinstance(b, Table):
             out.append(_table(b))
         elif isinstance(b, Figure):
             out.append(_figure(b))
         else:
             pre = f"<pre>{html.escape(b.text)}</pre>"
-            out.append(f"<details><summary>{html.escape(b.title)}</summary>{pre}</details>" if b.folded
-                       else (f"<p><b>{html.escape(b.title)}</b></p>" if b.title else "") + pre)
+            out.append(
+                f"<details><summary>{html.escape(b.title)}</summary>{pre}</details>"
+                if b.folded
+                else (f"<p><b>{html.escape(b.title)}</b></p>" if b.title else "") + pre
+            )
     return "\n".join(out)

@@ -1,6 +1,7 @@
 """LaTeX: booktabs tables to `\\input` into a write-up (longtable when long, scaled to the line when wide),
 figures as vector PDF, and a whole document around them that compiles with a standard TeX installation
 (article, geometry, booktabs, longtable, graphicx: all in TeX Live's latex-base and latex-recommended)."""
+
 from __future__ import annotations
 
 import os
@@ -37,10 +38,22 @@ def table_latex(b: Table) -> str:
         body += [r"\midrule", _row(b.total)]
     caption = rf"\caption{{{latex_text(b.title)}}}" if b.title else ""
     if len(b.rows) > LONG_ROWS:
-        return "\n".join([rf"{{\small\begin{{longtable}}{{{spec}}}", caption + (r"\\" if caption else ""),
-                          r"\toprule", head, r"\midrule\endhead", *body, r"\bottomrule", r"\end{longtable}}", ""])
-    tabular = "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *body, r"\bottomrule",
-                         r"\end{tabular}"])
+        return "\n".join(
+            [
+                rf"{{\small\begin{{longtable}}{{{spec}}}",
+                caption + (r"\\" if caption else ""),
+                r"\toprule",
+                head,
+                r"\midrule\endhead",
+                *body,
+                r"\bottomrule",
+                r"\end{longtable}}",
+                "",
+            ]
+        )
+    tabular = "\n".join(
+        [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *body, r"\bottomrule", r"\end{tabular}"]
+    )
     if len(b.header) > WIDE_COLUMNS:
         tabular = r"\resizebox{\linewidth}{!}{%" + "\n" + tabular + "}"
     return "\n".join([r"\begin{table}[htbp]", r"\centering\small", caption, tabular, r"\end{table}", ""])
@@ -49,8 +62,16 @@ def table_latex(b: Table) -> str:
 def figure_latex(b: Figure, base: Optional[Path]) -> str:
     path = b.pdf or b.png
     link = Path(os.path.relpath(path, base)).as_posix() if base else path.as_posix()
-    return "\n".join([r"\begin{figure}[htbp]", r"\centering", rf"\includegraphics[width=0.8\linewidth]{{{link}}}",
-                      rf"\caption{{{latex_text(b.caption)}}}", r"\end{figure}", ""])
+    return "\n".join(
+        [
+            r"\begin{figure}[htbp]",
+            r"\centering",
+            rf"\includegraphics[width=0.8\linewidth]{{{link}}}",
+            rf"\caption{{{latex_text(b.caption)}}}",
+            r"\end{figure}",
+            "",
+        ]
+    )
 
 
 def to_latex(blocks: list[Block], base: Optional[Path] = None) -> str:
@@ -71,8 +92,12 @@ def to_latex(blocks: list[Block], base: Optional[Path] = None) -> str:
             out.append(figure_latex(b, base))
         else:
             safe = b.text.replace(r"\end{verbatim}", r"\end {verbatim}")
-            out.append((rf"\paragraph{{{latex_text(b.title)}}}" if b.title else "")
-                       + "\n{\\footnotesize\\begin{verbatim}\n" + safe.rstrip() + "\n\\end{verbatim}}\n")
+            out.append(
+                (rf"\paragraph{{{latex_text(b.title)}}}" if b.title else "")
+                + "\n{\\footnotesize\\begin{verbatim}\n"
+                + safe.rstrip()
+                + "\n\\end{verbatim}}\n"
+            )
     return "\n".join(out)
 
 

@@ -1,4 +1,5 @@
 """Markdown: headings, pipe tables (numbers right-aligned), figures as images beside the file, fenced code."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,9 @@ def _table(b: Table) -> list[str]:
         cells = [cell(v, "markdown") for v in row]
         out.append("| " + " | ".join(f"**{c}**" if bold and c else c for c in cells) + " |")
     if b.total is not None:
-        out.append("| " + " | ".join(f"**{cell(v, 'markdown')}**" if v not in (None, "") else ""
-                                      for v in b.total) + " |")
+        out.append(
+            "| " + " | ".join(f"**{cell(v, 'markdown')}**" if v not in (None, "") else "" for v in b.total) + " |"
+        )
     return out + [""]
 
 
@@ -41,8 +43,9 @@ def to_markdown(blocks: list[Block], base: Optional[Path] = None) -> str:
             out.append(f"![{cell(b.caption, 'markdown')}]({link})\n\n*{cell(b.caption, 'markdown')}*\n")
         elif isinstance(b, Code):
             fence = "````" if "```" in b.text else "```"
-            out.append((f"**{cell(b.title, 'markdown')}**\n\n" if b.title else "")
-                       + f"{fence}\n{b.text.rstrip()}\n{fence}\n")
+            out.append(
+                (f"**{cell(b.title, 'markdown')}**\n\n" if b.title else "") + f"{fence}\n{b.text.rstrip()}\n{fence}\n"
+            )
         else:
             out.extend(_table(b))
     return "\n".join(out)

@@ -1,5 +1,6 @@
 """The terminal: tables fitted to its width (a table too wide leaves out its least needed columns and says so
 under it; a cell is folded, never cut short), paragraphs under a bold title, figures as their file names."""
+
 from __future__ import annotations
 
 import io
@@ -19,8 +20,12 @@ def _rich_table(b: Table, keep: list[int]):
     t = RichTable(title=escape(b.title), title_justify="left", title_style="bold", show_footer=b.total is not None)
     for i in keep:
         footer = cell(b.total[i], "table") if b.total is not None and b.total[i] not in (None, "") else ""
-        t.add_column(escape(b.header[i]), footer=escape(footer), overflow="fold",
-                     justify="right" if i < len(first) and numeric(first[i]) else "left")
+        t.add_column(
+            escape(b.header[i]),
+            footer=escape(footer),
+            overflow="fold",
+            justify="right" if i < len(first) and numeric(first[i]) else "left",
+        )
     for n, row in enumerate(b.rows):
         bold = n < len(b.emphasis) and b.emphasis[n]
         t.add_row(*(escape(cell(row[i], "table")) for i in keep), style="bold" if bold else None)
@@ -72,8 +77,13 @@ def rich_blocks(blocks: list[Block], console) -> list:
             table, dropped = fitted_table(b, console)
             out.append(table)
             if dropped:
-                out.append(RichText(f"left out to fit {console.width} columns: {', '.join(dropped)} "
-                                    "(a wider terminal or --format markdown shows them)", style="italic"))
+                out.append(
+                    RichText(
+                        f"left out to fit {console.width} columns: {', '.join(dropped)} "
+                        "(a wider terminal or --format markdown shows them)",
+                        style="italic",
+                    )
+                )
     return out
 
 

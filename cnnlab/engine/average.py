@@ -4,6 +4,7 @@ or lookahead (optim.lookahead), which also writes the average back into the mode
 Averaged is the model's floating-point state: parameters and batch-norm running statistics (so the statistics
 fit the averaged weights); integer buffers (batch counts) are left alone.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -16,7 +17,9 @@ class WeightAverage:
     """avg = d*avg + (1-d)*w every `every` steps, with d = decay**every * progress**power (progress: the share of
     all steps done; power 0 keeps d constant); with write_back the model then takes the average (lookahead)."""
 
-    def __init__(self, model: torch.nn.Module, every: int, decay: float, power: float, write_back: bool, total_steps: int):
+    def __init__(
+        self, model: torch.nn.Module, every: int, decay: float, power: float, write_back: bool, total_steps: int
+    ):
         self.every, self.decay, self.power, self.write_back = every, decay, power, write_back
         self.total_steps = total_steps
         self.average = {k: v.detach().clone() for k, v in self.floating(model).items()}
@@ -27,7 +30,7 @@ class WeightAverage:
 
     def pull(self, step: int) -> float:
         """The share d of the average kept at optimizer step `step` (1-based)."""
-        return self.decay ** self.every * (step / self.total_steps) ** self.power
+        return self.decay**self.every * (step / self.total_steps) ** self.power
 
     def update(self, model: torch.nn.Module, step: int) -> None:
         """After optimizer step `step` (1-based): fold the weights into the average when it is due."""

@@ -1,5 +1,6 @@
 """Checkpoints: written atomically, read weights-only (never runs code from the file), checked before a run
 continues from one, and the policy that decides which epoch's weights best.pt keeps."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,14 @@ from cnnlab.errors import CnnlabError
 from cnnlab.torchfile import read_weights_only
 
 LAST_KEYS = ("model", "optimizer", "state")  # what last.pt holds beyond best.pt's weights of one epoch
-MAY_CHANGE = ("name", "device", "train.compile", "train.eval_batch_size", "train.log",
-              "figures.")  # keys a resumed run may change
+MAY_CHANGE = (
+    "name",
+    "device",
+    "train.compile",
+    "train.eval_batch_size",
+    "train.log",
+    "figures.",
+)  # keys a resumed run may change
 
 
 def save(path: Path, **state) -> None:
@@ -31,16 +38,21 @@ def check_resumable(saved: dict, path: Path, config: dict) -> None:
     missing = [k for k in LAST_KEYS if k not in saved]
     if missing:
         kind = "a best.pt (one epoch's weights)" if "epoch" in saved and "model" in saved else "not a cnnlab last.pt"
-        raise CnnlabError(f"{path} is {kind}: it lacks {', '.join(missing)}, which a run continues from; put back the "
-                          f"run's own last.pt, or start the run again with `cnnlab run`")
+        raise CnnlabError(
+            f"{path} is {kind}: it lacks {', '.join(missing)}, which a run continues from; put back the "
+            f"run's own last.pt, or start the run again with `cnnlab run`"
+        )
     before, now = flatten(saved.get("config") or {}), flatten(config)
     changed = [k for k in before.keys() & now.keys() if before[k] != now[k] and not k.startswith(MAY_CHANGE)]
     changed += switched(before, now) + switched(now, before)
     if changed:
-        shown = "; ".join(f"{k}: {_short(before, k)} in last.pt, {_short(now, k)} in config.yaml"
-                          for k in sorted(changed))
-        raise CnnlabError(f"the run's config.yaml differs from the config its checkpoint {path} was trained with ({shown}); "
-                          f"put back the values it was started with, or start a new run with `cnnlab run`")
+        shown = "; ".join(
+            f"{k}: {_short(before, k)} in last.pt, {_short(now, k)} in config.yaml" for k in sorted(changed)
+        )
+        raise CnnlabError(
+            f"the run's config.yaml differs from the config its checkpoint {path} was trained with ({shown}); "
+            f"put back the values it was started with, or start a new run with `cnnlab run`"
+        )
 
 
 def switched(flat: dict, other: dict) -> list[str]:
@@ -87,6 +99,8 @@ class CheckpointPolicy:
 
     def load_state_dict(self, state: dict) -> None:
         if (state["monitor"], state["mode"]) != (self.monitor, self.mode):
-            raise CnnlabError(f"the checkpoint kept best.pt by {state['mode']} {state['monitor']}, but the run's config "
-                              f"monitors {self.mode} {self.monitor}; resume with the config the run was started with")
+            raise CnnlabError(
+                f"the checkpoint kept best.pt by {state['mode']} {state['monitor']}, but the run's config "
+                f"monitors {self.mode} {self.monitor}; resume with the config the run was started with"
+            )
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]

@@ -5,6 +5,7 @@ Outside torchrun a run is ONE_PROCESS, whose collectives return at once, so a pl
 these paths. Under torchrun every process trains the same run: rank 0 alone reads and writes the run folder
 (which lives on its disk), the others receive what it read and wait for it at the collectives.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,14 +53,18 @@ class Spread:
         if not (self.launched and device.type == "cuda"):
             return device
         if self.local_rank >= torch.cuda.device_count():
-            raise CnnlabError(f"{self.local_world} processes on this machine but it has {torch.cuda.device_count()} "
-                              "GPU(s); start at most one process per GPU (torchrun --nproc-per-node), or set device=cpu")
+            raise CnnlabError(
+                f"{self.local_world} processes on this machine but it has {torch.cuda.device_count()} "
+                "GPU(s); start at most one process per GPU (torchrun --nproc-per-node), or set device=cpu"
+            )
         return torch.device("cuda", self.local_rank)
 
     def check_batch(self, batch_size: int) -> None:
         if batch_size % self.world:
-            raise CnnlabError(f"train.batch_size {batch_size} is the global batch and must divide evenly among the "
-                              f"{self.world} processes of this run; choose a multiple of {self.world}")
+            raise CnnlabError(
+                f"train.batch_size {batch_size} is the global batch and must divide evenly among the "
+                f"{self.world} processes of this run; choose a multiple of {self.world}"
+            )
 
     def rank_seed(self, seed: int) -> int:
         """A stream of this process's own (dropout), derived from the run's seed; rank 0's is the seed itself."""
@@ -70,7 +75,11 @@ class Spread:
         GPUs, GlobalBatchNorm on CPUs), before it moves to `device` and the optimizer is made."""
         if not (self.launched and sync_bn):
             return model
-        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) if device.type == "cuda" else to_global_batch_norm(model)
+        return (
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            if device.type == "cuda"
+            else to_global_batch_norm(model)
+        )
 
     def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         """What the training step calls: DistributedDataParallel averages the gradients over the processes."""
@@ -136,7 +145,9 @@ class Spread:
         except CnnlabError as e:
             result, error = None, str(e)
         errors = [None] * self.world
-        dist.all_gather_object(errors, None if error is None else f"rank {self.rank} on {socket.gethostname()}: {error}")
+        dist.all_gather_object(
+            errors, None if error is None else f"rank {self.rank} on {socket.gethostname()}: {error}"
+        )
         failed = [e for e in errors if e is not None]
         if failed:
             raise CnnlabError("; ".join(failed))
@@ -152,10 +163,15 @@ class Spread:
 
     def record(self, device: torch.device) -> dict:
         """What summary.json keeps of how the run was spread (a collective: every process tells its machine and device)."""
-        ranks = self.gather({"rank": self.rank, "host": socket.gethostname(), "device": str(device),
-                             "threads": torch.get_num_threads()})
-        return {"world_size": self.world, "backend": "nccl" if device.type == "cuda" else "gloo",
-                "machines": len({r["host"] for r in ranks}), "ranks": ranks}
+        ranks = self.gather(
+            {"rank": self.rank, "host": socket.gethostname(), "device": str(device), "threads": torch.get_num_threads()}
+        )
+        return {
+            "world_size": self.world,
+            "backend": "nccl" if device.type == "cuda" else "gloo",
+            "machines": len({r["host"] for r in ranks}),
+            "ranks": ranks,
+        }
 
 
 ONE_PROCESS = Spread()
@@ -170,8 +186,13 @@ def join() -> Iterator[Spread]:
     if not all(key in os.environ for key in TORCHRUN_ENV):
         yield ONE_PROCESS
         return
-    spread = Spread(rank=int(os.environ["RANK"]), world=int(os.environ["WORLD_SIZE"]),
-                    local_rank=int(os.environ["LOCAL_RANK"]), local_world=int(os.environ["LOCAL_WORLD_SIZE"]), launched=True)
+    spread = Spread(
+        rank=int(os.environ["RANK"]),
+        world=int(os.environ["WORLD_SIZE"]),
+        local_rank=int(os.environ["LOCAL_RANK"]),
+        local_world=int(os.environ["LOCAL_WORLD_SIZE"]),
+        launched=True,
+    )
     gloo_on_loopback(spread.world, spread.local_world)
     cuda = torch.cuda.is_available()
     if cuda and spread.local_rank < torch.cuda.device_count():

@@ -5,6 +5,7 @@ it stopped at) is part of the run's state in last.pt, so a resumed run counts on
 early-stopped run that is resumed ends the same. The run then completes as usual: best.pt is the checkpoint
 policy's, summary.json says `stopped_early`.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,5 +50,7 @@ class EarlyStop:
         return record
 
     def words(self, record: dict) -> str:
-        return (f"stopped early at epoch {record['stopped_at']}: {self.monitor} has not improved by more than "
-                f"{self.min_delta:g} for {self.patience} evaluation(s) since epoch {record['best_epoch']}")
+        return (
+            f"stopped early at epoch {record['stopped_at']}: {self.monitor} has not improved by more than "
+            f"{self.min_delta:g} for {self.patience} evaluation(s) since epoch {record['best_epoch']}"
+        )

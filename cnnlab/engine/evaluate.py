@@ -1,5 +1,6 @@
 """Scoring a split: the model's outputs (averaged over mirrored and shifted views with test-time augmentation),
 tallied by the task, on batches of one shape when the run asks for fixed shapes."""
+
 from __future__ import annotations
 
 import torch

@@ -8,6 +8,7 @@ checkpoint again, so it reads as an uninterrupted run's whether the killed proce
 csv: metrics.csv, metrics.jsonl's rows as a table, rewritten whole each epoch.
 Only rank 0 of a spread run logs.
 """
+
 from __future__ import annotations
 
 import csv
@@ -27,8 +28,10 @@ CSV_NAME = "metrics.csv"
 def check_loggers(cfg) -> None:
     """Refuse, before a run folder is made, a logger whose package is not installed."""
     if "tensorboard" in cfg.train.log and importlib.util.find_spec("tensorboard") is None:
-        raise CnnlabError("train.log tensorboard needs the tensorboard package: pip install 'cnnlab[tensorboard]' "
-                          "(or leave tensorboard out of train.log)")
+        raise CnnlabError(
+            "train.log tensorboard needs the tensorboard package: pip install 'cnnlab[tensorboard]' "
+            "(or leave tensorboard out of train.log)"
+        )
 
 
 def tag(key: str) -> str:

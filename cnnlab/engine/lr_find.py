@@ -5,6 +5,7 @@ where the smoothed loss falls fastest (per decade of rate) before its minimum. O
 train.accumulate). The model, its optimizer and torch's global random state are put back afterwards, so a
 built run can be trained as if the test had never run.
 """
+
 from __future__ import annotations
 
 import copy
@@ -60,12 +61,14 @@ def endless_batches(built) -> Iterator:
         epoch += 1
 
 
-def lr_find(built, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100, beta: float = 0.98,
-            diverge: float = 4.0) -> LRFind:
+def lr_find(
+    built, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100, beta: float = 0.98, diverge: float = 4.0
+) -> LRFind:
     """The range test on a built run (cnnlab.engine.run_setup); its model and optimizer are restored afterwards."""
     if not 0 < start_lr < end_lr or steps < 2:
-        raise CnnlabError(f"lr-find needs 0 < start_lr < end_lr and at least 2 steps (got {start_lr:g}, {end_lr:g}, "
-                          f"{steps})")
+        raise CnnlabError(
+            f"lr-find needs 0 < start_lr < end_lr and at least 2 steps (got {start_lr:g}, {end_lr:g}, {steps})"
+        )
     model, optimizer = built.model, built.optimizer
     saved = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), torch.get_rng_state()
     try:
@@ -104,6 +107,15 @@ def _ramp(built, lrs: list[float], beta: float, diverge: float) -> LRFind:
             break
     if len(smoothed) < 2:
         raise CnnlabError(f"lr-find: the loss diverged at once, from {lrs[0]:g}; give a lower start_lr")
-    lrs = lrs[:len(smoothed)]
-    return LRFind(lrs, losses, smoothed, steepest(lrs, smoothed), float(lrs[int(np.argmin(smoothed))]), stopped,
-                  lrs[0], lrs[-1], len(lrs))
+    lrs = lrs[: len(smoothed)]
+    return LRFind(
+        lrs,
+        losses,
+        smoothed,
+        steepest(lrs, smoothed),
+        float(lrs[int(np.argmin(smoothed))]),
+        stopped,
+        lrs[0],
+        lrs[-1],
+        len(lrs),
+    )

@@ -7,6 +7,7 @@ what this process could get when it was measured, so a machine busy with other w
 measured while the load average exceeded the cores is marked busy, measured again by the first run that finds the
 machine calm, and the higher of the two numbers kept (remove the entry, or the file, to start afresh).
 """
+
 from __future__ import annotations
 
 import json
@@ -59,9 +60,14 @@ def machine_load() -> float:
 
 def whole_entry(entry) -> bool:
     """Whether a peaks.json entry has the shape machine_peak writes (a positive, finite GFLOP/s among it)."""
-    return (isinstance(entry, dict) and isinstance(entry.get("gflops"), (int, float)) and 0 < entry["gflops"] < math.inf
-            and isinstance(entry.get("size"), int) and isinstance(entry.get("measured"), str)
-            and isinstance(entry.get("busy"), bool))
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("gflops"), (int, float))
+        and 0 < entry["gflops"] < math.inf
+        and isinstance(entry.get("size"), int)
+        and isinstance(entry.get("measured"), str)
+        and isinstance(entry.get("busy"), bool)
+    )
 
 
 def read_peaks(path: Path) -> dict:

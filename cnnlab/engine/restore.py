@@ -1,4 +1,5 @@
 """Bring a finished run back: built from its own config, with a checkpoint's weights."""
+
 from __future__ import annotations
 
 from pathlib import Path

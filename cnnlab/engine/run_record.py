@@ -1,4 +1,5 @@
 """summary.json filled in from a run being trained (its layout is cnnlab.records.RunSummary)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -47,13 +48,16 @@ def device_name(device: torch.device) -> str:
 def spread_line(record: dict) -> str:
     """How a run under torchrun was spread (summary.json's `spread`), in words: printed at its start, said in its report."""
     devices = sorted({r["device"] for r in record["ranks"]})
-    return (f"spread over {record['world_size']} process(es) on {record['machines']} machine(s), {record['backend']}, "
-            f"{record['batch_per_process']} images of each batch per process, batch norm "
-            f"{'over the global batch' if record['sync_bn'] else 'per process'}; devices {', '.join(devices)}")
+    return (
+        f"spread over {record['world_size']} process(es) on {record['machines']} machine(s), {record['backend']}, "
+        f"{record['batch_per_process']} images of each batch per process, batch norm "
+        f"{'over the global batch' if record['sync_bn'] else 'per process'}; devices {', '.join(devices)}"
+    )
 
 
-def run_summary(built, state, policy, status: str, error: Optional[str] = None,
-                spread: Optional[dict] = None) -> RunSummary:
+def run_summary(
+    built, state, policy, status: str, error: Optional[str] = None, spread: Optional[dict] = None
+) -> RunSummary:
     """summary.json of a run built as `built` (cnnlab.engine.run_setup) after the epochs in `state`, with best.pt
     as `policy` (cnnlab.engine.checkpoint) chose it; `status` is running, completed, failed, stopped or pruned.
     `spread`: how a run under torchrun was spread over processes (backend, per-rank machine and device)."""
@@ -63,13 +67,20 @@ def run_summary(built, state, policy, status: str, error: Optional[str] = None,
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return RunSummary(
-        name=cfg.name, status=status, error=error, epochs_done=state.epoch, epochs=cfg.train.epochs,
-        initial_loss=state.initial_loss, expected_initial_loss=expected,
-        initial_loss_ok=None if state.initial_loss is None or built.starts_trained
+        name=cfg.name,
+        status=status,
+        error=error,
+        epochs_done=state.epoch,
+        epochs=cfg.train.epochs,
+        initial_loss=state.initial_loss,
+        expected_initial_loss=expected,
+        initial_loss_ok=None
+        if state.initial_loss is None or built.starts_trained
         else initial_loss_ok(state.initial_loss, expected),
         # (initial - expected) / expected, and what it says (INITIAL_LOSS_BELOW, INITIAL_LOSS_ABOVE)
         initial_loss_deviation=None if state.initial_loss is None else (state.initial_loss - expected) / expected,
-        initial_loss_verdict=None if state.initial_loss is None or built.starts_trained
+        initial_loss_verdict=None
+        if state.initial_loss is None or built.starts_trained
         else initial_loss_verdict(state.initial_loss, expected),
         monitor=policy.monitor,
         best_epoch=policy.best_epoch or None,
@@ -77,14 +88,26 @@ def run_summary(built, state, policy, status: str, error: Optional[str] = None,
         best_val_acc=at_best.get("val_acc"),
         at_best={k: v for k, v in at_best.items() if k.startswith("test_") and k != "test_loss"},
         final=state.history[-1] if state.history else None,
-        params=params, macs_per_image=built.macs_per_image, train_macs_per_image=built.train_macs_per_image,
-        trainable_params=trainable, frozen_params=params - trainable,
+        params=params,
+        macs_per_image=built.macs_per_image,
+        train_macs_per_image=built.train_macs_per_image,
+        trainable_params=trainable,
+        frozen_params=params - trainable,
         transfer=built.transfer.summary(cfg.train.unfreeze_after) if built.transfer else None,
-        device=device_name(built.device), threads=torch.get_num_threads(), peak=built.peak,
-        world_size=built.spread.world, spread=spread, seed=cfg.seed,
+        device=device_name(built.device),
+        threads=torch.get_num_threads(),
+        peak=built.peak,
+        world_size=built.spread.world,
+        spread=spread,
+        seed=cfg.seed,
         wall_seconds=round(state.wall_seconds, 3),
         train_seconds=round(sum(row["train_seconds"] for row in state.history), 3),
-        startup_seconds=state.startup_seconds, time_to=time_to(state.history, cfg.train.targets),
-        task=task.name, classes=built.data.classes, input_shape=list(built.data.shape), data=built.data.info,
-        torch=torch.__version__, provenance=Provenance.now(),
+        startup_seconds=state.startup_seconds,
+        time_to=time_to(state.history, cfg.train.targets),
+        task=task.name,
+        classes=built.data.classes,
+        input_shape=list(built.data.shape),
+        data=built.data.info,
+        torch=torch.__version__,
+        provenance=Provenance.now(),
     )

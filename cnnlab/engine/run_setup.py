@@ -1,5 +1,6 @@
 """What one run trains with, built from its config: the data on the device, the model, its optimizer, the task
 and the metric that picks best.pt. A new run, a resumed one and a restored one are all built here."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,8 +37,10 @@ def effective_batch(cfg) -> int:
 
 def check_precision(cfg, device: torch.device) -> None:
     if cfg.train.precision == "fp16" and device.type != "cuda":
-        raise CnnlabError(f"train.precision fp16 (autocast with a gradient scaler) is for CUDA GPUs; this run is on "
-                          f"{device.type}: use bf16 (CPUs with AVX-512 run it fast) or fp32")
+        raise CnnlabError(
+            f"train.precision fp16 (autocast with a gradient scaler) is for CUDA GPUs; this run is on "
+            f"{device.type}: use bf16 (CPUs with AVX-512 run it fast) or fp32"
+        )
 
 
 @dataclass
@@ -65,8 +68,9 @@ class BuiltRun:
 
     def autocast(self):
         precision = self.cfg.train.precision
-        return torch.autocast(self.device.type, dtype=AUTOCAST.get(precision, torch.bfloat16),
-                              enabled=precision in AUTOCAST)
+        return torch.autocast(
+            self.device.type, dtype=AUTOCAST.get(precision, torch.bfloat16), enabled=precision in AUTOCAST
+        )
 
     def grad_scaler(self) -> Optional[torch.amp.GradScaler]:
         """fp16's gradient scaler (its gradients would underflow without it); None at other precisions."""
@@ -84,8 +88,15 @@ def monitored_metric(cfg, task) -> str:
     return metrics.monitored(task.name, cfg.train.monitor)
 
 
-def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretrained: bool = True,
-              download: bool = False, spread: Spread = ONE_PROCESS, started_at: Optional[float] = None) -> BuiltRun:
+def build_run(
+    cfg,
+    data_root: Path,
+    decode: Optional[Progress] = None,
+    pretrained: bool = True,
+    download: bool = False,
+    spread: Spread = ONE_PROCESS,
+    started_at: Optional[float] = None,
+) -> BuiltRun:
     """Load the data and build the model before anything is written, so a bad config, missing data or missing
     weights fail before a run folder is made (`decode` hears how far a first decode of the data is). The model's
     initial weights come from cfg.seed (the same in every process of a spread run; with model.whiten, the first
@@ -116,12 +127,23 @@ def build_run(cfg, data_root: Path, decode: Optional[Progress] = None, pretraine
         whitened = whiten_first_conv(model, images, cfg.model.whiten_eps)
     task = make_task(cfg, len(data.classes))
     groups = optimizer_groups(transfer, cfg.optim.body_lr_mult) if transfer else None
-    return BuiltRun(cfg=cfg, device=device, data=data, model=model, forward=training_forward(model, cfg, spread, device),
-                    optimizer=make_optimizer(model, cfg.optim, effective_batch(cfg), groups), task=task,
-                    monitor=monitored_metric(cfg, task), architecture=architecture,
-                    macs_per_image=sum(row["macs"] for row in architecture),
-                    train_macs_per_image=training_macs(architecture), transfer=transfer, spread=spread,
-                    whitened=whitened, started_at=started_at)
+    return BuiltRun(
+        cfg=cfg,
+        device=device,
+        data=data,
+        model=model,
+        forward=training_forward(model, cfg, spread, device),
+        optimizer=make_optimizer(model, cfg.optim, effective_batch(cfg), groups),
+        task=task,
+        monitor=monitored_metric(cfg, task),
+        architecture=architecture,
+        macs_per_image=sum(row["macs"] for row in architecture),
+        train_macs_per_image=training_macs(architecture),
+        transfer=transfer,
+        spread=spread,
+        whitened=whitened,
+        started_at=started_at,
+    )
 
 
 def training_forward(model: torch.nn.Module, cfg, spread: Spread, device: torch.device) -> Callable:

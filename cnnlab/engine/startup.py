@@ -1,5 +1,6 @@
 """What happens before a run's first step, and when its clock starts: summary.json's startup_seconds runs from
 the process's start (imports, data, model, warm-up) to the first training step, apart from the training time."""
+
 from __future__ import annotations
 
 import os

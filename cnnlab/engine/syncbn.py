@@ -5,6 +5,7 @@ Statistics are sums all-reduced over the processes; the all-reduce is differenti
 the gradient), so every process's gradient holds what the statistics owe to the other processes' losses, as
 one process computing batch norm over the whole batch would have it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -68,8 +69,9 @@ def to_global_batch_norm(module: nn.Module) -> nn.Module:
     """`module` with every batch norm layer replaced by a GlobalBatchNorm holding the same values (before the
     optimizer is made: the parameters are new objects)."""
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        replaced = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                                   module.track_running_stats)
+        replaced = GlobalBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         replaced.load_state_dict(module.state_dict())
         return replaced.train(module.training)
     for name, child in module.named_children():

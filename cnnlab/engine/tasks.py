@@ -4,6 +4,7 @@
 A task turns model outputs and targets into a loss, and tallies metrics on the device (no sync per
 batch) into a dict keyed by the names of cnnlab.metrics: loss, acc (and iou, miou for segmentation).
 """
+
 from __future__ import annotations
 
 import math

@@ -13,6 +13,7 @@ of each split; tallies are summed over the processes, and rank 0 alone writes th
 augmentation come from the stream every process shares (so N processes see the batches one would); dropout
 from a stream of each process's own, derived from the same seed.
 """
+
 from __future__ import annotations
 
 import copy
@@ -62,7 +63,9 @@ class Progress:
     """Hooks for showing progress; the CLI fills them, tests leave them empty."""
 
     epoch_start: Callable[[int, int], None] = lambda epoch, batches: None
-    step: Callable[[Optional[float]], None] = lambda loss: None  # the running loss every NAN_CHECK_EVERY steps, else None
+    step: Callable[[Optional[float]], None] = lambda loss: (
+        None
+    )  # the running loss every NAN_CHECK_EVERY steps, else None
     epoch_end: Callable[[dict], None] = lambda row: None
     message: Callable[[str], None] = lambda text: None
     decode: Callable[[int, int, str], None] = lambda done, total, what: None  # see cnnlab.data.progress
@@ -96,8 +99,12 @@ def split_state(saved: dict, policy: CheckpointPolicy) -> tuple[RunState, dict]:
     """(run state, policy state) from last.pt's `state`; files written before the policy had its own state
     hold best_epoch and best_value there, of the task's metric (a maximum)."""
     saved = dict(saved)
-    legacy = {"monitor": policy.monitor, "mode": "max", "best_value": saved.pop("best_value", None),
-              "best_epoch": saved.pop("best_epoch", None)}
+    legacy = {
+        "monitor": policy.monitor,
+        "mode": "max",
+        "best_value": saved.pop("best_value", None),
+        "best_epoch": saved.pop("best_epoch", None),
+    }
     return RunState(**saved), legacy
 
 
@@ -140,6 +147,7 @@ class Trainer:
         """Train into `run` from its last checkpoint (if any); metrics.jsonl is rewritten from last.pt's history.
         A last.pt that cannot continue this run (a best.pt, another config, another model) is refused."""
         self.run = run
+
         def last() -> Optional[dict]:  # read by rank 0, whose disk holds the run folder
             if not run.last_path.exists():
                 return None
@@ -153,8 +161,10 @@ class Trainer:
                 self.built.model.load_state_dict(ck["model"])
                 self.built.optimizer.load_state_dict(ck["optimizer"])
             except (RuntimeError, ValueError, KeyError) as e:
-                raise CnnlabError(f"{run.last_path} does not fit the model and optimizer of {run.config_path} "
-                                  f"({str(e).strip().splitlines()[0]}); resume with the config the run was started with") from None
+                raise CnnlabError(
+                    f"{run.last_path} does not fit the model and optimizer of {run.config_path} "
+                    f"({str(e).strip().splitlines()[0]}); resume with the config the run was started with"
+                ) from None
             self.state, legacy = split_state(ck["state"], self.policy)
             self.policy.load_state_dict(ck.get("policy", legacy))
             if self.built.transfer is not None and self.built.transfer.pretrained is None:
@@ -170,12 +180,18 @@ class Trainer:
                 self.logs.epoch(self.state.history, self.state.history)
 
     def save_last(self, state: RunState, policy: CheckpointPolicy) -> None:
-        checkpoint.save(self.run.last_path, model=self.built.model.state_dict(), optimizer=self.built.optimizer.state_dict(),
-                        state=state.__dict__, policy=policy.state_dict(),
-                        average=None if self.average is None else self.average.state_dict(),
-                        scaler=None if self.scaler is None else self.scaler.state_dict(),
-                        config=self.built.cfg.model_dump(mode="json"), classes=self.built.data.classes,
-                        pretrained=self.built.transfer.pretrained if self.built.transfer else None)
+        checkpoint.save(
+            self.run.last_path,
+            model=self.built.model.state_dict(),
+            optimizer=self.built.optimizer.state_dict(),
+            state=state.__dict__,
+            policy=policy.state_dict(),
+            average=None if self.average is None else self.average.state_dict(),
+            scaler=None if self.scaler is None else self.scaler.state_dict(),
+            config=self.built.cfg.model_dump(mode="json"),
+            classes=self.built.data.classes,
+            pretrained=self.built.transfer.pretrained if self.built.transfer else None,
+        )
 
     def summary(self, status: str, error: Optional[str] = None) -> RunSummary:
         summary = run_summary(self.built, self.state, self.policy, status, error, self.spread_record)
@@ -261,15 +277,20 @@ class Trainer:
         and how the run is spread."""
         b = self.built
         if self.spread.launched:
-            self.spread_record = {**self.spread.record(b.device), "batch_per_process": b.cfg.train.batch_size // self.spread.world,
-                                  "sync_bn": b.cfg.train.sync_bn,
-                                  "left_out_per_epoch": b.data.train.num_images - b.data.train.used(self.spread.world)}
+            self.spread_record = {
+                **self.spread.record(b.device),
+                "batch_per_process": b.cfg.train.batch_size // self.spread.world,
+                "sync_bn": b.cfg.train.sync_bn,
+                "left_out_per_epoch": b.data.train.num_images - b.data.train.used(self.spread.world),
+            }
             self.progress.message(spread_line(self.spread_record))
         if self.spread.main:
             self.run.write_architecture(b.architecture)
         if self.spread.main and b.data.palette is not None:
-            write_json(self.run.path / "palette.json", {"colour_class": b.cfg.data.colour_class,
-                                                        "rgb": b.data.palette.round(decimals=2).tolist()})
+            write_json(
+                self.run.path / "palette.json",
+                {"colour_class": b.cfg.data.colour_class, "rgb": b.data.palette.round(decimals=2).tolist()},
+            )
         if needs_warm_up(b):
             warm_up(b)
         if self.state.initial_loss is None:
@@ -278,10 +299,12 @@ class Trainer:
             expected = b.task.expected_initial_loss
             verdict = initial_loss_verdict(self.state.initial_loss, expected)
             if not b.starts_trained and verdict != "as expected":
-                self.progress.message(f"warning: loss before training is {self.state.initial_loss:.3f}, {verdict} "
-                                      f"(ln({b.task.num_classes}) = {expected:.3f}, "
-                                      f"{(self.state.initial_loss - expected) / expected:+.1%}); check the "
-                                      "initialisation and the output layer")
+                self.progress.message(
+                    f"warning: loss before training is {self.state.initial_loss:.3f}, {verdict} "
+                    f"(ln({b.task.num_classes}) = {expected:.3f}, "
+                    f"{(self.state.initial_loss - expected) / expected:+.1%}); check the "
+                    "initialisation and the output layer"
+                )
         if self.spread.main:
             self.run.write_summary(self.summary("running"))
 
@@ -310,7 +333,9 @@ class Trainer:
         if b.transfer.freeze.trainable != before:
             b.train_macs_per_image = training_macs(layer_table(b.model, b.data.shape))
         if unfrozen:
-            self.progress.message(f"epoch {epoch}: {len(unfrozen)} parameter tensors train from now on: {', '.join(unfrozen)}")
+            self.progress.message(
+                f"epoch {epoch}: {len(unfrozen)} parameter tensors train from now on: {', '.join(unfrozen)}"
+            )
         training = frozenset(name for name, p in b.model.named_parameters() if p.requires_grad)
         if b.spread.launched and training != self.ddp_trains:  # DDP averages the gradients it was built for
             b.forward, self.ddp_trains = training_forward(b.model, b.cfg, b.spread, b.device), training
@@ -324,10 +349,15 @@ class Trainer:
         train = self.train_epoch(epoch)
         if train is None:
             self.state.wall_seconds += time.perf_counter() - started
-            kept = (f"keeps the checkpoint of epoch {self.state.epoch}" if self.state.epoch
-                    else "has no checkpoint (no epoch finished)")
-            raise Diverged(f"the training loss became NaN or infinite in epoch {epoch}; the run stopped and {kept}. "
-                           f"Lower optim.lr or check the data.")
+            kept = (
+                f"keeps the checkpoint of epoch {self.state.epoch}"
+                if self.state.epoch
+                else "has no checkpoint (no epoch finished)"
+            )
+            raise Diverged(
+                f"the training loss became NaN or infinite in epoch {epoch}; the run stopped and {kept}. "
+                f"Lower optim.lr or check the data."
+            )
         train_seconds = time.perf_counter() - started
         row = {"epoch": epoch, **{metrics.split_key("train", k): v for k, v in train.items() if k != "lr"}}
         policy = copy.copy(self.policy)
@@ -336,8 +366,15 @@ class Trainer:
                 for split in ("val", "test"):
                     row.update({metrics.split_key(split, k): v for k, v in evaluate(b, getattr(b.data, split)).items()})
                 if policy.update(row) and self.spread.main:
-                    checkpoint.save(self.run.best_path, model=b.model.state_dict(), epoch=epoch, metric=policy.monitor,
-                                    value=row[policy.monitor], config=b.cfg.model_dump(mode="json"), classes=b.data.classes)
+                    checkpoint.save(
+                        self.run.best_path,
+                        model=b.model.state_dict(),
+                        epoch=epoch,
+                        metric=policy.monitor,
+                        value=row[policy.monitor],
+                        config=b.cfg.model_dump(mode="json"),
+                        classes=b.data.classes,
+                    )
         seconds = time.perf_counter() - started
         row.update(self.timing(train["lr"], seconds, train_seconds))
         self.save_epoch(row, seconds, policy)
@@ -367,19 +404,32 @@ class Trainer:
         updated, best.pt written) move on only once it is written, so a failed write (a full disk) leaves them
         describing the checkpoints on disk."""
         early = self.state.early_stop if self.early_stop is None else self.early_stop.after(self.state.early_stop, row)
-        state = replace(self.state, epoch=row["epoch"], history=[*self.state.history, row],
-                        wall_seconds=self.state.wall_seconds + seconds, early_stop=early)
+        state = replace(
+            self.state,
+            epoch=row["epoch"],
+            history=[*self.state.history, row],
+            wall_seconds=self.state.wall_seconds + seconds,
+            early_stop=early,
+        )
         if self.spread.main:
             self.save_last(state, policy)  # last.pt carries the history, so a kill between these writes loses nothing
         self.state, self.policy = state, policy
 
     def timing(self, lr: float, seconds: float, train_seconds: float) -> dict:
         """The once-per-epoch keys of a metrics row (see cnnlab.metrics.EPOCH_METRICS)."""
-        images = self.built.data.train.num_batches(self.spread.world) * self.built.cfg.train.batch_size \
-            if self.built.data.train.drop_last else self.built.data.train.used(self.spread.world)
+        images = (
+            self.built.data.train.num_batches(self.spread.world) * self.built.cfg.train.batch_size
+            if self.built.data.train.drop_last
+            else self.built.data.train.used(self.spread.world)
+        )
         gflop_per_s = 2 * self.built.train_macs_per_image * images / train_seconds / 1e9  # a MAC is 2 FLOPs
-        return {"lr": lr, "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3),
-                "seconds_per_step": round(train_seconds / self.steps_per_epoch, 5),
-                "images_per_s": round(images / train_seconds, 1), "train_gflop_per_s": round(gflop_per_s, 2),
-                "peak_percent": round(100 * gflop_per_s / self.built.peak["gflops"], 2),
-                "peak_mem_mb": peak_memory_mb(self.built.device)}
+        return {
+            "lr": lr,
+            "seconds": round(seconds, 3),
+            "train_seconds": round(train_seconds, 3),
+            "seconds_per_step": round(train_seconds / self.steps_per_epoch, 5),
+            "images_per_s": round(images / train_seconds, 1),
+            "train_gflop_per_s": round(gflop_per_s, 2),
+            "peak_percent": round(100 * gflop_per_s / self.built.peak["gflops"], 2),
+            "peak_mem_mb": peak_memory_mb(self.built.device),
+        }

@@ -8,6 +8,7 @@ are normalised with the target's own training split: a checkpoint carries no sta
 normalised with its own training split, so either way the network's first layer sees inputs of per-channel mean
 0 and std 1, as it did while it was trained. A restored or resumed run gets the same statistics from its config.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,13 @@ class Transfer:
 
     def summary(self, unfreeze_after: Optional[int]) -> dict:
         """What summary.json records of the transfer: the new heads, the policy, the weights loaded."""
-        return {"heads": self.net.heads, "trainable": self.prefixes or "all", "unfreeze_after": unfreeze_after,
-                "frozen_blocks": self.freeze.frozen_blocks, "pretrained": self.pretrained}
+        return {
+            "heads": self.net.heads,
+            "trainable": self.prefixes or "all",
+            "unfreeze_after": unfreeze_after,
+            "frozen_blocks": self.freeze.frozen_blocks,
+            "pretrained": self.pretrained,
+        }
 
 
 def uses_torchvision(cfg) -> bool:
@@ -52,11 +58,15 @@ def build_transfer(cfg, in_shape: tuple, classes: int, load_weights: bool, downl
     """The network with its pretrained weights (unless `load_weights` is false), model.bn_momentum and the
     model.trainable selection."""
     if in_shape[0] != 3:
-        raise CnnlabError(f"{cfg.model.name} takes colour images (3 channels); {cfg.data.dataset} has {in_shape[0]}; "
-                          f"use a colour dataset or a zoo model")
+        raise CnnlabError(
+            f"{cfg.model.name} takes colour images (3 channels); {cfg.data.dataset} has {in_shape[0]}; "
+            f"use a colour dataset or a zoo model"
+        )
     net = build_for_classes(cfg.model.name, classes)
     set_batch_norms(net.module, cfg.model.bn_momentum, weight_frozen=False)
-    record = load_pretrained(net, cfg.model.pretrained, download, cfg.model.new_head).as_dict() if load_weights else None
+    record = (
+        load_pretrained(net, cfg.model.pretrained, download, cfg.model.new_head).as_dict() if load_weights else None
+    )
     prefixes = trainable_prefixes(cfg.model.trainable, net.heads)
     return Transfer(net, prefixes, record, set_trainable(net.module, prefixes))
 
@@ -69,6 +79,7 @@ def optimizer_groups(transfer: Transfer, body_lr_mult: float) -> list[dict]:
 def select_for_epoch(transfer: Transfer, epoch: int, unfreeze_after: Optional[int]) -> list[str]:
     """Apply the selection of 1-based `epoch` (the heads alone until unfreeze_after); the parameter names that
     became trainable with it."""
-    transfer.freeze = set_trainable(transfer.net.module,
-                                    trainable_at(epoch - 1, transfer.prefixes, transfer.net.heads, unfreeze_after))
+    transfer.freeze = set_trainable(
+        transfer.net.module, trainable_at(epoch - 1, transfer.prefixes, transfer.net.heads, unfreeze_after)
+    )
     return transfer.freeze.became_trainable

@@ -3,6 +3,7 @@
 Sits above the engine (it reads predictions with the engine's `predict`) and below the report; draws
 through cnnlab.viz. `explain_run` writes every figure of a classifier and returns their record.
 """
+
 from cnnlab.explain.figures import explain_run
 
 __all__ = ["explain_run"]

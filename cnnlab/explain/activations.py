@@ -1,4 +1,5 @@
 """What named layers output for an input batch: one tensor per call of each layer, taken in eval mode."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """The one input an explanation is about: an example of a split, or a user's image file prepared the way the
 run prepared its data (decoded, resized to the model's input size, normalised with the run's statistics)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,8 +39,13 @@ def split_example(batches, index: int, split: str = "test") -> Example:
     if not 0 <= index < batches.num_images:
         raise CnnlabError(f"image index {index} is outside the {split} split (0..{batches.num_images - 1})")
     x = batches.take(torch.tensor([index], device=batches.images.device))
-    return Example(x, denormalise(x, batches.scale, batches.shift)[0], int(batches.labels[index]),
-                   f"{split} example {index}", index)
+    return Example(
+        x,
+        denormalise(x, batches.scale, batches.shift)[0],
+        int(batches.labels[index]),
+        f"{split} example {index}",
+        index,
+    )
 
 
 def file_example(path: Path, batches) -> Example:

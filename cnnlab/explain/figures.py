@@ -3,6 +3,7 @@
 Independent of run folders: it takes a model, its test batches (cnnlab DeviceBatches, which know the
 normalisation x = img*scale + shift) and a folder for the PNG files, and returns a JSON-able record.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,22 +34,35 @@ def _check_maps(listing: LayerListing, name: str) -> None:
     flat = [s for s in shapes if s is None or len(s) != 3]
     if flat:
         what = "no single tensor" if flat[0] is None else f"{' x '.join(map(str, flat[0]))} values, not channel maps"
-        raise CnnlabError(f"layer '{name}' gives {what}; activations and class activation maps are drawn for layers "
-                          "with C x H x W output, such as convolutions (see `cnnlab layers`)")
+        raise CnnlabError(
+            f"layer '{name}' gives {what}; activations and class activation maps are drawn for layers "
+            "with C x H x W output, such as convolutions (see `cnnlab layers`)"
+        )
 
 
-def _image_figures(model: nn.Module, example: Example, classes: list[str], listing: LayerListing, names: list[str],
-                   cam_layer: str, channels: int, out: Path) -> tuple[list, dict]:
+def _image_figures(
+    model: nn.Module,
+    example: Example,
+    classes: list[str],
+    listing: LayerListing,
+    names: list[str],
+    cam_layer: str,
+    channels: int,
+    out: Path,
+) -> tuple[list, dict]:
     """Activations of `names` and Grad-CAM (the predicted class, and the true one when known) for one example."""
     figures = []
     for name, calls in activations(model, example.x, names).items():
         for i, act in enumerate(calls):
-            parts = [f"call {i + 1} of {len(calls)}" if len(calls) > 1 else "",
-                     listing.one_pixel_note(name) if act.shape[-2:] == (1, 1) else ""]
+            parts = [
+                f"call {i + 1} of {len(calls)}" if len(calls) > 1 else "",
+                listing.one_pixel_note(name) if act.shape[-2:] == (1, 1) else "",
+            ]
             note = "; ".join(p for p in parts if p)
             suffix = f"-call{i + 1}" if len(calls) > 1 else ""
-            figures.append(plot_activations(example.picture, act[0], out / f"activations-{name}{suffix}.png", name,
-                                            channels, note))
+            figures.append(
+                plot_activations(example.picture, act[0], out / f"activations-{name}{suffix}.png", name, channels, note)
+            )
     cam = grad_cam(model, example.x, cam_layer)  # the predicted class
     probs = cam.probs[0]
     predicted, label = int(probs.argmax()), example.label
@@ -57,21 +71,40 @@ def _image_figures(model: nn.Module, example: Example, classes: list[str], listi
         truth = cam if predicted == label else grad_cam(model, example.x, cam_layer, torch.tensor([label]))
         panels.append((f"true: {classes[label]} (p={probs[label]:.2f})", truth.maps[0]))
     h, w = cam.grid
-    caption = (f"Grad-CAM at {cam_layer} (call {cam.call}, a {h}x{w} map): the layer's channels weighted by the mean "
-               "gradient of the class's score (logit), ReLU, upsampled to the input; each map scaled to its own maximum")
+    caption = (
+        f"Grad-CAM at {cam_layer} (call {cam.call}, a {h}x{w} map): the layer's channels weighted by the mean "
+        "gradient of the class's score (logit), ReLU, upsampled to the input; each map scaled to its own maximum"
+    )
     if h * w == 1:
         note = listing.one_pixel_note(cam_layer)
         caption += f". {note[:1].upper()}{note[1:]}" + (": pick it with --cam-layer" if listing.last_spatial else "")
-    figures.append(plot_cam(example.picture, panels, out / "gradcam.png", f"class activation maps at {cam_layer}", caption))
-    image = {"source": example.source, "index": example.index, "predicted": classes[predicted],
-             "probability": float(probs[predicted]), "true": None if label is None else classes[label],
-             "true_probability": None if label is None else float(probs[label])}
+    figures.append(
+        plot_cam(example.picture, panels, out / "gradcam.png", f"class activation maps at {cam_layer}", caption)
+    )
+    image = {
+        "source": example.source,
+        "index": example.index,
+        "predicted": classes[predicted],
+        "probability": float(probs[predicted]),
+        "true": None if label is None else classes[label],
+        "true_probability": None if label is None else float(probs[label]),
+    }
     return figures, image
 
 
-def explain_run(model: nn.Module, test, classes: list[str], out_dir: Path, layers: Optional[list[str]] = None,
-                example: Union[Example, int] = 0, cam_layer: str = "last", confused: int = 16, channels: int = 16,
-                sparsity_threshold: float = 1e-3, bf16: bool = False) -> dict:
+def explain_run(
+    model: nn.Module,
+    test,
+    classes: list[str],
+    out_dir: Path,
+    layers: Optional[list[str]] = None,
+    example: Union[Example, int] = 0,
+    cam_layer: str = "last",
+    confused: int = 16,
+    channels: int = 16,
+    sparsity_threshold: float = 1e-3,
+    bf16: bool = False,
+) -> dict:
     """Write the filter grid, activations, Grad-CAM, confusion matrix and most-confused figures into `out_dir`.
 
     `layers` (default: the first and last convolution) and `cam_layer` take module names, `first` or
@@ -93,22 +126,56 @@ def explain_run(model: nn.Module, test, classes: list[str], out_dir: Path, layer
     figures = []  # each tagged with what it is of: the weights, the example, or the test split
     if listing.first is not None:
         tiles = filter_tiles(find_layer(model, listing.first), listing.first)
-        figures.append({**plot_filter_grid(tiles.tiles, tiles.ranges, tiles.per_row, out / "filters.png",
-                                           listing.first, tiles.rgb), "of": "weights"})
-    shown, image = ([], None) if not maps else _image_figures(model, example, classes, listing, names, cam_name,
-                                                              channels, out)
+        figures.append(
+            {
+                **plot_filter_grid(
+                    tiles.tiles, tiles.ranges, tiles.per_row, out / "filters.png", listing.first, tiles.rgb
+                ),
+                "of": "weights",
+            }
+        )
+    shown, image = (
+        ([], None) if not maps else _image_figures(model, example, classes, listing, names, cam_name, channels, out)
+    )
     figures += [{**fig, "of": "example"} for fig in shown]
     outputs, labels = split_outputs(model, test, bf16)
     matrix = confusion(outputs, labels, classes)
-    figures.append({**plot_confusion(matrix.counts, matrix.row_normalised(), classes, out / "confusion.png",
-                                     f"confusion matrix, test split ({matrix.total} examples)"), "of": "test split"})
+    figures.append(
+        {
+            **plot_confusion(
+                matrix.counts,
+                matrix.row_normalised(),
+                classes,
+                out / "confusion.png",
+                f"confusion matrix, test split ({matrix.total} examples)",
+            ),
+            "of": "test split",
+        }
+    )
     worst = most_confused(outputs, labels, classes, confused)
     if worst:
         wrong = torch.tensor([ex["index"] for ex in worst], device=test.images.device)
         pictures = list(denormalise(test.take(wrong), test.scale, test.shift))
-        figures.append({**plot_most_confused(pictures, worst, out / "most-confused.png",
-                                             f"the {len(worst)} most confident wrong predictions"), "of": "test split"})
-    return {"layers": {"first": listing.first, "last": listing.last, "last_conv": listing.last_conv,
-                       "last_spatial": listing.last_spatial, "shown": names, "cam": cam_name},
-            "image": image, "figures": figures, "confusion": matrix.as_dict(),
-            "most_confused": worst, "sparsity": sparsity(model, sparsity_threshold)}
+        figures.append(
+            {
+                **plot_most_confused(
+                    pictures, worst, out / "most-confused.png", f"the {len(worst)} most confident wrong predictions"
+                ),
+                "of": "test split",
+            }
+        )
+    return {
+        "layers": {
+            "first": listing.first,
+            "last": listing.last,
+            "last_conv": listing.last_conv,
+            "last_spatial": listing.last_spatial,
+            "shown": names,
+            "cam": cam_name,
+        },
+        "image": image,
+        "figures": figures,
+        "confusion": matrix.as_dict(),
+        "most_confused": worst,
+        "sparsity": sparsity(model, sparsity_threshold),
+    }

@@ -1,5 +1,6 @@
 """A convolution's weights as pictures: one RGB tile per filter over 3 input channels, else one grey tile
 per (filter, input channel); each filter scaled from its own minimum (black) to its own maximum (white)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ class FilterTiles:
 def filter_tiles(conv: nn.Module, name: str = "") -> FilterTiles:
     """The tiles of a Conv2d's weights (out, in, kh, kw)."""
     if not isinstance(conv, nn.Conv2d):
-        raise CnnlabError(f"layer '{name}' is a {type(conv).__name__}, not a Conv2d; its weights are not filters to draw")
+        raise CnnlabError(
+            f"layer '{name}' is a {type(conv).__name__}, not a Conv2d; its weights are not filters to draw"
+        )
     w = conv.weight.detach().float().cpu()
     out, cin = w.shape[:2]
     flat = w.flatten(1)

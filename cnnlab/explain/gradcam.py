@@ -12,6 +12,7 @@ grabbed after an in-place ReLU has been overwritten and re-parented in the graph
 issues 147, 185). Neither can happen here: the tensor belongs to one named call of one module, and no
 later operation touches it. The parameters' `.grad` are left as they were.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,15 +39,18 @@ class ClassMap:
     grid: tuple[int, int]  # the layer's own map (H, W) before upsampling: the finest detail the map can show
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, targets: Optional[torch.Tensor] = None,
-             call: Optional[int] = None) -> ClassMap:
+def grad_cam(
+    model: nn.Module, x: torch.Tensor, layer: str, targets: Optional[torch.Tensor] = None, call: Optional[int] = None
+) -> ClassMap:
     """Grad-CAM of the classes `targets` (N,; default: the predicted ones) for inputs `x` (N, C, H, W) at
     `layer`, at its call number `call` (1, 2, ...; default: its last) when the layer runs more than once."""
     modules = {layer: find_layer(model, layer)}
     with evaluating(model), recording(modules, keep_graph=True) as outputs, torch.enable_grad():
         logits = model(x)
         if not outputs[layer]:
-            raise CnnlabError(f"layer '{layer}' did not run in the forward pass; pick one that does (see `cnnlab layers`)")
+            raise CnnlabError(
+                f"layer '{layer}' did not run in the forward pass; pick one that does (see `cnnlab layers`)"
+            )
         calls = outputs[layer]
         call = len(calls) if call is None else call
         if not 1 <= call <= len(calls):

@@ -5,6 +5,7 @@ operation after the layer (`ReLU(inplace=True)`) then changes the copy, never th
 values stay the layer's output and, for Grad-CAM, it stays the point of the graph whose gradient is
 wanted. A module run several times (one ReLU reused, a block called twice) keeps one tensor per call.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -41,8 +42,10 @@ def recording(modules: dict[str, nn.Module], keep_graph: bool = False) -> Iterat
     def hook_for(name: str):
         def hook(module, args, output):
             if not isinstance(output, torch.Tensor):
-                raise CnnlabError(f"layer '{name}' ({type(module).__name__}) returns {type(output).__name__}, "
-                                  "not one tensor; pick a layer inside it or after it (see `cnnlab layers`)")
+                raise CnnlabError(
+                    f"layer '{name}' ({type(module).__name__}) returns {type(output).__name__}, "
+                    "not one tensor; pick a layer inside it or after it (see `cnnlab layers`)"
+                )
             kept = output
             if not keep_graph:
                 kept = output.detach()
@@ -50,6 +53,7 @@ def recording(modules: dict[str, nn.Module], keep_graph: bool = False) -> Iterat
                 kept = output.detach().requires_grad_()
             outputs[name].append(kept)
             return kept.clone()
+
         return hook
 
     try:

@@ -10,6 +10,7 @@ whose output is that convolution's after batch norm, the residual addition and R
 Grad-CAM and the study call the last convolution's. Definition order is not used: a module defined
 early can run late.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -62,8 +63,11 @@ class LayerListing:
         """Why a 1x1 map shows nothing and which layer does (empty for larger maps)."""
         if self.map_size(name) != "1x1":
             return ""
-        where = (f"the last layer with a larger map is {self.last_spatial} ({self.map_size(self.last_spatial)})"
-                 if self.last_spatial else "no convolution keeps a map larger than 1x1 at this input size")
+        where = (
+            f"the last layer with a larger map is {self.last_spatial} ({self.map_size(self.last_spatial)})"
+            if self.last_spatial
+            else "no convolution keeps a map larger than 1x1 at this input size"
+        )
         return f"a 1x1 map: each channel is one number, so it cannot show where anything is; {where}"
 
     def resolve(self, name: str) -> str:
@@ -71,8 +75,10 @@ class LayerListing:
         if name in ALIASES:
             picked = getattr(self, name)
             if picked is None:
-                raise CnnlabError(f"the model runs no Conv2d, so there is no '{name}' convolution; "
-                                  "name a layer instead (see `cnnlab layers`)")
+                raise CnnlabError(
+                    f"the model runs no Conv2d, so there is no '{name}' convolution; "
+                    "name a layer instead (see `cnnlab layers`)"
+                )
             return picked
         names = [row.name for row in self.rows]
         if name not in names:
@@ -80,15 +86,24 @@ class LayerListing:
         return name
 
     def as_dict(self) -> dict:
-        return {"input_shape": list(self.input_shape), "first": self.first, "last": self.last,
-                "last_conv": self.last_conv, "last_spatial": self.last_spatial,
-                "layers": [row.as_dict() for row in self.rows]}
+        return {
+            "input_shape": list(self.input_shape),
+            "first": self.first,
+            "last": self.last,
+            "last_conv": self.last_conv,
+            "last_spatial": self.last_spatial,
+            "layers": [row.as_dict() for row in self.rows],
+        }
 
 
 def unknown_layer(name: str, names: list[str]) -> CnnlabError:
     """The message for a layer name the model does not have: the closest names, and where to see them all."""
     close = close_names(name, list(names) + list(ALIASES), n=5)
-    hint = f"the closest names: {', '.join(close)}" if close else f"names look like: {', '.join(n for n in names[:6] if n)}"
+    hint = (
+        f"the closest names: {', '.join(close)}"
+        if close
+        else f"names look like: {', '.join(n for n in names[:6] if n)}"
+    )
     return CnnlabError(f"the model has no layer named '{name}'; {hint}; see `cnnlab layers` for every name")
 
 
@@ -129,8 +144,10 @@ def _trace(model: nn.Module, input_shape: tuple) -> tuple[dict[str, list], list[
             raise
         except Exception as e:  # an operation `meta` cannot run: try the model's own device once
             failure = e
-    raise CnnlabError(f"the model does not run on an input of shape {list(input_shape)}: {failure}; "
-                      "give the input size it was built for (--input CxHxW)")
+    raise CnnlabError(
+        f"the model does not run on an input of shape {list(input_shape)}: {failure}; "
+        "give the input size it was built for (--input CxHxW)"
+    )
 
 
 def _last_name(last_conv: str, shapes: dict[str, list]) -> str:
@@ -149,8 +166,9 @@ def list_layers(model: nn.Module, input_shape: tuple) -> LayerListing:
     shapes, calls = _trace(model, tuple(input_shape))
     modules = dict(model.named_modules())
     order = list(dict.fromkeys(calls)) + [n for n in modules if n not in calls]
-    rows = [LayerRow(n, type(modules[n]).__name__, isinstance(modules[n], nn.Conv2d), shapes.get(n, []))
-            for n in order if n]
+    rows = [
+        LayerRow(n, type(modules[n]).__name__, isinstance(modules[n], nn.Conv2d), shapes.get(n, [])) for n in order if n
+    ]
     convs = [n for n in calls if isinstance(modules[n], nn.Conv2d)]
     first = convs[0] if convs else None
     last_conv = convs[-1] if convs else None

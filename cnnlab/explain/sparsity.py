@@ -3,6 +3,7 @@
 Counted over the weights of convolutions and dense layers; biases and batch-norm parameters are left
 out (they are not what L1 regularisation is asked to thin out, and there are few of them).
 """
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,13 @@ WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 def _counts(n: int, below: int, zeros: int) -> dict:
-    return {"weights": n, "below": below, "zeros": zeros,
-            "share_below": below / n if n else 0.0, "share_zero": zeros / n if n else 0.0}
+    return {
+        "weights": n,
+        "below": below,
+        "zeros": zeros,
+        "share_below": below / n if n else 0.0,
+        "share_zero": zeros / n if n else 0.0,
+    }
 
 
 def tensor_sparsity(w: torch.Tensor, threshold: float) -> dict:
@@ -25,7 +31,10 @@ def tensor_sparsity(w: torch.Tensor, threshold: float) -> dict:
 
 def sparsity(model: nn.Module, threshold: float = 1e-3) -> dict:
     """Per layer and in total; JSON-able."""
-    layers = [{"name": name, "type": type(m).__name__, **tensor_sparsity(m.weight, threshold)}
-              for name, m in model.named_modules() if isinstance(m, WEIGHTED)]
+    layers = [
+        {"name": name, "type": type(m).__name__, **tensor_sparsity(m.weight, threshold)}
+        for name, m in model.named_modules()
+        if isinstance(m, WEIGHTED)
+    ]
     total = _counts(*(sum(row[key] for row in layers) for key in ("weights", "below", "zeros")))
     return {"threshold": threshold, "note": NOTE, "layers": layers, "total": total}

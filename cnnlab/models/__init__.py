@@ -1,4 +1,5 @@
 """Models: the spec language, the builder, the zoo of study networks, and recipes that tie them to a config."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -17,6 +17,7 @@ selection can change mid-run, `train.unfreeze_after`):
 The replacements are functools.partial objects on the module, so copy.deepcopy(model) copies them bound to
 the copy. A block that reads a tensor needing a gradient from anywhere but its inputs must not be frozen.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -111,8 +112,11 @@ def _frozen_blocks(module: nn.Module, name: str = "") -> list[tuple[str, nn.Modu
     params = list(module.parameters())
     if params and not any(p.requires_grad for p in params):
         return [(name, module)]
-    return [b for child_name, child in module.named_children()
-            for b in _frozen_blocks(child, f"{name}.{child_name}" if name else child_name)]
+    return [
+        b
+        for child_name, child in module.named_children()
+        for b in _frozen_blocks(child, f"{name}.{child_name}" if name else child_name)
+    ]
 
 
 def _check(model: nn.Module, prefixes: list[str]) -> None:
@@ -122,8 +126,10 @@ def _check(model: nn.Module, prefixes: list[str]) -> None:
         parts = ", ".join(n for n, m in model.named_children() if any(True for _ in m.parameters()))
         known = {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 1)}
         close = "".join(did_you_mean(p, known) for p in unknown)
-        raise CnnlabError(f"model.trainable: {', '.join(unknown)} names no part of the model that has parameters"
-                          f"{close}; its parts are {parts} (name nested parts with dots, e.g. layer4.1)")
+        raise CnnlabError(
+            f"model.trainable: {', '.join(unknown)} names no part of the model that has parameters"
+            f"{close}; its parts are {parts} (name nested parts with dots, e.g. layer4.1)"
+        )
 
 
 def set_trainable(model: nn.Module, prefixes: Prefixes) -> FreezeRecord:
@@ -145,9 +151,14 @@ def set_trainable(model: nn.Module, prefixes: Prefixes) -> FreezeRecord:
                 eval_norms.append(norm_name)
     params = dict(model.named_parameters())
     trainable = sum(p.numel() for p in params.values() if p.requires_grad)
-    return FreezeRecord(prefixes, trainable, sum(p.numel() for p in params.values()) - trainable,
-                        [n for n, _ in blocks], eval_norms,
-                        [n for n, p in params.items() if p.requires_grad and n not in before])
+    return FreezeRecord(
+        prefixes,
+        trainable,
+        sum(p.numel() for p in params.values()) - trainable,
+        [n for n, _ in blocks],
+        eval_norms,
+        [n for n, p in params.items() if p.requires_grad and n not in before],
+    )
 
 
 def param_groups(model: nn.Module, heads: list[str], prefixes: Prefixes, body_lr_mult: float = 1.0) -> list[dict]:

@@ -4,6 +4,7 @@ first convolution, computed from training images.
 Identity convolutions make a deep plain network start as a shallow one (each conv passes its input channels on);
 a whitening first layer hands the network decorrelated pixels of unit variance, so it need not learn that first.
 """
+
 from __future__ import annotations
 
 import torch
@@ -83,9 +84,11 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float) -> nn.
     c, (kh, kw), out = conv.in_channels, conv.kernel_size, conv.out_channels
     most = 2 * c * kh * kw
     if kh != kw or conv.groups != 1 or conv.dilation != (1, 1) or out % 2 or out > most:
-        raise CnnlabError(f"model.whiten: the first convolution ({c} -> {out} channels, kernel {kh}x{kw}, groups "
-                          f"{conv.groups}) must have a square kernel, groups=1 and an even number of filters, at most "
-                          f"2*C*k*k = {most}; change it in the spec (e.g. 'conv {most} k{kh}') or turn model.whiten off")
+        raise CnnlabError(
+            f"model.whiten: the first convolution ({c} -> {out} channels, kernel {kh}x{kw}, groups "
+            f"{conv.groups}) must have a square kernel, groups=1 and an even number of filters, at most "
+            f"2*C*k*k = {most}; change it in the spec (e.g. 'conv {most} k{kh}') or turn model.whiten off"
+        )
     with torch.no_grad():
         conv.weight.copy_(whitening_filters(images, kh, out, eps).to(conv.weight.device))
     conv.weight.requires_grad_(False)

@@ -9,6 +9,7 @@ when a shape does not fit, the torch module it builds, and its counts as formula
 Shapes and counts are computed with + - * // only, so the same code serves integers (the builder)
 and sympy expressions (the formulas): `//` is floor division for both.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -97,11 +98,14 @@ class LayerKind:
     def fits(self, at: At) -> None:
         """Refuse an input this kind cannot take (works on formulas too)."""
         if self.needs == "image" and len(at.shape) != 3:
-            raise CnnlabError(f"{at.where}: {self.name} needs an image-shaped input (C, H, W) but gets {at.shape}; "
-                              "move it before 'flatten'")
+            raise CnnlabError(
+                f"{at.where}: {self.name} needs an image-shaped input (C, H, W) but gets {at.shape}; "
+                "move it before 'flatten'"
+            )
         if self.needs == "flat" and len(at.shape) != 1:
-            raise CnnlabError(f"{at.where}: {self.name} needs a flat input but gets {at.shape}; "
-                              "add 'flatten' (or 'gap') before it")
+            raise CnnlabError(
+                f"{at.where}: {self.name} needs a flat input but gets {at.shape}; add 'flatten' (or 'gap') before it"
+            )
 
     def check(self, at: At) -> None:
         """Refuse numbers that do not fit, with the arithmetic shown (integers only: the builder)."""
@@ -156,8 +160,10 @@ class Window(LayerKind):
             raise CnnlabError(f"{at.where}: the stride must be at least 1, got {s}")
         for size, dim in zip(at.shape[1:], "HW"):
             if size + 2 * p < k or window_size(size, k, s, p) < 1:
-                raise CnnlabError(f"{at.where}: the kernel ({k}) is larger than its padded input ({size} + 2*{p}); "
-                                  f"{window_text(size, k, s, p, dim)}")
+                raise CnnlabError(
+                    f"{at.where}: the kernel ({k}) is larger than its padded input ({size} + 2*{p}); "
+                    f"{window_text(size, k, s, p, dim)}"
+                )
 
     def out_shape(self, at: At) -> tuple:
         k, s, p = self.window(at)
@@ -181,7 +187,9 @@ class Conv(Window):
         super().check(at)
         c, o = at.shape[0], at.opt
         if c % o["groups"] or o["out"] % o["groups"]:
-            raise CnnlabError(f"{at.where}: groups={o['groups']} must divide both {c} input and {o['out']} output channels")
+            raise CnnlabError(
+                f"{at.where}: groups={o['groups']} must divide both {c} input and {o['out']} output channels"
+            )
 
     def channels(self, at: At) -> Any:
         return at.opt["out"]
@@ -528,17 +536,34 @@ class Add(Skip):
         return shape == saved
 
 
-KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (
-    Conv(), DepthwiseConv(), ConvTranspose(), Dense(), Pool("maxpool", nn.MaxPool2d), Pool("avgpool", nn.AvgPool2d),
-    GlobalPool(), Flatten(), BatchNorm(), ActivationSlot(),
-    *(Activation(name, cls) for name, cls in ACTIVATIONS.items()),
-    Dropout(), Multiply(), Upsample(), Save(), Cat(), Add(),
-)}
+KINDS: dict[str, LayerKind] = {
+    kind.name: kind
+    for kind in (
+        Conv(),
+        DepthwiseConv(),
+        ConvTranspose(),
+        Dense(),
+        Pool("maxpool", nn.MaxPool2d),
+        Pool("avgpool", nn.AvgPool2d),
+        GlobalPool(),
+        Flatten(),
+        BatchNorm(),
+        ActivationSlot(),
+        *(Activation(name, cls) for name, cls in ACTIVATIONS.items()),
+        Dropout(),
+        Multiply(),
+        Upsample(),
+        Save(),
+        Cat(),
+        Add(),
+    )
+}
 
 
 def kind_of(name: str, where: str) -> LayerKind:
     """The record of a layer kind; an unknown name is refused with every known kind listed."""
     if name not in KINDS:
-        raise CnnlabError(f"{where}: unknown layer kind '{name}'{did_you_mean(name, KINDS)}; "
-                          f"known kinds: {', '.join(KINDS)}")
+        raise CnnlabError(
+            f"{where}: unknown layer kind '{name}'{did_you_mean(name, KINDS)}; known kinds: {', '.join(KINDS)}"
+        )
     return KINDS[name]

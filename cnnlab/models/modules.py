@@ -1,4 +1,5 @@
 """The small torch modules a spec needs beyond torch's own: skip markers, a constant factor, global average pooling."""
+
 from __future__ import annotations
 
 import torch

@@ -16,6 +16,7 @@ any other difference means the file belongs to another architecture, and it is r
 that do not fit. The record keeps the normalisation torchvision's weights were trained with, so the data side
 can normalise inputs the same way.
 """
+
 from __future__ import annotations
 
 import re
@@ -43,10 +44,14 @@ class LoadRecord:
     file: Optional[str] = None  # the file read
     weights: Optional[str] = None  # torchvision's name for them, e.g. ResNet18_Weights.IMAGENET1K_V1
     loaded: int = 0  # tensors loaded
-    skipped_head: list[str] = field(default_factory=list)  # head tensors not loaded: shape changed, or a new head asked for
+    skipped_head: list[str] = field(
+        default_factory=list
+    )  # head tensors not loaded: shape changed, or a new head asked for
     missing: list[str] = field(default_factory=list)  # model tensors the file lacks (a new head, batch counters)
     unexpected: list[str] = field(default_factory=list)  # file tensors of parts this build leaves out
-    left_out: list[str] = field(default_factory=list)  # parts of torchvision's model not built (DeepLab's aux_classifier)
+    left_out: list[str] = field(
+        default_factory=list
+    )  # parts of torchvision's model not built (DeepLab's aux_classifier)
     mean: Optional[list[float]] = None  # input normalisation the weights were trained with (torchvision's only)
     std: Optional[list[float]] = None
 
@@ -68,9 +73,11 @@ def named_weights(name: str, source: str):
 
     enum = torchvision.models.get_model_weights(name)
     if source not in enum.__members__:
-        raise CnnlabError(f"model.pretrained {source}: {name}'s weights (torchvision's {enum.__name__}) are named "
-                          f"{', '.join(enum.__members__)}; or give none, imagenet, coco, a weights file or a run "
-                          f"folder")
+        raise CnnlabError(
+            f"model.pretrained {source}: {name}'s weights (torchvision's {enum.__name__}) are named "
+            f"{', '.join(enum.__members__)}; or give none, imagenet, coco, a weights file or a run "
+            f"folder"
+        )
     return enum[source]
 
 
@@ -83,8 +90,10 @@ def torchvision_weights(name: str, source: str):
     available = list(torchvision.models.get_model_weights(name))
     kind = [w for w in available if w.name.startswith(TORCHVISION_SOURCES[source])]
     if not kind:
-        raise CnnlabError(f"torchvision has no {source} weights for {name} (it has {', '.join(map(str, available)) or 'none'}); "
-                          f"set model.pretrained to the kind it has, to a weights file or to none")
+        raise CnnlabError(
+            f"torchvision has no {source} weights for {name} (it has {', '.join(map(str, available)) or 'none'}); "
+            f"set model.pretrained to the kind it has, to a weights file or to none"
+        )
     default = getattr(type(kind[0]), "DEFAULT", None)
     return default if default in kind else kind[0]
 
@@ -110,15 +119,19 @@ def torchvision_file(weights, download: bool) -> Path:
     if path.is_file():
         return path
     if not download:
-        raise CnnlabError(f"{weights} is not on this machine: put {path.name} (from {weights.url}) into "
-                          f"{path.parent}, run with --download to fetch it, or set model.pretrained to a local file")
+        raise CnnlabError(
+            f"{weights} is not on this machine: put {path.name} (from {weights.url}) into "
+            f"{path.parent}, run with --download to fetch it, or set model.pretrained to a local file"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = torch.hub.HASH_REGEX.search(path.name)  # torchvision's file names end in a prefix of their sha256
     try:
         torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=digest.group(1) if digest else None)
     except Exception as e:  # no network, a proxy, a checksum mismatch: all end the same way for the user
-        raise CnnlabError(f"could not download {weights.url} into {path.parent} ({e}); put the file there by hand "
-                          f"or set model.pretrained to a local file") from None
+        raise CnnlabError(
+            f"could not download {weights.url} into {path.parent} ({e}); put the file there by hand "
+            f"or set model.pretrained to a local file"
+        ) from None
     return path
 
 
@@ -126,16 +139,20 @@ def state_dict_file(source: Path) -> Path:
     """The file to read for a path source: the file itself, a run folder's checkpoints/best.pt, or that of the
     newest run in a folder of runs."""
     if not source.exists():
-        raise CnnlabError(f"model.pretrained: {source} does not exist; give none, imagenet, coco, a weights file "
-                          f"or a cnnlab run folder (run its source experiment first)")
+        raise CnnlabError(
+            f"model.pretrained: {source} does not exist; give none, imagenet, coco, a weights file "
+            f"or a cnnlab run folder (run its source experiment first)"
+        )
     if not source.is_dir():
         return source
     if (source / RUN_CHECKPOINT).is_file():
         return source / RUN_CHECKPOINT
     runs = sorted(run for run in source.iterdir() if (run / RUN_CHECKPOINT).is_file())
     if not runs:
-        raise CnnlabError(f"model.pretrained: {source} holds no {RUN_CHECKPOINT}, neither itself nor in a run folder "
-                          f"inside it; give a cnnlab run that has finished at least one epoch, or a weights file")
+        raise CnnlabError(
+            f"model.pretrained: {source} holds no {RUN_CHECKPOINT}, neither itself nor in a run folder "
+            f"inside it; give a cnnlab run that has finished at least one epoch, or a weights file"
+        )
     return runs[-1] / RUN_CHECKPOINT
 
 
@@ -144,8 +161,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     blob = read_weights_only(path, "pretrained weights file")
     state = blob["model"] if isinstance(blob, dict) and "model" in blob else blob
     if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
-        raise CnnlabError(f"{path} holds no state dict: expected a dict of tensors (torchvision's format) or a "
-                          f"cnnlab checkpoint (a dict whose 'model' entry is one)")
+        raise CnnlabError(
+            f"{path} holds no state dict: expected a dict of tensors (torchvision's format) or a "
+            f"cnnlab checkpoint (a dict whose 'model' entry is one)"
+        )
     return state
 
 
@@ -157,7 +176,9 @@ def _show(shape: torch.Size) -> str:
     return "x".join(map(str, shape)) or "scalar"
 
 
-def match(net: TransferNet, state: dict[str, torch.Tensor], record: LoadRecord, new_head: bool = False) -> dict[str, torch.Tensor]:
+def match(
+    net: TransferNet, state: dict[str, torch.Tensor], record: LoadRecord, new_head: bool = False
+) -> dict[str, torch.Tensor]:
     """The tensors of `state` to load into `net` (none of its heads if `new_head`); fills the record's lists; refuses
     another architecture."""
     own = net.module.state_dict()
@@ -184,8 +205,10 @@ def match(net: TransferNet, state: dict[str, torch.Tensor], record: LoadRecord, 
                 misfits.append(f"{key} (not in the file)")
     if misfits:
         more = f" and {len(misfits) - SHOWN_MISFITS} more" if len(misfits) > SHOWN_MISFITS else ""
-        raise CnnlabError(f"{record.file} does not fit {net.name}: {', '.join(misfits[:SHOWN_MISFITS])}{more}; "
-                          f"give weights saved from {net.name} (torchvision's format or a cnnlab run of {net.name})")
+        raise CnnlabError(
+            f"{record.file} does not fit {net.name}: {', '.join(misfits[:SHOWN_MISFITS])}{more}; "
+            f"give weights saved from {net.name} (torchvision's format or a cnnlab run of {net.name})"
+        )
     return load
 
 

@@ -3,6 +3,7 @@
 `create_model` (training) builds a recipe at the dataset's input size; `cnnlab summary` builds it at any
 size, or counts it in formulas without building it at all.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -42,7 +43,9 @@ class Recipe:
         values = {**self.values, "in_channels": in_shape[0]}  # the input decides its own channel count
         missing = sorted(self.names - set(values))
         if missing:
-            raise CnnlabError(f"the spec uses {', '.join(missing)} without values; give them as NAME=VALUE (e.g. {missing[0]}=32)")
+            raise CnnlabError(
+                f"the spec uses {', '.join(missing)} without values; give them as NAME=VALUE (e.g. {missing[0]}=32)"
+            )
         return build(list(self.layers), in_shape, values, options or self.options, spec_text=self.spec)
 
 
@@ -72,7 +75,9 @@ def from_config(model_cfg, classes: int) -> Recipe:
     outputs = {"classes": classes}  # the dataset decides the class count
     if "NC" in recipe.names:  # the colourization networks name their outputs NC: the palette size
         if model_cfg.args.get("NC", classes) != classes:
-            raise CnnlabError(f"model.args.NC={model_cfg.args['NC']} but the data has {classes} colours; "
-                              "NC is set by data.palette_size")
+            raise CnnlabError(
+                f"model.args.NC={model_cfg.args['NC']} but the data has {classes} colours; "
+                "NC is set by data.palette_size"
+            )
         outputs["NC"] = classes
     return replace(recipe, given={**recipe.given, **outputs})

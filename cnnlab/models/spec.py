@@ -12,6 +12,7 @@ channels (U-Net), `add NAME` adds it (residual). `dwconv k3 p1` is a depthwise c
 filter per input channel, as many outputs as inputs), the first half of a separable convolution.
 Every kind, its options and their defaults: `cnnlab.models.layer_kinds`.
 """
+
 from __future__ import annotations
 
 import ast
@@ -47,7 +48,7 @@ class Layer:
 
 def short(text: str, most: int = 80) -> str:
     """`text` as a message shows it: whole when short, else its start and '...'."""
-    return text if len(text) <= most else text[:most - 3] + "..."
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def where_of(text: str, index: int) -> str:
@@ -81,8 +82,9 @@ def _expression(word: str, where: str) -> str:
     try:
         ast.parse(word, mode="eval")
     except SyntaxError:
-        raise CnnlabError(f"{where}: '{word}' is not a number or an expression like 2*NF (are its parentheses "
-                          "balanced?)") from None
+        raise CnnlabError(
+            f"{where}: '{word}' is not a number or an expression like 2*NF (are its parentheses balanced?)"
+        ) from None
     return word
 
 
@@ -115,8 +117,9 @@ def parse_layer(text: str, index: int) -> Layer:
         else:
             raise CnnlabError(f"{where}: cannot read '{short(word)}'; options of {kind}: {known}")
         if key not in defaults:
-            raise CnnlabError(f"{where}: unknown option '{short(key)}'{did_you_mean(key, defaults)}; "
-                              f"options of {kind}: {known}")
+            raise CnnlabError(
+                f"{where}: unknown option '{short(key)}'{did_you_mean(key, defaults)}; options of {kind}: {known}"
+            )
         if key in pending:
             pending.remove(key)
         options[key] = _value(val, kind, key, record.words, where)
@@ -131,7 +134,9 @@ def parse_layer(text: str, index: int) -> Layer:
 def parse_spec(spec: str | list[str]) -> list[Layer]:
     texts = split_layers(spec)
     if not texts:
-        raise CnnlabError("the model spec is empty; write layers like 'conv 32 k3 p1 -> act -> flatten -> dense classes'")
+        raise CnnlabError(
+            "the model spec is empty; write layers like 'conv 32 k3 p1 -> act -> flatten -> dense classes'"
+        )
     return [parse_layer(t, i + 1) for i, t in enumerate(texts)]
 
 

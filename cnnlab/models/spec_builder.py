@@ -4,6 +4,7 @@ Shapes are worked out layer by layer with the arithmetic written down (floor((W 
 so a spec that does not fit is refused with the layer named and the numbers shown, before torch
 ever sees it. What each kind builds and checks is its record's business (`cnnlab.models.layer_kinds`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -88,7 +89,13 @@ def set_batch_norms(model: nn.Module, momentum, weight_frozen: bool) -> None:
                 m.weight.requires_grad_(False)
 
 
-def build(layers: list[Layer], in_shape: tuple[int, int, int], values: dict[str, int], options: ModelOptions, spec_text: str = "") -> SpecNet:
+def build(
+    layers: list[Layer],
+    in_shape: tuple[int, int, int],
+    values: dict[str, int],
+    options: ModelOptions,
+    spec_text: str = "",
+) -> SpecNet:
     """Build a SpecNet for inputs of `in_shape` (C, H, W), with named hyper-parameters `values`."""
     layers = apply_options(layers, options)
     walk = ShapeWalk(tuple(in_shape))

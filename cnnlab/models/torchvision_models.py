@@ -11,6 +11,7 @@ The auxiliary head (`aux_classifier`, a training-time branch on an earlier stage
 a forward pass of its own every step and cnnlab's loss does not use it. torchvision's COCO weights include
 it; loading them lists its tensors as unexpected (see `TransferNet.absent_parts`).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -101,7 +102,9 @@ def head_names(module: nn.Module, classes: int) -> list[str]:
     name, layer = layers[-1]
     width = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
     if width != classes:
-        raise CnnlabError(f"cannot tell the head of this model: its last layer {name} has {width} outputs, not {classes}")
+        raise CnnlabError(
+            f"cannot tell the head of this model: its last layer {name} has {width} outputs, not {classes}"
+        )
     return [name]
 
 

@@ -9,6 +9,7 @@ Loading a file executes it, so only a name the user wrote is ever loaded: a run 
 copy of the source, see `SourceRecord`) so that the user's own `cnnlab resume RUN` imports the same file again
 and refuses when it has changed. Every failure is one CnnlabError naming the file and line, never a traceback.
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,8 +58,10 @@ def locate(name: str, folders: list[Path]) -> str:
         if (Path(folder) / target).is_file():
             return f"{(Path(folder) / target).resolve()}:{attr}"
     looked = ", ".join(str(Path(f).resolve()) for f in dict.fromkeys(folders))
-    raise CnnlabError(f"model.name {name}: no file {target} in {looked} (a relative path is looked for from the "
-                      f"working directory, then from the experiment file's folder)")
+    raise CnnlabError(
+        f"model.name {name}: no file {target} in {looked} (a relative path is looked for from the "
+        f"working directory, then from the experiment file's folder)"
+    )
 
 
 def ref_of(obj: Callable) -> str:
@@ -146,19 +149,26 @@ def load(name: str) -> Callable:
             module = _import_module(target)
         except ModuleNotFoundError as e:
             if e.name and target.startswith(e.name):
-                raise CnnlabError(f"model.name {name}: no module named {e.name} in the working directory or on the "
-                                  f"Python path (a file is named by its path: mynet.py:Net)") from None
+                raise CnnlabError(
+                    f"model.name {name}: no module named {e.name} in the working directory or on the "
+                    f"Python path (a file is named by its path: mynet.py:Net)"
+                ) from None
             raise _failure(f"importing {target} failed", e, None) from None
         except Exception as e:
             raise _failure(f"importing {target} failed", e, None) from None
         where = getattr(module, "__file__", None) or target
     if target == "__main__" and not hasattr(module, attr):
-        raise CnnlabError(f"model.name {name}: the class was handed over from Python (a notebook or a script); "
-                          f"give it again: cnnlab.resume(RUN, model={attr}) (the command line cannot import it)")
+        raise CnnlabError(
+            f"model.name {name}: the class was handed over from Python (a notebook or a script); "
+            f"give it again: cnnlab.resume(RUN, model={attr}) (the command line cannot import it)"
+        )
     obj = getattr(module, attr, None)
     if obj is None:
-        found = [k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)
-                 and v.__module__ == module.__name__]
+        found = [
+            k
+            for k, v in vars(module).items()
+            if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__
+        ]
         raise CnnlabError(f"{where}: no {attr} in it; its nn.Module classes: {', '.join(found) or 'none'}")
     return obj
 
@@ -193,8 +203,11 @@ def build(name: str, args: dict, in_channels: int, classes: Optional[int]) -> nn
     try:
         model = obj(**kwargs)
     except Exception as e:
-        raise _failure(f"{name} with {kwargs or 'no arguments'} failed", e, inspect.getsourcefile(obj)
-                       if inspect.isclass(obj) or inspect.isfunction(obj) else None) from None
+        raise _failure(
+            f"{name} with {kwargs or 'no arguments'} failed",
+            e,
+            inspect.getsourcefile(obj) if inspect.isclass(obj) or inspect.isfunction(obj) else None,
+        ) from None
     if not isinstance(model, nn.Module):
         raise CnnlabError(f"{defined_at(obj)}: {name} returned a {type(model).__name__}, not an nn.Module")
     return model
@@ -215,8 +228,10 @@ def check_output(model: nn.Module, name: str, in_shape: tuple, classes: int, den
         model.train(was_training)
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if shape != expected:
-        raise CnnlabError(f"{defined_at(type(model))}: {name} returns {shape} for an input of {(2, *in_shape)}; the "
-                          f"task needs {expected} (batch, {classes} classes{', H, W: per pixel' if dense else ''})")
+        raise CnnlabError(
+            f"{defined_at(type(model))}: {name} returns {shape} for an input of {(2, *in_shape)}; the "
+            f"task needs {expected} (batch, {classes} classes{', H, W: per pixel' if dense else ''})"
+        )
 
 
 def keeps_channels_last(model: nn.Module, in_shape: tuple) -> bool:

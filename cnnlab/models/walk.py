@@ -4,6 +4,7 @@ Besides the current shape a later layer may need to know what came before: the t
 `save NAME` (their shapes, and where they were saved, to explain a skip that no longer fits) and
 the shape before `flatten` (to explain a dense layer's feature count).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,9 +59,12 @@ class ShapeWalk:
     def enter(self, layer: Layer, values: dict, number: Callable = lambda v: v) -> At:
         """The next layer with its options evaluated (`number` converts each value) and its input checked."""
         kind = kind_of(layer.kind, layer.where())
-        opt = {key: value if key in kind.words or value is None
-               else number(check_size(layer.kind, key, evaluate(value, values, layer.where()), layer.where()))
-               for key, value in layer.options.items()}
+        opt = {
+            key: value
+            if key in kind.words or value is None
+            else number(check_size(layer.kind, key, evaluate(value, values, layer.where()), layer.where()))
+            for key, value in layer.options.items()
+        }
         at = At(layer, kind, opt, self.shape, self)
         kind.fits(at)
         return at

@@ -3,6 +3,7 @@
 Every entry names its hyper-parameters (`classes`, and e.g. `NF`, `NC`, `k` for later models) so
 that the same text is instantiated for training and counted symbolically for the formulas table.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

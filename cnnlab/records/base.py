@@ -1,4 +1,5 @@
 """What every record shares: its provenance (schema, cnnlab version, git commit) and a checked reader."""
+
 from __future__ import annotations
 
 import dataclasses

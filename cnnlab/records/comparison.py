@@ -1,5 +1,6 @@
 """compare.json: runs grouped into variants, each compared metric's statistics over seeds, and the pairwise
 tests with their verdicts in words. `cnnlab compare` and a sweep's report write it; `--format json` prints it."""
+
 from __future__ import annotations
 
 import dataclasses

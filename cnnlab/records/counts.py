@@ -1,5 +1,6 @@
 """What a network costs, as `cnnlab summary --format json` writes it: per layer counts, totals, the training
 step's memory, with the network and input they were counted for (formulas as text in symbolic mode)."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -4,6 +4,7 @@ The trainer writes it at every epoch and the runner at the run's end; reports, c
 `cnnlab resume` read it. Keys of the form `<metric>_at_best` (test_acc_at_best, test_confusion_at_best) are the
 best checkpoint's measurements; they are kept together in `at_best` and written flat, as runs always had them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -86,8 +87,11 @@ class RunSummary:
 
     def to_dict(self) -> dict:
         """The summary.json layout: fields flat, at_best as `<metric>_at_best`, provenance as its three keys."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("at_best", "provenance", "extra")}
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("at_best", "provenance", "extra")
+        }
         out.update({k + AT_BEST: v for k, v in self.at_best.items()})
         out.update(dataclasses.asdict(self.provenance))
         out.update(self.extra)
@@ -100,10 +104,11 @@ class RunSummary:
         known = {f.name for f in dataclasses.fields(cls)} - {"at_best", "provenance", "extra"}
         prov = {f.name for f in dataclasses.fields(Provenance)}
         shaped = {k: v for k, v in data.items() if k in known}
-        shaped["at_best"] = {k[:-len(AT_BEST)]: v for k, v in data.items() if k.endswith(AT_BEST)}
+        shaped["at_best"] = {k[: -len(AT_BEST)]: v for k, v in data.items() if k.endswith(AT_BEST)}
         shaped["provenance"] = {k: v for k, v in data.items() if k in prov}
-        shaped["extra"] = {k: v for k, v in data.items()
-                           if k not in known and k not in prov and not k.endswith(AT_BEST)}
+        shaped["extra"] = {
+            k: v for k, v in data.items() if k not in known and k not in prov and not k.endswith(AT_BEST)
+        }
         summary = validated(cls, shaped, path)
         if summary.status not in STATUSES:
             raise RecordError(path, f"status: {summary.status!r:.40} is not one of {', '.join(STATUSES)}")

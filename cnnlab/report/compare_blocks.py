@@ -1,6 +1,7 @@
 """The blocks of a comparison (cnnlab compare, a sweep's report): one table of the compared metrics per variant
 (mean ± std over seeds), then per metric its statistics and the pairwise tests with their verdicts in words.
 The terminal, HTML, Markdown and LaTeX all show these same blocks."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -34,32 +35,66 @@ def _interval(ci: Optional[list[float]], digits: int, sign: str = "") -> Optiona
 def overview_table(c: Comparison) -> Table:
     """A row per variant, a column per compared metric: mean ± std over its runs."""
     first = c.columns[0]
-    rows = [[v.name, len(v.runs), *(mean_std(col.of(col.variants[i]), _digits(col)) for col in c.columns)]
-            for i, v in enumerate(first.variants)]
-    return Table("Final metrics (mean ± std over seeds)", ["variant", "runs"] + [column_label(col) for col in c.columns],
-                 rows, name="final-metrics")
+    rows = [
+        [v.name, len(v.runs), *(mean_std(col.of(col.variants[i]), _digits(col)) for col in c.columns)]
+        for i, v in enumerate(first.variants)
+    ]
+    return Table(
+        "Final metrics (mean ± std over seeds)",
+        ["variant", "runs"] + [column_label(col) for col in c.columns],
+        rows,
+        name="final-metrics",
+    )
 
 
 def stats_table(c: MetricComparison) -> Table:
     d = _digits(c)
-    rows = [[v.name, s.n, mean_std(s, d), Fixed(s.min, d) if s.min is not None else None,
-             Fixed(s.max, d) if s.max is not None else None, _interval(s.ci95, d)]
-            for v in c.variants for s in [c.of(v)]]
-    return Table(f"{column_label(c)} over seeds", ["variant", "n", "mean ± std", "min", "max", "95% CI of the mean"],
-                 rows, name=f"stats-{c.metric}-{c.stat}")
+    rows = [
+        [
+            v.name,
+            s.n,
+            mean_std(s, d),
+            Fixed(s.min, d) if s.min is not None else None,
+            Fixed(s.max, d) if s.max is not None else None,
+            _interval(s.ci95, d),
+        ]
+        for v in c.variants
+        for s in [c.of(v)]
+    ]
+    return Table(
+        f"{column_label(c)} over seeds",
+        ["variant", "n", "mean ± std", "min", "max", "95% CI of the mean"],
+        rows,
+        name=f"stats-{c.metric}-{c.stat}",
+    )
 
 
 def tests_table(c: MetricComparison, alpha: float) -> Table:
     """The z-score of every pair with the test that fits the sample size; a difference significant after Holm's
     correction in bold."""
     d = _digits(c)
-    rows = [[t.a, t.b, Fixed(t.diff, d) if t.diff is not None else None, _interval(t.ci95_diff, d, "+"),
-             Fixed(t.z, 2) if t.z is not None else None, stats.test_name(t.test, t.df), _p(t.p_value), _p(t.p_holm),
-             t.words] for t in c.tests]
-    return Table(f"Tests of {column_label(c)}, alpha = {alpha:g}",
-                 ["a", "b", "a − b", "95% CI of a − b", "z", "test", "p", "p (Holm)", "verdict"], rows,
-                 drop=("test", "p (Holm)"), emphasis=[bool(t.significant_holm) for t in c.tests],
-                 name=f"tests-{c.metric}-{c.stat}")
+    rows = [
+        [
+            t.a,
+            t.b,
+            Fixed(t.diff, d) if t.diff is not None else None,
+            _interval(t.ci95_diff, d, "+"),
+            Fixed(t.z, 2) if t.z is not None else None,
+            stats.test_name(t.test, t.df),
+            _p(t.p_value),
+            _p(t.p_holm),
+            t.words,
+        ]
+        for t in c.tests
+    ]
+    return Table(
+        f"Tests of {column_label(c)}, alpha = {alpha:g}",
+        ["a", "b", "a − b", "95% CI of a − b", "z", "test", "p", "p (Holm)", "verdict"],
+        rows,
+        drop=("test", "p (Holm)"),
+        emphasis=[bool(t.significant_holm) for t in c.tests],
+        name=f"tests-{c.metric}-{c.stat}",
+    )
 
 
 def _p(p: Optional[float]) -> Optional[str]:
@@ -67,15 +102,19 @@ def _p(p: Optional[float]) -> Optional[str]:
 
 
 def method_text() -> Text:
-    return Text([f"Per variant the mean over seeds, the sample standard deviation (n - 1) and a 95% confidence "
-                 "interval mean ± t(0.975, n - 1)·s/√n. Two variants are compared by the z-score, the difference over "
-                 "its standard error, read against Welch's t (Welch-Satterthwaite degrees of freedom) while a variant "
-                 f"has fewer than {stats.LARGE_SAMPLE} seeds and against the normal distribution from "
-                 f"{stats.LARGE_SAMPLE} on; p is that test's, the one the verdict uses. Holm's correction adjusts for "
-                 "the number of comparisons of a metric. Seeds needed: the smallest number of seeds per variant at "
-                 "which a two-sided two-sample t-test would detect the observed effect size (Cohen's d) with "
-                 f"{round(stats.POWER * 100)}% power (noncentral t): a rough guide, since d is itself estimated."],
-                note=True)
+    return Text(
+        [
+            f"Per variant the mean over seeds, the sample standard deviation (n - 1) and a 95% confidence "
+            "interval mean ± t(0.975, n - 1)·s/√n. Two variants are compared by the z-score, the difference over "
+            "its standard error, read against Welch's t (Welch-Satterthwaite degrees of freedom) while a variant "
+            f"has fewer than {stats.LARGE_SAMPLE} seeds and against the normal distribution from "
+            f"{stats.LARGE_SAMPLE} on; p is that test's, the one the verdict uses. Holm's correction adjusts for "
+            "the number of comparisons of a metric. Seeds needed: the smallest number of seeds per variant at "
+            "which a two-sided two-sample t-test would detect the observed effect size (Cohen's d) with "
+            f"{round(stats.POWER * 100)}% power (noncentral t): a rough guide, since d is itself estimated."
+        ],
+        note=True,
+    )
 
 
 def comparison_blocks(c: Comparison) -> list[Block]:

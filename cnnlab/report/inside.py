@@ -5,6 +5,7 @@ Grad-CAM for one fixed test image, the confusion matrix of the test split (count
 and the most confident wrong predictions. A per-pixel task: its prediction pictures, and for segmentation
 the IoU of each class. Every task: the sparsity of the weights (`figures.sparsity_threshold`).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,19 +28,32 @@ FIXED_IMAGE = 0  # the test example every classification report shows
 
 def _classifier(built: BuiltRun, run: RunFolder) -> dict:
     cfg = built.cfg
-    record = explain_run(built.model, built.data.test, built.data.classes, run.figures, example=FIXED_IMAGE,
-                         sparsity_threshold=cfg.figures.sparsity_threshold, bf16=cfg.train.precision == "bf16")
+    record = explain_run(
+        built.model,
+        built.data.test,
+        built.data.classes,
+        run.figures,
+        example=FIXED_IMAGE,
+        sparsity_threshold=cfg.figures.sparsity_threshold,
+        bf16=cfg.train.precision == "bf16",
+    )
     matrix = dict(record["confusion"])
     per_class = matrix.pop("per_class_accuracy")
-    return {"figures": [{**f, "file": f"figures/{f['file']}"} for f in record["figures"]],
-            "test_confusion_at_best": matrix, "test_class_acc_at_best": per_class,
-            "most_confused_at_best": record["most_confused"],
-            "look_inside": {"layers": record["layers"], "image": record["image"]}, "sparsity": record["sparsity"]}
+    return {
+        "figures": [{**f, "file": f"figures/{f['file']}"} for f in record["figures"]],
+        "test_confusion_at_best": matrix,
+        "test_class_acc_at_best": per_class,
+        "most_confused_at_best": record["most_confused"],
+        "look_inside": {"layers": record["layers"], "image": record["image"]},
+        "sparsity": record["sparsity"],
+    }
 
 
 def _per_pixel(built: BuiltRun, run: RunFolder) -> dict:
-    out = {"figures": draw_predictions(built, run),
-           "sparsity": sparsity(built.model, built.cfg.figures.sparsity_threshold)}
+    out = {
+        "figures": draw_predictions(built, run),
+        "sparsity": sparsity(built.model, built.cfg.figures.sparsity_threshold),
+    }
     if getattr(built.task, "iou", False):
         iou = built.task.class_iou(tally_split(built, built.data.test)).tolist()
         out["test_class_iou_at_best"] = {c: None if math.isnan(v) else v for c, v in zip(built.data.classes, iou)}

@@ -1,4 +1,5 @@
 """How far an input transform y = a*x + b moves a trained network: curves and outputs, two runs compared."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,21 +49,29 @@ def verdict(c: dict) -> list[str]:
     seen = _layers([f"{s['layer']} ({s['type']}, {s['input']})" for s in path["seen_by"]])
     loss = c["curves"].get("train_loss", {}).get("max_abs_diff")
     moved = f" (training loss apart by up to {loss:.4g})" if loss is not None else ""
-    out = [f"In this network the transformed input reaches {seen} (raw: the input itself, only moved or copied; "
-           "affine: through linear layers, which batch norm removes; mixed: through a nonlinearity)."]
+    out = [
+        f"In this network the transformed input reaches {seen} (raw: the input itself, only moved or copied; "
+        "affine: through linear layers, which batch norm removes; mixed: through a nonlinearity)."
+    ]
     if a < 0:
-        out.append("Expected for a < 0: the first normalised layer's output is negated, so after the activation the "
-                   "network sees different features, and training takes a different path.")
+        out.append(
+            "Expected for a < 0: the first normalised layer's output is negated, so after the activation the "
+            "network sees different features, and training takes a different path."
+        )
     if path["output"]:
-        out.append(f"It reaches the output without a batch norm in between, through {' -> '.join(path['to_output'])}: "
-                   f"{path['to_output'][-1]} sees a and b, so the two runs train differently{moved}"
-                   + (f"; {_remove(path['absorbed_by'])} it on the other paths." if path["absorbed_by"] else "."))
+        out.append(
+            f"It reaches the output without a batch norm in between, through {' -> '.join(path['to_output'])}: "
+            f"{path['to_output'][-1]} sees a and b, so the two runs train differently{moved}"
+            + (f"; {_remove(path['absorbed_by'])} it on the other paths." if path["absorbed_by"] else ".")
+        )
     elif a > 0:
         padded = f"zero padding in {_layers(path['padded'])} (not transformed with the input), " * bool(path["padded"])
-        out.append("Every path from the input meets a batch norm after linear layers only: "
-                   f"{_remove(path['absorbed_by'])} a and b with the batch statistics{moved}. "
-                   f"What remains comes from {padded}batch norm's eps (not scaled by a), running statistics still "
-                   "remembering their start, and floating-point rounding growing over many steps of training.")
+        out.append(
+            "Every path from the input meets a batch norm after linear layers only: "
+            f"{_remove(path['absorbed_by'])} a and b with the batch statistics{moved}. "
+            f"What remains comes from {padded}batch norm's eps (not scaled by a), running statistics still "
+            "remembering their start, and floating-point rounding growing over many steps of training."
+        )
     return out
 
 

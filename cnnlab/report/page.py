@@ -2,6 +2,7 @@
 content-security policy that forbids any), report.md, a latex/ folder (a document that `\\input`s one booktabs
 file per table and includes vector figures) and report.pdf (report.html printed by headless Chromium, with the
 print rules of the page: the route that prints exactly what a reader sees, with the browser the tests use)."""
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,8 @@ def report_link(out_dir: Path, run_dir: Path) -> str:
 
 def write_html(path: Path, title: str, blocks: list[Block]) -> Path:
     page = TEMPLATES.get_template("page.html.j2").render(
-        title=title, body=jinja2.utils.markupsafe.Markup(to_html(blocks)), made_by=made_by(), torch=torch.__version__)
+        title=title, body=jinja2.utils.markupsafe.Markup(to_html(blocks)), made_by=made_by(), torch=torch.__version__
+    )
     write_text(path, page)
     return path
 
@@ -73,9 +75,11 @@ def write_latex(folder: Path, title: str, blocks: list[Block]) -> Path:
 def find_browser() -> str:
     found = os.environ.get("CNNLAB_BROWSER") or next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
     if not found:
-        raise CnnlabError("--format pdf prints the HTML report with headless Chromium, and none was found (looked for "
-                          f"{', '.join(BROWSERS)} on PATH and $CNNLAB_BROWSER); install chromium, or write "
-                          "--format latex and compile latex/report.tex with pdflatex")
+        raise CnnlabError(
+            "--format pdf prints the HTML report with headless Chromium, and none was found (looked for "
+            f"{', '.join(BROWSERS)} on PATH and $CNNLAB_BROWSER); install chromium, or write "
+            "--format latex and compile latex/report.tex with pdflatex"
+        )
     return found
 
 
@@ -84,9 +88,20 @@ def write_pdf(html_path: Path) -> Path:
     browser, html_path, pdf = find_browser(), html_path.resolve(), html_path.with_suffix(".pdf")
     with tempfile.TemporaryDirectory(prefix="cnnlab-pdf-") as scratch:
         target = Path(scratch) / "report.pdf"
-        command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-pdf-header-footer",
-                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                   f"--user-data-dir={scratch}/profile", f"--print-to-pdf={target}", html_path.as_uri()]
+        command = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-pdf-header-footer",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={scratch}/profile",
+            f"--print-to-pdf={target}",
+            html_path.as_uri(),
+        ]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -98,8 +113,9 @@ def write_pdf(html_path: Path) -> Path:
     return pdf
 
 
-def write_report(folder: Path, title: str, blocks: list[Block], formats: tuple = ("html", "md"),
-                 stem: str = "report") -> dict[str, Path]:
+def write_report(
+    folder: Path, title: str, blocks: list[Block], formats: tuple = ("html", "md"), stem: str = "report"
+) -> dict[str, Path]:
     """The report as folder/<stem>.html, .md, .pdf (printed from the HTML, written first) and folder/latex/,
     those of `formats` (html, md, latex, pdf)."""
     unknown = [f for f in formats if f not in FORMATS]

@@ -1,4 +1,5 @@
 """Prediction pictures of a finished per-pixel run: its model on fixed validation and test images."""
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,14 @@ def draw_predictions(built: BuiltRun, run: RunFolder) -> list[dict]:
         if task.name == "colourize":
             palette = built.data.palette.to(built.device)
             how = f"annealed mean, T={cfg.figures.temperature:g}" if cfg.figures.temperature else "most likely colour"
-            colour_rows(batches.images[:n], decode(out, palette, cfg.figures.temperature), decode_targets(y, palette),
-                        built.data.originals[split][:n], path, f"Colourization, {SPLITS[split]} images ({how})")
+            colour_rows(
+                batches.images[:n],
+                decode(out, palette, cfg.figures.temperature),
+                decode_targets(y, palette),
+                built.data.originals[split][:n],
+                path,
+                f"Colourization, {SPLITS[split]} images ({how})",
+            )
         else:
             segmentation_rows(batches.images[:n], out.argmax(1), y, path, f"Segmentation, {SPLITS[split]} images")
         drawn.append({"file": f"figures/{path.name}", "title": f"{task.name} ({SPLITS[split]})"})

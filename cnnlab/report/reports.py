@@ -1,4 +1,5 @@
 """The report jobs over folders: `cnnlab report` (a run or a sweep), and where `cnnlab compare` writes."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,10 @@ def write_folder_report(folder: Path, formats: tuple = ("html", "md")) -> dict[s
     if (folder / DEFINITION).exists():
         return write_sweep_report(analyse([folder]), folder, formats=formats)
     if not (folder / "config.yaml").exists():
-        raise CnnlabError(f"{folder} is neither a run folder (config.yaml) nor a sweep folder ({DEFINITION}); give "
-                          "a folder that `cnnlab run` or `cnnlab sweep` made")
+        raise CnnlabError(
+            f"{folder} is neither a run folder (config.yaml) nor a sweep folder ({DEFINITION}); give "
+            "a folder that `cnnlab run` or `cnnlab sweep` made"
+        )
     return write_run_report(folder, formats=formats)
 
 

@@ -29,6 +29,7 @@ JournalStorage has no heartbeat at all. What it does better: it compares heartbe
 clock, while ours come from each worker's clock, so machines sharing a sweep need clocks within
 --stale-after (120 s) of each other.
 """
+
 from __future__ import annotations
 
 import os
@@ -102,7 +103,8 @@ def alive(who: Optional[dict]) -> Optional[bool]:
 
 def is_done(trial: FrozenTrial) -> bool:
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME) in DONE_OUTCOMES)
+        trial.state == TrialState.FAIL and trial.user_attrs.get(OUTCOME) in DONE_OUTCOMES
+    )
 
 
 @dataclass
@@ -120,8 +122,16 @@ class Status:
 class Board:
     """The sweep's cells as trials in one study; what workers use to enqueue, claim, beat and finish."""
 
-    def __init__(self, storage, name: str, cells: list[str], definition_hash: str,
-                 direction: str = "maximize", stale_after: float = STALE_AFTER_S, sweep_id: Optional[str] = None):
+    def __init__(
+        self,
+        storage,
+        name: str,
+        cells: list[str],
+        definition_hash: str,
+        direction: str = "maximize",
+        stale_after: float = STALE_AFTER_S,
+        sweep_id: Optional[str] = None,
+    ):
         """`sweep_id`: the identity recorded in the sweep's folder, which the study must hold (a worker given
         another storage is refused here, before it claims anything); None while a sweep folder is being set up:
         the study is created, or found (a second machine's folder), and its identity is `self.sweep_id`."""
@@ -131,8 +141,10 @@ class Board:
             self.study_id = storage.get_study_id_from_name(name)
         except KeyError:
             if sweep_id is not None:
-                raise CnnlabError(f"the storage holds no sweep named {name}, but the sweep folder has run it there "
-                                  f"(sweep {sweep_id}); give the --storage the sweep was started with") from None
+                raise CnnlabError(
+                    f"the storage holds no sweep named {name}, but the sweep folder has run it there "
+                    f"(sweep {sweep_id}); give the --storage the sweep was started with"
+                ) from None
             try:
                 self.study_id = storage.create_new_study([StudyDirection[direction.upper()]], name)
             except DuplicatedStudyError:
@@ -141,8 +153,10 @@ class Board:
         if held is None:
             storage.set_study_user_attr(self.study_id, DEFINITION, definition_hash)
         elif held != definition_hash:
-            raise CnnlabError(f"the storage already holds a different sweep named {name} (another grid, seeds or config); "
-                              f"give this one another --name, or use another --storage")
+            raise CnnlabError(
+                f"the storage already holds a different sweep named {name} (another grid, seeds or config); "
+                f"give this one another --name, or use another --storage"
+            )
         self.sweep_id = self._bind(sweep_id)
 
     def _bind(self, sweep_id: Optional[str]) -> str:
@@ -154,8 +168,10 @@ class Board:
                 held = uuid.uuid4().hex
                 self.storage.set_study_user_attr(self.study_id, SWEEP_ID, held)
         if sweep_id is not None and held != sweep_id:
-            raise CnnlabError(f"the storage holds another sweep named {self.name} (sweep {held}, not this folder's "
-                              f"{sweep_id}); give the --storage this sweep was started with")
+            raise CnnlabError(
+                f"the storage holds another sweep named {self.name} (sweep {held}, not this folder's "
+                f"{sweep_id}); give the --storage this sweep was started with"
+            )
         return held
 
     # ---- reading -------------------------------------------------------------------------------------
@@ -234,8 +250,9 @@ class Board:
                 if any(is_done(t) or t.state in (TrialState.WAITING, TrialState.RUNNING) for t in mine):
                     continue
                 params = params_of(cell, mine) if params_of else {}
-                template = optuna.trial.create_trial(state=TrialState.WAITING, user_attrs={CELL: cell},
-                                                     system_attrs={"fixed_params": params})
+                template = optuna.trial.create_trial(
+                    state=TrialState.WAITING, user_attrs={CELL: cell}, system_attrs={"fixed_params": params}
+                )
                 self.storage.create_new_trial(self.study_id, template_trial=template)
             return self.status()
 
@@ -271,7 +288,9 @@ class Board:
             state, outcome = TrialState.FAIL, "run-failed"
         return self._set_outcome_and_state(trial_id, outcome, state, value)
 
-    def _set_outcome_and_state(self, trial_id: int, outcome: str, state: TrialState, value: Optional[float] = None) -> bool:
+    def _set_outcome_and_state(
+        self, trial_id: int, outcome: str, state: TrialState, value: Optional[float] = None
+    ) -> bool:
         try:
             self.storage.set_trial_user_attr(trial_id, OUTCOME, outcome)
             values = [value] if value is not None and state != TrialState.FAIL else None

@@ -4,6 +4,7 @@ A variant is the set of runs whose configs agree on the grouping keys: `--by` ke
 key whose value differs between the runs (the seed and the name aside), so that a sweep's grid is found
 from its run folders alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ class Run:
     @property
     def monitor(self) -> str:
         """The validation metric that picked the run's best.pt (its summary's, else its task's own)."""
-        return self.summary.monitor or metrics.monitored(self.config.get("task", "classify"),
-                                                                 self.config.get("train.monitor"))
+        return self.summary.monitor or metrics.monitored(
+            self.config.get("task", "classify"), self.config.get("train.monitor")
+        )
 
     def best_epoch_by_monitor(self) -> int:
         """For run folders whose summary lacks best_epoch: the epoch with the best value of the run's monitor."""
@@ -77,9 +79,15 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
         if (path / "config.yaml").is_file():
             found.append(path)
             continue
-        below = sorted(p.parent for p in path.rglob("config.yaml") if (p.parent / "checkpoints").is_dir() or (p.parent / "summary.json").exists())
+        below = sorted(
+            p.parent
+            for p in path.rglob("config.yaml")
+            if (p.parent / "checkpoints").is_dir() or (p.parent / "summary.json").exists()
+        )
         if not below:
-            raise CnnlabError(f"{path} holds no run folders (folders with config.yaml made by `cnnlab run` or `cnnlab sweep`)")
+            raise CnnlabError(
+                f"{path} holds no run folders (folders with config.yaml made by `cnnlab run` or `cnnlab sweep`)"
+            )
         found.extend(below)
     seen: set[Path] = set()
     return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
@@ -110,7 +118,7 @@ def setting(config: dict, key: str) -> Any:
     section: dict = {}
     for k, v in config.items():
         if k.startswith(prefix):
-            set_key(section, k[len(prefix):].split("."), v, key)
+            set_key(section, k[len(prefix) :].split("."), v, key)
     return section or None
 
 

@@ -1,5 +1,6 @@
 """The comparison of variants: per-variant statistics of each compared metric (final and best), pairwise tests,
 and the verdict of each test in plain words, as a Comparison record (what `cnnlab compare --format json` prints)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,12 +44,16 @@ def metric_source(runs: list[Run], metric: str) -> str:
         return "summary"
     inside = [k for k in numbers if k.startswith(metric + ".")]
     if inside:
-        raise CnnlabError(f"--metric {metric} is a section of summary.json, not one number; choose one of: "
-                          f"{', '.join(inside[:12])}{', ...' if len(inside) > 12 else ''}")
+        raise CnnlabError(
+            f"--metric {metric} is a section of summary.json, not one number; choose one of: "
+            f"{', '.join(inside[:12])}{', ...' if len(inside) > 12 else ''}"
+        )
     close = did_you_mean(metric, [*metric_names(runs), *numbers])
-    raise CnnlabError(f"--metric {metric}: the runs record no such metric{close}; choose a per-epoch metric "
-                      f"({', '.join(metric_names(runs))}) or a number of summary.json by its dotted key "
-                      "(e.g. sparsity.total.share_below, test_acc_at_best, peak.gflops)")
+    raise CnnlabError(
+        f"--metric {metric}: the runs record no such metric{close}; choose a per-epoch metric "
+        f"({', '.join(metric_names(runs))}) or a number of summary.json by its dotted key "
+        "(e.g. sparsity.total.share_below, test_acc_at_best, peak.gflops)"
+    )
 
 
 def _p(p: float) -> str:
@@ -72,23 +77,32 @@ def verdict(test: PairTest, a: Variant, b: Variant, alpha: float, tests: int) ->
             return f"identical over {_seeds(na, nb)}: no difference at all"
         return f"no spread over seeds in either variant, so the difference of {test.diff:+.4f} cannot be tested"
     diff, (lo, hi) = test.diff, test.ci95_diff
-    head = (f"{a.name} is {'higher' if diff > 0 else 'lower'} by {abs(diff):.4f} "
-            f"(95% CI of the difference [{lo:+.4f}, {hi:+.4f}]; z = {test.z:.2f}, p = {_p(test.p_value)} "
-            f"by {stats.test_name(test.test, test.df)})")
+    head = (
+        f"{a.name} is {'higher' if diff > 0 else 'lower'} by {abs(diff):.4f} "
+        f"(95% CI of the difference [{lo:+.4f}, {hi:+.4f}]; z = {test.z:.2f}, p = {_p(test.p_value)} "
+        f"by {stats.test_name(test.test, test.df)})"
+    )
     if test.significant:
         if tests > 1 and not test.significant_holm:
-            return (f"{head}: not significant after Holm's correction for {tests} comparisons (adjusted p = "
-                    f"{_p(test.p_holm)}); it would be significant at the {alpha:g} level only as the sole comparison")
+            return (
+                f"{head}: not significant after Holm's correction for {tests} comparisons (adjusted p = "
+                f"{_p(test.p_holm)}); it would be significant at the {alpha:g} level only as the sole comparison"
+            )
         return f"{head}: significant at the {alpha:g} level" + (" after Holm's correction" if tests > 1 else "")
     text = f"{head}: not significant with {_seeds(na, nb)}"
     needed = test.seeds_needed
     if needed is None:
         return text
     if needed > stats.MAX_SEEDS:
-        return text + f"; more than {stats.MAX_SEEDS:,} seeds per variant would be needed to detect a difference this small"
+        return (
+            text
+            + f"; more than {stats.MAX_SEEDS:,} seeds per variant would be needed to detect a difference this small"
+        )
     if needed <= min(na, nb):  # a true effect this large would usually have been detected by these runs
-        return (text + "; the difference is within the noise of these runs (a real difference as large as this one "
-                f"would usually show with {min(na, nb)} seeds, so any real difference is probably smaller)")
+        return (
+            text + "; the difference is within the noise of these runs (a real difference as large as this one "
+            f"would usually show with {min(na, nb)} seeds, so any real difference is probably smaller)"
+        )
     return text + f"; about {needed} seeds per variant would be needed to detect a difference of this size"
 
 
@@ -113,20 +127,33 @@ def compare(variants: list[Variant], metric: str, alpha: float = 0.05, stat: str
     for v in variants:
         per = {s: [x for x in (r.value(metric, s) for r in v.runs) if x is not None] for s in STATS}
         values[v.name] = per[stat]
-        rows.append(VariantStats(v.name, v.config, [str(r.path) for r in v.runs], [r.config.get("seed") for r in v.runs],
-                                 per[stat], _describe(per["final"]), _describe(per["best"])))
+        rows.append(
+            VariantStats(
+                v.name,
+                v.config,
+                [str(r.path) for r in v.runs],
+                [r.config.get("seed") for r in v.runs],
+                per[stat],
+                _describe(per["final"]),
+                _describe(per["best"]),
+            )
+        )
     out = MetricComparison(metric, stat, source, rows)
     for row in rows:
         distinct = len(set(map(str, row.seeds)))
         if distinct < len(row.runs):
-            out.warnings.append(f"{row.name}: {len(row.runs)} runs but only {distinct} distinct seed"
-                                f"{'s' if distinct > 1 else ''}; runs with the same seed are not independent samples, "
-                                "so the statistics overstate the evidence")
+            out.warnings.append(
+                f"{row.name}: {len(row.runs)} runs but only {distinct} distinct seed"
+                f"{'s' if distinct > 1 else ''}; runs with the same seed are not independent samples, "
+                "so the statistics overstate the evidence"
+            )
     pairs = list(combinations(variants, 2))
     notes = []
     if source == "summary":
-        notes.append(f"{metric} is a number of summary.json, one per run (written when the run ended), so final and "
-                     "best are the same value")
+        notes.append(
+            f"{metric} is a number of summary.json, one per run (written when the run ended), so final and "
+            "best are the same value"
+        )
     if all(len(v.runs) < 2 for v in variants):
         pairs = []  # e.g. the trials of an Optuna search: one run each, nothing to test
         notes.append("every variant has a single run, so no difference can be tested; run several seeds (--seeds)")
@@ -151,12 +178,17 @@ def default_columns(task: str) -> list[tuple[str, str]]:
 
 def _one_kind(runs: list[Run]) -> str:
     """The task the runs share; refused when they differ in task, dataset or classes (nothing to compare)."""
-    for what, of in (("tasks", lambda r: r.config.get("task", "classify")), ("datasets", lambda r: r.config.get("data.dataset")),
-                     ("class counts", lambda r: len(r.summary.classes))):
+    for what, of in (
+        ("tasks", lambda r: r.config.get("task", "classify")),
+        ("datasets", lambda r: r.config.get("data.dataset")),
+        ("class counts", lambda r: len(r.summary.classes)),
+    ):
         kinds = sorted({str(of(r)) for r in runs})
         if len(kinds) > 1:
-            raise CnnlabError(f"these runs are not comparable: they have different {what} ({', '.join(kinds)}); "
-                              "compare runs of one task on one dataset")
+            raise CnnlabError(
+                f"these runs are not comparable: they have different {what} ({', '.join(kinds)}); "
+                "compare runs of one task on one dataset"
+            )
     return runs[0].config.get("task", "classify")
 
 
@@ -172,8 +204,13 @@ class Analysis:
     definition: Optional[SweepDef]
 
 
-def analyse(paths: list[Path], metric_names: Optional[list[str]] = None, by: Optional[list[str]] = None,
-            alpha: float = 0.05, stat: str = "final") -> Analysis:
+def analyse(
+    paths: list[Path],
+    metric_names: Optional[list[str]] = None,
+    by: Optional[list[str]] = None,
+    alpha: float = 0.05,
+    stat: str = "final",
+) -> Analysis:
     """Group the completed runs under `paths` into variants (a sweep's grid keys by default) and compare them on
     each of `metric_names` (at `stat`), by default on the final metrics of their task."""
     if not 0 < alpha < 1:
@@ -183,8 +220,9 @@ def analyse(paths: list[Path], metric_names: Optional[list[str]] = None, by: Opt
     runs, skipped = load_runs(paths)
     if not runs:
         states = ", ".join(sorted({r.status for r in skipped})) or "none"
-        raise CnnlabError(f"no completed runs under {', '.join(map(str, paths))} (runs found: {len(skipped)}, "
-                          f"status {states})")
+        raise CnnlabError(
+            f"no completed runs under {', '.join(map(str, paths))} (runs found: {len(skipped)}, status {states})"
+        )
     task = _one_kind(runs)
     order = None
     if definition is not None and definition.mode == "grid":
@@ -193,7 +231,11 @@ def analyse(paths: list[Path], metric_names: Optional[list[str]] = None, by: Opt
     variants = group(runs, by, order)
     columns = [(m, stat) for m in metric_names] if metric_names else default_columns(task)
     monitors = {r.monitor for r in runs}
-    result = Comparison(alpha, [compare(variants, m, alpha, s) for m, s in columns], task,
-                        monitors.pop() if len(monitors) == 1 else None,
-                        [{"run": str(r.path), "status": r.status} for r in skipped])
+    result = Comparison(
+        alpha,
+        [compare(variants, m, alpha, s) for m, s in columns],
+        task,
+        monitors.pop() if len(monitors) == 1 else None,
+        [{"run": str(r.path), "status": r.status} for r in skipped],
+    )
     return Analysis(paths, runs, skipped, variants, result, definition)

@@ -2,6 +2,7 @@
 and the cells they make, one run folder each. The definition is written to `sweep.json`; its name carries a
 hash of what it runs, so running the same command again finds the same sweep and runs only what is missing.
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,7 +58,11 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return " ".join(f"{k}={show(v)}" for k, v in self.variant.items()) + f" seed {self.seed}" if self.variant else f"{self.key} seed {self.seed}"
+        return (
+            " ".join(f"{k}={show(v)}" for k, v in self.variant.items()) + f" seed {self.seed}"
+            if self.variant
+            else f"{self.key} seed {self.seed}"
+        )
 
 
 @dataclass
@@ -102,7 +107,9 @@ class SweepDef:
         try:
             raw = json.loads(path.read_text())
         except FileNotFoundError:
-            raise CnnlabError(f"{folder} is not a sweep folder (no {DEFINITION}); give a folder made by `cnnlab sweep`") from None
+            raise CnnlabError(
+                f"{folder} is not a sweep folder (no {DEFINITION}); give a folder made by `cnnlab sweep`"
+            ) from None
         raw["axes"] = [Axis(**a) for a in raw["axes"]]
         raw["cells"] = [Cell(**c) for c in raw["cells"]]
         return cls(**raw)
@@ -128,8 +135,10 @@ def parse_grid(texts: list[str]) -> list[Axis]:
             raise CnnlabError(f"--grid '{text}': cannot read '{values}' as a comma-separated list of values") from None
         if len(keys) > 1:
             if not all(isinstance(v, list) and len(v) == len(keys) for v in parsed):
-                raise CnnlabError(f"--grid '{text}': linked keys take one list per variant with a value for each key, "
-                                  f"e.g. --grid optim.name,optim.lr=[sgd,0.05],[adam,0.003]")
+                raise CnnlabError(
+                    f"--grid '{text}': linked keys take one list per variant with a value for each key, "
+                    f"e.g. --grid optim.name,optim.lr=[sgd,0.05],[adam,0.003]"
+                )
             parsed = [[_number(x) for x in v] for v in parsed]
         else:
             parsed = [_number(v) for v in parsed]
@@ -154,8 +163,15 @@ def slug(variant: dict) -> str:
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
 
 
-def define(experiment: str, overrides: list[str], grid: list[str], seeds: Optional[int], trials: Optional[int],
-           name: Optional[str] = None, command: Optional[list[str]] = None) -> SweepDef:
+def define(
+    experiment: str,
+    overrides: list[str],
+    grid: list[str],
+    seeds: Optional[int],
+    trials: Optional[int],
+    name: Optional[str] = None,
+    command: Optional[list[str]] = None,
+) -> SweepDef:
     """Read the experiment and the grid (or Optuna trial count) into a sweep definition; every cell's config is
     validated here, so a bad grid value stops the sweep before anything runs."""
     cfg = load_experiment(experiment, overrides)
@@ -167,19 +183,25 @@ def define(experiment: str, overrides: list[str], grid: list[str], seeds: Option
         if axes:
             raise CnnlabError("--optuna searches the space in the experiment's search: section; give no --grid with it")
         if seeds not in (None, 1):
-            raise CnnlabError("--optuna runs each trial once (seed from the experiment); leave out --seeds, or sweep seeds with --grid instead")
+            raise CnnlabError(
+                "--optuna runs each trial once (seed from the experiment); leave out --seeds, or sweep seeds with --grid instead"
+            )
         if trials < 1:
             raise CnnlabError(f"--optuna needs a number of trials of at least 1 (got {trials})")
         if cfg.search is None:
-            raise CnnlabError(f"--optuna needs a search: section in {path}, e.g.\n  search:\n    params:\n"
-                              f"      optim.lr: {{type: float, low: 0.0001, high: 0.1, log: true}}")
+            raise CnnlabError(
+                f"--optuna needs a search: section in {path}, e.g.\n  search:\n    params:\n"
+                f"      optim.lr: {{type: float, low: 0.0001, high: 0.1, log: true}}"
+            )
         seed_list = [cfg.seed]
         cells = [Cell(f"trial-{i:03d}", {}, cfg.seed) for i in range(trials)]
         mode = "optuna"
     else:
         seed_list = [cfg.seed + i for i in range(3 if seeds is None else seeds)]
-        combos = [{k: v for a, value in zip(axes, values) for k, v in a.assign(value).items()}
-                  for values in itertools.product(*[a.values for a in axes])]
+        combos = [
+            {k: v for a, value in zip(axes, values) for k, v in a.assign(value).items()}
+            for values in itertools.product(*[a.values for a in axes])
+        ]
         cells = [Cell(f"{slug(v)}/s{s}", v, s) for v in combos for s in seed_list]
         mode = "grid"
     base = cfg.model_dump(mode="json")
@@ -187,8 +209,9 @@ def define(experiment: str, overrides: list[str], grid: list[str], seeds: Option
     configs = [definition.config_for(c).model_dump(mode="json") for c in cells]
     if mode == "optuna":
         check_search_space(definition)
-    identity = json.dumps({"mode": mode, "trials": trials, "cells": [[c.key, conf] for c, conf in zip(cells, configs)]},
-                          sort_keys=True)
+    identity = json.dumps(
+        {"mode": mode, "trials": trials, "cells": [[c.key, conf] for c, conf in zip(cells, configs)]}, sort_keys=True
+    )
     definition.hash = hashlib.sha256(identity.encode()).hexdigest()[:16]
     definition.name = name or f"{cfg.name}-{definition.hash[:8]}"
     problem = name_problem(definition.name)
@@ -203,6 +226,6 @@ def check_search_space(definition: SweepDef) -> None:
     search = definition.base["search"]
     cell = definition.cells[0]
     for key, p in search["params"].items():
-        for value in (p["choices"] if p["type"] == "categorical" else [p["low"], p["high"]]):
+        for value in p["choices"] if p["type"] == "categorical" else [p["low"], p["high"]]:
             value = int(value) if p["type"] == "int" else value
             definition.config_for(cell, {key: value})

@@ -1,5 +1,6 @@
 """`cnnlab sweep`: set up the sweep folder and its study, start worker processes on this machine, wait for
 them, and end with the sweep report. Running the same command again continues the same sweep."""
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,9 @@ from cnnlab.sweep.storage import open_storage, redact
 from cnnlab.sweep.worker import STORAGE_ENV, board_for, params_of
 
 STOP_GRACE_S = 10.0  # after Ctrl-C, how long workers get to stop at a safe point before SIGINT is passed on
-WORKER_MODULE = "cnnlab.sweep_process"  # the worker process's entry point (a top module: it hands the worker the runner)
+WORKER_MODULE = (
+    "cnnlab.sweep_process"  # the worker process's entry point (a top module: it hands the worker the runner)
+)
 
 
 def default_storage(folder: Path) -> str:
@@ -33,8 +36,10 @@ def prepare_folder(definition: SweepDef, sweeps_dir: Path) -> tuple[Path, SweepD
     if (folder / DEFINITION).exists():
         existing = SweepDef.read(folder)
         if existing.hash != definition.hash:
-            raise CnnlabError(f"{folder} holds another sweep (a different grid, seeds or config); "
-                              f"give this one another --name or --sweeps-dir")
+            raise CnnlabError(
+                f"{folder} holds another sweep (a different grid, seeds or config); "
+                f"give this one another --name or --sweeps-dir"
+            )
         return folder, existing
     folder.mkdir(parents=True, exist_ok=True)
     return folder, definition
@@ -53,15 +58,29 @@ def bind(definition: SweepDef, folder: Path, url: str, stale_after: float):
 def _describe_exit(code: int) -> str:
     if code < 0:
         return f"killed by signal {-code} ({signal.Signals(-code).name})"
-    return {2: "stopped by an error (shown above)", 130: "interrupted", 143: "stopped by SIGTERM"}.get(code, f"exited with code {code}")
+    return {2: "stopped by an error (shown above)", 130: "interrupted", 143: "stopped by SIGTERM"}.get(
+        code, f"exited with code {code}"
+    )
 
 
 def start_workers(folder: Path, url: str, count: int, threads: int, data_root: Path, stale_after: float) -> list:
     env = dict(os.environ, **{STORAGE_ENV: url, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
     procs = []
     for i in range(1, count + 1):
-        cmd = [sys.executable, "-m", WORKER_MODULE, str(folder), "--index", str(i), "--threads", str(threads),
-               "--data-dir", str(data_root), "--stale-after", str(stale_after)]
+        cmd = [
+            sys.executable,
+            "-m",
+            WORKER_MODULE,
+            str(folder),
+            "--index",
+            str(i),
+            "--threads",
+            str(threads),
+            "--data-dir",
+            str(data_root),
+            "--stale-after",
+            str(stale_after),
+        ]
         procs.append(subprocess.Popen(cmd, env=env))
     return procs
 
@@ -110,17 +129,27 @@ def wait_for(procs: list) -> list[tuple[int, int]]:
                 for p in procs:
                     p.kill()
         how = "stopped by SIGTERM" if signals else "interrupted"
-        raise Stopped(f"the sweep was {how}; run the same command again to continue: finished runs are kept, "
-                      "a stopped run resumes from its last epoch", exit_code=143 if signals else 130) from None
+        raise Stopped(
+            f"the sweep was {how}; run the same command again to continue: finished runs are kept, "
+            "a stopped run resumes from its last epoch",
+            exit_code=143 if signals else 130,
+        ) from None
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
     return [(i, p.returncode) for i, p in enumerate(procs, 1)]
 
 
-def run_sweep(definition: SweepDef, sweeps_dir: Path, storage_url: Optional[str], workers: int, data_root: Path,
-              stale_after: float = STALE_AFTER_S, say: Callable[[str], None] = print,
-              threads: Optional[int] = None) -> Path:
+def run_sweep(
+    definition: SweepDef,
+    sweeps_dir: Path,
+    storage_url: Optional[str],
+    workers: int,
+    data_root: Path,
+    stale_after: float = STALE_AFTER_S,
+    say: Callable[[str], None] = print,
+    threads: Optional[int] = None,
+) -> Path:
     """Run every missing cell of the sweep with `workers` local processes of `threads` torch threads each
     (default: the cores shared out between them); the sweep folder when all are done."""
     if workers < 1 or (threads is not None and threads < 1):
@@ -133,18 +162,26 @@ def run_sweep(definition: SweepDef, sweeps_dir: Path, storage_url: Optional[str]
     count = min(workers, todo)
     threads = threads or max(1, cores() // max(1, count))
     what = f"{len(definition.cells)} runs" if definition.mode == "grid" else f"{len(definition.cells)} Optuna trials"
-    say(f"sweep {definition.name}: {what}, {status.done} done, {todo} to run"
-        + (f" by {count} worker{'s' if count > 1 else ''} with {threads} thread{'s' if threads > 1 else ''} each" if todo else "")
-        + f"; storage {redact(url)}")
+    say(
+        f"sweep {definition.name}: {what}, {status.done} done, {todo} to run"
+        + (
+            f" by {count} worker{'s' if count > 1 else ''} with {threads} thread{'s' if threads > 1 else ''} each"
+            if todo
+            else ""
+        )
+        + f"; storage {redact(url)}"
+    )
     if todo:
         started = time.perf_counter()
         exits = wait_for(start_workers(folder, url, count, threads, data_root, stale_after))
         status = board.status()
         if not status.all_done:
             died = "; ".join(f"worker {i} {_describe_exit(code)}" for i, code in exits if code != 0)
-            raise CnnlabError(f"{status.cells - status.done} of {status.cells} cells are not finished"
-                              + (f" ({died})" if died else "")
-                              + ". Run the same command again to continue: finished runs are kept, a half-finished "
-                                "run resumes from its last epoch.")
+            raise CnnlabError(
+                f"{status.cells - status.done} of {status.cells} cells are not finished"
+                + (f" ({died})" if died else "")
+                + ". Run the same command again to continue: finished runs are kept, a half-finished "
+                "run resumes from its last epoch."
+            )
         say(f"sweep {definition.name}: all {status.cells} done in {time.perf_counter() - started:.1f} s")
     return folder

@@ -1,5 +1,6 @@
 """The Optuna side of `--optuna TRIALS`: the sampler and pruner named in the experiment's search section,
 and one trial's values drawn from its search space."""
+
 from __future__ import annotations
 
 import optuna
@@ -25,7 +26,9 @@ def sampler(search: dict, seed: int) -> optuna.samplers.BaseSampler:
 def pruner(search: dict, epochs: int) -> optuna.pruners.BasePruner:
     """Pruners compare the per-epoch validation metric a trial reports with the other trials' at that epoch."""
     if search["pruner"] == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=search["startup_trials"], n_warmup_steps=search["warmup_epochs"])
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=search["startup_trials"], n_warmup_steps=search["warmup_epochs"]
+        )
     if search["pruner"] == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     return optuna.pruners.NopPruner()

@@ -4,6 +4,7 @@ need (the power of the two-sample t-test, from the noncentral t).
 
 Plain functions of lists of numbers, so that tests can check each against scipy or a hand formula.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,16 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict:
     Values are None where the test is undefined (fewer than 2 runs, no spread)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     na, nb = len(a), len(b)
-    out = {"diff": float(a.mean() - b.mean()) if na and nb else None, "z": None, "t": None, "df": None,
-           "test": None, "p_value": None, "ci95_diff": None, "effect_size": None}
+    out = {
+        "diff": float(a.mean() - b.mean()) if na and nb else None,
+        "z": None,
+        "t": None,
+        "df": None,
+        "test": None,
+        "p_value": None,
+        "ci95_diff": None,
+        "effect_size": None,
+    }
     if na < 2 or nb < 2:
         return out
     pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
@@ -62,8 +71,12 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict:
         low, high = welch_t.confidence_interval(0.95)
         return {**out, "test": "welch_t", "p_value": float(welch_t.pvalue), "ci95_diff": [float(low), float(high)]}
     half = float(stats.norm.ppf(0.975)) * out["diff"] / z
-    return {**out, "test": "normal", "p_value": float(2 * stats.norm.sf(abs(z))),
-            "ci95_diff": [out["diff"] - abs(half), out["diff"] + abs(half)]}
+    return {
+        **out,
+        "test": "normal",
+        "p_value": float(2 * stats.norm.sf(abs(z))),
+        "ci95_diff": [out["diff"] - abs(half), out["diff"] + abs(half)],
+    }
 
 
 def test_name(kind: Optional[str], df: Optional[float]) -> str:

@@ -12,6 +12,7 @@ A database that stops answering (PostgreSQL restarting, a dropped connection) is
 pooled connections are checked before use (a dead one is replaced), and every storage call is repeated until it
 succeeds or the time is up; then one CnnlabError says what happened, that finished runs are safe, and how to go on.
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,16 +50,19 @@ def redact(url: str) -> str:
 def _sqlite_kwargs(url: str) -> dict:
     """Engine settings for a SQLite URL: no implicit BEGIN from pysqlite (we begin), and a long busy timeout."""
     path = make_url(url).database
-    return {"creator": lambda: sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                               check_same_thread=False)}
+    return {
+        "creator": lambda: sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    }
 
 
 def storage_lost(url: str, error: BaseException) -> CnnlabError:
     reason = (str(getattr(error, "orig", None) or error.__cause__ or error).strip().splitlines() or [""])[0][:300]
-    return CnnlabError(f"the sweep's storage {redact(url)} stopped answering for {RETRY_S:g} s ({reason}); nothing is "
-                       "lost: every finished run is in its folder and the storage keeps what it had; once the "
-                       "database answers again, run the same `cnnlab sweep` command to continue (an unfinished "
-                       "run resumes from its last epoch)")
+    return CnnlabError(
+        f"the sweep's storage {redact(url)} stopped answering for {RETRY_S:g} s ({reason}); nothing is "
+        "lost: every finished run is in its folder and the storage keeps what it had; once the "
+        "database answers again, run the same `cnnlab sweep` command to continue (an unfinished "
+        "run resumes from its last epoch)"
+    )
 
 
 def _retried(method):
@@ -90,8 +94,11 @@ def _retrying_class():
     import optuna
 
     base = optuna.storages.RDBStorage
-    methods = {name: _retried(getattr(base, name)) for name in dir(optuna.storages.BaseStorage)
-               if not name.startswith("_") and callable(getattr(base, name))}
+    methods = {
+        name: _retried(getattr(base, name))
+        for name in dir(optuna.storages.BaseStorage)
+        if not name.startswith("_") and callable(getattr(base, name))
+    }
     return type("RetryingRDBStorage", (base,), methods)
 
 
@@ -109,11 +116,15 @@ def open_storage(url: str, attempts: int = 8):
                 _IMMEDIATE.add(storage.engine)  # which BEGIN IMMEDIATE would deadlock
             return storage
         except ImportError as e:
-            raise CnnlabError(f"storage {redact(url)}: the database driver is not installed ({e}); for PostgreSQL "
-                              f"install cnnlab's postgres extra: pip install 'cnnlab[postgres]'") from None
+            raise CnnlabError(
+                f"storage {redact(url)}: the database driver is not installed ({e}); for PostgreSQL "
+                f"install cnnlab's postgres extra: pip install 'cnnlab[postgres]'"
+            ) from None
         except (sqlalchemy.exc.ArgumentError, ValueError) as e:
-            raise CnnlabError(f"storage {redact(url)} is not a database URL Optuna can use ({e}); "
-                              f"e.g. sqlite:///study.db or postgresql://user@host:5432/db") from None
+            raise CnnlabError(
+                f"storage {redact(url)} is not a database URL Optuna can use ({e}); "
+                f"e.g. sqlite:///study.db or postgresql://user@host:5432/db"
+            ) from None
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
             if attempt == attempts - 1:
                 reason = getattr(e, "orig", None) or e.__cause__ or e

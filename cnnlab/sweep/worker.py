@@ -7,6 +7,7 @@ every epoch) and the trainer continues it as if it had never stopped, so no fini
 and the result equals an uninterrupted run's. A folder without its config.yaml (the worker died while
 creating it) holds nothing and is made anew. A finished run folder is never trained again.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,15 @@ def board_for(definition: SweepDef, storage, stale_after: float) -> Board:
 
     way = direction(definition.base["search"]) if definition.mode == "optuna" else "maximize"
     try:
-        return Board(storage, definition.name, [c.key for c in definition.cells], definition.hash, way, stale_after,
-                     sweep_id=definition.identity or None)
+        return Board(
+            storage,
+            definition.name,
+            [c.key for c in definition.cells],
+            definition.hash,
+            way,
+            stale_after,
+            sweep_id=definition.identity or None,
+        )
     except CnnlabError as e:
         if not definition.storage:
             raise
@@ -96,9 +104,12 @@ class Worker:
             from cnnlab.sweep import search
 
             s = self.definition.base["search"]
-            self.study = optuna.load_study(study_name=self.definition.name, storage=storage,
-                                           sampler=search.sampler(s, self.definition.base["seed"] + index),
-                                           pruner=search.pruner(s, self.definition.base["train"]["epochs"]))
+            self.study = optuna.load_study(
+                study_name=self.definition.name,
+                storage=storage,
+                sampler=search.sampler(s, self.definition.base["seed"] + index),
+                pruner=search.pruner(s, self.definition.base["train"]["epochs"]),
+            )
 
     def say(self, text: str) -> None:
         print(f"[worker {self.index}] {text}", flush=True)
@@ -132,7 +143,9 @@ class Worker:
             otrial = optuna.Trial(self.study, trial._trial_id)
             params = suggest(otrial, self.definition.base["search"])
         cfg = self.definition.config_for(cell, params)
-        label = cell.label if params is None else f"{cell.key} " + " ".join(f"{k}={brief(v)}" for k, v in params.items())
+        label = (
+            cell.label if params is None else f"{cell.key} " + " ".join(f"{k}={brief(v)}" for k, v in params.items())
+        )
         started = time.perf_counter()
         with Heartbeat(self.board, trial._trial_id) as beat:
             try:
@@ -156,7 +169,9 @@ class Worker:
         value = self.objective(RunFolder(run_dir))
         self.board.finish(trial._trial_id, outcome, value)
         seconds = time.perf_counter() - started
-        append_event(self.folder, cell=cell.key, event=outcome, worker=self.index, seconds=round(seconds, 3), value=value)
+        append_event(
+            self.folder, cell=cell.key, event=outcome, worker=self.index, seconds=round(seconds, 3), value=value
+        )
         shown = "-" if value is None else f"{value:.4f}"
         self.say(f"{outcome} {label}: {metrics.best_words(self.watched(cfg))} {shown} ({seconds:.1f} s)")
 
@@ -200,8 +215,10 @@ class Worker:
         if (run_dir / "config.yaml").is_file():
             run = RunFolder.open(run_dir)
             if run.config().model_dump(mode="json") != cfg.model_dump(mode="json"):
-                raise CnnlabError(f"{run_dir} holds a run of another config than this sweep's cell {cell.key}; "
-                                  f"move it away and run the sweep again")
+                raise CnnlabError(
+                    f"{run_dir} holds a run of another config than this sweep's cell {cell.key}; "
+                    f"move it away and run the sweep again"
+                )
             summary = run.summary()
             if finished_outcome(summary):
                 append_event(self.folder, cell=cell.key, event="found", worker=self.index, status=summary.status)

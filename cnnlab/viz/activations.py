@@ -1,4 +1,5 @@
 """An image beside channels of one layer's activation map, each channel with its index and value range."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,9 @@ import torch
 from cnnlab.viz.figure import bare, figure, picture, save
 
 
-def plot_activations(image: torch.Tensor, act: torch.Tensor, path: Path, layer: str, channels: int = 16,
-                     note: str = "") -> dict:
+def plot_activations(
+    image: torch.Tensor, act: torch.Tensor, path: Path, layer: str, channels: int = 16, note: str = ""
+) -> dict:
     """`image` (C, H, W) in 0..1 beside the first `channels` channels of `act` (C, h, w), each on its own scale."""
     shown = list(range(min(channels, act.shape[0])))
     cols = min(8, len(shown))
@@ -31,7 +33,10 @@ def plot_activations(image: torch.Tensor, act: torch.Tensor, path: Path, layer: 
         ax.set_title(f"ch {c}: {low:.2g}..{high:.2g}", fontsize=7)
         bare(ax)
     size = "x".join(str(d) for d in act.shape)
-    caption = (f"{layer} gives {size} (channels x height x width); channels {shown[0]}-{shown[-1]} shown, "
-               f"each on its own colour scale from its minimum (dark) to its maximum (yellow)" + (f"; {note}" if note else ""))
-    return save(fig, path, f"activations of {layer}", caption, layer=layer, shape=list(act.shape),
-                channels=shown, ranges=ranges)
+    caption = (
+        f"{layer} gives {size} (channels x height x width); channels {shown[0]}-{shown[-1]} shown, "
+        f"each on its own colour scale from its minimum (dark) to its maximum (yellow)" + (f"; {note}" if note else "")
+    )
+    return save(
+        fig, path, f"activations of {layer}", caption, layer=layer, shape=list(act.shape), channels=shown, ranges=ranges
+    )

@@ -1,4 +1,5 @@
 """Band plots: per metric, every variant's mean curve over seeds with its min-max band, against epochs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,12 @@ def band(histories: Histories, key: str) -> tuple[list[int], np.ndarray, np.ndar
                 per_epoch.setdefault(row["epoch"], []).append(row[key])
     epochs = sorted(per_epoch)
     values = [np.asarray(per_epoch[e], dtype=float) for e in epochs]
-    return (epochs, np.array([v.mean() for v in values]), np.array([v.min() for v in values]),
-            np.array([v.max() for v in values]))
+    return (
+        epochs,
+        np.array([v.mean() for v in values]),
+        np.array([v.min() for v in values]),
+        np.array([v.max() for v in values]),
+    )
 
 
 def plot_bands(variants: list[tuple[str, Histories]], key: str, path: Path, log_x: bool = False) -> Path:
@@ -40,8 +45,14 @@ def draw_bands(variants: list[tuple[str, Histories]], key: str, log_x: bool = Fa
     fig, ax = subplots(figsize=(7, 4.5), dpi=100)
     for i, (name, histories) in enumerate(variants):
         draw_band(ax, histories, key, f"C{i % 10}", f"{name} (n={len(histories)})")
-    finish(fig, ax, metrics.label(key, unit=True), f"{metrics.label(key)}: mean over seeds, band from min to max",
-           len(variants), log_x)
+    finish(
+        fig,
+        ax,
+        metrics.label(key, unit=True),
+        f"{metrics.label(key)}: mean over seeds, band from min to max",
+        len(variants),
+        log_x,
+    )
     return fig
 
 
@@ -51,8 +62,14 @@ def draw_train_val(variants: list[tuple[str, Histories]], metric: str, log_x: bo
     fig, ax = subplots(figsize=(7, 4.5), dpi=100)
     for i, (name, histories) in enumerate(variants):  # one legend entry a variant (its colour), two for the styles
         for split, linestyle in (("train", "--"), ("val", "-")):
-            draw_band(ax, histories, metrics.split_key(split, metric), f"C{i % 10}",
-                      f"{name} (n={len(histories)})" if split == "val" else "_", linestyle)
+            draw_band(
+                ax,
+                histories,
+                metrics.split_key(split, metric),
+                f"C{i % 10}",
+                f"{name} (n={len(histories)})" if split == "val" else "_",
+                linestyle,
+            )
     for split, linestyle in (("train", "--"), ("val", "-")):
         ax.plot([], [], color="0.3", linestyle=linestyle, label=metrics.SPLITS[split])
     title = f"{metrics.SPLIT_METRICS[metric].axis_label()}: training (dashed) and validation (solid)"

@@ -1,5 +1,6 @@
 """A metric against a swept number (batch size, learning rate): where along the axis a setting works best,
 with the spread over seeds as a bar from the lowest to the highest run."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Class activation maps laid over the image they explain."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The confusion matrix (counts and row-normalised) and the wrong predictions a classifier was surest of."""
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,15 @@ def _matrix(ax, values: torch.Tensor, classes: list[str], title: str, fmt: str, 
         for t in range(k):
             for p in range(k):
                 v = float(values[t, p])
-                ax.text(p, t, f"{v:{fmt}}", ha="center", va="center", fontsize=6,
-                        color="white" if v > 0.6 * vmax else "black")
+                ax.text(
+                    p,
+                    t,
+                    f"{v:{fmt}}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if v > 0.6 * vmax else "black",
+                )
 
 
 def plot_confusion(counts: torch.Tensor, normalised: torch.Tensor, classes: list[str], path: Path, title: str) -> dict:
@@ -33,7 +41,9 @@ def plot_confusion(counts: torch.Tensor, normalised: torch.Tensor, classes: list
     counts = counts.cpu()
     _matrix(axes[0], counts, classes, "counts", ".0f", max(int(counts.max()), 1))
     _matrix(axes[1], normalised.cpu(), classes, "row-normalised (share of each true class)", ".2f", 1.0)
-    caption = f"{int(counts.sum())} examples; diagonal: right; accuracy {int(counts.trace()) / max(int(counts.sum()), 1):.4f}"
+    caption = (
+        f"{int(counts.sum())} examples; diagonal: right; accuracy {int(counts.trace()) / max(int(counts.sum()), 1):.4f}"
+    )
     return save(fig, path, title, caption, classes=list(classes))
 
 
@@ -47,8 +57,9 @@ def plot_most_confused(images: list[torch.Tensor], examples: list[dict], path: P
     for ax, image, ex in zip(axes.flat, images, examples):
         ax.axis("on")
         ax.imshow(picture(image), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"#{ex['index']} true: {ex['true']}\npred: {ex['predicted']} p={ex['probability']:.2f}", fontsize=6.5)
+        ax.set_title(
+            f"#{ex['index']} true: {ex['true']}\npred: {ex['predicted']} p={ex['probability']:.2f}", fontsize=6.5
+        )
         bare(ax)
     caption = "the wrong test predictions made with the highest probability, most confident first"
     return save(fig, path, title, caption, examples=len(images))
-

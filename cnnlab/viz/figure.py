@@ -1,4 +1,5 @@
 """What the figures share: tensors made drawable, title and caption, and writing the PNG (and vector copies)."""
+
 from __future__ import annotations
 
 import io
@@ -69,8 +70,11 @@ def write_png(fig, path: Path, vector: bool = False) -> Path:
     write_atomic(path, lambda f: fig.savefig(f, dpi=150, format="png"), binary=True)
     if vector:
         for suffix in ("svg", "pdf"):
-            write_atomic(path.with_suffix(f".{suffix}"), lambda f: fig.savefig(
-                f, format=suffix, metadata={"Date": None} if suffix == "svg" else None), binary=True)
+            write_atomic(
+                path.with_suffix(f".{suffix}"),
+                lambda f: fig.savefig(f, format=suffix, metadata={"Date": None} if suffix == "svg" else None),
+                binary=True,
+            )
     return path
 
 

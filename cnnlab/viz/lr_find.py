@@ -1,4 +1,5 @@
 """The learning-rate range test's figure: loss against rate (log axis), raw and smoothed, the suggestion marked."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -10,8 +11,13 @@ def draw_lr_find(result, title: str = "learning-rate range test"):
     ax.plot(result.lrs, result.losses, color="0.75", linewidth=0.8, label="loss per step")
     ax.plot(result.lrs, result.smoothed, color="C0", label="smoothed")
     if result.suggestion is not None:
-        ax.axvline(result.suggestion, color="C3", linestyle="--", linewidth=1,
-                   label=f"suggested {result.suggestion:.2g} (steepest fall)")
+        ax.axvline(
+            result.suggestion,
+            color="C3",
+            linestyle="--",
+            linewidth=1,
+            label=f"suggested {result.suggestion:.2g} (steepest fall)",
+        )
     ax.axvline(result.minimum_lr, color="0.4", linestyle=":", linewidth=1, label=f"lowest at {result.minimum_lr:.2g}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")

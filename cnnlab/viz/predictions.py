@@ -1,4 +1,5 @@
 """Pictures of predictions: colourization rows, segmentation overlays."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,16 @@ def image_grid(rows: list[tuple[str, list[torch.Tensor]]], path: Path, title: st
 
 def colour_rows(grey, predicted, truth, original, path: Path, title: str) -> Path:
     """Rows: greyscale input / prediction / ground truth quantised to the palette / original photo."""
-    return image_grid([("input (grey)", list(grey)), ("prediction", list(predicted)),
-                       ("truth (palette)", list(truth)), ("original", list(original))], path, title)
+    return image_grid(
+        [
+            ("input (grey)", list(grey)),
+            ("prediction", list(predicted)),
+            ("truth (palette)", list(truth)),
+            ("original", list(original)),
+        ],
+        path,
+        title,
+    )
 
 
 def overlay(photo: torch.Tensor, mask: torch.Tensor, colour=(1.0, 0.1, 0.1), alpha: float = 0.5) -> torch.Tensor:
@@ -41,6 +50,13 @@ def overlay(photo: torch.Tensor, mask: torch.Tensor, colour=(1.0, 0.1, 0.1), alp
 
 def segmentation_rows(photos, predicted, truth, path: Path, title: str) -> Path:
     """Rows: prediction overlaid on the photo / the true mask overlaid / the true mask alone."""
-    return image_grid([("prediction", [overlay(p, m) for p, m in zip(photos, predicted)]),
-                       ("truth", [overlay(p, m, colour=(0.1, 0.8, 0.1)) for p, m in zip(photos, truth)]),
-                       ("true mask", [(m.cpu() == 1).float().unsqueeze(0) for m in truth])], path, title, cell=1.8)
+    return image_grid(
+        [
+            ("prediction", [overlay(p, m) for p, m in zip(photos, predicted)]),
+            ("truth", [overlay(p, m, colour=(0.1, 0.8, 0.1)) for p, m in zip(photos, truth)]),
+            ("true mask", [(m.cpu() == 1).float().unsqueeze(0) for m in truth]),
+        ],
+        path,
+        title,
+        cell=1.8,
+    )

@@ -1,4 +1,5 @@
 """Axis ticks a person reads at a glance: whole epochs (never 1.5), plain numbers on log axes (never 2x10^0)."""
+
 from __future__ import annotations
 
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
@@ -24,7 +25,6 @@ def epoch_axis(ax, log_x: bool = False) -> None:
         return
     plain_log_x(ax)
     ax.xaxis.set_major_locator(whole if last < 10 * max(first, 1) else LogLocator(subs=(1.0, 2.0, 5.0)))
-
 
 
 def value_axis(ax, values: list[float], key: str) -> None:
