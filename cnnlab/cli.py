@@ -153,7 +153,7 @@ def invariance(
 def resume(
     run_dir: Path = typer.Argument(..., help="a run folder made by `cnnlab run`"), data_dir: Optional[str] = DATA_DIR
 ):
-    """Continue a stopped run from its last checkpoint (under torchrun too: the folder need only be on rank 0's disk)."""
+    "Continue a stopped run from its last checkpoint (under torchrun too: the folder need only be on rank 0's disk)."
     from cnnlab.api import resume as resume_job
     from cnnlab.engine.distributed import join
 
@@ -189,7 +189,8 @@ def sweep(
     storage: Optional[str] = typer.Option(
         None,
         "--storage",
-        help="Optuna storage URL (default: a SQLite file in the sweep folder); postgresql://user@host/db lets workers on several machines share the sweep",
+        help="Optuna storage URL (default: a SQLite file in the sweep folder); "
+        "postgresql://user@host/db lets workers on several machines share the sweep",
     ),
     sweeps_dir: Path = typer.Option(Path("sweeps"), "--sweeps-dir", help="where sweep folders go"),
     worker: bool = typer.Option(

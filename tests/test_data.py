@@ -121,7 +121,8 @@ def test_missing_data_names_where_it_looked(tmp_path):
 
 
 def write_pets(data_root: Path, folder: Path, per_split: dict[str, int]) -> Path:
-    """An image folder folder/{train,test}/{cat,dog}/<i>.png of real CIFAR-10 training images, per_split[split] per class."""
+    """An image folder folder/{train,test}/{cat,dog}/<i>.png of real CIFAR-10 training images,
+    per_split[split] per class."""
     train, _, _ = load_images(data_cfg(dataset="cifar10"), data_root)
     for split, count in per_split.items():
         for cls in ("cat", "dog"):
@@ -146,13 +147,15 @@ def test_image_folder_by_path_and_corrupt_image_named(data_root, tmp_path):
 
 
 def write_idx(path, array) -> None:
-    """A gzipped IDX file (the MNIST format): two zero bytes, 0x08 for unsigned bytes, the rank, each size, the bytes."""
+    """A gzipped IDX file (the MNIST format): two zero bytes, 0x08 for unsigned bytes, the rank, each size,
+    the bytes."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     path.write_bytes(gzip.compress(header + array.tobytes()))
 
 
 def test_idx_files_read_back_and_a_truncated_one_is_named(data_root, tmp_path):
-    """IDX files written here from real CIFAR-10 photographs (in grey) read back exactly; cut short, the file is named."""
+    """IDX files written here from real CIFAR-10 photographs (in grey) read back exactly;
+    cut short, the file is named."""
     train, test, _ = load_images(data_cfg(dataset="cifar10"), data_root)
     pick, pick_test = torch.arange(60) * 800, torch.arange(20) * 500  # every class (the archive is in class order)
     parts = {
@@ -177,7 +180,8 @@ def test_idx_files_read_back_and_a_truncated_one_is_named(data_root, tmp_path):
 
 
 def test_official_cifar_batches_read_safely(data_root, tmp_path):
-    """The official python-batch layout, written from real images, reads back; a pickle that would run code is refused."""
+    """The official python-batch layout, written from real images, reads back;
+    a pickle that would run code is refused."""
     import pickle
 
     import numpy as np
@@ -259,7 +263,10 @@ def test_first_decode_tells_progress_what_and_how_far(data_root, tmp_path, monke
     write_pets(data_root, tmp_path / "pets", {"train": 4, "test": 2})
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))  # a first decode and extraction of what follows
     heard = []
-    tell = lambda done, total, what: heard.append((done, total, what))
+
+    def tell(done, total, what):
+        heard.append((done, total, what))
+
     load_images(data_cfg(dataset="imagefolder", path=str(tmp_path / "pets")), tmp_path, tell)
     what = f"decoding 12 images in {tmp_path / 'pets'} (first run only)"
     assert heard[0] == (0, 12, what) and heard[-1] == (12, 12, what) and all(w == what for _, _, w in heard)

@@ -122,7 +122,8 @@ def test_a_pruned_run_is_recorded_and_reported_by_the_runner(data_root, tmp_path
 
 
 def test_run_report_draws_every_metric_family(tmp_path):
-    """A segmentation run's folder (metrics written here by hand): IoU and mean IoU get curves like loss and accuracy."""
+    """A segmentation run's folder (metrics written here by hand):
+    IoU and mean IoU get curves like loss and accuracy."""
     cfg = quick_config()
     run = RunFolder.create_at(tmp_path / "seg", cfg)
     rows = [

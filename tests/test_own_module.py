@@ -202,7 +202,10 @@ def test_own_module_trains_reports_explains_and_resumes_after_kill_9_bit_identic
     assert straight.returncode == 0, straight.stderr
     other = RunFolder(Path(straight.stdout.strip().splitlines()[-1]))
     assert run.summary().status == "completed" and (run_dir / "report.html").exists()
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
     assert strip(run.metrics()) == strip(other.metrics())
     a, b = checkpoint.load(run.last_path)["model"], checkpoint.load(other.last_path)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

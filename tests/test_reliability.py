@@ -312,7 +312,7 @@ def test_experiment_and_sweep_names_are_not_paths(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["escape.yaml"]
 
 
-# ---- 6: SIGTERM mid-epoch ---------------------------------------------------------------------------------------------
+# ---- 6: SIGTERM mid-epoch --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -328,7 +328,10 @@ def test_sigterm_mid_epoch_records_stopped_and_resumes_bit_identical(data_root, 
         "data.augment.crop_padding=2",
     ]
     proc = cli_background("run", "quickstart", *overrides, "--runs-dir", tmp_path / "stopped", "--data-dir", data_root)
-    metrics = lambda: list((tmp_path / "stopped").glob("quickstart/*/metrics.jsonl"))
+
+    def metrics():
+        return list((tmp_path / "stopped").glob("quickstart/*/metrics.jsonl"))
+
     wait_until(lambda: metrics() and metrics()[0].read_text().count("\n") >= 1, proc=proc)
     time.sleep(0.1)  # into epoch 2's training
     proc.send_signal(signal.SIGTERM)
@@ -356,7 +359,7 @@ def test_sigterm_mid_epoch_records_stopped_and_resumes_bit_identical(data_root, 
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-# ---- 7: any other error records failed; values that cannot work are refused before the run ----------------------------
+# ---- 7: any other error records failed; values that cannot work are refused before the run ---------------------------
 
 
 def test_an_unexpected_error_records_failed_with_error_log(data_root, tmp_path, monkeypatch, capsys):
@@ -442,7 +445,7 @@ def test_kill_between_the_last_checkpoint_and_the_report_then_resume_writes_it(d
     assert (run.path / "report.html").exists() and no_temporary_files(run.path)
 
 
-# ---- 9: a full disk ---------------------------------------------------------------------------------------------------
+# ---- 9: a full disk --------------------------------------------------------------------------------------------------
 
 
 def test_full_disk_while_writing_a_checkpoint_fails_the_run_in_one_line(data_root, tmp_path, small_disk, monkeypatch):
@@ -526,7 +529,7 @@ def test_truncated_archive_is_named_and_leaves_nothing(data_root, tmp_path, monk
     assert list((tmp_path / "cache" / "extracted").iterdir()) == []
 
 
-# ---- 11, 12: inputs and run folders that cannot be used: one message each -----------------------------------------------
+# ---- 11, 12: inputs and run folders that cannot be used: one message each --------------------------------------------
 
 
 def test_non_utf8_experiment_file_is_one_message(tmp_path):

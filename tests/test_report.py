@@ -56,7 +56,8 @@ def open_in_chromium(page, tmp_path, images: int) -> str:
     probe = tmp_path / f"probe-{page.name}"
     check = (
         "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-        " const fetched = performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'));"
+        " const fetched = performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => !n.startsWith('data:'));"
         f" document.title = (imgs.length === {images} && imgs.every(i => i.complete && i.naturalWidth > 300)"
         " && fetched.length === 0) ? 'FIGURES-OK' : 'FIGURES-BAD ' + imgs.map(i => i.naturalWidth).join(',')"
         " + ' fetched: ' + fetched.join(','); });</script>"
@@ -169,9 +170,11 @@ def test_a_figure_wider_than_the_page_fits_it_in_chromium(run, tmp_path):
     first = re.search(r'src="(data:image/(?:png|svg\+xml);base64,[^"]+)"', html).group(1)
     check = (
         "<script>window.addEventListener('load', () => { const page = document.documentElement.clientWidth;"
-        " const body = document.body.getBoundingClientRect().right - parseFloat(getComputedStyle(document.body).paddingRight);"
+        " const body = document.body.getBoundingClientRect().right"
+        " - parseFloat(getComputedStyle(document.body).paddingRight);"
         " const out = [...document.images].filter(i => i.getBoundingClientRect().right > body + 0.5).length;"
-        " document.title = 'overflowing ' + out + ', page ' + document.documentElement.scrollWidth + '/' + page; });</script>"
+        " document.title = 'overflowing ' + out + ', page ' + document.documentElement.scrollWidth + '/' + page;"
+        " });</script>"
     )
     probe = tmp_path / "wide.html"
     probe.write_text(

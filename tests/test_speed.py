@@ -67,7 +67,8 @@ def test_the_whitening_layer_whitens_real_patches(cifar_images):
     assert torch.equal(second, -first)  # each filter with its negative
     cov = patch_covariance(first, 1)  # 1x1 "patches": the channels' second moments over every position
     assert torch.allclose(cov, torch.eye(12, dtype=cov.dtype), atol=2e-3)
-    # with the default eps every channel's variance is lambda / (lambda + eps): at most 1, and near 1 for the strong ones
+    # with the default eps every channel's variance is lambda / (lambda + eps):
+    # at most 1, and near 1 for the strong ones
     whiten_first_conv(net, cifar_images, eps=5e-4)
     variances = patch_covariance(F.conv2d(cifar_images, conv.weight[:12]), 1).diagonal()
     assert variances.max() <= 1 and variances[:3].min() > 0.99

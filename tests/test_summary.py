@@ -56,7 +56,7 @@ def test_plain_cnn_by_hand():
     rows = rows_of("conv 4 k3 p1 -> bn -> relu -> maxpool 2 -> flatten -> dense 10", (2, 8, 8))
     conv_w = 4 * 2 * 3 * 3  # Cout * Cin * k * k = 72
     expected = {
-        #            output      weights biases params        trainable     buffers MACs                 bias adds  activation bytes
+        # columns: output, weights, biases, params, trainable, buffers, MACs, bias adds, activation bytes
         "conv1": ([4, 8, 8], conv_w, 4, conv_w + 4, conv_w + 4, 0, conv_w * 8 * 8, 4 * 8 * 8, F32 * 4 * 8 * 8),
         "bn1": ([4, 8, 8], 4, 4, 8, 8, 4 + 4, 0, 0, F32 * 4 * 8 * 8),  # gamma, beta; running mean, var
         "relu1": ([4, 8, 8], 0, 0, 0, 0, 0, 0, 0, F32 * 4 * 8 * 8),

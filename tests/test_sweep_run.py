@@ -235,7 +235,10 @@ def test_sigterm_to_the_sweep_stops_its_workers_and_the_same_command_continues(t
     exp = experiment(tmp_path, train={**TINY["train"], "epochs": 3}, data={**TINY["data"], "train_subset": 3000})
     args = ("sweep", exp, "--grid", "optim.lr=0.001,0.002", "--seeds", "1", "--threads", "1")
     proc = cnnlab(*args, cwd=tmp_path, data_root=data_root, background=True)
-    metrics = lambda: list((tmp_path / "sweeps").glob("*/runs/optim.lr=0.001/s0/metrics.jsonl"))
+
+    def metrics():
+        return list((tmp_path / "sweeps").glob("*/runs/optim.lr=0.001/s0/metrics.jsonl"))
+
     deadline = time.time() + 120
     while not (metrics() and metrics()[0].read_text().count("\n") >= 1):  # the first cell is in its epoch 2
         assert time.time() < deadline and proc.poll() is None, (
@@ -263,7 +266,10 @@ def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
     )
     args = ("sweep", exp, "--grid", "optim.lr=0.001,0.002,0.003", "--seeds", "1", "--threads", "1")
     proc = cnnlab(*args, cwd=tmp_path, data_root=data_root, background=True)
-    folders = lambda: list((tmp_path / "sweeps").glob("*/events.jsonl"))
+
+    def folders():
+        return list((tmp_path / "sweeps").glob("*/events.jsonl"))
+
     deadline = time.time() + 120
     victim = None
     while victim is None:  # kill the worker when the second cell is half-way
@@ -303,7 +309,10 @@ def test_killed_worker_resumes_only_the_missing_cells(tmp_path, data_root):
     )
     (alone,) = (tmp_path / "alone").glob("*/*/metrics.jsonl")
     timing = TIMING_KEYS
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in timing} for r in rows]
+
     assert strip(resumed) == strip([json.loads(line) for line in alone.read_text().splitlines()])
 
 

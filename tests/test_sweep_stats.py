@@ -185,7 +185,8 @@ def test_a_win_only_before_holm_does_not_read_like_one():
         (0.22, "not significant with 3 seeds; the difference is within the noise of these runs"),
         (
             0.20,
-            "not significant with 3 seeds; about 4 seeds per variant would be needed to detect a difference of this size",
+            "not significant with 3 seeds; "
+            "about 4 seeds per variant would be needed to detect a difference of this size",
         ),
     ],
 )

@@ -73,7 +73,8 @@ def test_run_folder_contents(data_root, tmp_path):
 
 
 def weights_l1(run) -> float:
-    """Sum of |w| over the convolution and dense weights (the tensors of 2 or more dimensions) of the last checkpoint."""
+    """Sum of |w| over the convolution and dense weights (the tensors of 2 or more dimensions)
+    of the last checkpoint."""
     return sum(t.abs().sum().item() for t in checkpoint.load(run.last_path)["model"].values() if t.dim() > 1)
 
 
@@ -274,9 +275,9 @@ def test_cli_data_list(data_root):
     )
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert any("cifar10-jpeg.tar.gz" in l and "yes, used" in l for l in lines)
-    assert any("cifar-10-batches-py" in l and " no " in l for l in lines)
-    assert any("fashion-mnist" in l and "yes, used" in l for l in lines)
+    assert any("cifar10-jpeg.tar.gz" in line and "yes, used" in line for line in lines)
+    assert any("cifar-10-batches-py" in line and " no " in line for line in lines)
+    assert any("fashion-mnist" in line and "yes, used" in line for line in lines)
 
 
 def test_initial_loss_17_percent_below_ln_k_is_a_mistake():

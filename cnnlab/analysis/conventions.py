@@ -31,13 +31,15 @@ from cnnlab.errors import CnnlabError, did_you_mean
 CNNLAB = [
     "params: each layer's named_parameters (BatchNorm: 2C, its scale and shift); weights = params other than biases; "
     "trainable + frozen = params",
-    "buffers: floating-point buffers, never parameters (BatchNorm: 2C running mean and variance; its integer batch counter is left out)",
+    "buffers: floating-point buffers, never parameters (BatchNorm: 2C running mean and variance; "
+    "its integer batch counter is left out)",
     "MACs (connections): multiply-accumulates of weights per image, as torch.utils.flop_counter counts them "
     "(convolutions, linear layers, matmuls); bias additions apart (bias adds); BatchNorm, activations, pooling, "
     "upsampling, concatenation and addition: 0; FLOPs = 2 x MACs",
     "activation bytes: new memory of each layer's output for one image (float32: 4 bytes a value); views (flatten), "
     "in-place operations and identities: 0",
-    "one forward pass with hooks: a layer run twice has two rows (its parameters on the first); skips and branches count once",
+    "one forward pass with hooks: a layer run twice has two rows (its parameters on the first); "
+    "skips and branches count once",
 ]
 
 FVCORE_UPSAMPLE = {"nearest": 1, "bilinear": 4}  # fvcore's count per output value of aten::upsample_{mode}2d
@@ -72,7 +74,8 @@ def _is_batch_norm(module) -> bool:
 
 
 def _layers(model: nn.Module, rows: list[LayerCount]):
-    """(row, its module or None for an operation outside any layer, the module's own weights and biases) per executed row."""
+    """(row, its module or None for an operation outside any layer, the module's own weights and biases)
+    per executed row."""
     modules = dict(model.named_modules())
     own: dict[str, tuple] = {}
     for r in rows:
@@ -150,7 +153,8 @@ def _fvcore_extra(r: LayerCount, module, training: bool) -> tuple[str, int]:
 
 
 def fvcore(model: nn.Module, rows: list[LayerCount], total: dict, shape: str) -> PeerCount:
-    """fvcore.nn.FlopCountAnalysis(model, x).total(), the model in eval mode (and, as a second figure, in training mode)."""
+    """fvcore.nn.FlopCountAnalysis(model, x).total(), the model in eval mode
+    (and, as a second figure, in training mode)."""
     figures = {}
     for training in (False, True):
         parts = {"cnnlab MACs (biases ignored)": total["macs"]}

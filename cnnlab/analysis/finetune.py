@@ -45,7 +45,7 @@ class FinetuneCost:
         def conf(c: Configuration) -> dict:
             return {"estimate": c.estimate.as_dict(), "measured": c.measured.as_dict()}
 
-        w, l = self.whole.measured, self.last.measured
+        whole, last = self.whole.measured, self.last.measured
         return {
             "model": self.label,
             "input": list(self.input),
@@ -54,8 +54,8 @@ class FinetuneCost:
             "whole": conf(self.whole),
             "last_layer_only": conf(self.last),
             "ratio": {
-                "peak_bytes": _div(w.peak_bytes, l.peak_bytes),
-                "seconds_per_step": _div(w.seconds_per_step, l.seconds_per_step),
+                "peak_bytes": _div(whole.peak_bytes, last.peak_bytes),
+                "seconds_per_step": _div(whole.seconds_per_step, last.seconds_per_step),
                 "trainable_params": _div(self.whole.estimate.trainable_params, self.last.estimate.trainable_params),
             },
         }
@@ -105,43 +105,43 @@ def finetune_cost(
 
 
 def finetune_blocks(c: FinetuneCost) -> list[Block]:
-    w, l = c.whole, c.last
-    dev = w.measured.device
+    whole, last = c.whole, c.last
+    dev = whole.measured.device
     measured = Table(
-        f"fine-tuning {c.label} at input {'x'.join(map(str, c.input))}, batch size {w.estimate.batch_size}, "
-        f"{w.estimate.optimizer}: measured on {dev}"
+        f"fine-tuning {c.label} at input {'x'.join(map(str, c.input))}, batch size {whole.estimate.batch_size}, "
+        f"{whole.estimate.optimizer}: measured on {dev}"
         + (f" ({c.threads} thread{'s' if c.threads != 1 else ''})" if dev == "cpu" else ""),
         ["", "whole network", f"last layer only ({c.last_layer})", "ratio whole / last"],
         [
             [
                 "trainable parameters",
-                w.estimate.trainable_params,
-                l.estimate.trainable_params,
-                _div(w.estimate.trainable_params, l.estimate.trainable_params),
+                whole.estimate.trainable_params,
+                last.estimate.trainable_params,
+                _div(whole.estimate.trainable_params, last.estimate.trainable_params),
             ],
             [
                 "peak memory (bytes)",
-                w.measured.peak_bytes,
-                l.measured.peak_bytes,
-                _div(w.measured.peak_bytes, l.measured.peak_bytes),
+                whole.measured.peak_bytes,
+                last.measured.peak_bytes,
+                _div(whole.measured.peak_bytes, last.measured.peak_bytes),
             ],
             [
                 "time per step (ms)",
-                _ms(w.measured.seconds_per_step),
-                _ms(l.measured.seconds_per_step),
-                _div(w.measured.seconds_per_step, l.measured.seconds_per_step),
+                _ms(whole.measured.seconds_per_step),
+                _ms(last.measured.seconds_per_step),
+                _div(whole.measured.seconds_per_step, last.measured.seconds_per_step),
             ],
         ]
         + (
             [
                 [
                     "CUDA allocator peak (bytes)",
-                    w.measured.allocator_peak_bytes,
-                    l.measured.allocator_peak_bytes,
-                    _div(w.measured.allocator_peak_bytes, l.measured.allocator_peak_bytes),
+                    whole.measured.allocator_peak_bytes,
+                    last.measured.allocator_peak_bytes,
+                    _div(whole.measured.allocator_peak_bytes, last.measured.allocator_peak_bytes),
                 ]
             ]
-            if w.measured.allocator_peak_bytes
+            if whole.measured.allocator_peak_bytes
             else []
         ),
     )
@@ -149,33 +149,42 @@ def finetune_blocks(c: FinetuneCost) -> list[Block]:
     estimate = Table(
         "where the difference comes from: estimate of one step, in bytes",
         ["", "whole network", "last layer only", "why"],
-        [[k.replace("_", " "), getattr(w.estimate, k), getattr(l.estimate, k), WHY.get(k, "")] for k in kinds]
+        [[k.replace("_", " "), getattr(whole.estimate, k), getattr(last.estimate, k), WHY.get(k, "")] for k in kinds]
         + [
-            ["estimate", w.estimate.total, l.estimate.total, "the sum"],
-            ["forward MACs", w.estimate.forward_macs, l.estimate.forward_macs, "the frozen layers still run forward"],
+            ["estimate", whole.estimate.total, last.estimate.total, "the sum"],
+            [
+                "forward MACs",
+                whole.estimate.forward_macs,
+                last.estimate.forward_macs,
+                "the frozen layers still run forward",
+            ],
             [
                 "backward MACs",
-                w.estimate.backward_macs,
-                l.estimate.backward_macs,
+                whole.estimate.backward_macs,
+                last.estimate.backward_macs,
                 "no backward pass below the first trainable layer",
             ],
         ],
     )
-    at_peak = sorted(set(w.measured.by_kind) | set(l.measured.by_kind))
+    at_peak = sorted(set(whole.measured.by_kind) | set(last.measured.by_kind))
     peak = Table(
         "measured: live tensor bytes at the peak, by what made them",
         ["", "whole network", "last layer only"],
-        [[k, w.measured.by_kind.get(k, 0), l.measured.by_kind.get(k, 0)] for k in at_peak],
+        [[k, whole.measured.by_kind.get(k, 0), last.measured.by_kind.get(k, 0)] for k in at_peak],
     )
     notes = Text(
         [
-            f"gradients and optimizer state: {human_bytes(w.estimate.gradients + w.estimate.optimizer_state)} -> "
-            f"{human_bytes(l.estimate.gradients + l.estimate.optimizer_state)}: frozen parameters get neither",
-            f"saved activations: {human_bytes(w.estimate.saved_activations)} (kept from {w.estimate.first_saving} on) -> "
-            f"{human_bytes(l.estimate.saved_activations)} (from {l.estimate.first_saving} on): autograd keeps nothing below the first trainable layer",
-            f"peak memory measured as {w.measured.method}",
-            f"time: median of {w.measured.steps_timed} steps of each, taken in turn, after a warm-up step (forward, stand-in "
-            f"loss = mean square of the output, backward, optimizer step) on {dev}; other work on the machine moves it, "
+            f"gradients and optimizer state: "
+            f"{human_bytes(whole.estimate.gradients + whole.estimate.optimizer_state)} -> "
+            f"{human_bytes(last.estimate.gradients + last.estimate.optimizer_state)}: frozen parameters get neither",
+            f"saved activations: {human_bytes(whole.estimate.saved_activations)} "
+            f"(kept from {whole.estimate.first_saving} on) -> "
+            f"{human_bytes(last.estimate.saved_activations)} (from {last.estimate.first_saving} on): "
+            f"autograd keeps nothing below the first trainable layer",
+            f"peak memory measured as {whole.measured.method}",
+            f"time: median of {whole.measured.steps_timed} steps of each, taken in turn, after a warm-up step "
+            f"(forward, stand-in loss = mean square of the output, backward, optimizer step) on {dev}; "
+            f"other work on the machine moves it, "
             f"the memory figures do not",
         ],
         "why",

@@ -259,7 +259,8 @@ def _check_against_module(subject: Subject, shape: tuple, given: dict, rows: lis
 def summarise_symbolic(subject: Subject, in_shape: tuple, opts: Options) -> Summary:
     if subject.recipe is None:
         raise CnnlabError(
-            f"{subject.label} is not a spec network; --symbolic needs a zoo spec, a spec file or an experiment with a spec"
+            f"{subject.label} is not a spec network; "
+            "--symbolic needs a zoo spec, a spec file or an experiment with a spec"
         )
     if opts.peers:
         raise CnnlabError(
@@ -392,7 +393,8 @@ def counted_blocks(c: Counted, columns: list[str], drop: tuple = ()) -> list[Blo
     ]
     if c.assumptions:
         lines.append(
-            f"formulas shown for {c.assumptions}; evaluations use the exact formulas (with floor), which hold for any values"
+            f"formulas shown for {c.assumptions}; "
+            "evaluations use the exact formulas (with floor), which hold for any values"
         )
     blocks.append(Text(lines, "totals"))
     types = by_type(c.rows, tidy if c.symbolic else (lambda v: v))
@@ -552,8 +554,10 @@ def separable_table(s: Summary) -> Table:
         )
     net = ratio(s.base.total["macs"], s.variant.total["macs"])
     title = (
-        "depthwise separable: speed-up in MACs per layer, exact (counted) and k^2*Cout/(k^2 + Cout) = 1/(1/Cout + 1/k^2) "
-        f"(exact for each layer: biases are not MACs), which tends to k^2 for Cout >> k^2; whole network: {_ratio_text(net)}"
+        "depthwise separable: speed-up in MACs per layer, exact (counted) and "
+        "k^2*Cout/(k^2 + Cout) = 1/(1/Cout + 1/k^2) "
+        "(exact for each layer: biases are not MACs), which tends to k^2 for Cout >> k^2; "
+        f"whole network: {_ratio_text(net)}"
     )
     return Table(
         title,

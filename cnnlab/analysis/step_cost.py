@@ -66,7 +66,8 @@ def stand_in_loss(out) -> torch.Tensor:
 
 
 def training_pass(model: nn.Module, input_shape: tuple, batch: int, flops: bool = True) -> TrainingPass:
-    """Forward (train mode) on `meta` stand-ins: saved tensors per layer; with `flops`, the backward too and MACs each way."""
+    """Forward (train mode) on `meta` stand-ins: saved tensors per layer;
+    with `flops`, the backward too and MACs each way."""
     names = {m: n for n, m in model.named_modules()}
     result = TrainingPass()
     stack: list[nn.Module] = []

@@ -216,7 +216,8 @@ def _grown(i: int, base: list, variant: list) -> list:
 
 
 def scale_notes(base: list, variant: list, factor) -> list:
-    """Why --scale leaves convolution and batch-norm parameters alone, their counts per batch norm, and the layers that grew.
+    """Why --scale leaves convolution and batch-norm parameters alone, their counts per batch norm,
+    and the layers that grew.
 
     Lines of text and values (numbers or formulas) for a document Text; rows are LayerCounts of the same network.
     """

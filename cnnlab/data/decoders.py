@@ -166,7 +166,8 @@ def read_cifar_batches(
 def decode_image(
     path: Path, size: Union[int, tuple[int, int], None] = None, mode: Optional[str] = "RGB"
 ) -> torch.Tensor:
-    """One image file as uint8 (C, H, W), resized to size x size or to size (H, W); a corrupt file is named in the error.
+    """One image file as uint8 (C, H, W), resized to size x size or to size (H, W);
+    a corrupt file is named in the error.
 
     mode "RGB" or "L" converts (and resizes bilinearly); mode None keeps the stored values (a mask
     of instance numbers) and resizes with nearest neighbours, so no new values are invented.

@@ -153,7 +153,8 @@ class DeviceBatches:
         return x, (y if masks is None else masks)
 
     def _plan(self, generator, rank: int, world: int) -> Iterator[tuple[Any, int, slice]]:
-        """Per batch: which examples this process takes, how many the (global) batch holds, which of its rows they are."""
+        """Per batch: which examples this process takes, how many the (global) batch holds,
+        which of its rows they are."""
         n, size = len(self.labels), self.batch_size
         if not self.shuffle:
             low, high = n * rank // world, n * (rank + 1) // world

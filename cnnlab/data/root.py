@@ -14,7 +14,8 @@ def data_root(option: Optional[str] = None) -> Path:
 
 
 def cache_dir() -> Path:
-    """$CNNLAB_CACHE, else ~/.cache/cnnlab: extracted archives and uint8 tensor caches (the data root may be read-only)."""
+    """$CNNLAB_CACHE, else ~/.cache/cnnlab: extracted archives and uint8 tensor caches
+    (the data root may be read-only)."""
     path = Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab").expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -162,7 +162,8 @@ class Spread:
         return values
 
     def record(self, device: torch.device) -> dict:
-        """What summary.json keeps of how the run was spread (a collective: every process tells its machine and device)."""
+        """What summary.json keeps of how the run was spread
+        (a collective: every process tells its machine and device)."""
         ranks = self.gather(
             {"rank": self.rank, "host": socket.gethostname(), "device": str(device), "threads": torch.get_num_threads()}
         )

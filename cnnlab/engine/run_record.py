@@ -46,7 +46,8 @@ def device_name(device: torch.device) -> str:
 
 
 def spread_line(record: dict) -> str:
-    """How a run under torchrun was spread (summary.json's `spread`), in words: printed at its start, said in its report."""
+    """How a run under torchrun was spread (summary.json's `spread`), in words:
+    printed at its start, said in its report."""
     devices = sorted({r["device"] for r in record["ranks"]})
     return (
         f"spread over {record['world_size']} process(es) on {record['machines']} machine(s), {record['backend']}, "

@@ -49,7 +49,8 @@ class BuiltRun:
     device: torch.device
     data: Any  # cnnlab.data.Splits
     model: torch.nn.Module
-    forward: Callable  # what a training step calls: the model, wrapped for DDP under torchrun, compiled when train.compile is on
+    # what a training step calls: the model, wrapped for DDP under torchrun, compiled when train.compile is on
+    forward: Callable
     optimizer: torch.optim.Optimizer
     task: Any
     monitor: str  # the validation metric that picks best.pt, e.g. val_acc
@@ -78,7 +79,8 @@ class BuiltRun:
 
     @cached_property
     def peak(self) -> dict:
-        """The machine's matmul peak at the run's precision (cnnlab.engine.peak): measured once per machine, then read."""
+        """The machine's matmul peak at the run's precision (cnnlab.engine.peak):
+        measured once per machine, then read."""
         return machine_peak(self.device, self.cfg.train.precision)
 
 

@@ -16,7 +16,8 @@ _first_run = True
 
 
 def process_start() -> float:
-    """When this process started (time.time() units): from /proc where there is one, else when this module was imported."""
+    """When this process started (time.time() units): from /proc where there is one,
+    else when this module was imported."""
     try:
         fields = Path("/proc/self/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
         started_ticks = int(fields[19])  # field 22 of stat(5): start time after boot, in clock ticks

@@ -104,7 +104,8 @@ class PixelTask:
             tally["confusion"] += torch.bincount(targets[valid] * k + pred[valid], minlength=k * k)
 
     def class_iou(self, tally: dict) -> torch.Tensor:
-        """IoU of each class (K,) from the tallied confusion matrix; NaN for a class in neither targets nor predictions."""
+        """IoU of each class (K,) from the tallied confusion matrix;
+        NaN for a class in neither targets nor predictions."""
         cm = tally["confusion"].view(self.num_classes, self.num_classes).double()
         inter = cm.diag()
         union = cm.sum(0) + cm.sum(1) - inter

@@ -80,7 +80,8 @@ class Counts:
 
 
 def with_bias(out: tuple, weights, macs, bias) -> Counts:
-    """Counts of a layer with weights and, if `bias` is 1, a bias (one per output channel, one addition per output value)."""
+    """Counts of a layer with weights and, if `bias` is 1, a bias
+    (one per output channel, one addition per output value)."""
     return Counts(weights=weights, biases=out[0] * bias, macs=macs, bias_adds=prod(out) * bias)
 
 

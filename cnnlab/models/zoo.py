@@ -101,7 +101,8 @@ register(
        conv NC k=k p=k//2 -> upsample 2 -> bn -> act
        conv NC k=k p=k//2""",
     "Colourization CNN: [conv-NF, maxpool, BN, ReLU], [conv-2NF, maxpool, BN, ReLU], [conv-2NF, BN, ReLU], "
-    "[conv-NF, upsample x2, BN, ReLU], [conv-NC, upsample x2, BN, ReLU], conv-NC; greyscale 32x32 in, NC scores per pixel.",
+    "[conv-NF, upsample x2, BN, ReLU], [conv-NC, upsample x2, BN, ReLU], conv-NC; "
+    "greyscale 32x32 in, NC scores per pixel.",
     **COLOUR,
 )
 

@@ -185,7 +185,10 @@ class Board:
         for t in trials:
             by_cell.setdefault(t.user_attrs.get(CELL), []).append(t)
         done = sum(any(is_done(t) for t in by_cell.get(c, [])) for c in self.cells)
-        count = lambda state: sum(t.state == state for t in trials if t.user_attrs.get(CELL) in self.cells)
+
+        def count(state) -> int:
+            return sum(t.state == state for t in trials if t.user_attrs.get(CELL) in self.cells)
+
         return Status(len(self.cells), done, count(TrialState.RUNNING), count(TrialState.WAITING))
 
     # ---- the lock and what is done under it ----------------------------------------------------------

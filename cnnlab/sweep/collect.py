@@ -66,7 +66,8 @@ class Variant:
 
 
 def summary_numbers(summary: dict) -> dict[str, float]:
-    """The numbers of a summary.json by dotted key ({"peak": {"gflops": 90}} -> peak.gflops); lists and text left out."""
+    """The numbers of a summary.json by dotted key ({"peak": {"gflops": 90}} -> peak.gflops);
+    lists and text left out."""
     return {k: v for k, v in flatten(summary).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 

@@ -184,7 +184,8 @@ def define(
             raise CnnlabError("--optuna searches the space in the experiment's search: section; give no --grid with it")
         if seeds not in (None, 1):
             raise CnnlabError(
-                "--optuna runs each trial once (seed from the experiment); leave out --seeds, or sweep seeds with --grid instead"
+                "--optuna runs each trial once (seed from the experiment); "
+                "leave out --seeds, or sweep seeds with --grid instead"
             )
         if trials < 1:
             raise CnnlabError(f"--optuna needs a number of trials of at least 1 (got {trials})")

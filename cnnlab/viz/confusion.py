@@ -48,7 +48,8 @@ def plot_confusion(counts: torch.Tensor, normalised: torch.Tensor, classes: list
 
 
 def plot_most_confused(images: list[torch.Tensor], examples: list[dict], path: Path, title: str) -> dict:
-    """Each image (C, H, W) titled with its example index, true class, predicted class and that prediction's probability."""
+    """Each image (C, H, W) titled with its example index, true class, predicted class
+    and that prediction's probability."""
     cols = min(8, max(len(images), 1))
     rows = max(math.ceil(len(images) / cols), 1)
     fig, axes = subplots(rows, cols, figsize=(1.55 * cols + 0.4, 1.85 * rows + 0.8), squeeze=False)
