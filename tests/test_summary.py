@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from cnnlab.analysis.count import count, totals
 from cnnlab.document import render
 from cnnlab.analysis.network_summary import Options, counted_json, document, summarise, counts_record
-from cnnlab.analysis.step_cost import OPTIMIZERS, measure_step, train_step
+from cnnlab.analysis.step_cost import measure_step, train_step
+from cnnlab.optimizers import OPTIMIZERS
 from cnnlab.analysis.whatif import WhatIf
 from cnnlab.cli import app
 from cnnlab.errors import CnnlabError
