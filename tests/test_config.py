@@ -127,7 +127,7 @@ def test_the_wheel_ships_the_experiments_and_templates(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("cnnlab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"cnnlab/experiments/{p.name}" for p in experiments_dir().glob("*.yaml")} <= names
-    assert {"cnnlab/report/templates/run.html.j2", "cnnlab/report/templates/sweep.html.j2"} <= names
+    assert {"cnnlab/report/templates/page.html.j2"} <= names
 
 
 @pytest.mark.parametrize(

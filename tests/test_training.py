@@ -252,7 +252,7 @@ def test_cli_says_what_it_decodes_once(data_root, tmp_path):
 
 def test_decode_bar_in_a_terminal_takes_phase_after_phase(capsys, monkeypatch):
     """Extraction then decoding, the end of each told twice (as an archive's last bytes may be): a bar each."""
-    from cnnlab.cli import DecodeBar
+    from cnnlab.console import DecodeBar
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     bar = DecodeBar()

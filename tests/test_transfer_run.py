@@ -77,7 +77,7 @@ def test_target_starts_from_the_source_run_and_trains_only_layer4_and_fc(source_
     assert row["seconds_per_step"] > 0 and row["peak_mem_mb"] > 0
     report = (run.path / "report.md").read_text()
     assert (
-        "| trainable / frozen |" in report and "head tensors skipped (shape changed) | 2: fc.weight, fc.bias" in report
+        "| trainable | frozen |" in report and "head tensors skipped (shape changed) | 2: fc.weight, fc.bias" in report
     )
 
 

@@ -7,7 +7,6 @@ Python 3.11); data.path may name any archive, so extraction here refuses such en
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import hashlib
 import os
@@ -32,6 +31,14 @@ BROKEN = (
     EOFError,
     zlib.error,
 )  # a corrupt or truncated archive
+
+try:  # folders are locked with flock; Windows has no lock on a folder, so there nothing is removed as unheld
+    import fcntl
+
+    SHARED, EXCLUSIVE, NOWAIT = fcntl.LOCK_SH, fcntl.LOCK_EX, fcntl.LOCK_NB
+except ImportError:
+    fcntl, (SHARED, EXCLUSIVE, NOWAIT) = None, (1, 2, 4)
+UNLOCKED = -1  # what _lock holds where folders cannot be locked
 
 
 def _unpack(archive: Path, folder: Path, progress: Optional[Progress]) -> None:
@@ -98,7 +105,7 @@ def _extract_into(archive: Path, target: Path, progress: Optional[Progress]) -> 
     tmp, held = temporary_beside(target), None
     try:
         tmp.mkdir()
-        held = _lock(tmp, fcntl.LOCK_EX)  # a temporary folder nobody holds is a killed extraction's
+        held = _lock(tmp, EXCLUSIVE)  # a temporary folder nobody holds is a killed extraction's
         _unpack(archive, tmp, progress)
         tmp.rename(target)
     except BaseException as e:
@@ -110,13 +117,14 @@ def _extract_into(archive: Path, target: Path, progress: Optional[Progress]) -> 
             raise
         raise error from None
     finally:
-        if held is not None:
-            os.close(held)
+        _release(held)
 
 
 def _lock(folder: Path, how: int) -> Optional[int]:
     """An open descriptor of `folder` holding an flock (`how`; it ends with the process, even after kill -9), or
-    None when the folder is gone or, with LOCK_NB, another process holds it."""
+    None when the folder is gone or, with NOWAIT, another process holds it (or folders cannot be locked)."""
+    if fcntl is None:
+        return UNLOCKED if folder.is_dir() and not how & NOWAIT else None
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
@@ -131,16 +139,23 @@ def _lock(folder: Path, how: int) -> Optional[int]:
 
 def _remove_unless_held(folder: Path) -> None:
     """Remove an extraction (or a temporary one) that no process holds: one being read or filled stays."""
-    fd = _lock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fd = _lock(folder, EXCLUSIVE | NOWAIT)
     if fd is not None:
         try:
             shutil.rmtree(folder, ignore_errors=True)
         finally:
-            os.close(fd)
+            _release(fd)
+
+
+def _release(fd: Optional[int]) -> None:
+    if fd is not None and fd != UNLOCKED:
+        os.close(fd)
 
 
 def _still_at(fd: int, folder: Path) -> bool:
     """Whether the folder open as `fd` is still the one at `folder` (not removed, nor removed and made again)."""
+    if fd == UNLOCKED:
+        return folder.is_dir()
     try:
         return os.path.samestat(os.fstat(fd), os.stat(folder))
     except FileNotFoundError:
@@ -153,9 +168,9 @@ def extracted(archive: Path, progress: Optional[Progress] = None) -> Iterator[Pa
     extracting a newer state of the archive leaves it in place until this one is done."""
     for _ in range(3):
         folder = extract_once(archive, progress)
-        fd = _lock(folder, fcntl.LOCK_SH)
+        fd = _lock(folder, SHARED)
         if fd is not None and not _still_at(fd, folder):
-            os.close(fd)
+            _release(fd)
             fd = None
         if fd is None:  # removed between its extraction and the lock: extract again
             continue
@@ -163,7 +178,7 @@ def extracted(archive: Path, progress: Optional[Progress] = None) -> Iterator[Pa
             yield folder
             return
         finally:
-            os.close(fd)
+            _release(fd)
     raise CnnlabError(f"the extraction of {archive} keeps being removed by another process; try again")
 
 

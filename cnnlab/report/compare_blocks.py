@@ -104,10 +104,10 @@ def _p(p: Optional[float]) -> Optional[str]:
 def method_text() -> Text:
     return Text(
         [
-            f"Per variant the mean over seeds, the sample standard deviation (n - 1) and a 95% confidence "
+            "Per variant the mean over seeds, the sample standard deviation (n - 1) and a 95% confidence "
             "interval mean ± t(0.975, n - 1)·s/√n. Two variants are compared by the z-score, the difference over "
-            "its standard error, read against Welch's t (Welch-Satterthwaite degrees of freedom) while a variant "
-            f"has fewer than {stats.LARGE_SAMPLE} seeds and against the normal distribution from "
+            "its standard error, judged by Welch's t (Welch-Satterthwaite degrees of freedom) while a variant "
+            f"has fewer than {stats.LARGE_SAMPLE} seeds and by the normal distribution from "
             f"{stats.LARGE_SAMPLE} on; p is that test's, the one the verdict uses. Holm's correction adjusts for "
             "the number of comparisons of a metric. Seeds needed: the smallest number of seeds per variant at "
             "which a two-sided two-sample t-test would detect the observed effect size (Cohen's d) with "

@@ -65,7 +65,8 @@ def draw_figures(analysis: Analysis, out_dir: Path, log_x: bool = False) -> list
     ]
     drawn += [
         (
-            f"{metrics.SPLIT_METRICS[m].axis_label()}: training (dashed) and validation (solid) of every variant",
+            f"{metrics.SPLIT_METRICS[m].axis_label()}: training and validation of every variant "
+            "(training dashed, validation solid)",
             plot_train_val(curves, m, folder / f"train-val-{m}.png", log_x=log_x),
         )
         for m in metrics.SPLIT_METRICS
