@@ -165,6 +165,36 @@ def resume(
         print(done.path)
 
 
+SWEEP_GRID = typer.Option(
+    None,
+    "--grid",
+    help="KEY=V1,V2,...: one axis of the grid (repeat for more axes; values read as YAML); "
+    + escape("K1,K2=[a,1],[b,2] moves two keys together"),
+)
+SWEEP_STORAGE = typer.Option(
+    None,
+    "--storage",
+    help="Optuna storage URL (default: a SQLite file in the sweep folder); "
+    "postgresql://user@host/db lets workers on several machines share the sweep",
+)
+SWEEP_WORKER = typer.Option(
+    False,
+    "--worker",
+    help="join the sweep as workers only (e.g. on another machine): run cells until all are done; no report",
+)
+SWEEP_TRIALS = typer.Option(
+    None,
+    "--optuna",
+    metavar="TRIALS",
+    help="an Optuna search of TRIALS trials over the experiment's search: section, instead of a grid",
+)
+SWEEP_STALE = typer.Option(
+    120.0,
+    "--stale-after",
+    help="seconds without a heartbeat after which a running cell of another machine's worker is taken over",
+)
+
+
 @app.command()
 def sweep(
     experiment: str = typer.Argument(
@@ -173,45 +203,20 @@ def sweep(
     overrides: Optional[List[str]] = typer.Argument(
         None, help="key=value overrides for every run, e.g. train.epochs=2"
     ),
-    grid: Optional[List[str]] = typer.Option(
-        None,
-        "--grid",
-        help="KEY=V1,V2,...: one axis of the grid (repeat for "
-        "more axes; values read as YAML); " + escape("K1,K2=[a,1],[b,2] moves two keys together"),
-    ),
-    seeds: Optional[int] = typer.Option(
-        None, "--seeds", help="runs per variant, with seeds seed, seed+1, ... (default 3)"
-    ),
+    grid: Optional[List[str]] = SWEEP_GRID,
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="runs per variant, seeds seed, seed+1, ... (default 3)"),
     workers: int = typer.Option(1, "--workers", help="worker processes on this machine"),
     threads: Optional[int] = typer.Option(
         None, "--threads", help="torch threads per worker (default: the machine's cores shared out between the workers)"
     ),
-    storage: Optional[str] = typer.Option(
-        None,
-        "--storage",
-        help="Optuna storage URL (default: a SQLite file in the sweep folder); "
-        "postgresql://user@host/db lets workers on several machines share the sweep",
-    ),
+    storage: Optional[str] = SWEEP_STORAGE,
     sweeps_dir: Path = typer.Option(Path("sweeps"), "--sweeps-dir", help="where sweep folders go"),
-    worker: bool = typer.Option(
-        False,
-        "--worker",
-        help="join the sweep as workers only (e.g. on another machine): run cells until all are done; no report",
-    ),
-    trials: Optional[int] = typer.Option(
-        None,
-        "--optuna",
-        metavar="TRIALS",
-        help="an Optuna search of TRIALS trials over the experiment's search: section, instead of a grid",
-    ),
+    worker: bool = SWEEP_WORKER,
+    trials: Optional[int] = SWEEP_TRIALS,
     name: Optional[str] = typer.Option(
         None, "--name", help="the sweep's name (default: the experiment's name and a hash of what the sweep runs)"
     ),
-    stale_after: float = typer.Option(
-        120.0,
-        "--stale-after",
-        help="seconds without a heartbeat after which a running cell of another machine's worker is taken over",
-    ),
+    stale_after: float = SWEEP_STALE,
     data_dir: Optional[str] = DATA_DIR,
 ):
     """Run every combination of the grid for every seed (or an Optuna search), each as an ordinary run folder
@@ -364,25 +369,39 @@ def print_output(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+SUMMARY_COLUMNS = typer.Option(
+    None,
+    "--columns",
+    help="comma-separated columns (name, type, input_shape, output_shape, weights, biases, params, "
+    "trainable_params, frozen_params, buffers, macs, bias_adds, activation_bytes)",
+)
+SUMMARY_SETS = typer.Option(
+    None,
+    "--set",
+    help="NAME=VALUE, repeatable: a value for a name of the model or the input; with --symbolic the formulas are "
+    "evaluated",
+)
+SUMMARY_MEASURE = typer.Option(
+    None,
+    "--measure/--no-measure",
+    help="run a real training step to measure its peak memory (default: when it is cheap)",
+)
+SUMMARY_PEERS = typer.Option(
+    None,
+    "--as",
+    help="torchinfo | fvcore | keras (repeatable): the figures that tool prints for this network, and how they "
+    "follow from cnnlab's",
+)
+
+
 @app.command()
 def summary(
     model: str = MODEL_ARG,
     args: Optional[List[str]] = MODEL_ARGS,
     input: Optional[str] = INPUT,
     fmt: str = typer.Option("table", "--format", "-f", help="table | markdown | latex | json"),
-    columns: Optional[str] = typer.Option(
-        None,
-        "--columns",
-        help="comma-separated columns (name, type, input_shape, "
-        "output_shape, weights, biases, params, trainable_params, frozen_params, "
-        "buffers, macs, bias_adds, activation_bytes)",
-    ),
-    sets: Optional[List[str]] = typer.Option(
-        None,
-        "--set",
-        help="NAME=VALUE, repeatable: a value for a name of the "
-        "model or the input; with --symbolic the formulas are evaluated",
-    ),
+    columns: Optional[str] = SUMMARY_COLUMNS,
+    sets: Optional[List[str]] = SUMMARY_SETS,
     symbolic: bool = typer.Option(False, "--symbolic", help="formulas in the spec's names and the input H, W"),
     scale: Optional[float] = typer.Option(None, "--scale", help="what-if: input height and width times this"),
     separable: bool = typer.Option(False, "--separable", help="what-if: k x k convolutions made depthwise separable"),
@@ -392,21 +411,12 @@ def summary(
     optimizer: Optional[str] = typer.Option(
         None, "--optimizer", help="sgd | momentum | adam | adamw (default: the experiment's, else SGD with momentum)"
     ),
-    measure: Optional[bool] = typer.Option(
-        None,
-        "--measure/--no-measure",
-        help="run a real training step to measure its peak memory (default: when it is cheap)",
-    ),
+    measure: Optional[bool] = SUMMARY_MEASURE,
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda, for the measured step"),
     csv_file: Optional[Path] = typer.Option(
         None, "--csv", help="also write the per-layer table (all columns) to this CSV file"
     ),
-    peers: Optional[List[str]] = typer.Option(
-        None,
-        "--as",
-        help="torchinfo | fvcore | keras (repeatable): the figures "
-        "that tool prints for this network, and how they follow from cnnlab's",
-    ),
+    peers: Optional[List[str]] = SUMMARY_PEERS,
     data_dir: Optional[str] = DATA_DIR,
 ):
     """Per-layer costs of a network: shapes, weights, biases, buffers, MACs, activation memory; totals; training memory.
@@ -417,22 +427,9 @@ def summary(
 
     if fmt not in ("table", "markdown", "latex", "json"):
         raise CnnlabError(f"--format {fmt}: choose table, markdown, latex or json")
-    result = count(
-        model,
-        input,
-        (args or []) + (sets or []),
-        data_dir,
-        symbolic=symbolic,
-        scale=scale,
-        separable=separable,
-        no_bn=no_bn,
-        explain=explain,
-        peers=peers or [],
-        measure=measure,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        device=device,
-    )
+    what_if = dict(symbolic=symbolic, scale=scale, separable=separable, no_bn=no_bn, explain=explain)
+    step = dict(measure=measure, batch_size=batch_size, optimizer=optimizer, device=device)
+    result = count(model, input, (args or []) + (sets or []), data_dir, peers=peers or [], **what_if, **step)
     cols = [c.strip() for c in columns.split(",")] if columns else None
     if csv_file is not None:
         if not csv_file.parent.is_dir():

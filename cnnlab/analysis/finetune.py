@@ -104,68 +104,45 @@ def finetune_cost(
     return FinetuneCost(label, shape, name, whole, last, torch.get_num_threads())
 
 
-def finetune_blocks(c: FinetuneCost) -> list[Block]:
-    whole, last = c.whole, c.last
-    dev = whole.measured.device
-    measured = Table(
-        f"fine-tuning {c.label} at input {'x'.join(map(str, c.input))}, batch size {whole.estimate.batch_size}, "
-        f"{whole.estimate.optimizer}: measured on {dev}"
-        + (f" ({c.threads} thread{'s' if c.threads != 1 else ''})" if dev == "cpu" else ""),
-        ["", "whole network", f"last layer only ({c.last_layer})", "ratio whole / last"],
-        [
-            [
-                "trainable parameters",
-                whole.estimate.trainable_params,
-                last.estimate.trainable_params,
-                _div(whole.estimate.trainable_params, last.estimate.trainable_params),
-            ],
-            [
-                "peak memory (bytes)",
-                whole.measured.peak_bytes,
-                last.measured.peak_bytes,
-                _div(whole.measured.peak_bytes, last.measured.peak_bytes),
-            ],
-            [
-                "time per step (ms)",
-                _ms(whole.measured.seconds_per_step),
-                _ms(last.measured.seconds_per_step),
-                _div(whole.measured.seconds_per_step, last.measured.seconds_per_step),
-            ],
-        ]
-        + (
-            [
-                [
-                    "CUDA allocator peak (bytes)",
-                    whole.measured.allocator_peak_bytes,
-                    last.measured.allocator_peak_bytes,
-                    _div(whole.measured.allocator_peak_bytes, last.measured.allocator_peak_bytes),
-                ]
-            ]
-            if whole.measured.allocator_peak_bytes
-            else []
-        ),
+def _compared(name: str, whole, last) -> list:
+    """A row of the whole network against its last layer alone, with their ratio."""
+    return [name, whole, last, _div(whole, last)]
+
+
+def _measured_table(c: FinetuneCost) -> Table:
+    whole, last = c.whole.measured, c.last.measured
+    threads = f" ({c.threads} thread{'s' if c.threads != 1 else ''})" if whole.device == "cpu" else ""
+    rows = [
+        _compared("trainable parameters", c.whole.estimate.trainable_params, c.last.estimate.trainable_params),
+        _compared("peak memory (bytes)", whole.peak_bytes, last.peak_bytes),
+        _compared("time per step (ms)", _ms(whole.seconds_per_step), _ms(last.seconds_per_step)),
+    ]
+    if whole.allocator_peak_bytes:
+        rows.append(_compared("CUDA allocator peak (bytes)", whole.allocator_peak_bytes, last.allocator_peak_bytes))
+    title = (
+        f"fine-tuning {c.label} at input {'x'.join(map(str, c.input))}, batch size "
+        f"{c.whole.estimate.batch_size}, {c.whole.estimate.optimizer}: measured on {whole.device}{threads}"
     )
+    return Table(title, ["", "whole network", f"last layer only ({c.last_layer})", "ratio whole / last"], rows)
+
+
+def _estimate_table(c: FinetuneCost) -> Table:
+    whole, last = c.whole.estimate, c.last.estimate
     kinds = ["parameters", "buffers", "gradients", "optimizer_state", "saved_activations", "input_batch"]
-    estimate = Table(
+    rows = [[k.replace("_", " "), getattr(whole, k), getattr(last, k), WHY.get(k, "")] for k in kinds] + [
+        ["estimate", whole.total, last.total, "the sum"],
+        ["forward MACs", whole.forward_macs, last.forward_macs, "the frozen layers still run forward"],
+        ["backward MACs", whole.backward_macs, last.backward_macs, "no backward pass below the first trainable layer"],
+    ]
+    return Table(
         "where the difference comes from: estimate of one step, in bytes",
         ["", "whole network", "last layer only", "why"],
-        [[k.replace("_", " "), getattr(whole.estimate, k), getattr(last.estimate, k), WHY.get(k, "")] for k in kinds]
-        + [
-            ["estimate", whole.estimate.total, last.estimate.total, "the sum"],
-            [
-                "forward MACs",
-                whole.estimate.forward_macs,
-                last.estimate.forward_macs,
-                "the frozen layers still run forward",
-            ],
-            [
-                "backward MACs",
-                whole.estimate.backward_macs,
-                last.estimate.backward_macs,
-                "no backward pass below the first trainable layer",
-            ],
-        ],
+        rows,
     )
+
+
+def finetune_blocks(c: FinetuneCost) -> list[Block]:
+    whole, last = c.whole, c.last
     at_peak = sorted(set(whole.measured.by_kind) | set(last.measured.by_kind))
     peak = Table(
         "measured: live tensor bytes at the peak, by what made them",
@@ -183,13 +160,12 @@ def finetune_blocks(c: FinetuneCost) -> list[Block]:
             f"autograd keeps nothing below the first trainable layer",
             f"peak memory measured as {whole.measured.method}",
             f"time: median of {whole.measured.steps_timed} steps of each, taken in turn, after a warm-up step "
-            f"(forward, stand-in loss = mean square of the output, backward, optimizer step) on {dev}; "
-            f"other work on the machine moves it, "
-            f"the memory figures do not",
+            f"(forward, stand-in loss = mean square of the output, backward, optimizer step) on "
+            f"{whole.measured.device}; other work on the machine moves it, the memory figures do not",
         ],
         "why",
     )
-    return [measured, estimate, peak, notes]
+    return [_measured_table(c), _estimate_table(c), peak, notes]
 
 
 WHY = {

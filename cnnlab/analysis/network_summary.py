@@ -366,6 +366,20 @@ def _shape_text(shape) -> str:
     return "x".join(f"({d})" if isinstance(d, sp.Add) else str(d).replace("**", "^") for d in shape)
 
 
+def _type_table(c: Counted) -> Table:
+    """Per layer type: how many layers, their parameters, MACs (and share of them) and activation memory."""
+    t = c.total
+    share = not c.symbolic and t["macs"]
+    rows = [
+        [g["type"], g["layers"], g["params"], g["macs"]]
+        + ([100.0 * g["macs"] / t["macs"]] if share else [])
+        + [g["activation_bytes"]]
+        for g in by_type(c.rows, tidy if c.symbolic else (lambda v: v))
+    ]
+    header = ["type", "layers", "params", "MACs"] + (["MACs %"] if share else []) + ["activation bytes"]
+    return Table("by layer type", header, rows, drop=("activation bytes", "MACs %", "layers"))
+
+
 def counted_blocks(c: Counted, columns: list[str], drop: tuple = ()) -> list[Block]:
     per = "formulas" if c.symbolic else "counts"
     blocks: list[Block] = [
@@ -397,21 +411,7 @@ def counted_blocks(c: Counted, columns: list[str], drop: tuple = ()) -> list[Blo
             "evaluations use the exact formulas (with floor), which hold for any values"
         )
     blocks.append(Text(lines, "totals"))
-    types = by_type(c.rows, tidy if c.symbolic else (lambda v: v))
-    share = not c.symbolic and t["macs"]
-    blocks.append(
-        Table(
-            "by layer type",
-            ["type", "layers", "params", "MACs"] + (["MACs %"] if share else []) + ["activation bytes"],
-            [
-                [g["type"], g["layers"], g["params"], g["macs"]]
-                + ([100.0 * g["macs"] / t["macs"]] if share else [])
-                + [g["activation_bytes"]]
-                for g in types
-            ],
-            drop=("activation bytes", "MACs %", "layers"),
-        )
-    )
+    blocks.append(_type_table(c))
     if c.step is not None:
         blocks.append(step_table(c.step, c.measured))
     if c.notes:

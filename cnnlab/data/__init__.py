@@ -181,6 +181,29 @@ def colourize(train: ImageSet, test: ImageSet, tr, va, te, data_cfg) -> tuple[di
     return parts, palette, originals
 
 
+def _device_batches(cfg, parts: dict, device: torch.device, scale, shift) -> dict:
+    """The three splits as batches on the device: the training split shuffled and augmented, seeded by the run."""
+    train, aug = cfg.train, cfg.data.augment
+    common = dict(
+        device=device, scale=scale, shift=shift, channels_last=train.channels_last, input_size=cfg.data.input_size
+    )
+    return {
+        "train": DeviceBatches(
+            *parts["train"],
+            train.batch_size,
+            shuffle=True,
+            crop_padding=aug.crop_padding,
+            flip=aug.flip,
+            translate=aug.translate,
+            drop_last=train.drop_last,
+            seed=cfg.seed,
+            **common,
+        ),
+        "val": DeviceBatches(*parts["val"], train.eval_batch_size, **common),
+        "test": DeviceBatches(*parts["test"], train.eval_batch_size, **common),
+    }
+
+
 def prepare(
     cfg, root: Path, device: torch.device, statistics: Optional[Statistics] = None, progress: Optional[Progress] = None
 ) -> Splits:
@@ -211,25 +234,7 @@ def prepare(
                 f"folder, or choose a dataset of several classes"
             )
     scale, shift, mean, std = normalisation(data_cfg, parts["train"][0], statistics)
-    aug = data_cfg.augment
-    common = dict(
-        device=device, scale=scale, shift=shift, channels_last=cfg.train.channels_last, input_size=data_cfg.input_size
-    )
-    batches = {
-        "train": DeviceBatches(
-            *parts["train"],
-            cfg.train.batch_size,
-            shuffle=True,
-            crop_padding=aug.crop_padding,
-            flip=aug.flip,
-            translate=aug.translate,
-            drop_last=cfg.train.drop_last,
-            seed=cfg.seed,
-            **common,
-        ),
-        "val": DeviceBatches(*parts["val"], cfg.train.eval_batch_size, **common),
-        "test": DeviceBatches(*parts["test"], cfg.train.eval_batch_size, **common),
-    }
+    batches = _device_batches(cfg, parts, device, scale, shift)
     info = {
         "source": str(source),
         "train": len(tr),

@@ -92,6 +92,32 @@ def _image_figures(
     return figures, image
 
 
+def _filter_figures(model: nn.Module, first: Optional[str], out: Path) -> list[dict]:
+    """The first convolution's filters as an image grid (none for a network without a convolution)."""
+    if first is None:
+        return []
+    tiles = filter_tiles(find_layer(model, first), first)
+    grid = plot_filter_grid(tiles.tiles, tiles.ranges, tiles.per_row, out / "filters.png", first, tiles.rgb)
+    return [{**grid, "of": "weights"}]
+
+
+def _test_split_figures(test, classes: list[str], matrix, worst: list[dict], out: Path) -> list[dict]:
+    """The confusion matrix of the test split and its most confident wrong predictions."""
+    title = f"confusion matrix, test split ({matrix.total} examples)"
+    figures = [
+        {
+            **plot_confusion(matrix.counts, matrix.row_normalised(), classes, out / "confusion.png", title),
+            "of": "test split",
+        }
+    ]
+    if worst:
+        wrong = torch.tensor([ex["index"] for ex in worst], device=test.images.device)
+        pictures = list(denormalise(test.take(wrong), test.scale, test.shift))
+        title = f"the {len(worst)} most confident wrong predictions"
+        figures.append({**plot_most_confused(pictures, worst, out / "most-confused.png", title), "of": "test split"})
+    return figures
+
+
 def explain_run(
     model: nn.Module,
     test,
@@ -123,47 +149,15 @@ def explain_run(
     cam_name = listing.resolve(cam_layer) if maps else None
     for name in names + ([cam_name] if maps else []):
         _check_maps(listing, name)
-    figures = []  # each tagged with what it is of: the weights, the example, or the test split
-    if listing.first is not None:
-        tiles = filter_tiles(find_layer(model, listing.first), listing.first)
-        figures.append(
-            {
-                **plot_filter_grid(
-                    tiles.tiles, tiles.ranges, tiles.per_row, out / "filters.png", listing.first, tiles.rgb
-                ),
-                "of": "weights",
-            }
-        )
+    figures = _filter_figures(model, listing.first, out)  # each tagged: of the weights, the example, the test split
     shown, image = (
         ([], None) if not maps else _image_figures(model, example, classes, listing, names, cam_name, channels, out)
     )
     figures += [{**fig, "of": "example"} for fig in shown]
     outputs, labels = split_outputs(model, test, bf16)
     matrix = confusion(outputs, labels, classes)
-    figures.append(
-        {
-            **plot_confusion(
-                matrix.counts,
-                matrix.row_normalised(),
-                classes,
-                out / "confusion.png",
-                f"confusion matrix, test split ({matrix.total} examples)",
-            ),
-            "of": "test split",
-        }
-    )
     worst = most_confused(outputs, labels, classes, confused)
-    if worst:
-        wrong = torch.tensor([ex["index"] for ex in worst], device=test.images.device)
-        pictures = list(denormalise(test.take(wrong), test.scale, test.shift))
-        figures.append(
-            {
-                **plot_most_confused(
-                    pictures, worst, out / "most-confused.png", f"the {len(worst)} most confident wrong predictions"
-                ),
-                "of": "test split",
-            }
-        )
+    figures += _test_split_figures(test, classes, matrix, worst, out)
     return {
         "layers": {
             "first": listing.first,
