@@ -8,8 +8,6 @@ from cnnlab.document.latex import to_latex
 from cnnlab.document.markdown import to_markdown
 from cnnlab.document.terminal import rich_blocks, terminal_width, to_text
 
-FORMATS = ("table", "markdown", "latex", "html")
-
 
 def render(blocks: list[Block], fmt: str) -> str:
     """`blocks` as text in `fmt`: table (the terminal's), markdown, latex (a body to \\input) or html (a fragment)."""
@@ -43,5 +41,4 @@ __all__ = [
     "terminal_width",
     "to_text",
     "render",
-    "FORMATS",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +61,3 @@ def read_json(path: Path) -> Any:
         return json.loads(Path(path).read_bytes())
     except ValueError as e:
         raise RecordError(path, f"not JSON: {e}") from None
-
-
-def as_dict(record: Any) -> dict:
-    """A record's fields as plain JSON-ready values (nested records too)."""
-    return dataclasses.asdict(record)

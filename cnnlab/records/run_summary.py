@@ -73,10 +73,6 @@ class RunSummary:
     provenance: Provenance = field(default_factory=Provenance)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they were
 
-    @property
-    def test_acc_at_best(self) -> Optional[float]:
-        return self.at_best.get("test_acc")
-
     def at(self, metric: str) -> Any:
         """A measurement of the best checkpoint ('test_acc'), None where it was not recorded."""
         return self.at_best.get(metric)
