@@ -80,3 +80,15 @@ def test_figures_leave_the_backend_and_pyplot_alone():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "[1]"]
+
+
+def test_no_module_of_cnnlab_draws_through_pyplot():
+    """Every figure is made on its own Agg canvas (cnnlab.viz.figure): a module that imports pyplot would leave its
+    figures in the user's pyplot state (the learning-rate finder's did)."""
+    from pathlib import Path
+
+    import cnnlab
+
+    package = Path(cnnlab.__file__).parent
+    users = [p.relative_to(package) for p in package.rglob("*.py") if "matplotlib.pyplot" in p.read_text()]
+    assert users == []

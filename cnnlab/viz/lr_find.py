@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+from cnnlab.viz.figure import subplots
 
 
 def draw_lr_find(result, title: str = "learning-rate range test"):
     """`result`: a cnnlab.engine.lr_find.LRFind (its lrs, losses, smoothed, suggestion, minimum_lr)."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.8), dpi=100)
+    fig, ax = subplots(figsize=(5.6, 3.8), dpi=100)  # its own Agg canvas: pyplot's state stays the user's
     ax.plot(result.lrs, result.losses, color="0.75", linewidth=0.8, label="loss per step")
     ax.plot(result.lrs, result.smoothed, color="C0", label="smoothed")
     if result.suggestion is not None:
