@@ -38,6 +38,16 @@ def first_epoch_done(runs_dir: Path, proc: subprocess.Popen, timeout: float = 12
     return None
 
 
+# the slice quick_config trains on, as command-line overrides of a shipped experiment
+QUICK_OVERRIDES = [
+    "data.train_subset=600",
+    "data.test_subset=200",
+    "data.val_fraction=0.2",
+    "train.epochs=1",
+    "train.batch_size=64",
+]
+
+
 def quick_config(**sections) -> Config:
     """A small real-data config: SimpleNN on a class-balanced slice of Fashion-MNIST, one epoch."""
     raw = {

@@ -17,15 +17,10 @@ from matplotlib.figure import Figure
 from torch.utils.flop_counter import FlopCounterMode
 
 import cnnlab
+from tests.conftest import QUICK_OVERRIDES
 from tests.own_net import Net
 
-QUICK = [
-    "data.train_subset=600",
-    "data.test_subset=200",
-    "data.val_fraction=0.2",
-    "train.epochs=1",
-    "train.batch_size=64",
-]
+QUICK = QUICK_OVERRIDES
 
 
 class Other(Net):

@@ -20,7 +20,7 @@ from cnnlab.engine import checkpoint
 from cnnlab.metrics import TIMING_KEYS
 from cnnlab.runfolder import RunFolder
 from tests import own_net
-from tests.conftest import first_epoch_done
+from tests.conftest import QUICK_OVERRIDES, first_epoch_done
 
 NET = Path(own_net.__file__).read_text()  # the class as the user's own file
 
@@ -30,14 +30,7 @@ def line_of(text: str) -> int:
     return next(n for n, line in enumerate(NET.splitlines(), 1) if line.strip().startswith(text))
 
 
-QUICK = [
-    "data.train_subset=600",
-    "data.test_subset=200",
-    "data.val_fraction=0.2",
-    "train.epochs=1",
-    "train.batch_size=64",
-    "model.args.width=4",
-]
+QUICK = [*QUICK_OVERRIDES, "model.args.width=4"]
 
 
 def cnnlab(*args, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
