@@ -1,10 +1,14 @@
-"""Wall time for an experiment to first reach a test accuracy (default 75%), from a real run.
+"""Every speed recipe's test accuracy against its training time, over seeds: the README's table.
 
-Trains each named experiment with `cnnlab`'s runner and prints one JSON line: the first epoch whose
-test accuracy reaches the target, the seconds until then (training and per-epoch evaluation, as
-recorded in metrics.jsonl), and the final accuracy.
+    CNNLAB_DATA=../shared/data python benchmarks/time_to_accuracy.py [EXPERIMENT ...] [--seeds 3] [--runs-dir DIR]
+    python benchmarks/time_to_accuracy.py --from-runs DIR     # the table of runs already made, nothing trained
 
-    CNNLAB_DATA=../shared/data python benchmarks/time_to_accuracy.py cifar10-fast-a cifar10-fast-b [--target 0.75]
+Trains each experiment (default: the speed recipes below) once per seed, one run after another, and prints a JSON
+line per experiment and then a Markdown table: test accuracy at the end of training (with the recipe's test-time
+augmentation; mean and range over seeds), training seconds (evaluation and startup apart; median and largest),
+startup seconds (process start to the first step, median), the share of the machine's measured matmul peak the
+training reached, the command that reproduces one run, and the machine (device, threads, measured peak). Timings
+mean something only on an otherwise idle machine: the load average before and after is printed beside them.
 """
 
 from __future__ import annotations
@@ -12,43 +16,92 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 from pathlib import Path
 
-from cnnlab.experiment_files import load_experiment
 from cnnlab.data.root import data_root
+from cnnlab.experiment_files import load_experiment
+from cnnlab.records import RunSummary
 from cnnlab.runner import start_run
+
+SPEED_RECIPES = ["cifar10-cpu75", "cifar10-cpu90", "cifar10-cpu94"]
+
+
+def train(names: list[str], seeds: int, runs_dir: Path) -> None:
+    """Each experiment once per seed, in this process, one run after another."""
+    for name in names:
+        for seed in range(seeds):
+            start_run(load_experiment(name, [f"seed={seed}"]), runs_dir, data_root(None))
+
+
+def summaries(runs_dir: Path) -> dict[str, list[RunSummary]]:
+    """The completed runs under `runs_dir`, by experiment name, in seed order."""
+    found: dict[str, list[RunSummary]] = {}
+    for path in sorted(runs_dir.rglob("summary.json")):
+        summary = RunSummary.read(path)
+        if summary.status == "completed" and summary.final and summary.final.get("test_acc") is not None:
+            found.setdefault(summary.name, []).append(summary)
+    return {name: sorted(runs, key=lambda s: s.seed or 0) for name, runs in found.items()}
+
+
+def row(name: str, runs: list[RunSummary]) -> dict:
+    accs = [s.final["test_acc"] for s in runs]
+    train = [s.train_seconds for s in runs]
+    shares = [s.final.get("peak_percent") for s in runs if s.final.get("peak_percent") is not None]
+    peak = runs[0].peak or {}
+    return {
+        "experiment": name,
+        "seeds": [s.seed for s in runs],
+        "test_acc_mean": round(statistics.mean(accs), 4),
+        "test_acc_min": min(accs),
+        "test_acc_max": max(accs),
+        "train_seconds_median": round(statistics.median(train), 1),
+        "train_seconds_max": round(max(train), 1),
+        "startup_seconds_median": round(statistics.median(s.startup_seconds for s in runs), 2),
+        "peak_percent_median": round(statistics.median(shares), 1) if shares else None,
+        "command": f"cnnlab run {name} seed=N",
+        "machine": f"{runs[0].device}, {runs[0].threads} threads, {peak.get('precision', '?')} peak "
+        f"{peak.get('gflops', '?')} GFLOP/s, torch {runs[0].torch}",
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| recipe | test accuracy, mean (range) | training s, median (max) | startup s | share of peak | "
+        "command | machine |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in rows:
+        share = "" if r["peak_percent_median"] is None else f"{r['peak_percent_median']:.0f}%"
+        lines.append(
+            f"| `{r['experiment']}` | {100 * r['test_acc_mean']:.2f}% ({100 * r['test_acc_min']:.2f} to "
+            f"{100 * r['test_acc_max']:.2f}, {len(r['seeds'])} seeds) | {r['train_seconds_median']:.1f} "
+            f"({r['train_seconds_max']:.1f}) | {r['startup_seconds_median']:.1f} | {share} | `{r['command']}` | "
+            f"{r['machine']} |"
+        )
+    return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("experiments", nargs="+")
-    parser.add_argument("--target", type=float, default=0.75)
+    parser.add_argument("experiments", nargs="*", default=SPEED_RECIPES)
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--runs-dir", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--from-runs", type=Path, default=None, help="tabulate the runs in this folder; train nothing")
     args = parser.parse_args()
-    runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="cnnlab-tta-"))
-    for name in args.experiments:
-        run = start_run(load_experiment(name), runs_dir, data_root(None))
-        rows = run.metrics()
-        reached = next((r for r in rows if r["test_acc"] >= args.target), None)
-        upto = rows[: reached["epoch"]] if reached else rows
-        print(
-            json.dumps(
-                {
-                    "experiment": name,
-                    "target": args.target,
-                    "epoch_reached": reached["epoch"] if reached else None,
-                    "seconds_to_target": round(sum(r["seconds"] for r in upto), 1) if reached else None,
-                    "train_seconds_to_target": round(sum(r["train_seconds"] for r in upto), 1) if reached else None,
-                    "final_test_acc": rows[-1]["test_acc"],
-                    "epochs": len(rows),
-                    "wall_seconds": run.summary()["wall_seconds"],
-                    "run_dir": str(run.path),
-                    "loadavg_1min": round(os.getloadavg()[0], 2),
-                }
-            ),
-            flush=True,
-        )
+    load_before = os.getloadavg()
+    runs_dir = args.from_runs
+    if runs_dir is None:
+        runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="cnnlab-speed-"))
+        train(args.experiments or SPEED_RECIPES, args.seeds, runs_dir)
+    found = summaries(runs_dir)
+    names = [n for n in (args.experiments or SPEED_RECIPES) if n in found] if args.from_runs is None else sorted(found)
+    rows = [row(name, found[name]) for name in names]
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    print(json.dumps({"loadavg_before": load_before, "loadavg_after": os.getloadavg(), "runs_dir": str(runs_dir)}))
+    print(markdown(rows))
 
 
 if __name__ == "__main__":

@@ -212,6 +212,26 @@ class LookaheadConfig(Section):
     power: float = Field(3.0, ge=0.0, description="the decay grows from 0 as progress**power")
 
 
+class MuonConfig(Section):
+    """Muon (Keller Jordan's orthogonalised momentum) for the convolution filters: each filter bank's momentum,
+    seen as an out x (in*k*k) matrix, is replaced by a nearby orthogonal matrix (Newton-Schulz iterations) before
+    the step, so every direction moves by about the same amount; the rest steps with SGD."""
+
+    lr: float = Field(
+        0.24,
+        gt=0.0,
+        description="the filters' rate (not per lr_per examples: an update's size does not grow with the batch)",
+    )
+    momentum: float = Field(0.6, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    ns_steps: int = Field(3, ge=1, le=10, description="Newton-Schulz iterations (3 orthogonalise roughly, 5 closer)")
+    normalize: bool = Field(
+        True,
+        description="rescale each filter bank to Frobenius norm sqrt(out channels) before each step "
+        "(instead of weight decay)",
+    )
+
+
 class OptimConfig(Section):
     name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.01, gt=0.0)
@@ -242,11 +262,19 @@ class OptimConfig(Section):
     lookahead: Optional[LookaheadConfig] = Field(
         None, description="every few steps pull the weights towards their running average and evaluate that average"
     )
+    muon: Optional[MuonConfig] = Field(
+        None, description="convolution filters step with Muon, everything else with SGD (optim.name: sgd)"
+    )
 
     @model_validator(mode="after")
-    def _nesterov_needs_momentum(self):
+    def _optimizer_combinations(self):
         if self.nesterov and (self.name != "sgd" or self.momentum == 0):
             raise ValueError("optim.nesterov needs optim.name: sgd with optim.momentum > 0")
+        if self.muon is not None and self.name != "sgd":
+            raise ValueError(
+                f"optim.muon steps the parameters that are not filters with SGD; "
+                f"set optim.name: sgd (not {self.name}) or optim.muon: null"
+            )
         return self
 
 

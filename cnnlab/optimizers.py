@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from cnnlab.config import OptimConfig
+from cnnlab.config import MuonConfig, OptimConfig
 from cnnlab.errors import CnnlabError
 
 
@@ -63,12 +63,85 @@ def parameter_groups(model: nn.Module, cfg, groups: Optional[list[dict]] = None)
     return [g for g in out if g["params"]]
 
 
+def orthogonalised(g: torch.Tensor, steps: int, eps: float = 1e-7) -> torch.Tensor:
+    """A matrix near U V^T for g = U S V^T, from `steps` quintic Newton-Schulz iterations in bf16 (coefficients from
+    Keller Jordan's Muon: steep at zero, so a few steps bring every singular value to roughly 0.5 to 1.5)."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.bfloat16()
+    x = x / (x.norm() + eps)  # the largest singular value at most 1
+    tall = x.shape[0] > x.shape[1]
+    if tall:
+        x = x.T
+    for _ in range(steps):
+        xxt = x @ x.T
+        x = a * x + (b * xxt + c * xxt @ xxt) @ x
+    return (x.T if tall else x).to(g.dtype)
+
+
+class MuonSGD(torch.optim.Optimizer):
+    """SGD (momentum, Nesterov, L2 weight decay: torch.optim.SGD's arithmetic) for groups without `muon`, and Muon
+    for groups with `muon: True` (convolution filters): the Nesterov momentum of each filter bank, as an
+    out x (in*k*k) matrix, orthogonalised and stepped by lr, the bank first rescaled to norm sqrt(out) when
+    `normalize` is set. One optimizer, so the loop's rates, checkpoints and gradient scaler need nothing new."""
+
+    def __init__(self, params, lr: float, momentum: float, nesterov: bool, muon: MuonConfig):
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=0.0, muon=False)
+        super().__init__(params, defaults)
+        self.ns_steps, self.normalize = muon.ns_steps, muon.normalize
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None if closure is None else closure()
+        for group in self.param_groups:
+            m, lr = group["momentum"], group["lr"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad if group["muon"] else p.grad.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(g) if m else None
+                buf = state["momentum_buffer"]
+                if buf is not None:
+                    buf.mul_(m).add_(g)
+                    g = g.add(buf, alpha=m) if group["nesterov"] else buf
+                if group["muon"]:
+                    if self.normalize:
+                        p.mul_(p.shape[0] ** 0.5 / p.norm().clamp_min(1e-12))
+                    g = orthogonalised(g.reshape(len(g), -1), self.ns_steps).view_as(p)
+                p.add_(g, alpha=-lr)
+        return loss
+
+
+def muon_groups(groups: list[dict], muon: MuonConfig, rate: float) -> list[dict]:
+    """Each group's convolution filters (4-d weights) split off as a Muon group at muon.lr (times the group's lr_mult;
+    stored as an lr_mult relative to the scheduled `rate`, so the schedule moves it too), without weight decay."""
+    out = []
+    for g in groups:
+        filters = [p for p in g["params"] if p.dim() == 4]
+        out += [
+            {
+                **g,
+                "params": filters,
+                "muon": True,
+                "lr_mult": g["lr_mult"] * muon.lr / rate,
+                "momentum": muon.momentum,
+                "nesterov": muon.nesterov,
+                "weight_decay": 0.0,
+            },
+            {**g, "params": [p for p in g["params"] if p.dim() != 4]},
+        ]
+    return [g for g in out if g["params"]]
+
+
 def make_optimizer(
     model: nn.Module, cfg, batch_size: int = 1, groups: Optional[list[dict]] = None
 ) -> torch.optim.Optimizer:
-    """SGD (with momentum and Nesterov), Adam or AdamW, as `cfg` (an optim section) says, over `parameter_groups`,
-    at the full rate for batches of `batch_size`."""
+    """SGD (with momentum and Nesterov; with Muon for the filters under optim.muon), Adam or AdamW, as `cfg` (an
+    optim section) says, over `parameter_groups`, at the full rate for batches of `batch_size`."""
     params, lr = parameter_groups(model, cfg, groups), full_rate(cfg, batch_size)
+    if cfg.muon is not None:
+        return MuonSGD(muon_groups(params, cfg.muon, lr), lr, cfg.momentum, cfg.nesterov, cfg.muon)
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.name == "adam":
@@ -86,14 +159,15 @@ OPTIMIZERS = {
 
 def optimizer_label(cfg: OptimConfig) -> str:
     if cfg.name == "sgd":
-        return f"SGD with momentum {cfg.momentum}" if cfg.momentum else "SGD"
+        label = f"SGD with momentum {cfg.momentum}" if cfg.momentum else "SGD"
+        return label if cfg.muon is None else f"{label}, Muon (momentum {cfg.muon.momentum}) on the filters"
     return {"adam": "Adam", "adamw": "AdamW"}[cfg.name]
 
 
 def state_per_parameter(cfg: OptimConfig) -> int:
     """Values of optimizer state kept per trainable parameter."""
     if cfg.name == "sgd":
-        return 1 if cfg.momentum else 0
+        return 1 if cfg.momentum or (cfg.muon is not None and cfg.muon.momentum) else 0
     return 2  # Adam's first and second moments
 
 
