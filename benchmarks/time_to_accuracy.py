@@ -3,12 +3,13 @@
     CNNLAB_DATA=../shared/data python benchmarks/time_to_accuracy.py [EXPERIMENT ...] [--seeds 3] [--runs-dir DIR]
     python benchmarks/time_to_accuracy.py --from-runs DIR     # the table of runs already made, nothing trained
 
-Trains each experiment (default: the speed recipes below) once per seed, one run after another, and prints a JSON
-line per experiment and then a Markdown table: test accuracy at the end of training (with the recipe's test-time
-augmentation; mean and range over seeds), training seconds (evaluation and startup apart; median and largest),
-startup seconds (process start to the first step, median), the share of the machine's measured matmul peak the
-training reached, the command that reproduces one run, and the machine (device, threads, measured peak). Timings
-mean something only on an otherwise idle machine: the load average before and after is printed beside them.
+Trains each experiment (default: the speed recipes below) once per seed, one `cnnlab run` after another,
+and prints a JSON line per experiment and then a Markdown table: test accuracy at the end of training (with
+the recipe's test-time augmentation; mean and range over seeds), training seconds (evaluation and startup
+apart; median and largest), startup seconds (process start to the first step, median), the share of the
+machine's measured matmul peak the training reached, the command that reproduces one run, and the machine
+(device, threads, measured peak). Timings mean something only on an otherwise idle machine: the load average
+before and after is printed beside them.
 """
 
 from __future__ import annotations
@@ -17,22 +18,23 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from cnnlab.data.root import data_root
-from cnnlab.experiment_files import load_experiment
 from cnnlab.records import RunSummary
-from cnnlab.runner import start_run
 
-SPEED_RECIPES = ["cifar10-cpu75", "cifar10-cpu90", "cifar10-cpu94"]
+SPEED_RECIPES = ["cifar10-cpu75", "cifar10-airbench94-muon", "cifar10-airbench94"]
 
 
 def train(names: list[str], seeds: int, runs_dir: Path) -> None:
-    """Each experiment once per seed, in this process, one run after another."""
+    """Each experiment once per seed, one run after another, each in a new `cnnlab run` process (as a user starts
+    it, so startup includes the imports; later runs of one process would skip them)."""
     for name in names:
         for seed in range(seeds):
-            start_run(load_experiment(name, [f"seed={seed}"]), runs_dir, data_root(None))
+            command = [sys.executable, "-m", "cnnlab", "run", name, f"seed={seed}", "--runs-dir", str(runs_dir)]
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
 def summaries(runs_dir: Path) -> dict[str, list[RunSummary]]:
@@ -74,9 +76,10 @@ def markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         share = "" if r["peak_percent_median"] is None else f"{r['peak_percent_median']:.0f}%"
+        seeds = f"{len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''}"
         lines.append(
             f"| `{r['experiment']}` | {100 * r['test_acc_mean']:.2f}% ({100 * r['test_acc_min']:.2f} to "
-            f"{100 * r['test_acc_max']:.2f}, {len(r['seeds'])} seeds) | {r['train_seconds_median']:.1f} "
+            f"{100 * r['test_acc_max']:.2f}, {seeds}) | {r['train_seconds_median']:.1f} "
             f"({r['train_seconds_max']:.1f}) | {r['startup_seconds_median']:.1f} | {share} | `{r['command']}` | "
             f"{r['machine']} |"
         )

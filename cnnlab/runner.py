@@ -39,8 +39,6 @@ from cnnlab.engine.startup import clock_origin
 from cnnlab.engine.trainer import Diverged, Progress, Pruned, StopRequested, Trainer
 from cnnlab.errors import CnnlabError, Stopped
 from cnnlab.records import RunSummary
-from cnnlab.report.inside import best_checkpoint_record
-from cnnlab.report.run_report import write_run_report
 from cnnlab.runfolder import DamagedRecord, RunFolder
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -85,6 +83,8 @@ def stop_on_signals(request_stop: Callable[[str], None]) -> Iterator[None]:
 
 def _end(run: RunFolder, summary: RunSummary) -> None:
     """The report first, then summary.json: a run recorded as ended has its report."""
+    from cnnlab.report.run_report import write_run_report  # reports import matplotlib: after training, not before
+
     write_run_report(run.path, summary)
     run.write_summary(summary)
 
@@ -95,6 +95,8 @@ def _fit(trainer: Trainer, built: BuiltRun, run: RunFolder) -> RunSummary:
         trainer.fit()
     except Pruned:
         return trainer.summary("pruned").updated(pruned_at_epoch=trainer.state.epoch)
+    from cnnlab.report.inside import best_checkpoint_record  # as in _end: not in a run's startup
+
     return trainer.summary("completed").updated(**(best_checkpoint_record(built, run) if built.spread.main else {}))
 
 
@@ -122,6 +124,8 @@ def _failed(trainer: Trainer, run: RunFolder, error: Exception, data_root: Path)
             write_text(run.error_log, "".join(traceback.format_exception(error)))
         run.write_summary(summary)  # the ending first: drawing the report (a full disk) cannot lose it
         try:
+            from cnnlab.report.run_report import write_run_report  # as in _end
+
             write_run_report(run.path, summary)
         except Exception:  # e.g. the disk is still full: the ending stays recorded, without its report
             pass

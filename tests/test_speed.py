@@ -2,6 +2,7 @@
 test-time augmentation, alternating flips, reflected shifts, rates per N examples, fixed batch shapes, sparse
 evaluation, startup and time-to-accuracy in summary.json, and the GPU benchmark refusing to run without a GPU."""
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from cnnlab.config import key_problem, validate
-from cnnlab.data import load_images
+from cnnlab.data import channel_statistics, load_images
 from cnnlab.data.augment import random_crop
 from cnnlab.data.loader import DeviceBatches
 from cnnlab.engine import checkpoint
@@ -29,6 +30,7 @@ from cnnlab.sweep.collect import Run, group
 from cnnlab.sweep.compare import analyse
 from cnnlab.sweep.grid import parse_grid
 
+ROOT = Path(__file__).resolve().parents[1]
 SPEC = "conv 12 k2 -> gelu -> conv 16 k3 p1 bias=0 -> maxpool 2 -> bn -> gelu -> maxpool 3 -> flatten -> dense classes"
 
 
@@ -53,6 +55,13 @@ def cifar_images(data_root) -> torch.Tensor:
     train, _, _ = load_images(cifar_config().data, data_root)
     x = train.images[torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(0))[:2000]].float() / 255
     return (x - x.mean((0, 2, 3), keepdim=True)) / x.std((0, 2, 3), keepdim=True)
+
+
+@pytest.fixture(scope="module")
+def cifar_uint8(data_root) -> torch.Tensor:
+    """The real CIFAR-10 training images of cifar_config's slice, as stored (uint8)."""
+    train, _, _ = load_images(cifar_config().data, data_root)
+    return train.images[:5000]
 
 
 # ---- model initialisation -----------------------------------------------------------------------------------
@@ -282,6 +291,30 @@ def test_summary_records_startup_and_time_to_targets(data_root, tmp_path):
     assert summary["train_seconds"] == pytest.approx(sum(r["train_seconds"] for r in rows))
     report = (run.path / "report.md").read_text()
     assert "| training time (s) until test accuracy 0.99 | not reached |" in report and "| startup (s)" in report
+
+
+def test_a_run_starts_without_importing_what_only_its_report_needs(data_root):
+    """matplotlib, scipy and torchvision cost about a second to import together; a spec network's run reaches its
+    first step without them (the report imports them after training)."""
+    code = (
+        "import sys\n"
+        "from cnnlab.engine.run_setup import build_run\n"
+        "from cnnlab.runner import start_run\n"
+        "from cnnlab.config import validate\n"
+        f"cfg = validate({cifar_config(model={'whiten': True}).model_dump(mode='json')!r}, 'test')\n"
+        f"build_run(cfg, __import__('pathlib').Path({str(data_root)!r}))\n"
+        "print(sorted(m for m in ('matplotlib', 'scipy', 'torchvision') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_channel_statistics_are_exact_from_the_histogram(cifar_uint8):
+    mean, std = channel_statistics(cifar_uint8)
+    pixels = cifar_uint8.transpose(0, 1).reshape(3, -1).double() / 255
+    assert torch.allclose(mean.double(), pixels.mean(1), atol=1e-6)
+    assert torch.allclose(std.double(), pixels.std(1), atol=1e-6)
 
 
 def test_time_to_counts_training_seconds_of_evaluated_epochs_only():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.cluster.vq import kmeans2
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601 weights, as PIL's convert("L")
 PALETTE_SAMPLE = 200_000  # pixels drawn for k-means: plenty for NC <= 64, and fast
@@ -22,6 +21,8 @@ def fit_palette(images: torch.Tensor, colours: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     if len(pixels) > PALETTE_SAMPLE:
         pixels = pixels[torch.randperm(len(pixels), generator=gen)[:PALETTE_SAMPLE]]
+    from scipy.cluster.vq import kmeans2  # scipy takes 0.2 s to import: only for colourization runs
+
     centres, _ = kmeans2(pixels.numpy().astype(np.float64), colours, minit="++", seed=seed)
     order = np.argsort(centres @ LUMA.numpy().astype(np.float64))  # dark to light: a stable, readable order
     return torch.from_numpy(centres[order]).float()

@@ -3,6 +3,8 @@ tallied by the task, on batches of one shape when the run asks for fixed shapes.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch.nn import functional as F
 
@@ -26,22 +28,22 @@ def tta_outputs(model, x: torch.Tensor, tta: str) -> torch.Tensor:
     return (mirrored(model, x) + shifted) / 2
 
 
-def tally_split(built, batches, spread=None) -> dict[str, torch.Tensor]:
+def tally_split(built, batches, spread=None, tta: Optional[str] = None) -> dict[str, torch.Tensor]:
     """The task's tally over every example of a split, in eval mode, with the run's test-time augmentation and the
     plain cross-entropy (no label smoothing); with
     train.drop_last the last batch is padded to the full batch size (so every batch has one shape) and the padding is
     not scored. While a spread run trains (`spread` given), each process tallies its share and the tallies are
-    summed."""
+    summed. `tta` overrides the run's train.tta."""
     built.model.eval()
     tally = built.task.new_tally(built.device)
     rank, world = (spread.rank, spread.world) if spread is not None else (0, 1)
     with torch.no_grad(), built.autocast():
         for x, y in batches.batches(rank=rank, world=world, pad_last=built.cfg.train.drop_last):
-            out = tta_outputs(built.model, x, built.cfg.train.tta)[: len(y)]
+            out = tta_outputs(built.model, x, tta or built.cfg.train.tta)[: len(y)]
             built.task.update(tally, out, y, built.task.loss(out, y, smoothed=False))
     return tally if spread is None else spread.sum_tally(tally)
 
 
-def evaluate(built, batches) -> dict[str, float]:
-    """The task's metrics on a split (summed over the processes of a spread run)."""
-    return built.task.result(tally_split(built, batches, built.spread))
+def evaluate(built, batches, tta: Optional[str] = None) -> dict[str, float]:
+    """The task's metrics on a split (summed over the processes of a spread run); `tta` overrides train.tta."""
+    return built.task.result(tally_split(built, batches, built.spread, tta))

@@ -295,7 +295,9 @@ class Trainer:
             warm_up(b)
         if self.state.initial_loss is None:
             torch.manual_seed(b.cfg.seed)
-            self.state.initial_loss = evaluate(b, b.data.val)["loss"]
+            # the untrained network's own outputs: test-time augmentation would average views of a network that
+            # has learned nothing, at several times the cost of startup's largest step
+            self.state.initial_loss = evaluate(b, b.data.val, tta="none")["loss"]
             expected = b.task.expected_initial_loss
             verdict = initial_loss_verdict(self.state.initial_loss, expected)
             if not b.starts_trained and verdict != "as expected":

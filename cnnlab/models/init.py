@@ -47,16 +47,17 @@ def initialise(model: nn.Module, scheme: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def patch_covariance(images: torch.Tensor, k: int, chunk: int = 500) -> torch.Tensor:
-    """The (C*k*k)-square second-moment matrix of every k x k patch (stride 1, no padding) of `images`,
-    in float64, accumulated a chunk of images at a time; entries are ordered as a conv weight's (C, kh, kw)."""
+def patch_covariance(images: torch.Tensor, k: int, chunk: int = 1000) -> torch.Tensor:
+    """The (C*k*k)-square second-moment matrix of every k x k patch (stride 1, no padding) of `images`, entries
+    ordered as a conv weight's (C, kh, kw): each chunk's sum of outer products in float32 (one batched matmul of
+    the unfolded patches, no copy of them), summed over chunks in float64."""
     c = images.shape[1]
     total = torch.zeros(c * k * k, c * k * k, dtype=torch.float64, device=images.device)
     count = 0
     for part in images.split(chunk):
-        patches = F.unfold(part.float(), k).transpose(1, 2).reshape(-1, c * k * k).double()
-        total += patches.T @ patches
-        count += patches.shape[0]
+        patches = F.unfold(part.float(), k)  # (B, C*k*k, positions)
+        total += torch.bmm(patches, patches.transpose(1, 2)).sum(0).double()
+        count += patches.shape[0] * patches.shape[2]
     return total / count
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid
 
 from cnnlab.viz.figure import bare, picture, save, subplots
 
@@ -14,6 +13,8 @@ def plot_filter_grid(
     tiles: torch.Tensor, ranges: torch.Tensor, per_row: int, path: Path, layer: str, rgb: bool
 ) -> dict:
     """Tiles (T, 1 or 3, kh, kw) in rows of `per_row`; `ranges` (filters, 2) is each filter's own (min, max)."""
+    from torchvision.utils import make_grid  # torchvision costs about a second to import: only when drawn
+
     grid = make_grid(tiles, nrow=per_row, padding=1, pad_value=1.0)
     filters, (kh, kw) = ranges.shape[0], tiles.shape[-2:]
     rows = (tiles.shape[0] + per_row - 1) // per_row
