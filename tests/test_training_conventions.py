@@ -79,7 +79,7 @@ def test_two_accumulated_batches_of_32_train_as_one_of_64(data_root):
     accumulated = trained_weights(data_root, batch_size=32, accumulate=2)
     halves = trained_weights(data_root, batch_size=32)
     for key in whole:
-        torch.testing.assert_close(accumulated[key], whole[key], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(accumulated[key], whole[key], rtol=1e-4, atol=1e-4)  # 16 steps of rounding
     assert any((halves[k] - whole[k]).abs().max() > 1e-3 for k in whole)  # not the same without accumulating
 
 
