@@ -59,6 +59,13 @@ class AugmentConfig(Section):
     translate: int = Field(
         0, ge=0, le=16, description="random shift by up to N pixels, the border filled by reflection (0: off)"
     )
+    zoom: float = Field(
+        1.0,
+        ge=1.0,
+        le=4.0,
+        description="enlarge each image by a random factor in [1, zoom] about a random point, cut back to its "
+        "size; masks alike (1: off)",
+    )
 
 
 class DataConfig(Section):
@@ -312,6 +319,12 @@ class TrainConfig(Section):
     label_smoothing: float = Field(
         0.0, ge=0.0, lt=1.0, description="training loss only: validation and test losses are plain cross-entropy"
     )
+    dice: float = Field(
+        0.0,
+        ge=0.0,
+        description="segment: add this weight times the soft Dice loss of the foreground classes to the training "
+        "loss (it scores overlap, as IoU does; validation and test losses stay plain cross-entropy)",
+    )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32",
         description="bf16: autocast on CPU and GPU; fp16: "
@@ -563,6 +576,14 @@ class Config(Section):
     def _one_weight_average(self):
         if self.optim.lookahead is not None and self.train.ema is not None:
             raise ValueError("optim.lookahead and train.ema both average the weights; choose one")
+        return self
+
+    @model_validator(mode="after")
+    def _dice_fits_task(self):
+        if self.train.dice and self.task != "segment":
+            raise ValueError(
+                f"train.dice is for task: segment (foreground overlap); task {self.task} has no foreground"
+            )
         return self
 
     @model_validator(mode="after")

@@ -9,9 +9,10 @@ from PIL import Image
 
 from cnnlab.config import validate
 from cnnlab.data import load_images, only_class
-from cnnlab.data.augment import IGNORE, random_crop, random_flip
+from cnnlab.data.augment import IGNORE, random_crop, random_flip, random_zoom
 from cnnlab.data.colour import decode, fit_palette, quantise, to_grey
-from cnnlab.engine.tasks import PixelTask
+from cnnlab.engine.tasks import PixelTask, soft_dice_loss
+from cnnlab.errors import CnnlabError
 from cnnlab.models.spec_builder import ModelOptions, build
 from cnnlab.models.spec import parse_spec
 from cnnlab.models.zoo import ZOO
@@ -122,6 +123,26 @@ def test_mask_moves_with_its_photo(pennfudan):
     assert any((m == IGNORE).any() for m in out_masks)  # the border a shift brings in carries no label
 
 
+def test_zoom_enlarges_photo_and_mask_alike(pennfudan):
+    photo, mask = pennfudan.images[5], pennfudan.labels[5]
+    images = photo.expand(64, -1, -1, -1).clone()
+    images[:, 0] = mask * 255  # the mask drawn into the red channel: where it lands shows where the photo went
+    images[:, 1] = torch.arange(96, dtype=torch.uint8) * 2  # a horizontal ramp: its slope is 2 / the factor
+    gen = torch.Generator().manual_seed(0)
+    out_images, out_masks = random_zoom(images, 2.0, gen, mask.expand(64, -1, -1).contiguous())
+    assert out_images.shape == images.shape and out_images.dtype == torch.uint8 and out_masks.shape == (64, 96, 96)
+    assert not (out_masks == IGNORE).any()  # the window stays inside the image: no border to fill
+    agree = ((out_images[:, 0] > 127) == (out_masks == 1)).float().mean(dim=(1, 2))
+    assert agree.min() > 0.98  # bilinear photo and nearest mask: the same window, apart from edge pixels
+    slope = (out_images[:, 1, :, 80].float() - out_images[:, 1, :, 16].float()).mean(1) / 64
+    assert slope.min() >= 1.0 - 0.02 and slope.max() <= 2.0 + 0.02  # enlarged by a factor within [1, 2]
+    assert slope.max() - slope.min() > 0.5  # by many factors, not one
+    share = out_masks.float().mean(dim=(1, 2))
+    assert share.std() > 0.02  # windows on different parts of the photo
+    same_images, same_masks = random_zoom(images, 1.0, gen, mask.expand(64, -1, -1))
+    assert same_images is images  # zoom 1 is off
+
+
 def test_iou_tally_against_hand_counts():
     task = PixelTask("segment", 2)
     tally = task.new_tally("cpu")
@@ -136,6 +157,37 @@ def test_iou_tally_against_hand_counts():
     assert r["iou"] == pytest.approx(2 / 5)
     # background: truth {02, 03, 11, 12}, predicted {01, 02, 11}: intersection 2, union 5
     assert r["miou"] == pytest.approx((2 / 5 + 2 / 5) / 2)
+
+
+def test_soft_dice_against_hand_counts():
+    targets = torch.tensor([[[1, 1, 0, 0], [1, 0, 0, IGNORE]]])
+    pred = torch.tensor([[[1, 0, 0, 1], [1, 0, 1, 0]]])  # the IGNORE pixel predicted background: it must not count
+    sure = torch.nn.functional.one_hot(pred, 2).permute(0, 3, 1, 2).float() * 40.0  # softmax: 0 or 1
+    # person: truth 3 pixels, predicted 4 of the labelled, overlap 2 -> Dice 2*2/(3+4)
+    assert soft_dice_loss(sure, targets).item() == pytest.approx(1 - 4 / 7, abs=1e-6)
+    pred[0, 1, 3] = 1  # predicting person where nothing is labelled changes nothing
+    sure = torch.nn.functional.one_hot(pred, 2).permute(0, 3, 1, 2).float() * 40.0
+    assert soft_dice_loss(sure, targets).item() == pytest.approx(1 - 4 / 7, abs=1e-6)
+    right = torch.nn.functional.one_hot(targets.where(targets != IGNORE, 0), 2).permute(0, 3, 1, 2).float() * 40
+    assert soft_dice_loss(right, targets).item() == pytest.approx(0.0, abs=1e-6)
+    unsure = torch.zeros(1, 2, 2, 4, requires_grad=True)  # p = 1/2 everywhere: Dice 2*1.5/(3.5+3)
+    loss = soft_dice_loss(unsure, targets)
+    assert loss.item() == pytest.approx(1 - 3 / 6.5)
+    loss.backward()
+    assert unsure.grad[0, 1, 0, 0] < 0 < unsure.grad[0, 1, 0, 2]  # raise person where it is, lower it elsewhere
+    assert unsure.grad[0, :, 1, 3].abs().sum() == 0
+
+
+def test_dice_adds_to_training_loss_only():
+    task = PixelTask("segment", 2, dice=0.5)
+    targets = torch.tensor([[[1, 1, 0, 0], [1, 0, 0, 0]]])
+    outputs = torch.randn(1, 2, 2, 4)
+    plain = torch.nn.functional.cross_entropy(outputs, targets)
+    assert task.loss(outputs, targets, smoothed=False).item() == pytest.approx(plain.item())
+    expected = plain + 0.5 * soft_dice_loss(outputs, targets)
+    assert task.loss(outputs, targets).item() == pytest.approx(expected.item())
+    with pytest.raises(CnnlabError, match="train.dice is for task: segment"):
+        cfg_of({"model": {"name": "simplenn"}, "train": {"dice": 1.0}})
 
 
 def test_colourize_run_end_to_end(data_root, tmp_path):

@@ -208,6 +208,7 @@ def _device_batches(cfg, parts: dict, device: torch.device, scale, shift) -> dic
             crop_padding=aug.crop_padding,
             flip=aug.flip,
             translate=aug.translate,
+            zoom=aug.zoom,
             drop_last=train.drop_last,
             seed=cfg.seed,
             **common,

@@ -72,3 +72,33 @@ def random_flip(
     """Mirror a random half of the batch left-right (masks alike); `drawn` and `rows` as for random_crop."""
     drawn = images.shape[0] if drawn is None else drawn
     return flip_where(images, (torch.rand(drawn, generator=generator) < 0.5)[rows].to(images.device), masks)
+
+
+def random_zoom(
+    images: torch.Tensor,
+    zoom: float,
+    generator: torch.Generator,
+    masks: Optional[torch.Tensor] = None,
+    drawn: Optional[int] = None,
+    rows: slice = slice(None),
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Enlarge each image by a random factor in [1, zoom] about a random point and keep a window of the original
+    size (scale augmentation without a border to fill): bilinear for uint8 images, nearest for masks, one
+    batched resampling; `drawn` and `rows` as for random_crop."""
+    if zoom <= 1.0:
+        return images, masks
+    drawn = images.shape[0] if drawn is None else drawn
+    factor = 1.0 + (zoom - 1.0) * torch.rand(drawn, generator=generator)[rows]
+    # the window's centre, in [-1, 1] coordinates, anywhere that keeps the whole window inside the image
+    reach = 1.0 - 1.0 / factor
+    centre = (2.0 * torch.rand(drawn, 2, generator=generator)[rows] - 1.0) * reach[:, None]
+    theta = torch.zeros(len(factor), 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / factor
+    theta[:, :, 2] = centre
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False).to(images.device)
+    zoomed = F.grid_sample(images.float(), grid, mode="bilinear", align_corners=False)
+    images = zoomed.round_().clamp_(0, 255).to(images.dtype).contiguous(memory_format=torch.channels_last)
+    if masks is not None:
+        picked = F.grid_sample(masks.unsqueeze(1).float(), grid, mode="nearest", align_corners=False)
+        masks = picked.squeeze(1).to(masks.dtype)
+    return images, masks

@@ -6,7 +6,7 @@ from typing import Any, Iterator, Optional, Union
 
 import torch
 
-from cnnlab.data.augment import flip_where, random_crop, random_flip
+from cnnlab.data.augment import flip_where, random_crop, random_flip, random_zoom
 from cnnlab.data.resize import resize_batch
 
 
@@ -21,7 +21,8 @@ class DeviceBatches:
 
     flip: True mirrors a random half of each batch; "alternating" mirrors a seeded random half of the images
     (drawn once from `seed`) in odd epochs and the other half in even ones, so every image is seen both ways
-    in two epochs. translate: a random shift by up to N pixels with the border reflected. drop_last: no
+    in two epochs. translate: a random shift by up to N pixels with the border reflected. zoom: each image
+    enlarged by a random factor in [1, zoom] and cut back to its size (scale augmentation). drop_last: no
     partial last batch (when shuffling).
     """
 
@@ -39,6 +40,7 @@ class DeviceBatches:
         channels_last: bool = True,
         input_size: Optional[int] = None,
         translate: int = 0,
+        zoom: float = 1.0,
         drop_last: bool = False,
         seed: int = 0,
     ):
@@ -49,7 +51,7 @@ class DeviceBatches:
         self.scale = scale.to(device).view(1, -1, 1, 1)
         self.shift = shift.to(device).view(1, -1, 1, 1)
         self.crop_padding, self.flip, self.shuffle = crop_padding, flip, shuffle
-        self.translate, self.drop_last = translate, drop_last and shuffle
+        self.translate, self.zoom, self.drop_last = translate, zoom, drop_last and shuffle
         self.channels_last = channels_last
         self.input_size = input_size
         self.flipped_first = None  # alternating: which images are mirrored in odd epochs
@@ -142,6 +144,8 @@ class DeviceBatches:
         """The configured augmentations of one batch (images `idx` of the split) in epoch `epoch` (1-based); the
         draws are for a global batch of `drawn`, of which these are `rows` (see random_crop)."""
         masks = y if y.dim() == 3 else None  # per-pixel targets move with their images
+        if self.zoom > 1.0:
+            x, masks = random_zoom(x, self.zoom, generator, masks, drawn, rows)
         if self.crop_padding:
             x, masks = random_crop(x, self.crop_padding, generator, masks, drawn, rows)
         if self.translate:

@@ -61,13 +61,15 @@ class PixelTask:
 
     `acc` is pixel accuracy. With `iou`, a confusion matrix is tallied too: `iou` is the IoU of the
     foreground (class 1 when there are two classes, else the mean over classes 1..K-1) and `miou`
-    the mean IoU over all classes. Pixels marked IGNORE (crop padding) count nowhere.
+    the mean IoU over all classes. Pixels marked IGNORE (crop padding) count nowhere. `dice` > 0 adds that
+    weight times the soft Dice loss of the foreground classes to the training loss.
     """
 
-    def __init__(self, name: str, num_classes: int, label_smoothing: float = 0.0):
+    def __init__(self, name: str, num_classes: int, label_smoothing: float = 0.0, dice: float = 0.0):
         self.name = name
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
+        self.dice = dice
         self.metrics = TASK_METRICS[name]
         self.monitor = TASK_MONITOR[name]
         self.iou = "iou" in self.metrics
@@ -77,9 +79,12 @@ class PixelTask:
         return math.log(self.num_classes)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, smoothed: bool = True) -> torch.Tensor:
-        """As ClassificationTask.loss, per labelled pixel."""
+        """As ClassificationTask.loss, per labelled pixel; in training (`smoothed`) plus the weighted Dice loss."""
         smoothing = self.label_smoothing if smoothed else 0.0
-        return F.cross_entropy(outputs.float(), targets.long(), ignore_index=IGNORE, label_smoothing=smoothing)
+        loss = F.cross_entropy(outputs.float(), targets.long(), ignore_index=IGNORE, label_smoothing=smoothing)
+        if smoothed and self.dice:
+            loss = loss + self.dice * soft_dice_loss(outputs.float(), targets)
+        return loss
 
     def scored(self, targets: torch.Tensor) -> torch.Tensor:
         """The labelled pixels `loss` averages over: processes sharing a batch may hold different numbers."""
@@ -121,7 +126,20 @@ class PixelTask:
         return out
 
 
+def soft_dice_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice of the foreground classes (1..K-1), averaged over them, over the batch's labelled pixels:
+    with probabilities p and one-hot targets t, Dice = 2 sum(p t) / (sum(p) + sum(t)). It rewards overlap as IoU
+    does, however small the foreground, where cross-entropy weighs every pixel alike."""
+    labelled = (targets != IGNORE).unsqueeze(1)
+    probs = outputs.softmax(1) * labelled
+    one_hot = F.one_hot(targets.long().where(labelled.squeeze(1), 0), outputs.shape[1]).permute(0, 3, 1, 2) * labelled
+    dims = (0, 2, 3)
+    overlap = (probs * one_hot).sum(dims)[1:]
+    sizes = (probs.sum(dims) + one_hot.sum(dims))[1:]
+    return 1.0 - (2.0 * overlap / sizes.clamp_min(1e-6)).mean()
+
+
 def make_task(cfg, num_classes: int):
     if cfg.task == "classify":
         return ClassificationTask(num_classes, cfg.train.label_smoothing)
-    return PixelTask(cfg.task, num_classes, label_smoothing=cfg.train.label_smoothing)
+    return PixelTask(cfg.task, num_classes, label_smoothing=cfg.train.label_smoothing, dice=cfg.train.dice)

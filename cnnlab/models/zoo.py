@@ -135,14 +135,17 @@ register(
     """conv NF k3 p1 -> bn -> act -> conv NF k3 p1 -> bn -> act -> save e1 -> maxpool 2
        conv 2*NF k3 p1 -> bn -> act -> conv 2*NF k3 p1 -> bn -> act -> save e2 -> maxpool 2
        conv 4*NF k3 p1 -> bn -> act -> conv 4*NF k3 p1 -> bn -> act -> save e3 -> maxpool 2
+       conv 8*NF k3 p1 -> bn -> act -> conv 8*NF k3 p1 -> bn -> act -> save e4 -> maxpool 2
        conv 8*NF k3 p1 -> bn -> act -> conv 8*NF k3 p1 -> bn -> act
+       upsample 2 -> cat e4 -> conv 8*NF k3 p1 -> bn -> act -> conv 4*NF k3 p1 -> bn -> act
        upsample 2 -> cat e3 -> conv 4*NF k3 p1 -> bn -> act -> conv 4*NF k3 p1 -> bn -> act
        upsample 2 -> cat e2 -> conv 2*NF k3 p1 -> bn -> act -> conv 2*NF k3 p1 -> bn -> act
        upsample 2 -> cat e1 -> conv NF k3 p1 -> bn -> act -> conv NF k3 p1 -> bn -> act
        conv classes k1""",
-    "A small U-Net for semantic segmentation: three down stages (NF, 2NF, 4NF) and a bottleneck (8NF), "
-    "each two conv3x3-BN-act; up stages concatenate the matching encoder output; model.upsample chooses "
-    "nearest, bilinear or transposed-convolution upsampling, model.activation e.g. relu or elu.",
+    "A small U-Net for semantic segmentation: four down stages (NF, 2NF, 4NF, 8NF) and a bottleneck (8NF) at "
+    "1/16 of the input's size, each two conv3x3-BN-act; up stages concatenate the matching encoder output; "
+    "model.upsample chooses nearest, bilinear or transposed-convolution upsampling, model.activation e.g. relu "
+    "or elu.",
     input=(3, 128, 128),
     hyper={"NF": 16, "classes": 2},
 )
