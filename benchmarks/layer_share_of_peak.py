@@ -25,10 +25,9 @@ from torch import nn
 
 from cnnlab.analysis.count import flop_counter, is_leaf
 from cnnlab.engine.peak import machine_peak, machine_load
+from cnnlab.engine.run_setup import AUTOCAST
 from cnnlab.experiment_files import load_experiment
 from cnnlab.models import create_model
-
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def build(experiment: str, overrides: list[str]) -> tuple[nn.Module, tuple, int, object]:
@@ -77,10 +76,15 @@ class LayerClock:
             handle.remove()
 
 
-def one_step(model, optimizer, x, y, precision: str) -> None:
+def forward_backward(model, x, y, precision: str) -> None:
+    """The loss of one batch at the recipe's precision, and its gradients."""
     with torch.autocast("cpu", dtype=AUTOCAST.get(precision, torch.bfloat16), enabled=precision in AUTOCAST):
         loss = nn.functional.cross_entropy(model(x).float(), y)
     loss.backward()
+
+
+def one_step(model, optimizer, x, y, precision: str) -> None:
+    forward_backward(model, x, y, precision)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
@@ -98,9 +102,7 @@ def flops_per_module(model, x, y, precision: str) -> dict[str, int]:
     """FLOPs of one forward and backward per leaf module name (the counter's names lose the root's prefix)."""
     counter = flop_counter()
     with counter:
-        with torch.autocast("cpu", dtype=AUTOCAST.get(precision, torch.bfloat16), enabled=precision in AUTOCAST):
-            loss = nn.functional.cross_entropy(model(x).float(), y)
-        loss.backward()
+        forward_backward(model, x, y, precision)
     model.zero_grad(set_to_none=True)
     root = type(model).__name__
     return {

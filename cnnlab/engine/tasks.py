@@ -81,9 +81,10 @@ class PixelTask:
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, smoothed: bool = True) -> torch.Tensor:
         """As ClassificationTask.loss, per labelled pixel; in training (`smoothed`) plus the weighted Dice loss."""
         smoothing = self.label_smoothing if smoothed else 0.0
-        loss = F.cross_entropy(outputs.float(), targets.long(), ignore_index=IGNORE, label_smoothing=smoothing)
+        logits = outputs.float()
+        loss = F.cross_entropy(logits, targets.long(), ignore_index=IGNORE, label_smoothing=smoothing)
         if smoothed and self.dice:
-            loss = loss + self.dice * soft_dice_loss(outputs.float(), targets)
+            loss = loss + self.dice * soft_dice_loss(logits, targets)
         return loss
 
     def scored(self, targets: torch.Tensor) -> torch.Tensor:
